@@ -1,0 +1,11 @@
+"""kerastrain: a training toolkit for Keras 3 on TensorFlow, JAX and PyTorch.
+
+Importing the package registers its layers with Keras' serialization, so a
+`.keras` file that uses them loads with plain `keras.saving.load_model`.
+"""
+
+from kerastrain import layers, models
+
+__version__ = "0.1.0"
+
+__all__ = ["layers", "models", "__version__"]

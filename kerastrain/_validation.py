@@ -1,0 +1,82 @@
+"""Argument checks shared by every kerastrain constructor.
+
+Each helper raises at construction time with the message shape Keras uses:
+what the argument must be, then what was received, e.g.
+"Argument `filters` must be an integer >= 1. Received: filters=0".
+"""
+
+import numbers
+
+
+def _received(name, value):
+    return f"Received: {name}={value!r}"
+
+
+def check_int(name, value, min_value=None):
+    """Returns `value` if it is an integer (bools excluded) >= `min_value`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"Argument `{name}` must be an integer. {_received(name, value)}"
+        )
+    if min_value is not None and value < min_value:
+        raise ValueError(
+            f"Argument `{name}` must be an integer >= {min_value}. "
+            f"{_received(name, value)}"
+        )
+    return int(value)
+
+
+def check_float(name, value, low=None, high=None, low_closed=True,
+                high_closed=True):
+    """Returns `float(value)` if it is a real number inside the interval.
+
+    `low`/`high` of None mean unbounded; `*_closed` say whether the bound
+    itself is allowed, and the message writes the interval the usual way,
+    e.g. `[0, 1)`.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"Argument `{name}` must be a number. {_received(name, value)}"
+        )
+    value = float(value)
+    too_low = low is not None and (value < low or (value == low
+                                                    and not low_closed))
+    too_high = high is not None and (value > high or (value == high
+                                                       and not high_closed))
+    if too_low or too_high or value != value:  # value != value: NaN
+        interval = "{}{}, {}{}".format(
+            "[" if low_closed and low is not None else "(",
+            "-inf" if low is None else f"{low:g}",
+            "inf" if high is None else f"{high:g}",
+            "]" if high_closed and high is not None else ")",
+        )
+        raise ValueError(
+            f"Argument `{name}` must be in {interval}. "
+            f"{_received(name, value)}"
+        )
+    return value
+
+
+def check_choice(name, value, choices):
+    """Returns `value` if it is one of `choices`, else lists them."""
+    if value not in choices:
+        allowed = ", ".join(repr(c) for c in choices)
+        raise ValueError(
+            f"Argument `{name}` must be one of {allowed}. "
+            f"{_received(name, value)}"
+        )
+    return value
+
+
+def check_keras_identifier(name, value, getter):
+    """Resolves `value` with a Keras `get` function (activations,
+    initializers, regularizers), re-raising its error with the argument's
+    name, so that `activation="rleu"` fails at construction and says where.
+    """
+    try:
+        return getter(value)
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            f"Argument `{name}` is not a known Keras identifier ({error}). "
+            f"{_received(name, value)}"
+        ) from None

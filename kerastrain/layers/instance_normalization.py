@@ -1,0 +1,149 @@
+"""Instance normalization: per sample, per channel, over the spatial axes."""
+
+import keras
+from keras import ops
+
+from kerastrain._validation import check_float, check_int
+
+
+@keras.saving.register_keras_serializable(package="kerastrain")
+class InstanceNormalization(keras.layers.GroupNormalization):
+    """Instance normalization layer (Ulyanov et al., 2016).
+
+    Normalizes each sample and each channel over its spatial axes (length
+    for 1D, height and width for 2D, depth, height and width for 3D), then
+    applies a per-channel scale `gamma` and offset `beta`. Unlike batch
+    normalization it keeps no running statistics, so training and inference
+    compute the same thing; it is the normalization of style transfer and a
+    batch-size-independent choice for small batches.
+
+    It equals `torch.nn.InstanceNorm{1,2,3}d(C, affine=True, eps=epsilon)`
+    and Keras' `GroupNormalization(groups=-1)` mathematically. It subclasses
+    the latter for its arguments, weights and config, but computes the
+    statistics of shifted data in two passes, `mean((x - mean(x))**2)`
+    after subtracting one sample per channel: Keras' group norm uses forms
+    (`E[x^2] - E[x]^2` on the torch backend, `x*inv - mean*inv` elsewhere)
+    that lose float32 precision on inputs with a large mean.
+
+    Args:
+        axis: Integer, the channel axis: -1 for channels-last inputs
+            (the default), 1 for channels-first.
+        epsilon: Small float added to the variance. Defaults to 1e-5, as
+            in PyTorch.
+        center: If True, add the learned offset `beta`.
+        scale: If True, multiply by the learned scale `gamma`.
+        beta_initializer: Initializer for `beta`. Defaults to "zeros".
+        gamma_initializer: Initializer for `gamma`. Defaults to "ones".
+        beta_regularizer, gamma_regularizer: Optional regularizers.
+        beta_constraint, gamma_constraint: Optional constraints.
+        **kwargs: Base layer arguments (`name`, `dtype`, ...).
+
+    Input shape:
+        A tensor of rank 3, 4 or 5: `(batch, *spatial, channels)` for
+        `axis=-1`, `(batch, channels, *spatial)` for `axis=1`. The channel
+        dimension must be known.
+
+    Output shape:
+        Same as the input.
+
+    Example:
+
+    >>> import numpy as np
+    >>> x = np.random.rand(2, 8, 8, 3).astype("float32")
+    >>> y = InstanceNormalization()(x)
+    >>> tuple(y.shape)
+    (2, 8, 8, 3)
+
+    Reference:
+        Ulyanov, Vedaldi and Lempitsky, "Instance Normalization: The
+        Missing Ingredient for Fast Stylization", arXiv:1607.08022 (2016).
+    """
+
+    def __init__(
+        self,
+        axis=-1,
+        epsilon=1e-5,
+        center=True,
+        scale=True,
+        beta_initializer="zeros",
+        gamma_initializer="ones",
+        beta_regularizer=None,
+        gamma_regularizer=None,
+        beta_constraint=None,
+        gamma_constraint=None,
+        **kwargs,
+    ):
+        check_int("axis", axis)
+        epsilon = check_float("epsilon", epsilon, low=0.0, low_closed=False)
+        super().__init__(
+            groups=-1,
+            axis=axis,
+            epsilon=epsilon,
+            center=center,
+            scale=scale,
+            beta_initializer=beta_initializer,
+            gamma_initializer=gamma_initializer,
+            beta_regularizer=beta_regularizer,
+            gamma_regularizer=gamma_regularizer,
+            beta_constraint=beta_constraint,
+            gamma_constraint=gamma_constraint,
+            **kwargs,
+        )
+
+    def build(self, input_shape):
+        rank = len(input_shape)
+        if rank < 3:
+            raise ValueError(
+                "InstanceNormalization needs inputs of rank >= 3 "
+                "(batch, spatial axes..., channels); there is no spatial axis "
+                f"to normalize over. Received: input_shape={input_shape}"
+            )
+        if not -rank <= self.axis < rank or self.axis % rank == 0:
+            raise ValueError(
+                "Argument `axis` must name a channel axis of the input "
+                f"(not the batch axis 0), between 1 and {rank - 1} or "
+                f"-{rank - 1} and -1. Received: axis={self.axis} for "
+                f"input_shape={input_shape}"
+            )
+        if input_shape[self.axis] is None:
+            raise ValueError(
+                "InstanceNormalization needs a defined channel dimension to "
+                f"create its weights, but axis {self.axis} of the input is "
+                f"None. Received: input_shape={input_shape}"
+            )
+        super().build(input_shape)
+
+    def call(self, inputs):
+        rank = len(inputs.shape)
+        channel_axis = self.axis % rank
+        spatial_axes = [a for a in range(1, rank) if a != channel_axis]
+        # Compute in float32 at least, as GroupNormalization does, so that
+        # mixed-precision training does not overflow in the variance.
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype,
+                                                       "float32"))
+        # Shifted-data algorithm: subtracting one sample of each channel
+        # first is exact for nearby values and leaves small numbers whose
+        # mean float32 keeps to full precision.
+        first = tuple(slice(0, 1) if a in spatial_axes else slice(None)
+                      for a in range(rank))
+        shifted = x - ops.stop_gradient(x[first])
+        centered = shifted - ops.mean(shifted, axis=spatial_axes,
+                                      keepdims=True)
+        variance = ops.mean(ops.square(centered), axis=spatial_axes,
+                            keepdims=True)
+        outputs = centered * ops.rsqrt(variance + self.epsilon)
+        broadcast_shape = [1] * rank
+        broadcast_shape[channel_axis] = inputs.shape[channel_axis]
+        if self.scale:
+            outputs = outputs * ops.reshape(
+                ops.cast(self.gamma, x.dtype), broadcast_shape)
+        if self.center:
+            outputs = outputs + ops.reshape(
+                ops.cast(self.beta, x.dtype), broadcast_shape)
+        return ops.cast(outputs, self.compute_dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        # `groups` is fixed to "one per channel"; it is not an argument here.
+        config.pop("groups", None)
+        return config

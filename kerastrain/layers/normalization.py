@@ -1,0 +1,47 @@
+"""The `norm=` choice shared by residual blocks and model builders."""
+
+import math
+
+import keras
+
+from kerastrain._validation import check_choice, check_int
+from kerastrain.layers.instance_normalization import InstanceNormalization
+
+NORMALIZATIONS = ("batch", "instance", "layer", "group", None)
+
+
+def check_norm(norm):
+    """Raises a `ValueError` unless `norm` is one of `NORMALIZATIONS`."""
+    return check_choice("norm", norm, NORMALIZATIONS)
+
+
+def normalization(norm, channels, groups=32, name=None):
+    """Returns a fresh channels-last normalization layer, or None.
+
+    Args:
+        norm: One of `"batch"` (BatchNormalization), `"instance"`
+            (InstanceNormalization), `"layer"` (LayerNormalization over the
+            channel axis, as in ConvNeXt), `"group"` (GroupNormalization) or
+            None (no normalization).
+        channels: Integer, the number of channels to normalize.
+        groups: Integer, the number of groups for `"group"`. Wu and He's
+            default is 32; it is reduced to `gcd(channels, groups)` so that
+            it divides the channel count (a 16-channel layer gets 16 groups).
+        name: Optional layer name.
+
+    Returns:
+        A Keras layer, or None for `norm=None`.
+    """
+    check_norm(norm)
+    channels = check_int("channels", channels, min_value=1)
+    groups = check_int("groups", groups, min_value=1)
+    if norm == "batch":
+        return keras.layers.BatchNormalization(name=name)
+    if norm == "instance":
+        return InstanceNormalization(name=name)
+    if norm == "layer":
+        return keras.layers.LayerNormalization(name=name)
+    if norm == "group":
+        return keras.layers.GroupNormalization(
+            groups=math.gcd(channels, groups), name=name)
+    return None

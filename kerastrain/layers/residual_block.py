@@ -1,0 +1,210 @@
+"""The residual block of ResNet: basic or bottleneck, any normalization."""
+
+import keras
+
+from kerastrain._validation import (check_float, check_int,
+                                    check_keras_identifier)
+from kerastrain.layers.drop_path import DropPath
+from kerastrain.layers.normalization import check_norm, normalization
+
+BOTTLENECK_EXPANSION = 4
+
+
+@keras.saving.register_keras_serializable(package="kerastrain")
+class ResidualBlock(keras.layers.Layer):
+    """ResNet block: `activation(branch(x) + shortcut(x))`.
+
+    The branch is two 3x3 convolutions (basic block) or a 1x1-3x3-1x1
+    bottleneck whose last convolution expands the channels by 4, each
+    convolution followed by the chosen normalization, as in the original
+    ResNet (post-activation). The shortcut is the identity, or a strided
+    1x1 convolution plus normalization (a "projection", option B of He et
+    al.) when the block changes the spatial size or the channel count.
+    `DropPath` on the branch gives stochastic depth; `shortcut=False` gives
+    the "plain" block without a skip connection, for comparing how deep
+    nets train with and without one.
+
+    Channels-last 2D inputs only.
+
+    Args:
+        filters: Integer >= 1, the branch width; the block outputs
+            `filters` channels, or `4 * filters` with `bottleneck=True`.
+        strides: Integer >= 1, the stride of the 3x3 convolution (2 halves
+            height and width).
+        bottleneck: If True, use the 1x1-3x3-1x1 bottleneck branch.
+        norm: One of `"batch"`, `"instance"`, `"layer"`, `"group"` or None.
+        drop_path_rate: Float in `[0, 1)`, the probability of dropping the
+            branch per sample in training (stochastic depth).
+        activation: Name or function of the activation (any that
+            `keras.activations.get` accepts).
+        kernel_initializer: Initializer of the convolutions.
+        kernel_regularizer: Optional regularizer of the convolutions (for
+            example `keras.regularizers.L2(1e-4)`).
+        shortcut: If False, no skip connection (the plain block).
+        groups: Integer >= 1, the number of groups for `norm="group"`,
+            reduced to a divisor of the channel count.
+        seed: Optional integer seed of the DropPath masks.
+        **kwargs: Base layer arguments (`name`, `dtype`, ...).
+
+    Input shape:
+        `(batch, height, width, channels)`.
+
+    Output shape:
+        `(batch, ceil(height / strides), ceil(width / strides), out)` with
+        `out = filters`, or `4 * filters` for a bottleneck.
+
+    Example:
+
+    >>> import numpy as np
+    >>> block = ResidualBlock(32, strides=2, norm="group",
+    ...                       drop_path_rate=0.1)
+    >>> tuple(block(np.zeros((2, 16, 16, 16), dtype="float32")).shape)
+    (2, 8, 8, 32)
+
+    Reference:
+        He, Zhang, Ren and Sun, "Deep Residual Learning for Image
+        Recognition", CVPR 2016 (arXiv:1512.03385).
+    """
+
+    def __init__(
+        self,
+        filters,
+        strides=1,
+        bottleneck=False,
+        norm="batch",
+        drop_path_rate=0.0,
+        activation="relu",
+        kernel_initializer="he_normal",
+        kernel_regularizer=None,
+        shortcut=True,
+        groups=32,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters = check_int("filters", filters, min_value=1)
+        self.strides = check_int("strides", strides, min_value=1)
+        self.bottleneck = bool(bottleneck)
+        self.norm = check_norm(norm)
+        self.drop_path_rate = check_float("drop_path_rate", drop_path_rate,
+                                          low=0.0, high=1.0,
+                                          high_closed=False)
+        self.activation = check_keras_identifier(
+            "activation", activation, keras.activations.get)
+        self.kernel_initializer = check_keras_identifier(
+            "kernel_initializer", kernel_initializer, keras.initializers.get)
+        self.kernel_regularizer = check_keras_identifier(
+            "kernel_regularizer", kernel_regularizer, keras.regularizers.get)
+        self.shortcut = bool(shortcut)
+        self.groups = check_int("groups", groups, min_value=1)
+        self.seed = None if seed is None else check_int("seed", seed)
+        if not self.shortcut and self.drop_path_rate > 0:
+            raise ValueError(
+                "Argument `drop_path_rate` needs `shortcut=True`: without a "
+                "skip connection, dropping the branch drops the whole "
+                f"signal. Received: drop_path_rate={drop_path_rate}, "
+                "shortcut=False"
+            )
+
+        self.out_channels = self.filters * (
+            BOTTLENECK_EXPANSION if self.bottleneck else 1)
+        if self.bottleneck:
+            branch = [(self.filters, 1, 1), (self.filters, 3, self.strides),
+                      (self.out_channels, 1, 1)]
+        else:
+            branch = [(self.filters, 3, self.strides), (self.filters, 3, 1)]
+        self.convs = [self._conv(c, k, s, f"conv{i}")
+                      for i, (c, k, s) in enumerate(branch)]
+        self.norms = [self._norm(c, f"norm{i}")
+                      for i, (c, _, _) in enumerate(branch)]
+        self.drop_path = (DropPath(self.drop_path_rate, seed=self.seed,
+                                   name="drop_path")
+                          if self.drop_path_rate > 0 else None)
+        self.projection = None
+        self.projection_norm = None
+
+    def _conv(self, filters, kernel_size, strides, name):
+        return keras.layers.Conv2D(
+            filters, kernel_size, strides=strides, padding="same",
+            # A bias before a normalization with an offset is redundant.
+            use_bias=self.norm is None,
+            kernel_initializer=self.kernel_initializer,
+            kernel_regularizer=self.kernel_regularizer,
+            name=name,
+        )
+
+    def _norm(self, channels, name):
+        layer = normalization(self.norm, channels, self.groups, name=name)
+        return layer if layer is not None else keras.layers.Identity(
+            name=name)
+
+    def build(self, input_shape):
+        if len(input_shape) != 4 or input_shape[-1] is None:
+            raise ValueError(
+                "ResidualBlock expects channels-last 2D inputs "
+                "(batch, height, width, channels) with a known channel "
+                f"count. Received: input_shape={input_shape}"
+            )
+        if self.shortcut and (self.strides != 1
+                              or input_shape[-1] != self.out_channels):
+            self.projection = self._conv(self.out_channels, 1, self.strides,
+                                         "projection")
+            self.projection_norm = self._norm(self.out_channels,
+                                              "projection_norm")
+            _build_chain([self.projection, self.projection_norm],
+                         input_shape)
+        _build_chain([layer for pair in zip(self.convs, self.norms)
+                      for layer in pair], input_shape)
+        if self.drop_path is not None:
+            self.drop_path.build(self.compute_output_shape(input_shape))
+
+    def call(self, inputs, training=None):
+        x = inputs
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+            x = norm(conv(x), training=training)
+            if i < len(self.convs) - 1:
+                x = self.activation(x)
+        if not self.shortcut:
+            return self.activation(x)
+        if self.drop_path is not None:
+            x = self.drop_path(x, training=training)
+        skip = inputs
+        if self.projection is not None:
+            skip = self.projection_norm(self.projection(inputs),
+                                        training=training)
+        return self.activation(x + skip)
+
+    def compute_output_shape(self, input_shape):
+        shape = input_shape
+        for conv in self.convs:
+            shape = conv.compute_output_shape(shape)
+        return shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "filters": self.filters,
+            "strides": self.strides,
+            "bottleneck": self.bottleneck,
+            "norm": self.norm,
+            "drop_path_rate": self.drop_path_rate,
+            "activation": keras.activations.serialize(self.activation),
+            "kernel_initializer": keras.initializers.serialize(
+                self.kernel_initializer),
+            "kernel_regularizer": keras.regularizers.serialize(
+                self.kernel_regularizer),
+            "shortcut": self.shortcut,
+            "groups": self.groups,
+            "seed": self.seed,
+        })
+        return config
+
+
+def _build_chain(layers, input_shape):
+    """Builds layers applied one after another, so that the block's weights
+    exist right after `build()` (a `.keras` file loads into them)."""
+    shape = input_shape
+    for layer in layers:
+        layer.build(shape)
+        shape = layer.compute_output_shape(shape)
+    return shape

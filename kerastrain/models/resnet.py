@@ -1,0 +1,157 @@
+"""CIFAR-style ResNet builder (He et al., 2016, section 4.2)."""
+
+import keras
+
+from kerastrain._validation import (check_float, check_int,
+                                    check_keras_identifier)
+from kerastrain.layers.drop_path import stochastic_depth_rates
+from kerastrain.layers.normalization import check_norm, normalization
+from kerastrain.layers.residual_block import ResidualBlock
+
+NUM_STAGES = 3
+
+
+def valid_depths(bottleneck=False, up_to=200):
+    """Depths the CIFAR ResNet accepts: 6n+2 (basic) or 9n+2 (bottleneck).
+
+    Example:
+
+    >>> valid_depths()[:4]
+    [8, 14, 20, 26]
+    """
+    layers_per_block = 3 if bottleneck else 2
+    step = NUM_STAGES * layers_per_block
+    return list(range(step + 2, up_to + 1, step))
+
+
+def resnet(
+    input_shape,
+    num_classes,
+    depth=20,
+    width=16,
+    norm="batch",
+    drop_path_rate=0.0,
+    bottleneck=False,
+    shortcut=True,
+    activation="relu",
+    kernel_initializer="he_normal",
+    kernel_regularizer=None,
+    groups=32,
+    seed=None,
+    name=None,
+):
+    """Builds the CIFAR-style ResNet of He et al., returning logits.
+
+    A 3x3 convolution with `width` filters, then three stages of `n`
+    residual blocks at widths `width`, `2 * width`, `4 * width` (the last
+    two start with stride 2), global average pooling and a dense layer
+    with `num_classes` outputs and no activation. Basic blocks give
+    `depth = 6n + 2` (ResNet-20, -32, -44, -56, -110); bottleneck blocks
+    (expansion 4) give `depth = 9n + 2` (ResNet-164). ResNet-20 with
+    width 16 has about 0.27 M parameters, as in the paper. Stochastic
+    depth uses the linear decay rule over all blocks.
+
+    Args:
+        input_shape: Tuple `(height, width, channels)`, e.g. `(32, 32, 3)`.
+        num_classes: Integer >= 1, the number of logits.
+        depth: Integer, the number of weighted layers (see above).
+        width: Integer >= 1, the channels of the first stage.
+        norm: One of `"batch"`, `"instance"`, `"layer"`, `"group"` or None.
+        drop_path_rate: Float in `[0, 1)`, the drop rate of the last block;
+            earlier blocks get linearly smaller rates.
+        bottleneck: If True, use bottleneck blocks.
+        shortcut: If False, build the same net without skip connections
+            (the "plain" net of the paper, which trains worse as it gets
+            deeper: the degradation problem).
+        activation: The activation after each block and the stem.
+        kernel_initializer: Initializer of every convolution.
+        kernel_regularizer: Optional regularizer of every convolution and
+            the classifier, e.g. `keras.regularizers.L2(1e-4)`.
+        groups: Integer, the number of groups for `norm="group"`.
+        seed: Optional integer; seeds the DropPath masks.
+        name: Optional model name, by default `"resnet{depth}"`.
+
+    Returns:
+        An uncompiled functional `keras.Model` from images to logits; pair
+        it with a loss built with `from_logits=True`.
+
+    Example:
+
+    >>> model = resnet((32, 32, 3), num_classes=10, depth=20)
+    >>> round(model.count_params() / 1e6, 2)
+    0.27
+
+    Reference:
+        He, Zhang, Ren and Sun, "Deep Residual Learning for Image
+        Recognition", CVPR 2016, section 4.2 (arXiv:1512.03385).
+    """
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3:
+        raise ValueError(
+            "Argument `input_shape` must be (height, width, channels). "
+            f"Received: input_shape={input_shape}"
+        )
+    num_classes = check_int("num_classes", num_classes, min_value=1)
+    depth = check_int("depth", depth)
+    width = check_int("width", width, min_value=1)
+    check_norm(norm)
+    check_float("drop_path_rate", drop_path_rate, low=0.0, high=1.0,
+                high_closed=False)
+    if seed is not None:
+        check_int("seed", seed)
+    if not shortcut and drop_path_rate > 0:
+        raise ValueError(
+            "Argument `drop_path_rate` needs `shortcut=True`: stochastic "
+            "depth drops residual branches, and a plain net has none. "
+            f"Received: drop_path_rate={drop_path_rate}, shortcut=False"
+        )
+    allowed = valid_depths(bottleneck)
+    if depth not in allowed:
+        kind = "9n+2 (bottleneck)" if bottleneck else "6n+2"
+        raise ValueError(
+            f"Argument `depth` must be {kind} with n >= 1; valid depths "
+            f"include {', '.join(map(str, allowed[:8]))}, ... "
+            f"Received: depth={depth}"
+        )
+    blocks_per_stage = (depth - 2) // (allowed[0] - 2)
+    rates = stochastic_depth_rates(NUM_STAGES * blocks_per_stage,
+                                   drop_path_rate)
+    # Resolve once so that a misspelt activation fails here, not deep in a
+    # block, and name the argument.
+    check_keras_identifier("activation", activation, keras.activations.get)
+
+    inputs = keras.Input(shape=input_shape)
+    x = keras.layers.Conv2D(width, 3, padding="same",
+                            use_bias=norm is None,
+                            kernel_initializer=kernel_initializer,
+                            kernel_regularizer=kernel_regularizer,
+                            name="stem_conv")(inputs)
+    stem_norm = normalization(norm, width, groups, name="stem_norm")
+    if stem_norm is not None:
+        x = stem_norm(x)
+    x = keras.layers.Activation(activation, name="stem_act")(x)
+    for stage in range(NUM_STAGES):
+        for i in range(blocks_per_stage):
+            index = stage * blocks_per_stage + i
+            x = ResidualBlock(
+                width * 2**stage,
+                strides=2 if stage > 0 and i == 0 else 1,
+                bottleneck=bottleneck,
+                norm=norm,
+                drop_path_rate=rates[index],
+                activation=activation,
+                kernel_initializer=kernel_initializer,
+                kernel_regularizer=kernel_regularizer,
+                shortcut=shortcut,
+                groups=groups,
+                seed=None if seed is None else seed + index,
+                name=f"stage{stage + 1}_block{i + 1}",
+            )(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    # float32 logits keep the softmax stable under mixed precision.
+    outputs = keras.layers.Dense(num_classes,
+                                 kernel_regularizer=kernel_regularizer,
+                                 dtype="float32", name="logits")(x)
+    return keras.Model(inputs, outputs,
+                       name=name or f"resnet{depth}" + ("" if shortcut
+                                                         else "_plain"))

@@ -1,0 +1,157 @@
+import keras
+import numpy as np
+import pytest
+import torch
+from keras.src import testing
+
+from kerastrain.layers import InstanceNormalization
+from tests.support import input_grad, to_numpy
+
+TORCH_NORMS = {1: torch.nn.InstanceNorm1d, 2: torch.nn.InstanceNorm2d,
+               3: torch.nn.InstanceNorm3d}
+SPATIAL = {1: (12,), 2: (6, 7), 3: (4, 5, 3)}
+CHANNELS = 5
+
+
+def _case(dims, axis, offset=3.0, std=2.0, seed=0):
+    """Input in the layer's layout, affine weights, and PyTorch's output
+    (PyTorch is channels-first) in the same layout, plus the torch module
+    and its input."""
+    rng = np.random.default_rng(seed)
+    shape_cf = (3, CHANNELS) + SPATIAL[dims]
+    x_cf = (rng.standard_normal(shape_cf) * std + offset).astype("float32")
+    gamma = rng.standard_normal(CHANNELS).astype("float32")
+    beta = rng.standard_normal(CHANNELS).astype("float32")
+    module = TORCH_NORMS[dims](CHANNELS, affine=True, eps=1e-5)
+    with torch.no_grad():
+        module.weight.copy_(torch.from_numpy(gamma))
+        module.bias.copy_(torch.from_numpy(beta))
+    x_torch = torch.from_numpy(x_cf).requires_grad_(True)
+    y_cf = module(x_torch)
+    to_last = (0,) + tuple(range(2, dims + 2)) + (1,)
+    if axis == 1:
+        return x_cf, gamma, beta, y_cf, x_torch
+    return (np.transpose(x_cf, to_last), gamma, beta,
+            y_cf.permute(*to_last), x_torch)
+
+
+def _layer(x, gamma, beta, axis):
+    layer = InstanceNormalization(axis=axis)
+    layer.build(x.shape)
+    layer.set_weights([gamma, beta])
+    return layer
+
+
+@pytest.mark.parametrize("axis", [-1, 1])
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_matches_torch_instance_norm_in_training_and_inference(dims, axis):
+    x, gamma, beta, expected, _ = _case(dims, axis)
+    layer = _layer(x, gamma, beta, axis)
+    expected = expected.detach().numpy()
+    for training in (True, False):
+        np.testing.assert_allclose(to_numpy(layer(x, training=training)),
+                                   expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_input_gradient_matches_torch(dims):
+    x, gamma, beta, y_torch, x_torch = _case(dims, axis=-1, seed=1)
+    weights = np.random.default_rng(2).standard_normal(x.shape).astype(
+        "float32")
+    layer = _layer(x, gamma, beta, axis=-1)
+    grad = input_grad(lambda v: keras.ops.multiply(layer(v), weights), x)
+    (y_torch * torch.from_numpy(weights)).sum().backward()
+    expected = x_torch.grad.numpy().transpose(
+        (0,) + tuple(range(2, dims + 2)) + (1,))
+    np.testing.assert_allclose(grad, expected, atol=1e-5, rtol=0)
+
+
+def test_as_accurate_as_torch_on_inputs_with_a_large_mean():
+    # Mean 10, std 0.1: E[x^2] - E[x]^2 cancels catastrophically in float32
+    # (Keras' GroupNormalization is off by ~6e-3 here on the torch backend).
+    # Against a float64 two-pass reference, the layer must do no worse than
+    # PyTorch's own float32 kernel, with a 2x margin.
+    x, gamma, beta, y_torch, _ = _case(2, axis=-1, offset=10.0, std=0.1)
+    x64 = x.astype("float64")
+    mean = x64.mean(axis=(1, 2), keepdims=True)
+    var = ((x64 - mean) ** 2).mean(axis=(1, 2), keepdims=True)
+    reference = (x64 - mean) / np.sqrt(var + 1e-5) * gamma + beta
+    ours = np.abs(to_numpy(_layer(x, gamma, beta, -1)(x)) - reference).max()
+    theirs = np.abs(y_torch.detach().numpy() - reference).max()
+    assert ours <= 2 * theirs, (ours, theirs)
+
+
+def test_output_has_zero_mean_unit_variance_without_affine():
+    x = np.random.default_rng(3).gamma(2.0, size=(4, 9, 9, 3)).astype(
+        "float32")
+    y = to_numpy(InstanceNormalization(center=False, scale=False)(x))
+    np.testing.assert_allclose(y.mean(axis=(1, 2)), 0.0, atol=1e-5)
+    # Biased variance, minus the epsilon's share.
+    var = x.var(axis=(1, 2))
+    np.testing.assert_allclose(y.var(axis=(1, 2)), var / (var + 1e-5),
+                               rtol=1e-4)
+
+
+def test_mixed_precision_output_is_float16_and_close():
+    x = np.random.default_rng(4).standard_normal((2, 6, 6, 3)).astype(
+        "float32")
+    full = to_numpy(InstanceNormalization()(x))
+    half = InstanceNormalization(dtype="mixed_float16")(x)
+    assert keras.backend.standardize_dtype(half.dtype) == "float16"
+    np.testing.assert_allclose(to_numpy(half).astype("float32"), full,
+                               atol=5e-3)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(epsilon=0.0), ValueError, "epsilon"),
+        (dict(epsilon=-1e-5), ValueError, "epsilon"),
+        (dict(axis=1.5), TypeError, "axis"),
+    ],
+)
+def test_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        InstanceNormalization(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "shape, axis, match",
+    [
+        ((4, 8), -1, "rank >= 3"),
+        ((4, 8, 8, None), -1, "defined channel dimension"),
+        ((4, 8, 8, 3), 0, "batch axis"),
+        ((4, 8, 8, 3), 4, "channel axis"),
+    ],
+)
+def test_bad_inputs_fail_at_build(shape, axis, match):
+    with pytest.raises(ValueError, match=match):
+        InstanceNormalization(axis=axis).build(shape)
+
+
+def test_symbolic_input_with_unknown_channels_is_rejected():
+    with pytest.raises(ValueError, match="defined channel dimension"):
+        InstanceNormalization()(keras.Input(shape=(8, 8, None)))
+
+
+class InstanceNormalizationContractTest(testing.TestCase):
+    def test_layer_contract(self):
+        # Shapes, weight counts, get_config/from_config, saving inside a
+        # model, a training step and mixed precision, by Keras' own checker.
+        self.run_layer_test(
+            InstanceNormalization,
+            init_kwargs={"axis": -1, "epsilon": 1e-3,
+                         "gamma_initializer": "random_normal"},
+            input_shape=(2, 5, 5, 3),
+            expected_output_shape=(2, 5, 5, 3),
+            expected_num_trainable_weights=2,
+            expected_num_non_trainable_weights=0,
+            supports_masking=True,
+        )
+
+    def test_config_has_no_groups_and_round_trips(self):
+        layer = InstanceNormalization(axis=1, epsilon=1e-4, center=False)
+        config = layer.get_config()
+        self.assertNotIn("groups", config)
+        clone = InstanceNormalization.from_config(config)
+        self.assertEqual(clone.get_config(), config)

@@ -1,0 +1,54 @@
+"""Helpers shared by the tests: backend autodiff and backend subprocesses."""
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+
+BACKENDS = ("tensorflow", "jax", "torch")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def to_numpy(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def input_grad(fn, x):
+    """Gradient of `sum(fn(x))` with respect to the NumPy array `x`,
+    computed by the current backend's own autodiff."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        x = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            total = keras.ops.sum(fn(x))
+        return tape.gradient(total, x).numpy()
+    if backend == "jax":
+        import jax
+
+        return np.asarray(jax.grad(lambda v: keras.ops.sum(fn(v)))(x))
+    import torch
+
+    x = torch.tensor(x, requires_grad=True)
+    keras.ops.sum(fn(x)).backward()
+    return x.grad.numpy()
+
+
+def run_python(backend, code, timeout=600):
+    """Runs `code` in a fresh Python with `KERAS_BACKEND=backend`; returns
+    its stdout, or fails the test with its stderr."""
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError(
+            f"subprocess on {backend} failed:\n{proc.stderr[-4000:]}")
+    return proc.stdout
+
+
+def other_backends():
+    return [b for b in BACKENDS if b != keras.backend.backend()]
