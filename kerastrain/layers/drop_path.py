@@ -53,10 +53,14 @@ class DropPath(keras.layers.Dropout):
             check_int("seed", seed)
         super().__init__(rate=rate, seed=seed, **kwargs)
 
-    def build(self, input_shape):
-        # One Bernoulli draw per sample, broadcast over every other axis.
-        self.noise_shape = (None,) + (1,) * (len(input_shape) - 1)
-        super().build(input_shape)
+    def call(self, inputs, training=False):
+        if training and self.rate > 0:
+            # One Bernoulli draw per sample, broadcast over every other axis.
+            return keras.random.dropout(
+                inputs, self.rate,
+                noise_shape=(None,) + (1,) * (len(inputs.shape) - 1),
+                seed=self.seed_generator)
+        return inputs
 
     def get_config(self):
         config = super().get_config()

@@ -15,7 +15,7 @@ def check_norm(norm):
     return check_choice("norm", norm, NORMALIZATIONS)
 
 
-def normalization(norm, channels, groups=32, name=None):
+def normalization(norm, channels, groups=32, **kwargs):
     """Returns a fresh channels-last normalization layer, or None.
 
     Args:
@@ -27,7 +27,7 @@ def normalization(norm, channels, groups=32, name=None):
         groups: Integer, the number of groups for `"group"`. Wu and He's
             default is 32; it is reduced to `gcd(channels, groups)` so that
             it divides the channel count (a 16-channel layer gets 16 groups).
-        name: Optional layer name.
+        **kwargs: Base layer arguments (`name`, `dtype`, ...).
 
     Returns:
         A Keras layer, or None for `norm=None`.
@@ -36,12 +36,12 @@ def normalization(norm, channels, groups=32, name=None):
     channels = check_int("channels", channels, min_value=1)
     groups = check_int("groups", groups, min_value=1)
     if norm == "batch":
-        return keras.layers.BatchNormalization(name=name)
+        return keras.layers.BatchNormalization(**kwargs)
     if norm == "instance":
-        return InstanceNormalization(name=name)
+        return InstanceNormalization(**kwargs)
     if norm == "layer":
-        return keras.layers.LayerNormalization(name=name)
+        return keras.layers.LayerNormalization(**kwargs)
     if norm == "group":
         return keras.layers.GroupNormalization(
-            groups=math.gcd(channels, groups), name=name)
+            groups=math.gcd(channels, groups), **kwargs)
     return None

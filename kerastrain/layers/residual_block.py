@@ -118,7 +118,7 @@ class ResidualBlock(keras.layers.Layer):
         self.norms = [self._norm(c, f"norm{i}")
                       for i, (c, _, _) in enumerate(branch)]
         self.drop_path = (DropPath(self.drop_path_rate, seed=self.seed,
-                                   name="drop_path")
+                                   name="drop_path", dtype=self.dtype_policy)
                           if self.drop_path_rate > 0 else None)
         self.projection = None
         self.projection_norm = None
@@ -131,12 +131,15 @@ class ResidualBlock(keras.layers.Layer):
             kernel_initializer=self.kernel_initializer,
             kernel_regularizer=self.kernel_regularizer,
             name=name,
+            dtype=self.dtype_policy,
         )
 
     def _norm(self, channels, name):
-        layer = normalization(self.norm, channels, self.groups, name=name)
+        # Sublayers follow the block's dtype policy (mixed precision).
+        kwargs = dict(name=name, dtype=self.dtype_policy)
+        layer = normalization(self.norm, channels, self.groups, **kwargs)
         return layer if layer is not None else keras.layers.Identity(
-            name=name)
+            **kwargs)
 
     def build(self, input_shape):
         if len(input_shape) != 4 or input_shape[-1] is None:

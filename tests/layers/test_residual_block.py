@@ -1,0 +1,219 @@
+import math
+
+import keras
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from keras.src import testing
+
+from kerastrain.layers import ResidualBlock
+from tests.support import to_numpy
+
+
+def _randomize(block, seed=0):
+    """Gives every weight of the block a random, non-default value (moving
+    variances stay positive) so that the reference check sees them all."""
+    rng = np.random.default_rng(seed)
+    for weight in block.weights:
+        shape = tuple(weight.shape)
+        if "variance" in weight.path:
+            weight.assign(rng.uniform(0.5, 1.5, shape).astype("float32"))
+        else:
+            weight.assign((rng.standard_normal(shape) * 0.3).astype(
+                "float32"))
+
+
+def _t(variable):
+    return torch.from_numpy(to_numpy(variable))
+
+
+def _conv_same(x, conv):
+    """Keras `padding="same"` by TensorFlow's documented rule: pad
+    `max((out - 1) * stride + k - in, 0)` in total, the extra pixel after."""
+    kernel = _t(conv.kernel).permute(3, 2, 0, 1)
+    k, stride, size = kernel.shape[-1], conv.strides[0], x.shape[-1]
+    total = max((math.ceil(size / stride) - 1) * stride + k - size, 0)
+    before = total // 2
+    x = F.pad(x, (before, total - before, before, total - before))
+    bias = _t(conv.bias) if conv.use_bias else None
+    return F.conv2d(x, kernel, bias, stride=stride)
+
+
+def _norm(layer, x):
+    if isinstance(layer, keras.layers.Identity):
+        return x
+    if isinstance(layer, keras.layers.BatchNormalization):
+        return F.batch_norm(x, _t(layer.moving_mean),
+                            _t(layer.moving_variance), _t(layer.gamma),
+                            _t(layer.beta), training=False,
+                            eps=layer.epsilon)
+    return F.instance_norm(x, weight=_t(layer.gamma), bias=_t(layer.beta),
+                           eps=layer.epsilon)
+
+
+def torch_reference(block, x_nhwc, branch_scale=1.0):
+    """The block in inference mode, rewritten with torch.nn.functional:
+    relu(branch_scale * branch(x) + shortcut(x))."""
+    x = torch.from_numpy(x_nhwc).permute(0, 3, 1, 2)
+    h = x
+    for i, (conv, norm) in enumerate(zip(block.convs, block.norms)):
+        h = _norm(norm, _conv_same(h, conv))
+        if i < len(block.convs) - 1:
+            h = F.relu(h)
+    if block.shortcut:
+        skip = x
+        if block.projection is not None:
+            skip = _norm(block.projection_norm,
+                         _conv_same(x, block.projection))
+        h = branch_scale * h + skip
+    return F.relu(h).permute(0, 2, 3, 1).numpy()
+
+
+# (bottleneck, strides, input channels): identity and projection shortcuts.
+SHAPES = [(False, 1, 4), (False, 1, 6), (False, 2, 4), (True, 1, 16),
+          (True, 1, 6), (True, 2, 16)]
+
+
+@pytest.mark.parametrize("norm", [None, "instance", "batch"])
+@pytest.mark.parametrize("bottleneck, strides, channels", SHAPES)
+def test_matches_torch_reference(norm, bottleneck, strides, channels):
+    block = ResidualBlock(4, strides=strides, bottleneck=bottleneck,
+                          norm=norm)
+    x = np.random.default_rng(1).standard_normal((2, 8, 8, channels))
+    x = x.astype("float32")
+    block.build(x.shape)
+    _randomize(block)
+    expects_projection = strides != 1 or channels != block.out_channels
+    assert (block.projection is not None) == expects_projection
+    np.testing.assert_allclose(to_numpy(block(x, training=False)),
+                               torch_reference(block, x), atol=1e-5)
+
+
+@pytest.mark.parametrize("bottleneck", [False, True])
+def test_plain_block_has_no_shortcut(bottleneck):
+    block = ResidualBlock(4, strides=2, bottleneck=bottleneck, norm=None,
+                          shortcut=False)
+    x = np.random.default_rng(2).standard_normal((2, 8, 8, 3)).astype(
+        "float32")
+    block.build(x.shape)
+    _randomize(block)
+    assert block.projection is None
+    np.testing.assert_allclose(to_numpy(block(x)), torch_reference(block, x),
+                               atol=1e-5)
+
+
+def test_drop_path_drops_whole_branches_per_sample():
+    rate = 0.5
+    block = ResidualBlock(3, norm=None, drop_path_rate=rate, seed=0)
+    x = np.random.default_rng(3).standard_normal((64, 6, 6, 3)).astype(
+        "float32")
+    block.build(x.shape)
+    _randomize(block)
+    y = to_numpy(block(x, training=True))
+    dropped = torch_reference(block, x, branch_scale=0.0)
+    kept = torch_reference(block, x, branch_scale=1 / (1 - rate))
+    is_dropped = np.all(np.isclose(y, dropped, atol=1e-5), axis=(1, 2, 3))
+    is_kept = np.all(np.isclose(y, kept, atol=1e-5), axis=(1, 2, 3))
+    assert np.all(is_dropped ^ is_kept)
+    assert 0 < is_dropped.sum() < len(x)
+    # At inference, the branch is always there, unscaled.
+    np.testing.assert_allclose(to_numpy(block(x, training=False)),
+                               torch_reference(block, x), atol=1e-5)
+
+
+def _trainable_count(layer):
+    return sum(int(np.prod(w.shape)) for w in layer.trainable_weights)
+
+
+@pytest.mark.parametrize("bottleneck, strides, channels", SHAPES)
+def test_shapes_and_parameter_counts(bottleneck, strides, channels):
+    f = 4
+    block = ResidualBlock(f, strides=strides, bottleneck=bottleneck)
+    out = 4 * f if bottleneck else f
+    y = block(np.zeros((2, 8, 8, channels), dtype="float32"))
+    assert tuple(y.shape) == (2, 8 // strides, 8 // strides, out)
+    # Convolutions without bias (a BN offset follows), 2 BN weights each.
+    if bottleneck:
+        expected = channels * f + 9 * f * f + f * out + 2 * (f + f + out)
+    else:
+        expected = 9 * channels * f + 9 * f * f + 2 * (f + f)
+    if strides != 1 or channels != out:
+        expected += channels * out + 2 * out
+    assert _trainable_count(block) == expected
+
+
+@pytest.mark.parametrize("norm", ["batch", "instance", "layer", "group",
+                                  None])
+def test_every_norm_trains_in_fit(norm):
+    inputs = keras.Input((6, 6, 8))
+    x = ResidualBlock(8, strides=2, norm=norm, drop_path_rate=0.1,
+                      seed=1)(inputs)
+    outputs = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2),
+                  loss=keras.losses.SparseCategoricalCrossentropy(
+                      from_logits=True))
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((64, 6, 6, 8)).astype("float32")
+    y = (x[:, :3, :, :4].mean(axis=(1, 2, 3)) > 0).astype("int32")
+    before = [to_numpy(w).copy() for w in model.trainable_weights]
+    history = model.fit(x, y, batch_size=32, epochs=8, verbose=0)
+    changed = [not np.array_equal(b, to_numpy(w))
+               for b, w in zip(before, model.trainable_weights)]
+    assert all(changed), "some weights got no gradient"
+    assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(filters=0), ValueError, "filters"),
+        (dict(filters=2.5), TypeError, "filters"),
+        (dict(filters=4, strides=0), ValueError, "strides"),
+        (dict(filters=4, norm="bn"), ValueError, "norm"),
+        (dict(filters=4, activation="rleu"), ValueError, "activation"),
+        (dict(filters=4, kernel_initializer="nope"), ValueError,
+         "kernel_initializer"),
+        (dict(filters=4, drop_path_rate=1.0), ValueError, "drop_path_rate"),
+        (dict(filters=4, drop_path_rate=0.1, shortcut=False), ValueError,
+         "shortcut"),
+        (dict(filters=4, groups=0), ValueError, "groups"),
+    ],
+)
+def test_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        ResidualBlock(**kwargs)
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 3), (2, 8, 8, None)])
+def test_bad_input_shape(shape):
+    with pytest.raises(ValueError, match="channels-last 2D"):
+        ResidualBlock(4).build(shape)
+
+
+class ResidualBlockContractTest(testing.TestCase):
+    def test_layer_contract(self):
+        self.run_layer_test(
+            ResidualBlock,
+            init_kwargs={"filters": 4, "strides": 2, "drop_path_rate": 0.1,
+                         "seed": 1,
+                         "kernel_regularizer": {"class_name": "L2",
+                                                "config": {"l2": 1e-4}}},
+            input_shape=(2, 8, 8, 3),
+            expected_output_shape=(2, 4, 4, 4),
+            # 3 convolutions, 3 batch norms (gamma, beta | mean, variance).
+            expected_num_trainable_weights=9,
+            expected_num_non_trainable_weights=6,
+            expected_num_seed_generators=1,
+            expected_num_losses=3,
+            supports_masking=False,
+        )
+
+    def test_config_round_trips(self):
+        block = ResidualBlock(8, strides=2, bottleneck=True, norm="group",
+                              activation="gelu", groups=4, seed=3,
+                              drop_path_rate=0.2, name="b")
+        config = block.get_config()
+        self.assertEqual(ResidualBlock.from_config(config).get_config(),
+                         config)
