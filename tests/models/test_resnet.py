@@ -1,0 +1,131 @@
+import keras
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from kerastrain.layers import ResidualBlock, stochastic_depth_rates
+from kerastrain.models import resnet, valid_depths
+
+
+def cifar_resnet_parameters(n, width=16, channels=3, classes=10,
+                            shortcut=True):
+    """All parameters (batch-norm statistics included) of the CIFAR ResNet
+    with basic blocks and projection shortcuts, counted by hand."""
+    bn = 4  # gamma, beta, moving mean, moving variance per channel
+    total = 9 * channels * width + bn * width  # stem conv (no bias) + BN
+    c_in = width
+    for stage in range(3):
+        f = width * 2**stage
+        for i in range(n):
+            total += 9 * c_in * f + bn * f + 9 * f * f + bn * f
+            if shortcut and c_in != f:
+                total += c_in * f + bn * f  # 1x1 projection + BN
+            c_in = f
+    return total + c_in * classes + classes  # dense logits
+
+
+def test_resnet20_has_about_0_27_million_parameters():
+    model = resnet((32, 32, 3), num_classes=10, depth=20)
+    assert model.count_params() == cifar_resnet_parameters(3)
+    # He et al., table 6: 0.27 M (their identity shortcuts pad with zeros;
+    # the two projections here add 2.6 k parameters).
+    assert round(model.count_params() / 1e6, 2) == 0.27
+
+
+@pytest.mark.parametrize("depth", [8, 14, 32])
+def test_depth_gives_6n_plus_2_layers(depth):
+    n = (depth - 2) // 6
+    model = resnet((16, 16, 3), num_classes=7, depth=depth)
+    blocks = [l for l in model.layers if isinstance(l, ResidualBlock)]
+    assert len(blocks) == 3 * n
+    assert [b.strides for b in blocks] == ([1] * n + [2] + [1] * (n - 1)
+                                           + [2] + [1] * (n - 1))
+    assert [b.filters for b in blocks] == [16] * n + [32] * n + [64] * n
+    # Weighted layers: stem + 2 per block + classifier.
+    convs = sum(len(b.convs) for b in blocks)
+    assert 1 + convs + 1 == depth
+    assert model.count_params() == cifar_resnet_parameters(n, classes=7)
+    assert tuple(model.output.shape) == (None, 7)
+
+
+def test_bottleneck_depth_is_9n_plus_2():
+    model = resnet((16, 16, 3), num_classes=10, depth=20, bottleneck=True,
+                   width=8)
+    blocks = [l for l in model.layers if isinstance(l, ResidualBlock)]
+    assert len(blocks) == 6
+    assert 1 + sum(len(b.convs) for b in blocks) + 1 == 20
+    assert blocks[-1].out_channels == 4 * 8 * 4
+
+
+def test_plain_net_is_the_same_net_without_skips():
+    with_skips = resnet((16, 16, 3), 10, depth=14)
+    plain = resnet((16, 16, 3), 10, depth=14, shortcut=False)
+    blocks = [l for l in plain.layers if isinstance(l, ResidualBlock)]
+    assert not any(b.shortcut or b.projection for b in blocks)
+    assert plain.count_params() == cifar_resnet_parameters(2,
+                                                           shortcut=False)
+    assert with_skips.count_params() > plain.count_params()
+
+
+def test_drop_path_rates_follow_the_linear_rule():
+    model = resnet((8, 8, 1), 10, depth=14, drop_path_rate=0.3, seed=5)
+    blocks = [l for l in model.layers if isinstance(l, ResidualBlock)]
+    np.testing.assert_allclose([b.drop_path_rate for b in blocks],
+                               stochastic_depth_rates(6, 0.3))
+    assert len({b.seed for b in blocks}) == 6
+
+
+@pytest.mark.parametrize("norm", ["batch", "instance", "layer", "group",
+                                  None])
+def test_learns_digits_with_every_norm(norm):
+    # A small ResNet on 8x8 digits must do far better than chance (10%)
+    # after a few epochs: gradients reach every layer and the net works.
+    digits = load_digits()
+    x = (digits.images[:600, :, :, None] / 16.0).astype("float32")
+    y = digits.target[:600]
+    model = resnet((8, 8, 1), 10, depth=8, width=8, norm=norm)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(
+                      from_logits=True),
+                  metrics=["accuracy"])
+    history = model.fit(x[:500], y[:500], batch_size=50, epochs=6,
+                        verbose=0)
+    assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
+    _, accuracy = model.evaluate(x[:500], y[:500], verbose=0)
+    assert accuracy > 0.6
+
+
+@pytest.mark.parametrize("bottleneck, depth, listed", [
+    (False, 21, "8, 14, 20, 26"),
+    (False, 2, "8, 14, 20, 26"),
+    (True, 20 + 1, "11, 20, 29, 38"),
+    (True, 14, "11, 20, 29, 38"),
+])
+def test_wrong_depth_lists_the_valid_ones(bottleneck, depth, listed):
+    with pytest.raises(ValueError, match=f"depth.*{listed}"):
+        resnet((8, 8, 1), 10, depth=depth, bottleneck=bottleneck)
+
+
+def test_valid_depths():
+    assert valid_depths()[:5] == [6 * n + 2 for n in range(1, 6)]
+    assert 110 in valid_depths() and 164 in valid_depths(bottleneck=True)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(input_shape=(8, 8)), ValueError, "input_shape"),
+        (dict(num_classes=0), ValueError, "num_classes"),
+        (dict(width=0), ValueError, "width"),
+        (dict(norm="batchnorm"), ValueError, "norm"),
+        (dict(drop_path_rate=1.2), ValueError, "drop_path_rate"),
+        (dict(drop_path_rate=0.1, shortcut=False), ValueError, "shortcut"),
+        (dict(activation="relux"), ValueError, "activation"),
+        (dict(depth="20"), TypeError, "depth"),
+    ],
+)
+def test_bad_arguments(kwargs, error, match):
+    arguments = dict(input_shape=(8, 8, 1), num_classes=10)
+    arguments.update(kwargs)
+    with pytest.raises(error, match=match):
+        resnet(**arguments)

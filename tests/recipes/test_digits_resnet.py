@@ -1,0 +1,72 @@
+import csv
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+from recipes import digits_resnet
+from tests.support import to_numpy
+
+EXPECTED_FILES = {"model.keras", "metrics.json", "history.csv",
+                  "learning_curves.png", "confusion_matrix.png"}
+
+
+def test_quick_run_writes_reloadable_outputs(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert digits_resnet.main(["--quick", "--out", str(out), "--seed",
+                               "1"]) == 0
+    assert EXPECTED_FILES <= set(os.listdir(out))
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("test_accuracy", "test_loss", "baselines", "wall_time_s",
+                "backend", "keras", "seed"):
+        assert key in metrics
+    assert metrics["backend"] == keras.backend.backend()
+    assert metrics["seed"] == 1
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0
+    with open(out / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == metrics["epochs_run"] and "val_loss" in rows[0]
+
+    # The saved model is the trained one: it reproduces the test accuracy.
+    _, _, (x_test, y_test) = digits_resnet.load_split(1)
+    model = keras.saving.load_model(out / "model.keras")
+    accuracy = np.mean(np.argmax(to_numpy(model(x_test)), -1) == y_test)
+    assert accuracy == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+    assert "test accuracy" in capsys.readouterr().out
+
+
+def test_test_split_is_sklearns_stratified_split():
+    digits = load_digits()
+    _, x_test, _, y_test = train_test_split(
+        digits.images, digits.target, test_size=0.15, stratify=digits.target,
+        random_state=2)
+    train, val, test = digits_resnet.load_split(2)
+    np.testing.assert_array_equal(test[1], y_test)
+    np.testing.assert_allclose(test[0][..., 0], x_test / 16.0)
+    sizes = [len(part[0]) for part in (train, val, test)]
+    assert sum(sizes) == len(digits.target)
+    assert sizes[1] == pytest.approx(0.15 * len(digits.target), abs=2)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--epochs", "0"], "--epochs"),
+    (["--backend", "theano"], "--backend"),
+    (["--batch-size", "x"], "--batch-size"),
+])
+def test_bad_flags_exit_with_a_message(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        digits_resnet.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unwritable_output_folder_is_an_error(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(SystemExit):
+        digits_resnet.main(["--quick", "--out", str(blocker / "run")])
+    assert "cannot write" in capsys.readouterr().err

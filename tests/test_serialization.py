@@ -1,0 +1,85 @@
+"""A `.keras` file saved on one backend loads and predicts the same on the
+others (each backend's run saves, and subprocesses load on the other two)."""
+
+import json
+
+import keras
+import numpy as np
+
+import kerastrain
+from kerastrain.layers import DropPath, InstanceNormalization, ResidualBlock
+from kerastrain.models import resnet
+from tests.support import other_backends, run_python, to_numpy
+
+HEADER = "import json, numpy as np, keras, kerastrain\n"
+LOAD_AND_PREDICT = """
+model = keras.saving.load_model({path!r})
+x = np.load({x_path!r})
+np.save({out_path!r}, keras.ops.convert_to_numpy(model.predict(x, verbose=0)))
+print(json.dumps([type(l).__name__ for l in model.layers]))
+"""
+
+
+def model_with_every_layer():
+    """Every kerastrain layer, each norm, a bottleneck, DropPath and a
+    regularizer, with non-default weights and batch-norm statistics."""
+    inputs = keras.Input((8, 8, 3))
+    x = InstanceNormalization()(inputs)
+    x = ResidualBlock(4, norm="batch", drop_path_rate=0.2, seed=1)(x)
+    x = ResidualBlock(2, strides=2, bottleneck=True, norm="group",
+                      activation="gelu")(x)
+    x = ResidualBlock(8, norm="layer", kernel_regularizer="l2")(x)
+    x = ResidualBlock(8, norm=None, shortcut=False)(x)
+    x = DropPath(0.3)(x)
+    outputs = keras.layers.Dense(5)(keras.layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(0)
+    for weight in model.weights:
+        shape = tuple(weight.shape)
+        low = 0.5 if "variance" in weight.path else -0.5
+        weight.assign(rng.uniform(low, low + 1.0, shape).astype("float32"))
+    return model
+
+
+def test_saved_models_load_and_predict_the_same_on_other_backends(tmp_path):
+    models = {
+        "every_layer": model_with_every_layer(),
+        "resnet": resnet((8, 8, 1), 4, depth=11, bottleneck=True, width=4,
+                         norm="instance", drop_path_rate=0.1, seed=0),
+    }
+    script, expected = HEADER, {}
+    for key, model in models.items():
+        model.compile(optimizer="adam", loss="mse")
+        x = np.random.default_rng(1).standard_normal(
+            (4,) + tuple(model.input.shape[1:])).astype("float32")
+        expected[key] = to_numpy(model.predict(x, verbose=0))
+        path = str(tmp_path / f"{key}.keras")
+        x_path = str(tmp_path / f"{key}_x.npy")
+        model.save(path)
+        np.save(x_path, x)
+        # Same backend first: an in-process round trip.
+        reloaded = keras.saving.load_model(path)
+        np.testing.assert_allclose(to_numpy(reloaded.predict(x, verbose=0)),
+                                   expected[key], atol=1e-6)
+        script += LOAD_AND_PREDICT.format(
+            path=path, x_path=x_path,
+            out_path=str(tmp_path / f"{key}_{{backend}}.npy"))
+
+    # One subprocess per other backend loads every model.
+    for backend in other_backends():
+        lines = run_python(backend, script.replace("{backend}", backend))
+        lines = lines.strip().splitlines()
+        for (key, model), names in zip(models.items(), lines):
+            assert json.loads(names) == [type(l).__name__
+                                         for l in model.layers]
+            np.testing.assert_allclose(
+                np.load(tmp_path / f"{key}_{backend}.npy"), expected[key],
+                atol=1e-5, err_msg=f"{key} loaded on {backend}")
+
+
+def test_layers_are_registered_under_the_kerastrain_package():
+    for cls in (InstanceNormalization, DropPath, ResidualBlock):
+        name = keras.saving.get_registered_name(cls)
+        assert name == f"kerastrain>{cls.__name__}"
+        assert keras.saving.get_registered_object(name) is cls
+    assert kerastrain.__version__
