@@ -114,6 +114,7 @@ def run(args):
     history = model.fit(
         train_dataset(*train, args.batch_size, args.seed),
         validation_data=val, epochs=args.epochs, verbose=2,
+        shuffle=False,  # the dataset reshuffles itself every epoch
         callbacks=[keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=15, restore_best_weights=True)])
 
