@@ -78,6 +78,23 @@ def write_text(text, path):
             f.write(text)
 
 
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(figure, path):
+    """Saves a matplotlib figure to `path` atomically and closes it."""
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=120, bbox_inches="tight")
+    pyplot().close(figure)
+
+
 def _plain(value):
     """JSON fallback for NumPy scalars and arrays."""
     if hasattr(value, "tolist"):

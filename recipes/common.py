@@ -111,19 +111,11 @@ def write_history(history, path):
     write_text(buffer.getvalue(), path)
 
 
-def _save_figure(figure, path):
-    from kerastrain.io import atomic_path
-
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, dpi=120, bbox_inches="tight")
-
-
 def plot_history(history, path):
     """Learning curves: each metric, training and validation, per epoch."""
-    import matplotlib
+    from kerastrain.io import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     metrics = [k for k in history.history if not k.startswith("val_")
                and k != "learning_rate"]
@@ -140,23 +132,20 @@ def plot_history(history, path):
         ax.set_title(metric)
         ax.grid(alpha=0.3)
         ax.legend()
-    _save_figure(figure, path)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def plot_confusion_matrix(y_true, y_pred, path, title):
-    import matplotlib
+    from kerastrain.io import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from sklearn.metrics import ConfusionMatrixDisplay
 
     figure, ax = plt.subplots(figsize=(5.5, 5))
     ConfusionMatrixDisplay.from_predictions(y_true, y_pred, ax=ax,
                                             colorbar=False)
     ax.set_title(title)
-    _save_figure(figure, path)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def print_summary(title, rows):

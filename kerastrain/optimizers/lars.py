@@ -1,0 +1,121 @@
+"""LARS: layer-wise adaptive rate scaling for large-batch SGD."""
+
+import keras
+from keras import ops
+
+from kerastrain._validation import check_float
+from kerastrain.optimizers.scheduled import (ScheduledHyperparameters,
+                                             check_scheduled)
+
+DEFAULT_EXCLUDED = ("bias", "beta", "gamma")
+
+
+@keras.saving.register_keras_serializable(package="kerastrain")
+class LARS(ScheduledHyperparameters, keras.optimizers.Optimizer):
+    """Layer-wise Adaptive Rate Scaling (You, Gitman & Ginsburg, 2017).
+
+    Momentum SGD in which each weight tensor (a "layer") gets its own rate,
+    scaled by how large its weights are compared with its gradient, so that
+    no layer takes a step out of proportion to its size. This is what lets
+    SGD train with batches of thousands. Per variable `w` with gradient `g`
+    (Algorithm 1 of the paper):
+
+    ```
+    local_lr = trust_coefficient * ||w|| / (||g|| + weight_decay * ||w||)
+    v = momentum * v + learning_rate * local_lr * (g + weight_decay * w)
+    w = w - v
+    ```
+
+    `local_lr` is 1 where `||w||` or the denominator is 0 (a layer at its
+    zero initialization). Variables whose name contains one of
+    `exclude_from_layer_adaptation` (biases and normalization scales and
+    offsets by default, as in SimCLR and the paper's follow-ups) get neither
+    the adaptation nor weight decay: plain momentum SGD.
+
+    Weight decay here is the paper's, coupled to the gradient and inside the
+    trust ratio; Keras' decoupled `weight_decay` argument is not used.
+
+    Args:
+        learning_rate: Float or `LearningRateSchedule` (the global rate).
+        momentum: Float in `[0, 1]` or a schedule.
+        weight_decay: Float >= 0.
+        trust_coefficient: The paper's eta, > 0.
+        exclude_from_layer_adaptation: Substrings of variable names to
+            exclude; `None` for the default, `()` to adapt every variable.
+        **kwargs: Keras' optimizer arguments (`clipnorm`,
+            `gradient_accumulation_steps`, `name`, ...).
+
+    Example:
+
+    >>> optimizer = LARS(learning_rate=1.0, momentum=0.9, weight_decay=1e-4)
+
+    Reference:
+        You, Gitman & Ginsburg, "Large Batch Training of Convolutional
+        Networks", 2017.
+    """
+
+    scheduled = ("momentum",)
+
+    def __init__(self, learning_rate=0.1, momentum=0.9, weight_decay=0.0,
+                 trust_coefficient=0.001, exclude_from_layer_adaptation=None,
+                 name="lars", **kwargs):
+        super().__init__(learning_rate, name=name, **kwargs)
+        self.momentum = check_scheduled("momentum", momentum, 0, 1)
+        self.lars_weight_decay = check_float("weight_decay", weight_decay,
+                                             low=0)
+        self.trust_coefficient = check_float(
+            "trust_coefficient", trust_coefficient, low=0, low_closed=False)
+        if exclude_from_layer_adaptation is None:
+            exclude_from_layer_adaptation = DEFAULT_EXCLUDED
+        if isinstance(exclude_from_layer_adaptation, str) or not all(
+                isinstance(s, str) for s in exclude_from_layer_adaptation):
+            raise TypeError(
+                "Argument `exclude_from_layer_adaptation` must be a list of "
+                "strings (substrings of variable names). Received: "
+                "exclude_from_layer_adaptation="
+                f"{exclude_from_layer_adaptation!r}")
+        self.exclude_from_layer_adaptation = list(
+            exclude_from_layer_adaptation)
+
+    def build(self, variables):
+        if self.built:
+            return
+        super().build(variables)
+        self.velocities = self.add_optimizer_variables(variables, "velocity")
+
+    def adapts(self, variable):
+        """Whether `variable` gets the layer-wise rate and weight decay."""
+        return not any(s in variable.name
+                       for s in self.exclude_from_layer_adaptation)
+
+    def update_step(self, gradient, variable, learning_rate):
+        dtype = variable.dtype
+        rate = ops.cast(learning_rate, dtype)
+        gradient = ops.cast(gradient, dtype)
+        if self.adapts(variable):
+            decay = self.lars_weight_decay
+            w_norm = ops.sqrt(ops.sum(ops.square(variable)))
+            g_norm = ops.sqrt(ops.sum(ops.square(gradient)))
+            denominator = g_norm + decay * w_norm
+            usable = ops.logical_and(w_norm > 0, denominator > 0)
+            trust = ops.where(
+                usable,
+                self.trust_coefficient * w_norm
+                / ops.where(usable, denominator, 1.0),
+                1.0)
+            rate = rate * ops.cast(trust, dtype)
+            gradient = gradient + decay * variable
+        velocity = self.velocities[self._get_variable_index(variable)]
+        self.assign(velocity, self.current("momentum", dtype) * velocity
+                    + rate * gradient)
+        self.assign_sub(variable, velocity)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "weight_decay": self.lars_weight_decay,
+            "trust_coefficient": self.trust_coefficient,
+            "exclude_from_layer_adaptation":
+                self.exclude_from_layer_adaptation,
+        })
+        return config

@@ -1,0 +1,133 @@
+"""PyTorch's StepLR, MultiStepLR and LinearLR under their own argument
+names, as thin configurations of Keras' built-in schedules (the math stays
+Keras'; `tests/schedules/test_decay.py` shows the values are PyTorch's)."""
+
+import keras
+
+from kerastrain._validation import check_float, check_int
+
+schedules = keras.optimizers.schedules
+
+
+@keras.saving.register_keras_serializable(package="kerastrain")
+class StepDecay(schedules.ExponentialDecay):
+    """Multiplies the rate by `gamma` every `step_size` steps (PyTorch's
+    `StepLR`): Keras' `ExponentialDecay(staircase=True)`.
+
+    Args:
+        initial_lr: Rate at step 0, > 0.
+        step_size: Steps between two decays, >= 1.
+        gamma: Factor applied at each decay, in (0, 1].
+        name: Name of the schedule.
+
+    Example:
+
+    >>> schedule = StepDecay(0.1, step_size=30)
+    >>> [round(float(schedule(s)), 4) for s in (0, 29, 30, 60)]
+    [0.1, 0.1, 0.01, 0.001]
+    """
+
+    def __init__(self, initial_lr, step_size, gamma=0.1, name="StepDecay"):
+        self.initial_lr = check_float("initial_lr", initial_lr, low=0,
+                                      low_closed=False)
+        self.step_size = check_int("step_size", step_size, min_value=1)
+        self.gamma = check_float("gamma", gamma, 0, 1, low_closed=False)
+        super().__init__(self.initial_lr, self.step_size, self.gamma,
+                         staircase=True, name=name)
+
+    def get_config(self):
+        return {"initial_lr": self.initial_lr, "step_size": self.step_size,
+                "gamma": self.gamma, "name": self.name}
+
+
+@keras.saving.register_keras_serializable(package="kerastrain")
+class MultiStepDecay(schedules.PiecewiseConstantDecay):
+    """Multiplies the rate by `gamma` at each milestone (PyTorch's
+    `MultiStepLR`): Keras' `PiecewiseConstantDecay`.
+
+    The rate changes at the milestone step itself, as in PyTorch (Keras'
+    boundaries change it one step later, hence `milestone - 1` below).
+
+    Args:
+        initial_lr: Rate at step 0, > 0.
+        milestones: Strictly increasing steps >= 1.
+        gamma: Factor applied at each milestone, in (0, 1].
+        name: Name of the schedule.
+
+    Example:
+
+    >>> schedule = MultiStepDecay(0.1, milestones=[10, 15])
+    >>> [round(float(schedule(s)), 4) for s in (0, 9, 10, 15)]
+    [0.1, 0.1, 0.01, 0.001]
+    """
+
+    def __init__(self, initial_lr, milestones, gamma=0.1,
+                 name="MultiStepDecay"):
+        self.initial_lr = check_float("initial_lr", initial_lr, low=0,
+                                      low_closed=False)
+        milestones = list(milestones)
+        if not milestones:
+            raise ValueError(
+                "Argument `milestones` must list at least one step. "
+                f"Received: milestones={milestones}")
+        for milestone in milestones:
+            check_int("milestones", milestone, min_value=1)
+        if any(a >= b for a, b in zip(milestones, milestones[1:])):
+            raise ValueError(
+                "Argument `milestones` must be strictly increasing. "
+                f"Received: milestones={milestones}")
+        self.milestones = [int(m) for m in milestones]
+        self.gamma = check_float("gamma", gamma, 0, 1, low_closed=False)
+        super().__init__(
+            [m - 1 for m in self.milestones],
+            [self.initial_lr * self.gamma ** i
+             for i in range(len(self.milestones) + 1)],
+            name=name)
+
+    def get_config(self):
+        return {"initial_lr": self.initial_lr, "milestones": self.milestones,
+                "gamma": self.gamma, "name": self.name}
+
+
+@keras.saving.register_keras_serializable(package="kerastrain")
+class LinearDecay(schedules.PolynomialDecay):
+    """Moves the rate linearly from `start_factor * initial_lr` to
+    `end_factor * initial_lr` over `decay_steps`, then holds it (PyTorch's
+    `LinearLR`): Keras' `PolynomialDecay(power=1)`.
+
+    The defaults are the course's rule "decay linearly to 1% at step tau,
+    then stay constant", with `decay_steps=tau`. With
+    `start_factor < end_factor` it is a linear warmup.
+
+    Args:
+        initial_lr: Reference rate, > 0.
+        decay_steps: Steps of the linear part (tau), >= 1.
+        end_factor: Fraction of `initial_lr` reached at `decay_steps`, > 0.
+        start_factor: Fraction of `initial_lr` at step 0, > 0.
+        name: Name of the schedule.
+
+    Example:
+
+    >>> schedule = LinearDecay(0.1, decay_steps=100)
+    >>> [round(float(schedule(s)), 4) for s in (0, 50, 100, 500)]
+    [0.1, 0.0505, 0.001, 0.001]
+    """
+
+    def __init__(self, initial_lr, decay_steps, end_factor=0.01,
+                 start_factor=1.0, name="LinearDecay"):
+        self.initial_lr = check_float("initial_lr", initial_lr, low=0,
+                                      low_closed=False)
+        self.end_factor = check_float("end_factor", end_factor, low=0,
+                                      low_closed=False)
+        self.start_factor = check_float("start_factor", start_factor, low=0,
+                                        low_closed=False)
+        check_int("decay_steps", decay_steps, min_value=1)
+        super().__init__(self.initial_lr * self.start_factor, decay_steps,
+                         end_learning_rate=self.initial_lr * self.end_factor,
+                         power=1.0, name=name)
+
+    def get_config(self):
+        return {"initial_lr": self.initial_lr,
+                "decay_steps": self.decay_steps,
+                "end_factor": self.end_factor,
+                "start_factor": self.start_factor, "name": self.name}

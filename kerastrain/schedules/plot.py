@@ -1,0 +1,67 @@
+"""A picture of a schedule: learning rate (and momentum) against step."""
+
+import numpy as np
+from keras import ops
+
+from kerastrain._validation import check_int
+from kerastrain.io import pyplot, save_figure
+
+
+def schedule_values(schedule, steps):
+    """The values of `schedule` at steps `0 .. steps - 1`, as NumPy.
+
+    Evaluated in one vectorized call where the schedule allows it, step by
+    step otherwise (some Keras built-ins only take a scalar step).
+    """
+    check_int("steps", steps, min_value=1)
+    try:
+        values = ops.convert_to_numpy(schedule(ops.arange(steps)))
+        if np.shape(values) == (steps,):
+            return values.astype("float64")
+    except Exception:  # noqa: BLE001 - fall back to scalar steps
+        pass
+    return np.array([float(ops.convert_to_numpy(schedule(step)))
+                     for step in range(steps)])
+
+
+def plot_schedule(schedule, steps, path=None, momentum=None, title=None):
+    """Plots a learning-rate schedule, and its momentum where it has one.
+
+    Args:
+        schedule: A `LearningRateSchedule` (or any callable of the step).
+        steps: Number of steps to draw, >= 1.
+        path: Where to write the PNG (atomically); None to only return the
+            figure.
+        momentum: A momentum schedule to draw on a second axis. Defaults to
+            `schedule.momentum_schedule` where there is one (`OneCycle`).
+        title: Figure title; defaults to the schedule's class name.
+
+    Returns:
+        The matplotlib `Figure` (already closed if `path` was given).
+
+    Example:
+
+    >>> from kerastrain.schedules import OneCycle
+    >>> figure = plot_schedule(OneCycle(0.1, 200), 200)
+    >>> [ax.get_ylabel() for ax in figure.axes]
+    ['learning rate', 'momentum']
+    """
+    plt = pyplot()
+    momentum = momentum or getattr(schedule, "momentum_schedule", None)
+    x = np.arange(steps)
+    figure, ax = plt.subplots(figsize=(6.5, 3.8))
+    ax.plot(x, schedule_values(schedule, steps), color="tab:blue")
+    ax.set_xlabel("step")
+    ax.set_ylabel("learning rate")
+    ax.grid(alpha=0.3)
+    if momentum is not None:
+        twin = ax.twinx()
+        twin.plot(x, schedule_values(momentum, steps), color="tab:orange",
+                  linestyle="--")
+        twin.set_ylabel("momentum")
+        ax.yaxis.label.set_color("tab:blue")
+        twin.yaxis.label.set_color("tab:orange")
+    ax.set_title(title or type(schedule).__name__)
+    if path is not None:
+        save_figure(figure, path)
+    return figure

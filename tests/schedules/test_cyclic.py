@@ -1,0 +1,40 @@
+import pytest
+import torch
+
+from kerastrain.schedules import CyclicLR
+from tests.schedules.reference import assert_matches, torch_values
+
+
+@pytest.mark.parametrize("mode, gamma", [
+    ("triangular", 1.0), ("triangular2", 1.0), ("exp_range", 0.995),
+    ("exp_range", 0.9999)])
+@pytest.mark.parametrize("step_size", [1, 7, 100])
+def test_equals_pytorch_cyclic_lr_over_several_cycles(mode, gamma, step_size):
+    steps = 5 * 2 * step_size + 3  # five full cycles and a bit
+    lrs, _ = torch_values(
+        lambda opt: torch.optim.lr_scheduler.CyclicLR(
+            opt, base_lr=0.001, max_lr=0.1, step_size_up=step_size,
+            mode=mode, gamma=gamma, cycle_momentum=False), steps)
+    assert_matches(CyclicLR(0.001, 0.1, step_size, mode, gamma), lrs)
+
+
+def test_equal_bounds_give_a_constant():
+    lrs, _ = torch_values(
+        lambda opt: torch.optim.lr_scheduler.CyclicLR(
+            opt, 0.05, 0.05, step_size_up=3, cycle_momentum=False), 20)
+    assert_matches(CyclicLR(0.05, 0.05, 3), lrs)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"base_lr": 0.2}, "base_lr"),
+    ({"base_lr": -0.1}, "base_lr"),
+    ({"max_lr": 0.0, "base_lr": 0.0}, "max_lr"),
+    ({"step_size": 0}, "step_size"),
+    ({"mode": "triangle"}, "mode"),
+    ({"gamma": 0.0}, "gamma"),
+    ({"gamma": 1.1}, "gamma"),
+])
+def test_bad_arguments_are_value_errors_naming_them(kwargs, match):
+    arguments = {"base_lr": 0.01, "max_lr": 0.1, "step_size": 10, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        CyclicLR(**arguments)

@@ -1,0 +1,59 @@
+import math
+
+import numpy as np
+import pytest
+
+from kerastrain.schedules import PhaseSchedule, schedule_values
+
+
+def numpy_phases(boundaries, values, anneals, steps):
+    """fastai's combine_scheds in float64, with the textbook formulas."""
+    out = []
+    for step in range(steps):
+        value = values[-1]
+        for i, (start, end) in enumerate(zip(boundaries, boundaries[1:])):
+            if step <= end:
+                p = min(max((step - start) / (end - start), 0.0), 1.0)
+                v0, v1 = values[i], values[i + 1]
+                value = {
+                    "linear": lambda: v0 + (v1 - v0) * p,
+                    "cos": lambda: v1 + (v0 - v1) / 2 * (
+                        1 + math.cos(math.pi * p)),
+                    "exp": lambda: v0 * (v1 / v0) ** p,
+                }[anneals[i]]()
+                break
+        out.append(value)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("boundaries, values, anneals", [
+    ([0, 10, 100], [0.0, 1.0, 0.0], ["linear", "cos"]),
+    ([5, 20.5, 30, 60], [1e-3, 1.0, 1e-2, 1e-6], ["exp", "cos", "exp"]),
+    ([0, 50], [0.95, 0.85], ["cos"]),
+])
+def test_equals_a_numpy_reimplementation(boundaries, values, anneals):
+    expected = numpy_phases(boundaries, values, anneals, 80)
+    ours = schedule_values(PhaseSchedule(boundaries, values, anneals), 80)
+    np.testing.assert_allclose(ours, expected, rtol=1e-6)
+
+
+def test_one_annealer_name_applies_to_every_phase():
+    np.testing.assert_array_equal(
+        schedule_values(PhaseSchedule([0, 4, 8], [0, 1, 0], "linear"), 12),
+        np.float32([0, .25, .5, .75, 1, .75, .5, .25, 0, 0, 0, 0]))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"boundaries": [0, 10, 5], "values": [0, 1, 0]}, "strictly increasing"),
+    ({"boundaries": [0, 10], "values": [0, 1, 0]}, "same length"),
+    ({"boundaries": [0], "values": [0]}, "at least 2"),
+    ({"boundaries": [0, 10], "values": [0, 1], "anneal": "cosine"},
+     "anneal"),
+    ({"boundaries": [0, 5, 10], "values": [0, 1, 0],
+      "anneal": ["cos"]}, "one per phase"),
+    ({"boundaries": [0, 10], "values": [0.0, 1.0], "anneal": "exp"},
+     "positive"),
+])
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        PhaseSchedule(**kwargs)
