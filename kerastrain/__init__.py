@@ -1,11 +1,13 @@
 """kerastrain: a training toolkit for Keras 3 on TensorFlow, JAX and PyTorch.
 
-Importing the package registers its layers with Keras' serialization, so a
-`.keras` file that uses them loads with plain `keras.saving.load_model`.
+Importing the package registers its layers, schedules and optimizers with
+Keras' serialization, so a `.keras` file that uses them loads with plain
+`keras.saving.load_model`.
 """
 
-from kerastrain import layers, models
+from kerastrain import callbacks, layers, models, optimizers, schedules
 
 __version__ = "0.1.0"
 
-__all__ = ["layers", "models", "__version__"]
+__all__ = ["callbacks", "layers", "models", "optimizers", "schedules",
+           "__version__"]

@@ -8,7 +8,9 @@ import numpy as np
 
 import kerastrain
 from kerastrain.layers import DropPath, InstanceNormalization, ResidualBlock
-from kerastrain.models import resnet
+from kerastrain.models import ensemble, resnet
+from kerastrain.optimizers import LARS, SGD, AdamW
+from kerastrain.schedules import CyclicLR, OneCycle, Warmup
 from tests.support import other_backends, run_python, to_numpy
 
 HEADER = "import json, numpy as np, keras, kerastrain\n"
@@ -16,7 +18,8 @@ LOAD_AND_PREDICT = """
 model = keras.saving.load_model({path!r})
 x = np.load({x_path!r})
 np.save({out_path!r}, keras.ops.convert_to_numpy(model.predict(x, verbose=0)))
-print(json.dumps([type(l).__name__ for l in model.layers]))
+print(json.dumps([[type(l).__name__ for l in model.layers],
+                  model.optimizer.get_config()], default=str))
 """
 
 
@@ -42,14 +45,26 @@ def model_with_every_layer():
 
 
 def test_saved_models_load_and_predict_the_same_on_other_backends(tmp_path):
+    one_cycle = OneCycle(0.1, 100, three_phase=True)
+    members = [keras.Sequential([
+        keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3),
+        InstanceNormalization(), keras.layers.Flatten(),
+        keras.layers.Dense(3)]) for _ in range(2)]
     models = {
-        "every_layer": model_with_every_layer(),
-        "resnet": resnet((8, 8, 1), 4, depth=11, bottleneck=True, width=4,
-                         norm="instance", drop_path_rate=0.1, seed=0),
+        "every_layer": (model_with_every_layer(), AdamW(
+            Warmup(CyclicLR(0.01, 0.1, 10), 5),
+            beta_1=one_cycle.momentum_schedule)),
+        "resnet": (resnet((8, 8, 1), 4, depth=11, bottleneck=True, width=4,
+                          norm="instance", drop_path_rate=0.1, seed=0),
+                   SGD(one_cycle, one_cycle.momentum_schedule,
+                       nesterov=True)),
+        "ensemble": (ensemble(members), LARS(0.1, weight_decay=1e-4)),
     }
-    script, expected = HEADER, {}
-    for key, model in models.items():
-        model.compile(optimizer="adam", loss="mse")
+    script, expected, configs = HEADER, {}, {}
+    for key, (model, optimizer) in models.items():
+        model.compile(optimizer=optimizer, loss="mse")
+        configs[key] = json.loads(json.dumps(optimizer.get_config(),
+                                             default=str))
         x = np.random.default_rng(1).standard_normal(
             (4,) + tuple(model.input.shape[1:])).astype("float32")
         expected[key] = to_numpy(model.predict(x, verbose=0))
@@ -69,16 +84,18 @@ def test_saved_models_load_and_predict_the_same_on_other_backends(tmp_path):
     for backend in other_backends():
         lines = run_python(backend, script.replace("{backend}", backend))
         lines = lines.strip().splitlines()
-        for (key, model), names in zip(models.items(), lines):
-            assert json.loads(names) == [type(l).__name__
-                                         for l in model.layers]
+        for (key, (model, _)), line in zip(models.items(), lines):
+            names, optimizer_config = json.loads(line)
+            assert names == [type(l).__name__ for l in model.layers]
+            assert optimizer_config == configs[key]
             np.testing.assert_allclose(
                 np.load(tmp_path / f"{key}_{backend}.npy"), expected[key],
                 atol=1e-5, err_msg=f"{key} loaded on {backend}")
 
 
 def test_layers_are_registered_under_the_kerastrain_package():
-    for cls in (InstanceNormalization, DropPath, ResidualBlock):
+    for cls in (InstanceNormalization, DropPath, ResidualBlock, OneCycle,
+                CyclicLR, Warmup, SGD, AdamW, LARS):
         name = keras.saving.get_registered_name(cls)
         assert name == f"kerastrain>{cls.__name__}"
         assert keras.saving.get_registered_object(name) is cls

@@ -1,0 +1,5 @@
+"""Callbacks for `model.fit`."""
+
+from kerastrain.callbacks.snapshot_ensemble import SnapshotEnsemble
+
+__all__ = ["SnapshotEnsemble"]

@@ -1,0 +1,58 @@
+"""One Keras model that averages the predicted probabilities of several."""
+
+import keras
+
+
+def ensemble(models, from_logits=True, name="ensemble"):
+    """Averages the softmax outputs of `models` in one Keras model.
+
+    The result is a functional model: it predicts, evaluates and saves as
+    `.keras` like any other (and loads back after `import kerastrain` when
+    the members use kerastrain layers). Members must take the same input
+    shape and give the same output shape. Members whose names collide (the
+    snapshots of one run all share a name) are renamed `<name>_<i>`, since
+    Keras needs unique names inside a model.
+
+    Args:
+        models: A list of Keras models, e.g. loaded `SnapshotEnsemble`
+            snapshots.
+        from_logits: Whether the members output logits (softmax is applied)
+            or probabilities already (averaged as they are).
+        name: Name of the ensemble model.
+
+    Returns:
+        A `keras.Model` with the members' input, giving probabilities.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> members = [keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    ...            for _ in range(3)]
+    >>> model = ensemble(members)
+    >>> model.predict(np.ones((2, 4)), verbose=0).sum(axis=1).round(5)
+    array([1., 1.], dtype=float32)
+    """
+    models = list(models)
+    if not models or not all(isinstance(m, keras.Model) for m in models):
+        raise TypeError(
+            "Argument `models` must be a non-empty list of Keras models. "
+            f"Received: models={models!r}")
+    shapes = {(tuple(m.inputs[0].shape[1:]), tuple(m.outputs[0].shape[1:]))
+              for m in models if len(m.inputs) == 1 and len(m.outputs) == 1}
+    if len(shapes) != 1 or any(len(m.inputs) != 1 for m in models):
+        raise ValueError(
+            "Argument `models` must hold single-input, single-output models "
+            "with the same input and output shapes. Received shapes: "
+            f"{[(m.inputs[0].shape, m.outputs[0].shape) for m in models]}")
+    seen = set()
+    for i, model in enumerate(models):
+        if model.name in seen:
+            model.name = f"{model.name}_{i}"
+        seen.add(model.name)
+    inputs = keras.Input(shape=models[0].inputs[0].shape[1:])
+    outputs = [m(inputs) for m in models]
+    if from_logits:
+        outputs = [keras.layers.Softmax(dtype="float32")(o) for o in outputs]
+    averaged = (keras.layers.Average()(outputs) if len(outputs) > 1
+                else outputs[0])
+    return keras.Model(inputs, averaged, name=name)

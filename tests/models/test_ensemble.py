@@ -1,0 +1,70 @@
+import keras
+import numpy as np
+import pytest
+
+from kerastrain.models import ensemble, resnet
+from tests.support import to_numpy
+
+
+def softmax(z):
+    z = z - z.max(axis=1, keepdims=True)
+    return np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+
+
+def members(n=3, seed=0):
+    keras.utils.set_random_seed(seed)
+    return [resnet((8, 8, 1), 10, depth=8, width=4) for _ in range(n)]
+
+
+def test_averages_the_members_softmax(tmp_path):
+    models = members()
+    x = np.random.default_rng(0).standard_normal((5, 8, 8, 1)).astype(
+        "float32")
+    expected = np.mean([softmax(to_numpy(m.predict(x, verbose=0)))
+                        for m in models], axis=0)
+    combined = ensemble(models)
+    got = to_numpy(combined.predict(x, verbose=0))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-6)
+
+    path = str(tmp_path / "ensemble.keras")
+    combined.save(path)
+    reloaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(to_numpy(reloaded.predict(x, verbose=0)), got,
+                               atol=1e-6)
+
+
+def test_probability_members_and_colliding_names(tmp_path):
+    # Snapshots loaded from disk all have the same name.
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3),
+                              keras.layers.Softmax()], name="snap")
+    paths = []
+    for i in range(2):
+        model.layers[0].kernel.assign(np.full((4, 3), i, "float32")
+                                      * np.arange(3))
+        paths.append(str(tmp_path / f"{i}.keras"))
+        model.save(paths[-1])
+    loaded = [keras.saving.load_model(p) for p in paths]
+    x = np.ones((2, 4), "float32")
+    combined = ensemble(loaded, from_logits=False)
+    expected = np.mean([to_numpy(m.predict(x, verbose=0)) for m in loaded],
+                       axis=0)
+    np.testing.assert_allclose(to_numpy(combined.predict(x, verbose=0)),
+                               expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("models, error", [
+    ([], TypeError),
+    (["model"], TypeError),
+    (None, TypeError),
+])
+def test_bad_models(models, error):
+    with pytest.raises(error, match="models"):
+        ensemble(models or [] if models is None else models)
+
+
+def test_mismatched_shapes():
+    a = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    b = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match="same input and output shapes"):
+        ensemble([a, b])

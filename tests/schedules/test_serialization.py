@@ -1,0 +1,75 @@
+"""Every schedule survives `get_config`, Keras' (de)serialization and a
+`.keras` file, inside the optimizer of a saved model."""
+
+import keras
+import numpy as np
+import pytest
+
+from kerastrain import optimizers, schedules
+from tests.support import to_numpy
+
+SCHEDULES = [
+    schedules.OneCycle(0.1, 50, three_phase=True, anneal_strategy="linear"),
+    schedules.OneCycle(0.1, 50).momentum_schedule,
+    schedules.CyclicLR(0.01, 0.1, 5, mode="exp_range", gamma=0.99),
+    schedules.Warmup(schedules.CosineDecay(0.1, 40), 10, start_lr=0.01),
+    schedules.Warmup(schedules.CyclicLR(0.01, 0.1, 5), 3),
+    schedules.Warmup(0.05, 5),
+    schedules.StepDecay(0.1, 7, gamma=0.5),
+    schedules.MultiStepDecay(0.1, [5, 20, 30], gamma=0.3),
+    schedules.LinearDecay(0.1, 30, end_factor=0.05),
+    schedules.PhaseSchedule([0, 5, 50], [1e-3, 0.1, 1e-4], ["exp", "cos"]),
+]
+IDS = [type(s).__name__ for s in SCHEDULES]
+STEPS = np.arange(60)
+
+
+def values(schedule):
+    return schedules.schedule_values(schedule, len(STEPS))
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES, ids=IDS)
+def test_round_trip_through_keras_serialization(schedule):
+    config = keras.optimizers.schedules.serialize(schedule)
+    assert config["registered_name"].startswith("kerastrain>") or (
+        config["module"].startswith("keras"))
+    restored = keras.optimizers.schedules.deserialize(config)
+    assert type(restored) is type(schedule)
+    assert restored.get_config() == schedule.get_config()
+    np.testing.assert_array_equal(values(restored), values(schedule))
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES, ids=IDS)
+def test_runs_inside_the_compiled_train_step(schedule, tmp_path):
+    """The rate the optimizer used at each step is the schedule's; it is
+    kept in the model's `.keras` file, with the update count."""
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizers.SGD(schedule, momentum=0.5), "mse")
+    x, y = np.ones((8, 2), "float32"), np.zeros((8, 1), "float32")
+    model.fit(x, y, batch_size=2, epochs=1, verbose=0)  # 4 steps
+    optimizer = model.optimizer
+    np.testing.assert_allclose(to_numpy(optimizer.learning_rate),
+                               values(schedule)[4], rtol=1e-6)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path).optimizer
+    assert int(to_numpy(loaded.iterations)) == 4
+    np.testing.assert_allclose(to_numpy(loaded.learning_rate),
+                               values(schedule)[4], rtol=1e-6)
+    assert loaded.get_config() == optimizer.get_config()
+
+
+def test_optimizers_with_scheduled_momentum_reload(tmp_path):
+    one_cycle = schedules.OneCycle(0.1, 20)
+    for optimizer in (
+            optimizers.SGD(one_cycle, one_cycle.momentum_schedule),
+            optimizers.AdamW(one_cycle, beta_1=one_cycle.momentum_schedule),
+            optimizers.LARS(one_cycle, one_cycle.momentum_schedule, 1e-4)):
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        model.compile(optimizer, "mse")
+        model.fit(np.ones((4, 2)), np.zeros((4, 1)), epochs=2, verbose=0)
+        path = str(tmp_path / f"{type(optimizer).__name__}.keras")
+        model.save(path)
+        loaded = keras.saving.load_model(path).optimizer
+        assert type(loaded) is type(optimizer)
+        assert loaded.get_config() == optimizer.get_config()
