@@ -5,30 +5,17 @@ in one run on the current backend:
   GroupNormalization(groups=-1), in a ResNet-20 with each;
 - ResNet-20 with DropPath (drop_path_rate=0.1) / the same without.
 
-Run: KERAS_BACKEND=jax python bench/layers.py [--steps 30] [--batch-size 64]
+Run: KERAS_BACKEND=jax python -m bench.layers [--steps 30] [--batch-size 64]
 """
 
 import argparse
-import time
 
 import keras
 import numpy as np
 
+from bench.timing import seconds_per_step
 from kerastrain.layers import normalization as norms
 from kerastrain.models import resnet
-
-
-def seconds_per_step(model, x, y, batch_size, steps):
-    model.compile(optimizer="sgd",
-                  loss=keras.losses.SparseCategoricalCrossentropy(
-                      from_logits=True))
-    # The first fit compiles; the second one is timed.
-    model.fit(x[:batch_size], y[:batch_size], batch_size=batch_size,
-              epochs=1, verbose=0)
-    n = batch_size * steps
-    start = time.perf_counter()
-    model.fit(x[:n], y[:n], batch_size=batch_size, epochs=1, verbose=0)
-    return (time.perf_counter() - start) / steps
 
 
 def keras_instance_norm_resnet():

@@ -31,6 +31,18 @@ class ScheduledHyperparameters:
     def is_scheduled(self, name):
         return isinstance(getattr(self, name), LearningRateSchedule)
 
+    def _backend_update_step(self, grads, trainable_variables,
+                             learning_rate):
+        # Evaluate each schedule once per update, not once per variable.
+        self._values = {
+            name: getattr(self, name)(self.iterations)
+            for name in self.scheduled if self.is_scheduled(name)}
+        try:
+            return super()._backend_update_step(grads, trainable_variables,
+                                                learning_rate)
+        finally:
+            self._values = {}
+
     def current(self, name, dtype):
         """The hyperparameter's value at this update, as a tensor.
 
@@ -41,7 +53,9 @@ class ScheduledHyperparameters:
         """
         value = getattr(self, name)
         if isinstance(value, LearningRateSchedule):
-            value = value(self.iterations)
+            value = getattr(self, "_values", {}).get(name)
+            if value is None:  # called outside an update
+                value = getattr(self, name)(self.iterations)
         return ops.cast(value, dtype)
 
     def get_config(self):

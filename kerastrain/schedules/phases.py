@@ -10,7 +10,7 @@ Precision: every annealer is written as a sum of two non-negative terms,
 `start * w0 + end * w1`, with `w0` computed from the distance to the end of
 the phase and `w1` from the distance to its start. In float32 the value
 then keeps a relative error of a few ulps everywhere, also next to a tiny
-endpoint (one-cycle ends 25,000 times below its peak), where the textbook
+endpoint (one-cycle ends 250,000 times below its peak), where the textbook
 `end + (start - end) * (1 + cos(pi * pct)) / 2` loses most of its digits.
 """
 

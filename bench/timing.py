@@ -1,0 +1,18 @@
+"""Timing shared by the benchmarks: seconds per compiled training step."""
+
+import time
+
+import keras
+
+
+def seconds_per_step(model, x, y, batch_size, steps, optimizer="sgd"):
+    """Mean wall time of one `fit` step, after a first fit that compiles."""
+    model.compile(optimizer=optimizer,
+                  loss=keras.losses.SparseCategoricalCrossentropy(
+                      from_logits=True))
+    model.fit(x[:batch_size], y[:batch_size], batch_size=batch_size,
+              epochs=1, verbose=0)
+    n = batch_size * steps
+    start = time.perf_counter()
+    model.fit(x[:n], y[:n], batch_size=batch_size, epochs=1, verbose=0)
+    return (time.perf_counter() - start) / steps
