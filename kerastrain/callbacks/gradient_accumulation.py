@@ -1,0 +1,129 @@
+"""Gradient accumulation whose number of micro-batches may change by epoch."""
+
+import numbers
+import warnings
+
+import keras
+
+from kerastrain._validation import check_int
+from kerastrain.callbacks._training_state import iterations, retrace
+
+LearningRateSchedule = keras.optimizers.schedules.LearningRateSchedule
+
+
+def _check_steps(steps):
+    """`{epoch: steps}` from an int or a dict, with every key and value
+    checked (PyTorch Lightning's GradientAccumulationScheduler does the
+    same up front)."""
+    if isinstance(steps, numbers.Integral) and not isinstance(steps, bool):
+        steps = {0: steps}
+    if not isinstance(steps, dict) or not steps:
+        raise TypeError(
+            "Argument `steps` must be an integer >= 1 or a non-empty dict "
+            f"{{epoch: steps}}. Received: steps={steps!r}")
+    for epoch, value in steps.items():
+        check_int(f"steps (key {epoch!r})", epoch, min_value=0)
+        check_int(f"steps[{epoch!r}]", value, min_value=1)
+    return dict(sorted(steps.items()))
+
+
+class GradientAccumulation(keras.callbacks.Callback):
+    """Averages the gradients of several batches into one update, with a
+    number of batches that may change by epoch.
+
+    `steps=4` makes every update average 4 consecutive batches: batches of
+    size b train like batches of 4b, in the memory of b. A dict like
+    `{0: 1, 4: 2, 8: 4}` (PyTorch Lightning's
+    `GradientAccumulationScheduler`) changes the number at the start of the
+    named epochs; epochs before the first key use 1.
+
+    It drives Keras' own `gradient_accumulation_steps`, so the optimizer
+    must be created with that argument (any value >= 2; this callback sets
+    the actual one per epoch), e.g.
+    `keras.optimizers.SGD(0.1, gradient_accumulation_steps=2)`.
+
+    Exactness: with a mean loss and no batch-dependent layers, k batches of
+    b samples give the same update as one batch of k*b.
+    **BatchNormalization** computes its statistics per batch of b, not k*b,
+    so with it the result differs (use a group or layer norm, or larger
+    batches, where that matters).
+
+    **Learning-rate schedules advance once per applied update**, not once
+    per batch (Keras' own accumulation evaluates them at the batch count),
+    so a one-cycle schedule of N steps spans N updates; compute
+    `total_steps` from the number of updates. For the duration of `fit` the
+    optimizer evaluates its schedule at `optimizer.iterations`, the update
+    count. When the number changes while an accumulation is unfinished
+    (an epoch whose batch count is not a multiple of the old number), the
+    pending batches count towards the first update of the new number, and
+    a warning says so.
+
+    Args:
+        steps: Integer >= 1, or a dict `{epoch: steps}`.
+
+    Example:
+
+    >>> import keras
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    >>> model.compile(keras.optimizers.SGD(0.1, gradient_accumulation_steps=2),
+    ...               "mse")
+    >>> callback = GradientAccumulation({0: 1, 2: 2, 4: 4})
+    >>> [callback.steps_at(epoch) for epoch in range(6)]
+    [1, 1, 2, 2, 4, 4]
+    """
+
+    def __init__(self, steps):
+        super().__init__()
+        self.steps = _check_steps(steps)
+        self._patched = None
+
+    def steps_at(self, epoch):
+        """The number of batches per update in `epoch` (0-based)."""
+        current = 1
+        for start, steps in self.steps.items():
+            if start <= epoch:
+                current = steps
+        return current
+
+    def on_train_begin(self, logs=None):
+        optimizer = self.model.optimizer
+        if not optimizer.gradient_accumulation_steps:
+            raise ValueError(
+                "GradientAccumulation needs an optimizer created with "
+                "`gradient_accumulation_steps` (any value >= 2; the callback "
+                "sets the actual number per epoch), so that Keras creates "
+                "its gradient accumulators, e.g. keras.optimizers.SGD(0.1, "
+                f"gradient_accumulation_steps=2). Received: "
+                f"{type(optimizer).__name__} without it.")
+        if isinstance(optimizer._learning_rate, LearningRateSchedule):
+            schedule = optimizer._learning_rate
+            # Keras evaluates schedules at the batch count; evaluate at the
+            # update count instead (`iterations` divides by the number).
+            optimizer._get_current_learning_rate = (
+                lambda: schedule(optimizer.iterations))
+            self._patched = optimizer
+            retrace(self.model)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        optimizer = self.model.optimizer
+        new = self.steps_at(epoch)
+        old = optimizer.gradient_accumulation_steps
+        if new == old:
+            return
+        updates, pending = divmod(iterations(optimizer), old)
+        if pending:
+            warnings.warn(
+                f"GradientAccumulation: epoch {epoch} changes the number of "
+                f"batches per update from {old} to {new} with {pending} "
+                "batches still accumulated; they count towards the first "
+                "update of the new number.", stacklevel=2)
+        optimizer.gradient_accumulation_steps = new
+        # Keep `iterations` (= raw count // steps) the number of updates.
+        optimizer._iterations.assign(updates * new + min(pending, new - 1))
+        retrace(self.model)
+
+    def on_train_end(self, logs=None):
+        if self._patched is not None:
+            del self._patched._get_current_learning_rate
+            self._patched = None
+            retrace(self.model)
