@@ -1,0 +1,160 @@
+"""Best-model checkpoint, early stopping and resumable training in one."""
+
+import json
+import os
+
+import keras
+
+from kerastrain._validation import check_choice, check_float, check_int
+from kerastrain.io import save_model, write_json
+
+STATE_FILE = "early_stopping.json"
+
+
+class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
+    """Saves the best model, stops when it stops improving, and restores it
+    from the file at the end.
+
+    Whenever `monitor` improves (by more than `min_delta`), the whole model
+    is saved to `filepath` (`.keras`), atomically: a crash mid-write leaves
+    the previous best intact. After `patience` epochs without improvement,
+    training stops. At the end of training, with `restore_best=True`, the
+    weights are loaded back **from the saved file**, so the model in memory
+    is the one on disk.
+
+    With `backup_dir`, the training state is backed up at the end of every
+    epoch (Keras' `BackupAndRestore`, with a double checkpoint) together
+    with the early-stopping state (best value, epochs waited); an
+    interrupted `fit`, called again with the same arguments, resumes at the
+    epoch where it stopped and stops where the uninterrupted run would have.
+
+    The early-stopping logic is Keras' `EarlyStopping` (improvement, mode,
+    patience); a `monitor` missing from the logs is an error that lists the
+    available keys, instead of Keras' warning and a callback that never
+    fires.
+
+    Args:
+        filepath: Where to save the best model; must end in `.keras`.
+        monitor: Quantity to watch, e.g. `"val_loss"`, `"val_accuracy"`.
+        mode: `"auto"`, `"min"` or `"max"`; auto infers it from the name.
+        patience: Epochs without improvement before stopping, >= 0.
+        min_delta: Smallest change that counts as an improvement, >= 0.
+        restore_best: Whether to load the best model's weights at the end.
+        backup_dir: Folder for the resumable training state, or None.
+        verbose: 1 to print a line per saved checkpoint.
+
+    Example:
+
+    >>> callback = CheckpointEarlyStopping(
+    ...     "saved_models/digits/best.keras", monitor="val_accuracy",
+    ...     patience=5, backup_dir="saved_models/digits/backup")
+    """
+
+    def __init__(self, filepath="saved_models/checkpoints/best.keras",
+                 monitor="val_loss", mode="auto", patience=10,
+                 min_delta=0.0, restore_best=True, backup_dir=None,
+                 verbose=0):
+        if not isinstance(filepath, (str, os.PathLike)) or not os.fspath(
+                filepath).endswith(".keras"):
+            raise ValueError(
+                "Argument `filepath` must be a path ending in `.keras`. "
+                f"Received: filepath={filepath!r}")
+        if not isinstance(monitor, str) or not monitor:
+            raise TypeError(
+                "Argument `monitor` must be the name of a logged metric. "
+                f"Received: monitor={monitor!r}")
+        super().__init__(
+            monitor=monitor,
+            min_delta=check_float("min_delta", min_delta, low=0),
+            patience=check_int("patience", patience, min_value=0),
+            verbose=verbose,
+            mode=check_choice("mode", mode, ("auto", "min", "max")))
+        self.filepath = os.fspath(filepath)
+        self.restore_best = bool(restore_best)
+        self.backup_dir = None if backup_dir is None else os.fspath(
+            backup_dir)
+        self._backup = None
+        if self.backup_dir is not None:
+            self._backup = keras.callbacks.BackupAndRestore(
+                self.backup_dir, double_checkpoint=True)
+
+    def set_model(self, model):
+        super().set_model(model)
+        if self._backup is not None:
+            self._backup.set_model(model)
+
+    # -- what is saved -------------------------------------------------
+
+    def _state(self, epoch):
+        best = None if self.best is None else float(self.best)
+        return {"epoch": epoch, "best": best, "best_epoch": self.best_epoch,
+                "wait": self.wait, "stopped_epoch": self.stopped_epoch,
+                "saved": self._saved}
+
+    def _state_path(self):
+        return os.path.join(self.backup_dir, STATE_FILE)
+
+    def _load_state(self):
+        """Early-stopping state at the epoch the backup resumes from. Two
+        are kept, in case a crash fell between the two writes."""
+        resume_epoch = getattr(self.model, "_initial_epoch", None) or 0
+        if not resume_epoch or not os.path.exists(self._state_path()):
+            return
+        with open(self._state_path()) as f:
+            states = json.load(f)
+        for state in states:
+            if state["epoch"] == resume_epoch:
+                self.best, self.best_epoch = state["best"], state["best_epoch"]
+                self.wait, self._saved = state["wait"], state["saved"]
+                self.stopped_epoch = state["stopped_epoch"]
+
+    # -- fit hooks -------------------------------------------------------
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._saved = False
+        if self._backup is not None:
+            self._backup.on_train_begin(logs)
+            self._load_state()
+
+    def get_monitor_value(self, logs):
+        logs = logs or {}
+        if self.monitor not in logs:
+            raise ValueError(
+                f"CheckpointEarlyStopping monitors `{self.monitor}`, which "
+                f"is not in the logs. Available: {sorted(logs)}. (Validation "
+                "metrics need `validation_data` or `validation_split`, on "
+                "every epoch.)")
+        return logs[self.monitor]
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.get_monitor_value(logs)  # a missing monitor fails first
+        previous_best = self.best
+        super().on_epoch_end(epoch, logs)
+        if self.best is not previous_best:
+            save_model(self.model, self.filepath)
+            self._saved = True
+            if self.verbose:
+                print(f"\nEpoch {epoch + 1}: {self.monitor} improved to "
+                      f"{float(self.best):.5g}, saved to {self.filepath}")
+        if self._backup is not None:
+            self._write_state(epoch + 1)
+            self._backup.on_epoch_end(epoch, logs)
+
+    def _write_state(self, next_epoch):
+        states = []
+        if os.path.exists(self._state_path()):
+            with open(self._state_path()) as f:
+                states = json.load(f)[-1:]
+        os.makedirs(self.backup_dir, exist_ok=True)
+        write_json(states + [self._state(next_epoch)], self._state_path())
+
+    def on_train_end(self, logs=None):
+        super().on_train_end(logs)  # restore_best_weights is off: no-op
+        if self.restore_best and self._saved:
+            self.model.load_weights(self.filepath)
+            if self.verbose:
+                print(f"Restored the best weights (epoch "
+                      f"{self.best_epoch + 1}) from {self.filepath}")
+        if self._backup is not None:
+            self._backup.on_train_end(logs)

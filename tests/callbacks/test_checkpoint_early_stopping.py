@@ -1,0 +1,141 @@
+import copy
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from kerastrain.callbacks import CheckpointEarlyStopping
+from tests.support import to_numpy
+
+
+def data():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 6)).astype("float32")
+    y = (x @ rng.standard_normal((6, 1)) + 0.3 * rng.standard_normal(
+        (64, 1))).astype("float32")
+    return x[:48], y[:48], x[48:], y[48:]
+
+
+def make_model():
+    """Overfits quickly: the validation loss turns up after a few epochs."""
+    rng = np.random.default_rng(1)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(32, "relu"),
+                              keras.layers.Dense(1)])
+    model.set_weights([rng.standard_normal(w.shape).astype("float32") * 0.3
+                       for w in model.weights])
+    model.compile(keras.optimizers.Adam(0.05), "mse")
+    return model
+
+
+def weights(model):
+    return [to_numpy(w) for w in model.weights]
+
+
+def fit(model, callbacks, epochs=40):
+    x, y, xv, yv = data()
+    return model.fit(x, y, validation_data=(xv, yv), batch_size=16,
+                     epochs=epochs, shuffle=False, verbose=0,
+                     callbacks=callbacks)
+
+
+def test_saves_the_best_stops_and_restores_it_from_the_file(tmp_path):
+    path = str(tmp_path / "best.keras")
+    callback = CheckpointEarlyStopping(path, patience=3)
+    model = make_model()
+    history = fit(model, [callback])
+    val = history.history["val_loss"]
+    best_epoch = int(np.argmin(val))
+    assert callback.best_epoch == best_epoch
+    assert len(val) == best_epoch + 1 + 3  # stopped after 3 epochs waited
+    assert os.listdir(tmp_path) == ["best.keras"]  # no temporary file left
+    on_disk = keras.saving.load_model(path)
+    for a, b in zip(weights(model), weights(on_disk)):
+        np.testing.assert_array_equal(a, b)
+    x, y, xv, yv = data()
+    np.testing.assert_allclose(model.evaluate(xv, yv, verbose=0),
+                               val[best_epoch], rtol=1e-5)
+
+
+def test_max_mode_and_restore_off(tmp_path):
+    callback = CheckpointEarlyStopping(str(tmp_path / "m.keras"),
+                                       monitor="val_loss", mode="max",
+                                       patience=2, restore_best=False)
+    model = make_model()
+    history = fit(model, [callback])
+    val = history.history["val_loss"]
+    assert callback.best == pytest.approx(max(val))
+    assert callback.best_epoch == int(np.argmax(val))
+    assert len(val) == callback.best_epoch + 1 + 2
+    # Not restored: the model is the last epoch's, the file the best's.
+    assert not np.array_equal(weights(model)[0], weights(
+        keras.saving.load_model(tmp_path / "m.keras"))[0])
+
+
+def test_missing_monitor_lists_the_available_keys(tmp_path):
+    model = make_model()
+    x, y, _, _ = data()
+    with pytest.raises(ValueError, match=r"val_accuracy.*Available: \['loss'"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[
+            CheckpointEarlyStopping(str(tmp_path / "b.keras"),
+                                    monitor="val_accuracy")])
+
+
+class Crash(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._epoch == self.epoch and batch == 1:
+            raise KeyboardInterrupt("simulated crash")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+
+def test_an_interrupted_fit_resumes_and_stops_like_an_uninterrupted_one(
+        tmp_path):
+    reference = CheckpointEarlyStopping(str(tmp_path / "ref.keras"),
+                                        patience=3)
+    uninterrupted = make_model()
+    fit(uninterrupted, [reference])
+
+    def callback():
+        return CheckpointEarlyStopping(
+            str(tmp_path / "best.keras"), patience=3,
+            backup_dir=str(tmp_path / "backup"))
+
+    model = make_model()
+    crash_epoch = reference.best_epoch + 2  # while waiting for improvement
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, [callback(), Crash(crash_epoch)])
+    assert os.path.exists(tmp_path / "backup" / "early_stopping.json")
+    resumed_callback = copy.deepcopy(callback())
+    history = fit(make_model(), [resumed_callback])
+    # It resumed at the crashed epoch, not at 0, and stopped in step.
+    assert history.epoch[0] == crash_epoch
+    assert resumed_callback.stopped_epoch == reference.stopped_epoch
+    assert resumed_callback.best_epoch == reference.best_epoch
+    for a, b in zip(weights(keras.saving.load_model(tmp_path / "best.keras")),
+                    weights(keras.saving.load_model(tmp_path / "ref.keras"))):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert not os.path.exists(tmp_path / "backup")  # cleaned up at the end
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"filepath": "best.h5"}, ValueError, "filepath"),
+    ({"filepath": None}, ValueError, "filepath"),
+    ({"monitor": ""}, TypeError, "monitor"),
+    ({"mode": "maximum"}, ValueError, "mode"),
+    ({"patience": -1}, ValueError, "patience"),
+    ({"patience": 1.5}, TypeError, "patience"),
+    ({"min_delta": -0.1}, ValueError, "min_delta"),
+])
+def test_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        CheckpointEarlyStopping(**kwargs)
+
+
+def test_default_path_is_under_saved_models():
+    assert CheckpointEarlyStopping().filepath.startswith("saved_models/")
