@@ -6,8 +6,9 @@ Keras' serialization, so a `.keras` file that uses them loads with plain
 """
 
 from kerastrain import callbacks, layers, models, optimizers, schedules
+from kerastrain.callbacks import find_lr
 
 __version__ = "0.1.0"
 
-__all__ = ["callbacks", "layers", "models", "optimizers", "schedules",
-           "__version__"]
+__all__ = ["callbacks", "find_lr", "layers", "models", "optimizers",
+           "schedules", "__version__"]

@@ -26,6 +26,8 @@ def snapshot(model):
     """Copies of every model and optimizer variable, and the learning-rate
     object, for `restore`."""
     optimizer = model.optimizer
+    if not optimizer.built:  # as BackupAndRestore does: all slots exist
+        optimizer.build(model.trainable_variables)
     return {
         "model": [np.array(keras.ops.convert_to_numpy(v))
                   for v in model.variables],

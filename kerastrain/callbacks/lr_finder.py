@@ -1,0 +1,182 @@
+"""The LR range test (Smith 2017), as fastai's `lr_find` runs it."""
+
+import math
+
+import keras
+import numpy as np
+
+from kerastrain._validation import check_float, check_int
+from kerastrain.callbacks import _training_state as state
+from kerastrain.callbacks.lr_finder_result import LRFinderResult
+from kerastrain.schedules.phases import PhaseSchedule
+
+
+class LRFinder(keras.callbacks.Callback):
+    """Runs an LR range test during `fit`, then puts the model back.
+
+    The learning rate grows exponentially from `start_lr` to `end_lr` over
+    `num_steps` batches, one step each; the loss of every batch is recorded
+    and smoothed (exponential moving average, debiased). Training stops
+    after `num_steps` batches, or as soon as the smoothed loss exceeds
+    `diverge_factor` times its minimum or becomes NaN. At the end (with
+    `restore=True`), the weights, every optimizer variable (its step count
+    included) and the learning rate (a schedule included) are put back, so
+    the model trains afterwards as if the test had never run. The result is
+    in `.result`.
+
+    `kerastrain.find_lr` runs this for you; use the callback directly to run
+    the test inside your own `fit` call (KerasTuner's `search`, say).
+
+    Args:
+        start_lr: First learning rate, > 0.
+        end_lr: Last learning rate, > `start_lr`.
+        num_steps: Number of batches, >= 2.
+        beta: Smoothing of the loss, in [0, 1).
+        diverge_factor: Stop when the smoothed loss exceeds this times its
+            minimum, > 1.
+        restore: Whether to restore the model at the end.
+
+    Example:
+
+    >>> finder = LRFinder(start_lr=1e-6, end_lr=1.0, num_steps=50)
+    >>> # model.fit(x, y, epochs=10, callbacks=[finder])
+    >>> # finder.result.suggestion()
+
+    Reference:
+        Smith, "Cyclical Learning Rates for Training Neural Networks", 2017;
+        fastai's `Learner.lr_find`.
+    """
+
+    def __init__(self, start_lr=1e-7, end_lr=10.0, num_steps=100, beta=0.98,
+                 diverge_factor=4.0, restore=True):
+        super().__init__()
+        self.start_lr = check_float("start_lr", start_lr, low=0,
+                                    low_closed=False)
+        self.end_lr = check_float("end_lr", end_lr, low=self.start_lr,
+                                  low_closed=False)
+        self.num_steps = check_int("num_steps", num_steps, min_value=2)
+        self.beta = check_float("beta", beta, 0, 1, high_closed=False)
+        self.diverge_factor = check_float("diverge_factor", diverge_factor,
+                                          low=1, low_closed=False)
+        self.restore = bool(restore)
+        self.result = None
+        self._saved = None
+
+    def lr_at(self, step):
+        """The learning rate of step `step` (0-based)."""
+        fraction = min(step / (self.num_steps - 1), 1.0)
+        return self.start_lr * (self.end_lr / self.start_lr) ** fraction
+
+    def on_train_begin(self, logs=None):
+        model = self.model
+        self._saved = state.snapshot(model)
+        first = state.iterations(model.optimizer)
+        # The same exponential ramp, as a schedule of the optimizer's step.
+        # Set directly: the public setter would untrack a learning-rate
+        # variable and change the optimizer's variable list.
+        model.optimizer._learning_rate = PhaseSchedule(
+            [first, first + self.num_steps - 1], [self.start_lr, self.end_lr],
+            anneal="exp", name="lr_range_test")
+        state.retrace(model)
+        self._lrs, self._losses, self._smoothed = [], [], []
+        self._average, self._best = 0.0, math.inf
+
+    def on_train_batch_begin(self, batch, logs=None):
+        # Keras logs the running mean of the epoch; reset it so that the
+        # logged loss is this batch's.
+        self.model.reset_metrics()
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = len(self._losses)
+        loss = float(logs["loss"])
+        self._lrs.append(self.lr_at(step))
+        self._losses.append(loss)
+        self._average = self.beta * self._average + (1 - self.beta) * loss
+        smoothed = self._average / (1 - self.beta ** (step + 1))
+        self._smoothed.append(smoothed)
+        self._best = min(self._best, smoothed)
+        if (step + 1 >= self.num_steps or not math.isfinite(smoothed)
+                or smoothed > self.diverge_factor * self._best):
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        self.result = LRFinderResult(self._lrs, self._losses,
+                                     self._smoothed)
+        self.put_back()
+
+    def put_back(self):
+        """Restores the model as it was before the test (or only its
+        learning rate, with `restore=False`). Safe to call twice."""
+        if self._saved is None:
+            return
+        if self.restore:
+            state.restore(self.model, self._saved)
+        else:
+            self.model.optimizer._learning_rate = self._saved["learning_rate"]
+            state.retrace(self.model)
+        self._saved = None
+
+
+def find_lr(model, x, y=None, batch_size=32, start_lr=1e-7, end_lr=10.0,
+            num_steps=100, beta=0.98, diverge_factor=4.0, seed=0):
+    """Runs the LR range test on a compiled model and restores it.
+
+    Trains `num_steps` batches with an exponentially growing learning rate,
+    records the loss, and puts everything back: weights, optimizer
+    variables and step count, learning rate or schedule. The model then
+    trains exactly as if `find_lr` had never run.
+
+    Args:
+        model: A compiled Keras model.
+        x: Inputs (NumPy) or a `tf.data.Dataset` of `(x, y)` batches.
+        y: Targets, with NumPy `x`.
+        batch_size: Batch size, with NumPy `x`.
+        start_lr, end_lr, num_steps, beta, diverge_factor: See `LRFinder`.
+        seed: Seed of the order in which NumPy samples are drawn (a private
+            generator: the global random state is not touched).
+
+    Returns:
+        An `LRFinderResult`: `lrs`, `losses`, `smoothed_losses`,
+        `suggestion(method)`, `plot(path)`.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    >>> model.compile(keras.optimizers.SGD(), "mse")
+    >>> x = np.random.default_rng(0).standard_normal((256, 3))
+    >>> result = find_lr(model, x, x.sum(axis=1), num_steps=40)
+    >>> 1e-3 < result.suggestion() < 1.0
+    True
+    """
+    if getattr(model, "optimizer", None) is None or not getattr(
+            model, "compiled", False):
+        raise ValueError("find_lr needs a compiled model: call "
+                         "`model.compile(optimizer, loss)` first.")
+    finder = LRFinder(start_lr, end_lr, num_steps, beta, diverge_factor)
+    if _is_dataset(x):
+        fit_args = dict(x=x.repeat(), steps_per_epoch=num_steps, epochs=1,
+                        shuffle=False)
+    else:
+        check_int("batch_size", batch_size, min_value=1)
+        order = np.random.default_rng(seed).permutation(len(x))
+        x, y = _take(x, order), None if y is None else _take(y, order)
+        epochs = math.ceil(num_steps / math.ceil(len(order) / batch_size))
+        fit_args = dict(x=x, y=y, batch_size=batch_size, epochs=epochs,
+                        shuffle=False)
+    try:
+        model.fit(**fit_args, verbose=0, callbacks=[finder])
+    finally:
+        finder.put_back()  # also when fit was interrupted
+    return finder.result
+
+
+def _is_dataset(x):
+    return type(x).__module__.startswith("tensorflow") and hasattr(
+        x, "repeat")
+
+
+def _take(array, order):
+    if isinstance(array, dict):
+        return {k: np.asarray(v)[order] for k, v in array.items()}
+    return np.asarray(array)[order]

@@ -1,0 +1,131 @@
+"""The curve of an LR range test and the rates it suggests."""
+
+import numpy as np
+
+from kerastrain._validation import check_choice
+from kerastrain.io import pyplot, save_figure
+
+
+def _valley(lrs, losses):
+    """fastai's default: the middle of the longest stretch where the loss
+    keeps going down (longest decreasing subsequence), a bit past halfway."""
+    n = len(losses)
+    lengths = [1] * n
+    start = end = 0
+    for i in range(1, n):
+        for j in range(i):
+            if losses[i] < losses[j] and lengths[i] < lengths[j] + 1:
+                lengths[i] = lengths[j] + 1
+            if lengths[end] < lengths[i]:
+                end = i
+                start = end - lengths[end]
+    section = (end - start) / 3
+    return lrs[start + int(section) + int(section / 2)]
+
+
+def _steep(lrs, losses):
+    """Where the loss falls fastest per unit of log learning rate."""
+    slopes = np.diff(losses) / np.diff(np.log(lrs))
+    return lrs[int(np.argmin(slopes))]
+
+
+def _minimum(lrs, losses):
+    """A tenth of the rate at the lowest loss (the loss is still falling
+    there, an order of magnitude before it blows up)."""
+    return lrs[int(np.argmin(losses))] / 10
+
+
+SUGGESTIONS = {"valley": _valley, "steep": _steep, "minimum": _minimum}
+
+
+class LRFinderResult:
+    """What an LR range test recorded, and the rates it suggests.
+
+    Attributes:
+        lrs: The learning rate of each step.
+        losses: The training loss of each step.
+        smoothed_losses: The exponential moving average of the losses,
+            debiased (what the suggestions and the plot use).
+    """
+
+    def __init__(self, lrs, losses, smoothed_losses):
+        self.lrs = np.asarray(lrs, dtype="float64")
+        self.losses = np.asarray(losses, dtype="float64")
+        self.smoothed_losses = np.asarray(smoothed_losses, dtype="float64")
+
+    def __repr__(self):
+        return (f"LRFinderResult({len(self.lrs)} steps, lr "
+                f"{self.lrs[0]:.2g} to {self.lrs[-1]:.2g}, valley "
+                f"{self.suggestion():.2g})" if len(self.lrs) > 2
+                else f"LRFinderResult({len(self.lrs)} steps)")
+
+    def _curve(self):
+        """fastai's window: skip the first tenth (the loss has not moved
+        yet) and the last 5 steps (where it blows up), and stop before any
+        NaN."""
+        n = len(self.lrs)
+        lrs, losses = self.lrs, self.smoothed_losses
+        if n > 20:
+            lrs, losses = lrs[n // 10:-5], losses[n // 10:-5]
+        finite = np.isfinite(losses)
+        if not finite.all():
+            cut = int(np.argmin(finite))
+            lrs, losses = lrs[:cut], losses[:cut]
+        return lrs, losses
+
+    def suggestion(self, method="valley"):
+        """A learning rate read off the curve.
+
+        Args:
+            method: `"valley"` (fastai's default, robust), `"steep"` (the
+                steepest descent of the loss) or `"minimum"` (a tenth of the
+                rate at the lowest loss).
+
+        Returns:
+            A float.
+        """
+        check_choice("method", method, tuple(SUGGESTIONS))
+        lrs, losses = self._curve()
+        if len(lrs) < 3:
+            raise ValueError(
+                f"The range test recorded {len(self.lrs)} steps "
+                f"({len(lrs)} usable): too few to suggest a rate. Run more "
+                "steps, or start from a lower `start_lr` if it diverged at "
+                "once.")
+        return float(SUGGESTIONS[method](lrs, losses))
+
+    def plot(self, path=None):
+        """Loss against learning rate (log scale), the suggestions marked.
+
+        Args:
+            path: Where to write the PNG (atomically); None to only return
+                the figure.
+
+        Returns:
+            The matplotlib `Figure`.
+        """
+        plt = pyplot()
+        figure, ax = plt.subplots(figsize=(6.5, 4))
+        ax.plot(self.lrs, self.losses, color="tab:blue", alpha=0.25,
+                label="loss")
+        ax.plot(self.lrs, self.smoothed_losses, color="tab:blue",
+                label="smoothed loss")
+        lrs, losses = self._curve()
+        if len(lrs) >= 3:
+            for (name, marker), color in zip(
+                    (("valley", "o"), ("steep", "^"), ("minimum", "s")),
+                    ("tab:red", "tab:green", "tab:purple")):
+                lr = self.suggestion(name)
+                ax.plot(lr, np.interp(np.log(lr), np.log(lrs), losses),
+                        marker, color=color, label=f"{name}: {lr:.2g}")
+            low, high = np.nanmin(losses), np.nanmax(losses)
+            ax.set_ylim(low - 0.1 * (high - low), high + 0.3 * (high - low))
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("loss")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        ax.set_title("LR range test")
+        if path is not None:
+            save_figure(figure, path)
+        return figure

@@ -1,0 +1,224 @@
+import copy
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from sklearn.datasets import load_breast_cancer
+from sklearn.preprocessing import StandardScaler
+
+from kerastrain import find_lr
+from kerastrain.callbacks import LRFinder, LRFinderResult
+from kerastrain.schedules import OneCycle
+from tests.support import to_numpy
+
+
+def data(n=256, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 8)).astype("float32")
+    y = (x[:, :3].sum(axis=1) > 0).astype("float32")
+    return x, y
+
+
+def make_model(optimizer=None, seed=3, dropout=0.2):
+    """Dropout (seeded state), BatchNorm (moving statistics) and a schedule:
+    everything `find_lr` must put back."""
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([
+        keras.Input((8,)), keras.layers.Dense(16),
+        keras.layers.BatchNormalization(), keras.layers.ReLU(),
+        keras.layers.Dropout(dropout, seed=7), keras.layers.Dense(1)])
+    model.compile(optimizer or keras.optimizers.SGD(OneCycle(0.1, 100),
+                                                    momentum=0.9),
+                  keras.losses.BinaryCrossentropy(from_logits=True))
+    return model
+
+
+def variables(model):
+    return ([to_numpy(v) for v in model.variables]
+            + [to_numpy(v) for v in model.optimizer.variables])
+
+
+def copy_of(model, optimizer):
+    twin = make_model(optimizer)
+    twin.build((None, 8))
+    twin.optimizer.build(twin.trainable_variables)
+    for a, b in zip(twin.variables, model.variables):
+        a.assign(to_numpy(b))
+    for a, b in zip(twin.optimizer.variables, model.optimizer.variables):
+        a.assign(to_numpy(b))
+    return twin
+
+
+INPUTS = {
+    "numpy": lambda x, y: dict(x=x, y=y, batch_size=32),
+    "dataset": lambda x, y: dict(
+        x=tf.data.Dataset.from_tensor_slices((x, y)).batch(32)),
+}
+
+
+@pytest.mark.parametrize("accumulation", [None, 2])
+@pytest.mark.parametrize("kind", list(INPUTS))
+def test_the_model_trains_afterwards_as_if_it_never_ran(kind, accumulation):
+    x, y = data()
+
+    def optimizer():
+        return keras.optimizers.SGD(OneCycle(0.1, 100), momentum=0.9,
+                                    gradient_accumulation_steps=accumulation)
+
+    model = make_model(optimizer())
+    model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
+    twin = copy_of(model, optimizer())
+    before = variables(model)
+
+    result = find_lr(model, **INPUTS[kind](x, y), num_steps=30)
+    assert len(result.lrs) > 5
+    for got, want in zip(variables(model), before):
+        np.testing.assert_array_equal(got, want)
+    assert isinstance(model.optimizer._learning_rate, OneCycle)
+
+    for m in (model, twin):
+        m.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0)
+    for got, want in zip(variables(model), variables(twin)):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_a_float_learning_rate_is_put_back():
+    x, y = data()
+    model = make_model(keras.optimizers.Adam(3e-3))
+    find_lr(model, x, y, num_steps=20)
+    assert float(to_numpy(model.optimizer.learning_rate)) == pytest.approx(
+        3e-3)
+    model.optimizer.learning_rate = 1e-3  # still a settable variable
+
+
+class RecordRate(keras.callbacks.Callback):
+    def on_train_batch_begin(self, batch, logs=None):
+        self.rates = getattr(self, "rates", [])
+        self.rates.append(float(to_numpy(self.model.optimizer.learning_rate)))
+
+
+def test_rate_grows_exponentially_and_losses_are_smoothed_like_fastai():
+    x, y = data()
+    model = make_model(keras.optimizers.SGD(0.01))
+    finder, record = LRFinder(1e-5, 1e-1, num_steps=40), RecordRate()
+    model.fit(x, y, batch_size=32, epochs=5, shuffle=False, verbose=0,
+              callbacks=[finder, record])
+    result = finder.result
+    n = len(result.lrs)
+    assert n == 40  # no divergence this low
+    expected = 1e-5 * (1e-1 / 1e-5) ** (np.arange(n) / 39)
+    np.testing.assert_allclose(result.lrs, expected, rtol=1e-12)
+    # ... and it is the rate the optimizer really used at each step.
+    np.testing.assert_allclose(record.rates[:n], expected, rtol=1e-5)
+    average, smoothed = 0.0, []
+    for i, loss in enumerate(result.losses):
+        average = 0.98 * average + 0.02 * loss
+        smoothed.append(average / (1 - 0.98 ** (i + 1)))
+    np.testing.assert_allclose(result.smoothed_losses, smoothed, rtol=1e-12)
+
+
+def test_each_loss_is_its_batch_not_kerass_running_mean():
+    """Step 0's loss is the first batch's at the initial weights, step 1's
+    the second batch's after one update: recomputed in NumPy."""
+    x, y = data()
+    model = make_model(keras.optimizers.SGD(0.01), dropout=0.0)
+    initial = model.get_weights()
+    result = find_lr(model, x, y, batch_size=32, num_steps=10, seed=5)
+    order = np.random.default_rng(5).permutation(len(x))
+    probe = make_model(keras.optimizers.SGD(result.lrs[0]), dropout=0.0)
+    probe.set_weights(initial)
+
+    def batch_loss(rows):
+        logits = to_numpy(probe(x[rows], training=True))[:, 0]
+        return np.mean(np.maximum(logits, 0) - logits * y[rows]
+                       + np.log1p(np.exp(-np.abs(logits))))
+
+    assert result.losses[0] == pytest.approx(batch_loss(order[:32]),
+                                             rel=1e-5)
+    probe.fit(x[order[:32]], y[order[:32]], batch_size=32, verbose=0)
+    assert result.losses[1] == pytest.approx(batch_loss(order[32:64]),
+                                             rel=1e-4)
+
+
+def test_stops_when_the_loss_diverges():
+    x, y = data()
+    model = make_model(keras.optimizers.SGD(0.01))
+    result = find_lr(model, x, y, start_lr=1e-4, end_lr=1e4, num_steps=100)
+    assert len(result.lrs) < 100
+    last = result.smoothed_losses[-1]
+    assert not np.isfinite(last) or last > 4 * np.min(
+        result.smoothed_losses[:-1])
+
+
+def test_the_suggestion_is_useful_on_standardized_tabular_data():
+    features, labels = load_breast_cancer(return_X_y=True)
+    x = StandardScaler().fit_transform(features).astype("float32")
+    y = labels.astype("float32")
+
+    def model():
+        keras.utils.set_random_seed(0)
+        m = keras.Sequential([keras.Input((30,)),
+                              keras.layers.Dense(32, "relu"),
+                              keras.layers.Dense(1)])
+        m.compile(keras.optimizers.SGD(0.01, momentum=0.9),
+                  keras.losses.BinaryCrossentropy(from_logits=True))
+        return m
+
+    suggested = find_lr(model(), x, y, batch_size=32).suggestion()
+    losses = {}
+    for lr in (suggested, suggested / 100):
+        m = model()
+        m.optimizer.learning_rate = lr
+        losses[lr] = m.fit(x, y, batch_size=32, epochs=1, shuffle=False,
+                           verbose=0).history["loss"][-1]
+    assert np.isfinite(losses[suggested])
+    assert losses[suggested] < losses[suggested / 100]
+    assert losses[suggested] < 0.69  # below chance: it did not diverge
+
+
+def test_suggestions_on_a_known_curve(tmp_path):
+    lrs = np.geomspace(1e-6, 1.0, 100)
+    log = np.log10(lrs)
+    # Flat, then falling fastest at 1e-3, bottoming out at 1e-1, then up.
+    losses = 2 - np.tanh(log + 3) + np.where(log > -1, 50 * (log + 1) ** 2,
+                                             0)
+    result = LRFinderResult(lrs, losses, losses)
+    assert result.suggestion("steep") == pytest.approx(1e-3, rel=0.2)
+    assert result.suggestion("minimum") == pytest.approx(1e-2, rel=0.2)
+    assert 1e-4 < result.suggestion("valley") < 1e-1
+    figure = result.plot(str(tmp_path / "lr.png"))
+    assert (tmp_path / "lr.png").exists()
+    assert len(figure.axes[0].lines) == 5  # two curves, three suggestions
+    with pytest.raises(ValueError, match="method"):
+        result.suggestion("slide")
+
+
+def test_the_callback_survives_deepcopy_and_restores():
+    x, y = data()
+    model = make_model(keras.optimizers.SGD(0.01))
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    before = variables(model)
+    finder = copy.deepcopy(LRFinder(num_steps=15))
+    model.fit(x, y, batch_size=32, epochs=3, verbose=0, callbacks=[finder])
+    assert 2 < len(finder.result.lrs) <= 15
+    for got, want in zip(variables(model), before):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"start_lr": 0.0}, "start_lr"),
+    ({"start_lr": 1.0, "end_lr": 0.5}, "end_lr"),
+    ({"num_steps": 1}, "num_steps"),
+    ({"beta": 1.0}, "beta"),
+    ({"diverge_factor": 1.0}, "diverge_factor"),
+])
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        LRFinder(**kwargs)
+
+
+def test_needs_a_compiled_model():
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
+    with pytest.raises(ValueError, match="compiled"):
+        find_lr(model, *data())
