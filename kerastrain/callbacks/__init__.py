@@ -6,6 +6,7 @@ from kerastrain.callbacks.gradient_accumulation import GradientAccumulation
 from kerastrain.callbacks.lr_finder import LRFinder, find_lr
 from kerastrain.callbacks.lr_finder_result import LRFinderResult
 from kerastrain.callbacks.snapshot_ensemble import SnapshotEnsemble
+from kerastrain.callbacks.weight_histograms import WeightHistograms
 
 __all__ = [
     "CheckpointEarlyStopping",
@@ -13,5 +14,6 @@ __all__ = [
     "LRFinder",
     "LRFinderResult",
     "SnapshotEnsemble",
+    "WeightHistograms",
     "find_lr",
 ]

@@ -1,0 +1,139 @@
+"""Histograms of weights and gradients, for TensorBoard and as pictures."""
+
+import os
+import re
+
+import keras
+import numpy as np
+
+from kerastrain._validation import check_int
+from kerastrain.callbacks._gradients import loss_gradients
+from kerastrain.io import pyplot, save_figure
+
+PERCENTILES = (0, 5, 25, 50, 75, 95, 100)
+
+
+class WeightHistograms(keras.callbacks.Callback):
+    """Writes histograms of every trainable weight, and of its gradient, to
+    TensorBoard, on any backend.
+
+    Every `freq` epochs (and once before training), each trainable variable
+    becomes a TensorBoard histogram `weights/<path>`; with `gradients=True`
+    the gradient of the compiled loss on a fixed probe batch becomes
+    `gradients/<path>`, and the gradient norm of each layer a scalar
+    `gradient_norm/<layer path>`: the place to see vanishing or exploding
+    gradients. Keras' own `TensorBoard(histogram_freq=...)` writes weight
+    histograms only on the TensorFlow backend and no gradients.
+
+    With `plot=True`, at the end of training a PNG per layer kernel shows
+    how its weight distribution moved across epochs (median, 25-75% and
+    5-95% bands, extremes): the "weights during learning" picture.
+
+    The event files are written with `tf.summary` (TensorFlow is a
+    dependency of kerastrain on every backend, for tf.data); the gradient is
+    computed outside the train step with the backend's autodiff.
+
+    Args:
+        log_dir: Folder for the event files (one per run: give each
+            KerasTuner trial its own) and the `plots/` subfolder.
+        freq: Every how many epochs, >= 1.
+        gradients: Whether to write gradient histograms and norms.
+        plot: Whether to draw the PNGs at the end of training.
+        probe: A fixed batch `(x, y)` on which the gradients are computed;
+            required with `gradients=True`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> x, y = np.zeros((8, 4), "float32"), np.zeros((8,), "int32")
+    >>> callback = WeightHistograms("logs/run1", probe=(x, y))
+    """
+
+    def __init__(self, log_dir, freq=1, gradients=True, plot=True,
+                 probe=None):
+        super().__init__()
+        if not isinstance(log_dir, (str, os.PathLike)) or not os.fspath(
+                log_dir):
+            raise TypeError(
+                "Argument `log_dir` must be a folder path. Received: "
+                f"log_dir={log_dir!r}")
+        self.log_dir = os.fspath(log_dir)
+        self.freq = check_int("freq", freq, min_value=1)
+        self.gradients = bool(gradients)
+        self.plot = bool(plot)
+        if self.gradients and (not isinstance(probe, (tuple, list))
+                               or len(probe) != 2):
+            raise ValueError(
+                "Argument `probe` must be a fixed batch `(x, y)` when "
+                "gradients=True (the gradient histograms are computed on "
+                "it); pass one, or gradients=False. Received: "
+                f"probe={type(probe).__name__}")
+        self.probe = probe
+        self._writer = None
+        self.percentiles = {}
+
+    def on_train_begin(self, logs=None):
+        import tensorflow as tf
+
+        self._writer = tf.summary.create_file_writer(self.log_dir)
+        self.percentiles = {}
+        self._epochs = []
+        self._write(step=0)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.freq == 0:
+            self._write(step=epoch + 1)
+
+    def on_train_end(self, logs=None):
+        self._writer.close()
+        self._writer = None
+        if self.plot:
+            self._plot()
+
+    def _write(self, step):
+        import tensorflow as tf
+
+        variables = self.model.trainable_variables
+        values = [np.asarray(keras.ops.convert_to_numpy(v))
+                  for v in variables]
+        grads = (loss_gradients(self.model, *self.probe)
+                 if self.gradients else [])
+        self._epochs.append(step)
+        with self._writer.as_default(step=step):
+            for variable, value in zip(variables, values):
+                tf.summary.histogram(f"weights/{variable.path}", value)
+                if variable.name == "kernel":
+                    self.percentiles.setdefault(variable.path, []).append(
+                        np.percentile(value, PERCENTILES))
+            norms = {}
+            for variable, grad in zip(variables, grads):
+                tf.summary.histogram(f"gradients/{variable.path}", grad)
+                layer = variable.path.rsplit("/", 1)[0]
+                norms[layer] = norms.get(layer, 0.0) + float(np.sum(
+                    np.square(grad, dtype="float64")))
+            for layer, square in norms.items():
+                tf.summary.scalar(f"gradient_norm/{layer}", np.sqrt(square))
+        self._writer.flush()
+
+    def _plot(self):
+        plt = pyplot()
+        folder = os.path.join(self.log_dir, "plots")
+        os.makedirs(folder, exist_ok=True)
+        for path, rows in self.percentiles.items():
+            rows = np.array(rows)
+            epochs = self._epochs[:len(rows)]
+            figure, ax = plt.subplots(figsize=(6, 3.6))
+            ax.fill_between(epochs, rows[:, 0], rows[:, 6], alpha=0.12,
+                            color="tab:blue", label="min-max")
+            ax.fill_between(epochs, rows[:, 1], rows[:, 5], alpha=0.25,
+                            color="tab:blue", label="5-95%")
+            ax.fill_between(epochs, rows[:, 2], rows[:, 4], alpha=0.45,
+                            color="tab:blue", label="25-75%")
+            ax.plot(epochs, rows[:, 3], color="tab:blue", label="median")
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("weight")
+            ax.set_title(path)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize="small")
+            name = re.sub(r"[^A-Za-z0-9_.-]+", "_", path)
+            save_figure(figure, os.path.join(folder, f"{name}.png"))

@@ -1,0 +1,110 @@
+import copy
+import os
+
+import keras
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import (
+    EventAccumulator)
+from tensorboard.util.tensor_util import make_ndarray
+
+from kerastrain.callbacks import WeightHistograms
+from kerastrain.callbacks._gradients import loss_gradients
+from tests.support import to_numpy
+
+
+def data():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 4)).astype("float32")
+    y = (x @ rng.standard_normal((4, 2))).astype("float32")
+    return x, y
+
+
+def make_model():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)),
+                              keras.layers.Dense(3, name="hidden"),
+                              keras.layers.Dense(2, name="out")], name="net")
+    model.compile(keras.optimizers.SGD(0.05), "mse")
+    return model
+
+
+def read(log_dir):
+    events = EventAccumulator(str(log_dir), size_guidance={"tensors": 0})
+    events.Reload()
+    return {tag: [(e.step, make_ndarray(e.tensor_proto))
+                  for e in events.Tensors(tag)]
+            for tag in events.Tags()["tensors"]}
+
+
+def numpy_gradients(weights, x, y):
+    """Mean squared error of two stacked linear layers, by hand."""
+    k1, b1, k2, b2 = (w.astype("float64") for w in weights)
+    h = x @ k1 + b1
+    residual = h @ k2 + b2 - y
+    d_out = 2 * residual / residual.size
+    d_h = d_out @ k2.T
+    return [x.T @ d_h, d_h.sum(0), h.T @ d_out, d_out.sum(0)]
+
+
+def test_gradients_on_the_probe_equal_the_closed_form():
+    x, y = data()
+    model = make_model()
+    expected = numpy_gradients(model.get_weights(), x[:16], y[:16])
+    for got, want in zip(loss_gradients(model, x[:16], y[:16]), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_writes_histograms_and_norms_tensorboard_can_read(tmp_path):
+    x, y = data()
+    model = make_model()
+    callback = copy.deepcopy(WeightHistograms(tmp_path, freq=2,
+                                              probe=(x[:16], y[:16])))
+    model.fit(x, y, epochs=4, batch_size=16, verbose=0, callbacks=[callback])
+    logged = read(tmp_path)
+    for variable in model.trainable_variables:
+        steps = logged[f"weights/{variable.path}"]
+        assert [s for s, _ in steps] == [0, 2, 4]
+        step, histogram = steps[-1]
+        value = to_numpy(variable)
+        # Buckets (left, right, count) hold every weight once.
+        assert histogram[:, 2].sum() == value.size
+        assert histogram[0, 0] <= value.min() and value.max() <= histogram[
+            -1, 1]
+        assert f"gradients/{variable.path}" in logged
+    # The last norm is the closed-form gradient's at the final weights.
+    grads = numpy_gradients(model.get_weights(), x[:16], y[:16])
+    (_, norm), = logged["gradient_norm/net/out"][-1:]
+    np.testing.assert_allclose(
+        norm, np.sqrt(sum(np.sum(g * g) for g in grads[2:])), rtol=1e-4)
+
+
+def test_plots_one_png_per_kernel_with_every_epoch(tmp_path):
+    x, y = data()
+    model = make_model()
+    callback = WeightHistograms(tmp_path, gradients=False)
+    model.fit(x, y, epochs=3, verbose=0, callbacks=[callback])
+    assert sorted(os.listdir(tmp_path / "plots")) == [
+        "net_hidden_kernel.png", "net_out_kernel.png"]
+    rows = callback.percentiles["net/hidden/kernel"]
+    assert len(rows) == 4  # before training, then 3 epochs
+    kernel = to_numpy(model.trainable_variables[0])
+    np.testing.assert_allclose(rows[-1], np.percentile(
+        kernel, [0, 5, 25, 50, 75, 95, 100]), rtol=1e-6)
+    assert not any(k.startswith("gradients/") for k in read(tmp_path))
+    # A second fit with the same callback works (the writer is reopened).
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"log_dir": None}, TypeError, "log_dir"),
+    ({"freq": 0}, ValueError, "freq"),
+    ({"freq": "epoch"}, TypeError, "freq"),
+    ({"probe": None}, ValueError, "probe"),
+    ({"probe": np.zeros((4, 2))}, ValueError, "probe"),
+])
+def test_bad_arguments(kwargs, error, match):
+    arguments = {"log_dir": "logs", "probe": (np.zeros((2, 4)),
+                                              np.zeros((2, 2))), **kwargs}
+    with pytest.raises(error, match=match):
+        WeightHistograms(**arguments)
