@@ -17,7 +17,7 @@ import argparse
 import keras
 import numpy as np
 
-from bench.timing import seconds_per_step
+from bench.timing import interleaved_best, seconds_per_step
 from kerastrain import optimizers
 from kerastrain.schedules import OneCycle
 
@@ -45,11 +45,6 @@ def main():
         return seconds_per_step(mlp(), x, y, args.batch_size, args.steps,
                                 optimizer=make_optimizer())
 
-    def best_of(ours, theirs, repeats=3):
-        """Interleaved runs, best of each: the first runs of a process and
-        a shared machine's hiccups would otherwise pick the winner."""
-        times = [(timed(ours), timed(theirs)) for _ in range(repeats)]
-        return min(t[0] for t in times), min(t[1] for t in times)
 
     pairs = {
         "Keras SGD, OneCycle rate / constant rate": (
@@ -69,7 +64,8 @@ def main():
     print(f"backend {keras.backend.backend()}, MLP 64-1024-1024-10, batch "
           f"{args.batch_size}, {args.steps} steps each")
     for label, (ours, theirs) in pairs.items():
-        a, b = best_of(ours, theirs)
+        a, b = interleaved_best([lambda: timed(ours),
+                                 lambda: timed(theirs)])
         print(f"{label}: {a / b:.2f}  ({a * 1e3:.1f} / {b * 1e3:.1f} ms "
               "per step)")
 

@@ -16,3 +16,12 @@ def seconds_per_step(model, x, y, batch_size, steps, optimizer="sgd"):
     start = time.perf_counter()
     model.fit(x[:n], y[:n], batch_size=batch_size, epochs=1, verbose=0)
     return (time.perf_counter() - start) / steps
+
+
+def interleaved_best(measures, repeats=3):
+    """Runs each no-argument `measure` (returning seconds) `repeats` times,
+    interleaved, and returns the best time of each: on a shared machine the
+    first runs of a process and passing hiccups would otherwise pick the
+    winner."""
+    times = [[measure() for measure in measures] for _ in range(repeats)]
+    return [min(column) for column in zip(*times)]

@@ -10,40 +10,80 @@ import keras
 import numpy as np
 
 
-def loss_gradients(model, x, y):
-    """Gradient of the compiled loss (at inference: dropout off, batch-norm
-    statistics untouched) on `(x, y)`, with respect to each trainable
-    variable, as NumPy arrays."""
-    backend = keras.backend.backend()
-    variables = model.trainable_variables
-    if backend == "tensorflow":
+class GradientFunction:
+    """`fn(x, y)` -> the gradient of `model`'s compiled loss on `(x, y)`
+    (at inference: dropout off, batch-norm statistics untouched) with
+    respect to each trainable variable, as NumPy arrays.
+
+    Compiled on first use on JAX (`jax.jit`) and TensorFlow
+    (`tf.function`), so that calling it once per epoch costs one forward
+    and backward pass, not a trace.
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self._compiled = None
+
+    def __call__(self, x, y):
+        if self._compiled is None:
+            self._compiled = getattr(
+                self, f"_{keras.backend.backend()}")()
+        variables = self.model.trainable_variables
+        grads = self._compiled(x, y)
+        return [np.zeros(v.shape, "float32") if g is None
+                else np.asarray(keras.ops.convert_to_numpy(g))
+                for g, v in zip(grads, variables)]
+
+    def _tensorflow(self):
         import tensorflow as tf
 
-        with tf.GradientTape() as tape:
-            y_pred = model(x, training=False)
-            loss = model.compute_loss(x=x, y=y, y_pred=y_pred,
-                                      training=False)
-        grads = tape.gradient(loss, [v.value for v in variables])
-    elif backend == "jax":
+        model = self.model
+
+        @tf.function(reduce_retracing=True)
+        def grads(x, y):
+            with tf.GradientTape() as tape:
+                y_pred = model(x, training=False)
+                loss = model.compute_loss(x=x, y=y, y_pred=y_pred,
+                                          training=False)
+            return tape.gradient(loss, [v.value for v in
+                                        model.trainable_variables])
+
+        return grads
+
+    def _jax(self):
         import jax
 
-        grad_fn = jax.grad(model.compute_loss_and_updates, has_aux=True)
-        grads, _ = grad_fn([v.value for v in variables],
-                           [v.value for v in model.non_trainable_variables],
-                           [v.value for v in model.metrics_variables],
-                           x, y, None, False)
-    elif backend == "torch":
+        model = self.model
+        grad_fn = jax.jit(jax.grad(model.compute_loss_and_updates,
+                                   has_aux=True), static_argnums=(6,))
+
+        def grads(x, y):
+            values, _ = grad_fn(
+                [v.value for v in model.trainable_variables],
+                [v.value for v in model.non_trainable_variables],
+                [v.value for v in model.metrics_variables],
+                x, y, None, False)
+            return values
+
+        return grads
+
+    def _torch(self):
         import torch
 
-        with torch.enable_grad():
-            y_pred = model(x, training=False)
-            loss = model.compute_loss(x=x, y=y, y_pred=y_pred,
-                                      training=False)
-            grads = torch.autograd.grad(loss, [v.value for v in variables],
-                                        allow_unused=True)
-    else:
-        raise NotImplementedError(
-            f"Gradients are not available on the {backend} backend.")
-    return [np.zeros(v.shape, "float32") if g is None
-            else np.asarray(keras.ops.convert_to_numpy(g)) for g, v in
-            zip(grads, variables)]
+        model = self.model
+
+        def grads(x, y):
+            with torch.enable_grad():
+                y_pred = model(x, training=False)
+                loss = model.compute_loss(x=x, y=y, y_pred=y_pred,
+                                          training=False)
+                return torch.autograd.grad(
+                    loss, [v.value for v in model.trainable_variables],
+                    allow_unused=True)
+
+        return grads
+
+
+def loss_gradients(model, x, y):
+    """One-off `GradientFunction(model)(x, y)`."""
+    return GradientFunction(model)(x, y)

@@ -44,6 +44,7 @@ def restore(model, state):
         variable.assign(value)
     for variable, value in zip(optimizer.variables, state["optimizer"]):
         variable.assign(value)
-    # The public setter refuses to put a variable back over a schedule.
-    optimizer._learning_rate = state["learning_rate"]
-    retrace(model)
+    if optimizer._learning_rate is not state["learning_rate"]:
+        # The public setter refuses to put a variable back over a schedule.
+        optimizer._learning_rate = state["learning_rate"]
+        retrace(model)

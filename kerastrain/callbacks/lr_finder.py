@@ -70,14 +70,23 @@ class LRFinder(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         model = self.model
         self._saved = state.snapshot(model)
-        first = state.iterations(model.optimizer)
-        # The same exponential ramp, as a schedule of the optimizer's step.
-        # Set directly: the public setter would untrack a learning-rate
-        # variable and change the optimizer's variable list.
-        model.optimizer._learning_rate = PhaseSchedule(
-            [first, first + self.num_steps - 1], [self.start_lr, self.end_lr],
-            anneal="exp", name="lr_range_test")
-        state.retrace(model)
+        optimizer = model.optimizer
+        # A float rate lives in a variable: set it before each batch, no
+        # recompilation. A schedule is swapped for the same exponential
+        # ramp as a schedule of the optimizer's step, which needs the train
+        # step traced again. (Set directly: the public setter would untrack
+        # a learning-rate variable and change the optimizer's variables.)
+        self._settable = isinstance(optimizer._learning_rate, keras.Variable)
+        if self._settable:
+            self._initial_rate = keras.ops.convert_to_numpy(
+                optimizer._learning_rate)
+        else:
+            first = state.iterations(optimizer)
+            optimizer._learning_rate = PhaseSchedule(
+                [first, first + self.num_steps - 1],
+                [self.start_lr, self.end_lr], anneal="exp",
+                name="lr_range_test")
+            state.retrace(model)
         self._lrs, self._losses, self._smoothed = [], [], []
         self._average, self._best = 0.0, math.inf
 
@@ -85,6 +94,9 @@ class LRFinder(keras.callbacks.Callback):
         # Keras logs the running mean of the epoch; reset it so that the
         # logged loss is this batch's.
         self.model.reset_metrics()
+        if self._settable:
+            self.model.optimizer._learning_rate.assign(
+                self.lr_at(len(self._losses)))
 
     def on_train_batch_end(self, batch, logs=None):
         step = len(self._losses)
@@ -111,6 +123,8 @@ class LRFinder(keras.callbacks.Callback):
             return
         if self.restore:
             state.restore(self.model, self._saved)
+        elif self._settable:
+            self.model.optimizer._learning_rate.assign(self._initial_rate)
         else:
             self.model.optimizer._learning_rate = self._saved["learning_rate"]
             state.retrace(self.model)

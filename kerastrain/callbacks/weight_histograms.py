@@ -2,15 +2,36 @@
 
 import os
 import re
+import time
 
 import keras
 import numpy as np
+from tensorboard.compat.proto.event_pb2 import Event
+from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 from kerastrain._validation import check_int
-from kerastrain.callbacks._gradients import loss_gradients
+from kerastrain.callbacks._gradients import GradientFunction
 from kerastrain.io import pyplot, save_figure
 
 PERCENTILES = (0, 5, 25, 50, 75, 95, 100)
+BINS = 30
+
+
+def histogram(tag, values):
+    """A TensorBoard histogram summary of `values`, binned by NumPy."""
+    values = np.asarray(values, dtype="float64").ravel()
+    counts, edges = np.histogram(values, bins=BINS)
+    proto = HistogramProto(
+        min=float(values.min()), max=float(values.max()),
+        num=float(values.size), sum=float(values.sum()),
+        sum_squares=float(np.dot(values, values)),
+        bucket_limit=edges[1:].tolist(), bucket=counts.tolist())
+    return Summary.Value(tag=tag, histo=proto)
+
+
+def scalar(tag, value):
+    return Summary.Value(tag=tag, simple_value=float(value))
 
 
 class WeightHistograms(keras.callbacks.Callback):
@@ -29,9 +50,10 @@ class WeightHistograms(keras.callbacks.Callback):
     how its weight distribution moved across epochs (median, 25-75% and
     5-95% bands, extremes): the "weights during learning" picture.
 
-    The event files are written with `tf.summary` (TensorFlow is a
-    dependency of kerastrain on every backend, for tf.data); the gradient is
-    computed outside the train step with the backend's autodiff.
+    The event files are written with TensorBoard's own writer and
+    protocol buffers, histograms binned by NumPy (no TensorFlow op runs);
+    the gradient is computed outside the train step with the backend's
+    autodiff, compiled once per `fit` on JAX and TensorFlow.
 
     Args:
         log_dir: Folder for the event files (one per run: give each
@@ -73,9 +95,10 @@ class WeightHistograms(keras.callbacks.Callback):
         self.percentiles = {}
 
     def on_train_begin(self, logs=None):
-        import tensorflow as tf
-
-        self._writer = tf.summary.create_file_writer(self.log_dir)
+        os.makedirs(self.log_dir, exist_ok=True)
+        self._writer = EventFileWriter(self.log_dir)
+        self._gradient_fn = (GradientFunction(self.model) if self.gradients
+                             else None)
         self.percentiles = {}
         self._epochs = []
         self._write(step=0)
@@ -91,28 +114,27 @@ class WeightHistograms(keras.callbacks.Callback):
             self._plot()
 
     def _write(self, step):
-        import tensorflow as tf
-
         variables = self.model.trainable_variables
         values = [np.asarray(keras.ops.convert_to_numpy(v))
                   for v in variables]
-        grads = (loss_gradients(self.model, *self.probe)
-                 if self.gradients else [])
+        grads = self._gradient_fn(*self.probe) if self.gradients else []
         self._epochs.append(step)
-        with self._writer.as_default(step=step):
-            for variable, value in zip(variables, values):
-                tf.summary.histogram(f"weights/{variable.path}", value)
-                if variable.name == "kernel":
-                    self.percentiles.setdefault(variable.path, []).append(
-                        np.percentile(value, PERCENTILES))
-            norms = {}
-            for variable, grad in zip(variables, grads):
-                tf.summary.histogram(f"gradients/{variable.path}", grad)
-                layer = variable.path.rsplit("/", 1)[0]
-                norms[layer] = norms.get(layer, 0.0) + float(np.sum(
-                    np.square(grad, dtype="float64")))
-            for layer, square in norms.items():
-                tf.summary.scalar(f"gradient_norm/{layer}", np.sqrt(square))
+        summaries = []
+        for variable, value in zip(variables, values):
+            summaries.append(histogram(f"weights/{variable.path}", value))
+            if variable.name == "kernel":
+                self.percentiles.setdefault(variable.path, []).append(
+                    np.percentile(value, PERCENTILES))
+        norms = {}
+        for variable, grad in zip(variables, grads):
+            summaries.append(histogram(f"gradients/{variable.path}", grad))
+            layer = variable.path.rsplit("/", 1)[0]
+            norms[layer] = norms.get(layer, 0.0) + float(np.sum(
+                np.square(grad, dtype="float64")))
+        summaries += [scalar(f"gradient_norm/{layer}", np.sqrt(square))
+                      for layer, square in norms.items()]
+        self._writer.add_event(Event(wall_time=time.time(), step=step,
+                                     summary=Summary(value=summaries)))
         self._writer.flush()
 
     def _plot(self):

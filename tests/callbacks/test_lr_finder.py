@@ -222,3 +222,19 @@ def test_needs_a_compiled_model():
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
     with pytest.raises(ValueError, match="compiled"):
         find_lr(model, *data())
+
+
+@pytest.mark.parametrize("learning_rate", [0.02, OneCycle(0.1, 50)])
+def test_without_restore_only_the_learning_rate_comes_back(learning_rate):
+    x, y = data()
+    model = make_model(keras.optimizers.SGD(learning_rate))
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    kernel = to_numpy(model.weights[0]).copy()
+    finder = LRFinder(1e-4, 1e-2, num_steps=10, restore=False)
+    model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[finder])
+    assert not np.array_equal(to_numpy(model.weights[0]), kernel)
+    if isinstance(learning_rate, float):
+        assert float(to_numpy(model.optimizer.learning_rate)) == \
+            pytest.approx(0.02)
+    else:
+        assert model.optimizer._learning_rate is learning_rate

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import (
     EventAccumulator)
-from tensorboard.util.tensor_util import make_ndarray
 
 from kerastrain.callbacks import WeightHistograms
 from kerastrain.callbacks._gradients import loss_gradients
@@ -30,11 +29,17 @@ def make_model():
 
 
 def read(log_dir):
-    events = EventAccumulator(str(log_dir), size_guidance={"tensors": 0})
+    """Histograms as (step, (bucket right edges, counts, count, min, max))
+    and scalars as (step, value), by TensorBoard's own reader."""
+    events = EventAccumulator(str(log_dir), size_guidance={
+        "histograms": 0, "scalars": 0})
     events.Reload()
-    return {tag: [(e.step, make_ndarray(e.tensor_proto))
-                  for e in events.Tensors(tag)]
-            for tag in events.Tags()["tensors"]}
+    logged = {tag: [(e.step, e.histogram_value)
+                    for e in events.Histograms(tag)]
+              for tag in events.Tags()["histograms"]}
+    logged.update({tag: [(e.step, e.value) for e in events.Scalars(tag)]
+                   for tag in events.Tags()["scalars"]})
+    return logged
 
 
 def numpy_gradients(weights, x, y):
@@ -67,10 +72,11 @@ def test_writes_histograms_and_norms_tensorboard_can_read(tmp_path):
         assert [s for s, _ in steps] == [0, 2, 4]
         step, histogram = steps[-1]
         value = to_numpy(variable)
-        # Buckets (left, right, count) hold every weight once.
-        assert histogram[:, 2].sum() == value.size
-        assert histogram[0, 0] <= value.min() and value.max() <= histogram[
-            -1, 1]
+        # The buckets hold every weight once; the summary is the weights'.
+        assert sum(histogram.bucket) == histogram.num == value.size
+        assert histogram.min == pytest.approx(value.min())
+        assert histogram.max == pytest.approx(value.max())
+        assert histogram.sum == pytest.approx(value.sum(), abs=1e-5)
         assert f"gradients/{variable.path}" in logged
     # The last norm is the closed-form gradient's at the final weights.
     grads = numpy_gradients(model.get_weights(), x[:16], y[:16])
