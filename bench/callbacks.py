@@ -52,10 +52,14 @@ def main():
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--data-repeats", type=int, default=1,
+                        help="tile the digits this many times (longer "
+                             "epochs, same fixed costs)")
     args = parser.parse_args()
     digits = load_digits()
-    x = (digits.images[..., None] / 16.0).astype("float32")
-    y = digits.target
+    x = np.tile((digits.images[..., None] / 16.0).astype("float32"),
+                (args.data_repeats, 1, 1, 1))
+    y = np.tile(digits.target, args.data_repeats)
     with tempfile.TemporaryDirectory() as folder:
         def callbacks():
             return [
@@ -66,9 +70,9 @@ def main():
                                  probe=(x[:64], y[:64])),
             ]
 
-        # One short run of each first: imports (matplotlib, tensorboard)
-        # and compilation are paid once per process, not per fit.
-        timed_fit(x, y, 1, args.batch_size, callbacks())
+        # One short run first: imports (matplotlib, tensorboard) are paid
+        # once per process, not per fit.
+        timed_fit(x[:256], y[:256], 1, args.batch_size, callbacks())
         plain, with_callbacks = interleaved_best([
             lambda: timed_fit(x, y, args.epochs, args.batch_size, []),
             lambda: timed_fit(x, y, args.epochs, args.batch_size,
@@ -93,8 +97,9 @@ def main():
     steps, finder = interleaved_best([plain_steps, range_test],
                                      repeats=args.repeats)
 
-    print(f"backend {keras.backend.backend()}, ResNet-8 on digits, batch "
-          f"{args.batch_size}, {args.epochs} epochs")
+    print(f"backend {keras.backend.backend()}, ResNet-8 on digits (x"
+          f"{args.data_repeats}, {len(x)} samples), batch {args.batch_size}, "
+          f"{args.epochs} epochs")
     print(f"fit with CheckpointEarlyStopping + GradientAccumulation + "
           f"WeightHistograms / plain fit: {with_callbacks / plain:.2f}  "
           f"({with_callbacks:.1f} / {plain:.1f} s)")

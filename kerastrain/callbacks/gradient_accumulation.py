@@ -1,6 +1,5 @@
 """Gradient accumulation whose number of micro-batches may change by epoch."""
 
-import numbers
 import warnings
 
 import keras
@@ -15,16 +14,26 @@ def _check_steps(steps):
     """`{epoch: steps}` from an int or a dict, with every key and value
     checked (PyTorch Lightning's GradientAccumulationScheduler does the
     same up front)."""
-    if isinstance(steps, numbers.Integral) and not isinstance(steps, bool):
+    if not isinstance(steps, dict):
+        _check_integer("steps", steps, 1)
         steps = {0: steps}
-    if not isinstance(steps, dict) or not steps:
-        raise TypeError(
+    if not steps:
+        raise ValueError(
             "Argument `steps` must be an integer >= 1 or a non-empty dict "
             f"{{epoch: steps}}. Received: steps={steps!r}")
     for epoch, value in steps.items():
-        check_int(f"steps (key {epoch!r})", epoch, min_value=0)
-        check_int(f"steps[{epoch!r}]", value, min_value=1)
+        _check_integer(f"steps (key {epoch!r})", epoch, 0)
+        _check_integer(f"steps[{epoch!r}]", value, 1)
     return dict(sorted(steps.items()))
+
+
+def _check_integer(name, value, min_value):
+    # The issue's contract: a non-integer is a ValueError here, like a
+    # value out of range (check_int says TypeError).
+    try:
+        check_int(name, value, min_value=min_value)
+    except TypeError as error:
+        raise ValueError(str(error)) from None
 
 
 class GradientAccumulation(keras.callbacks.Callback):

@@ -104,13 +104,14 @@ def test_steps_at():
 @pytest.mark.parametrize("steps, error, match", [
     (0, ValueError, "steps"),
     (-2, ValueError, "steps"),
-    (2.0, TypeError, "steps"),
-    ("4", TypeError, "steps"),
-    ({}, TypeError, "steps"),
+    (2.0, ValueError, "steps"),
+    ("4", ValueError, "steps"),
+    (True, ValueError, "steps"),
+    ({}, ValueError, "steps"),
     ({0: 0}, ValueError, r"steps\[0\]"),
-    ({0: 1, 3: 1.5}, TypeError, r"steps\[3\]"),
+    ({0: 1, 3: 1.5}, ValueError, r"steps\[3\]"),
     ({-1: 2}, ValueError, "key -1"),
-    ({"2": 2}, TypeError, "key '2'"),
+    ({"2": 2}, ValueError, "key '2'"),
 ])
 def test_bad_steps(steps, error, match):
     with pytest.raises(error, match=match):
