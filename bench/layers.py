@@ -8,12 +8,9 @@ in one run on the current backend:
 Run: KERAS_BACKEND=jax python -m bench.layers [--steps 30] [--batch-size 64]
 """
 
-import argparse
-
 import keras
-import numpy as np
 
-from bench.timing import seconds_per_step
+from bench.timing import seconds_per_step, step_benchmark_inputs
 from kerastrain.layers import normalization as norms
 from kerastrain.models import resnet
 
@@ -31,14 +28,8 @@ def keras_instance_norm_resnet():
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=64)
-    args = parser.parse_args()
-    rng = np.random.default_rng(0)
-    n = args.batch_size * args.steps
-    x = rng.standard_normal((n, 32, 32, 3)).astype("float32")
-    y = rng.integers(0, 10, n)
+    args, x, y = step_benchmark_inputs(__doc__, steps=30, batch_size=64,
+                                       shape=(32, 32, 3))
 
     def timed(build):
         return seconds_per_step(build(), x, y, args.batch_size, args.steps)

@@ -12,12 +12,10 @@ optimizer's share of a step shows (64 -> 1024 -> 1024 -> 10, batch 256):
 Run: KERAS_BACKEND=jax python -m bench.optimizers [--steps 50]
 """
 
-import argparse
-
 import keras
-import numpy as np
 
-from bench.timing import interleaved_best, seconds_per_step
+from bench.timing import (interleaved_best, seconds_per_step,
+                          step_benchmark_inputs)
 from kerastrain import optimizers
 from kerastrain.schedules import OneCycle
 
@@ -30,14 +28,8 @@ def mlp():
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--batch-size", type=int, default=256)
-    args = parser.parse_args()
-    rng = np.random.default_rng(0)
-    n = args.batch_size * args.steps
-    x = rng.standard_normal((n, 64)).astype("float32")
-    y = rng.integers(0, 10, n)
+    args, x, y = step_benchmark_inputs(__doc__, steps=50, batch_size=256,
+                                       shape=(64,))
     one_cycle = OneCycle(0.05, 10 * args.steps)
     momentum = one_cycle.momentum_schedule
 

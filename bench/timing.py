@@ -1,8 +1,23 @@
 """Timing shared by the benchmarks: seconds per compiled training step."""
 
+import argparse
 import time
 
 import keras
+import numpy as np
+
+
+def step_benchmark_inputs(doc, steps, batch_size, shape):
+    """The `--steps`/`--batch-size` flags of a step benchmark, and random
+    inputs of `shape` with 10-class labels for that many steps."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--batch-size", type=int, default=batch_size)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    n = args.batch_size * args.steps
+    x = rng.standard_normal((n,) + tuple(shape)).astype("float32")
+    return args, x, rng.integers(0, 10, n)
 
 
 def seconds_per_step(model, x, y, batch_size, steps, optimizer="sgd"):
