@@ -24,18 +24,9 @@ DEPTH, WIDTH = 8, 32
 
 def load_split(seed):
     """Stratified 70/15/15 split of the digits, pixels scaled to [0, 1]."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    from kerastrain.data import load, split
 
-    digits = load_digits()
-    x = digits.images[..., None].astype("float32") / 16.0
-    y = digits.target
-    x_rest, x_test, y_rest, y_test = train_test_split(
-        x, y, test_size=0.15, stratify=y, random_state=seed)
-    x_train, x_val, y_train, y_val = train_test_split(
-        x_rest, y_rest, test_size=0.15 / 0.85, stratify=y_rest,
-        random_state=seed)
-    return (x_train, y_train), (x_val, y_val), (x_test, y_test)
+    return split(*load("digits"), val_size=0.15, test_size=0.15, seed=seed)
 
 
 def svc_accuracy(train, val, test):

@@ -1,0 +1,73 @@
+"""Class balancing of a training split: under-, over-sampling and SMOTE."""
+
+import numpy as np
+
+from kerastrain._validation import check_choice
+from kerastrain.data.split import check_same_length
+
+METHODS = ("undersample", "oversample", "smote")
+
+
+def class_counts(y):
+    """`{class: count}` of a label array."""
+    classes, counts = np.unique(np.asarray(y), return_counts=True)
+    return dict(zip(classes.tolist(), counts.tolist()))
+
+
+def balance(x, y, method="smote", seed=None, verbose=1):
+    """Resamples a training split so that every class is equally frequent.
+
+    Apply it to the training split only: validation and test sets must keep
+    the real class distribution. `undersample` drops samples of the larger
+    classes, `oversample` repeats samples of the smaller ones, `smote`
+    synthesizes new minority samples between neighbours (Chawla et al.,
+    2002), all from imbalanced-learn.
+
+    Args:
+        x: 2-D features (samples, features).
+        y: Class labels.
+        method: `"undersample"`, `"oversample"` or `"smote"`.
+        seed: Integer seed.
+        verbose: 1 to print the class counts before and after.
+
+    Returns:
+        `(x_resampled, y_resampled)`, new arrays (the inputs are not
+        modified).
+
+    Example:
+
+    >>> import numpy as np
+    >>> x = np.arange(40, dtype="float32").reshape(20, 2)
+    >>> y = np.array([0] * 16 + [1] * 4)
+    >>> x_new, y_new = balance(x, y, "oversample", seed=0, verbose=0)
+    >>> class_counts(y_new)
+    {0: 16, 1: 16}
+    """
+    from imblearn.over_sampling import SMOTE, RandomOverSampler
+    from imblearn.under_sampling import RandomUnderSampler
+
+    check_choice("method", method, METHODS)
+    check_same_length(x, y)
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(
+            "`balance` needs 2-D features (samples, features). Received: "
+            f"x.shape={x.shape}; flatten images first.")
+    before = class_counts(y)
+    if method == "smote":
+        smallest = min(before.values())
+        if smallest < 2:
+            raise ValueError(
+                f"SMOTE needs at least 2 samples per class. Class counts: "
+                f"{before}")
+        sampler = SMOTE(random_state=seed,
+                        k_neighbors=min(5, smallest - 1))
+    elif method == "oversample":
+        sampler = RandomOverSampler(random_state=seed)
+    else:
+        sampler = RandomUnderSampler(random_state=seed)
+    x_new, y_new = sampler.fit_resample(x, np.asarray(y))
+    if verbose:
+        print(f"balance({method}): class counts {before} -> "
+              f"{class_counts(y_new)}")
+    return x_new, y_new

@@ -1,0 +1,96 @@
+"""One entry point for data sets: offline ones shipped with scikit-learn,
+and any TensorFlow Datasets data set by name."""
+
+import numpy as np
+
+HIGH_RISK_PROGRESSION = 250
+
+
+def _digits():
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return digits.images[..., None].astype("float32") / 16.0, digits.target
+
+
+def _sklearn(loader_name):
+    def load():
+        import sklearn.datasets
+
+        x, y = getattr(sklearn.datasets, loader_name)(return_X_y=True)
+        return x.astype("float32"), y
+    return load
+
+
+def _diabetes_risk():
+    """scikit-learn's diabetes data (442 patients, 10 standardized
+    baseline measurements) with its one-year disease progression score
+    turned into a binary label: high risk when the score exceeds 250
+    (65 positives, 14.7%: an imbalanced problem)."""
+    from sklearn.datasets import load_diabetes
+
+    x, progression = load_diabetes(return_X_y=True)
+    return x.astype("float32"), (progression > HIGH_RISK_PROGRESSION).astype(
+        "int64")
+
+
+OFFLINE = {
+    "digits": _digits,
+    "breast_cancer": _sklearn("load_breast_cancer"),
+    "wine": _sklearn("load_wine"),
+    "diabetes_risk": _diabetes_risk,
+}
+
+
+def load(name, split="train", data_dir=None):
+    """Loads a data set as NumPy arrays `(x, y)`.
+
+    Offline, from scikit-learn: `"digits"` (8x8x1 images in [0, 1], 10
+    classes), `"breast_cancer"` and `"wine"` (features as float32),
+    `"diabetes_risk"` (diabetes progression turned into a binary "high
+    risk" label, progression > 250: 65 of 442 positive). Any TensorFlow
+    Datasets data set as `"tfds:<name>"` (e.g. `"tfds:cifar10"`), its
+    `split`, downloaded to or read from `data_dir`.
+
+    Args:
+        name: A name above.
+        split: The TFDS split (`"train"`, `"test"`, `"train[:10%]"`...);
+            ignored by the offline data sets, which come whole (use
+            `kerastrain.data.split`).
+        data_dir: TFDS data folder (default: TFDS's own).
+
+    Returns:
+        `(x, y)`.
+
+    Example:
+
+    >>> x, y = load("wine")
+    >>> x.shape, sorted(set(y.tolist()))
+    ((178, 13), [0, 1, 2])
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"Argument `name` must be a string. Received: "
+                        f"name={name!r}")
+    if name.startswith("tfds:"):
+        return _tfds(name[len("tfds:"):], split, data_dir)
+    if name not in OFFLINE:
+        raise ValueError(
+            f"Unknown data set {name!r}. Known: {sorted(OFFLINE)}, or "
+            "'tfds:<name>' for any TensorFlow Datasets data set (e.g. "
+            "'tfds:cifar10').")
+    return OFFLINE[name]()
+
+
+def _tfds(name, split, data_dir):
+    import tensorflow_datasets as tfds
+
+    if not name:
+        raise ValueError("Argument `name` must name a TFDS data set after "
+                         "'tfds:', e.g. 'tfds:cifar10'.")
+    # Batched iteration, not `batch_size=-1`: that one aborts the process
+    # (TensorFlow's get_single_element) on TFDS's mock data.
+    dataset = tfds.load(name, split=split, data_dir=data_dir,
+                        as_supervised=True).batch(1024)
+    batches = list(tfds.as_numpy(dataset))
+    return (np.concatenate([x for x, _ in batches]),
+            np.concatenate([y for _, y in batches]))

@@ -1,0 +1,173 @@
+"""A tf.data pipeline for images: batched augmentation, then mixup/cutmix."""
+
+
+import numpy as np
+
+from kerastrain._validation import check_float, check_int
+
+AUGMENTATIONS = ("flip", "rotate", "crop", "randaugment")
+
+
+def channel_stats(x):
+    """Per-channel mean and standard deviation of images `x` (N, H, W, C),
+    after scaling uint8 to [0, 1]: pass them as `normalize=(mean, std)` for
+    the validation and test pipelines."""
+    x = _as_float(np.asarray(x))
+    return x.mean(axis=(0, 1, 2)), x.std(axis=(0, 1, 2)) + 1e-7
+
+
+def _as_float(x):
+    return x.astype("float32") / 255.0 if x.dtype == np.uint8 else x.astype(
+        "float32")
+
+
+def _check_labels(y, num_classes, n):
+    y = np.asarray(y)
+    if len(y) != n:
+        raise ValueError(
+            f"`x` and `y` must hold the same number of samples. Received: "
+            f"len(x)={n}, len(y)={len(y)}")
+    if y.ndim == 2 and y.shape[1] == num_classes:
+        if (y < 0).any() or not np.allclose(y.sum(axis=1), 1.0):
+            raise ValueError("One-hot labels must be non-negative rows "
+                             "summing to 1.")
+        return y.astype("float32")
+    y = y.reshape(-1)
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or (
+            y.max() >= num_classes):
+        raise ValueError(
+            f"Labels must be integers in [0, {num_classes}) (or one-hot of "
+            f"width {num_classes}). Received: dtype {y.dtype}, range "
+            f"[{y.min()}, {y.max()}]")
+    return np.eye(num_classes, dtype="float32")[y]
+
+
+def _augmenters(augment, seed):
+    import keras
+
+    layers = {
+        "flip": lambda: keras.layers.RandomFlip("horizontal", seed=seed),
+        "rotate": lambda: keras.layers.RandomRotation(0.04, seed=seed),
+        # Random resized crop: zoom in by up to 25%, at a random place.
+        "crop": lambda: keras.layers.RandomZoom((-0.25, 0.0), seed=seed),
+        "randaugment": lambda: keras.layers.RandAugment(
+            value_range=(0, 1), seed=seed),
+    }
+    return [layers[name]() for name in augment]
+
+
+def image_pipeline(x, y, batch_size, num_classes,
+                   augment=("flip", "rotate", "crop"), mixup_alpha=0.0,
+                   cutmix_alpha=0.0, normalize=True, shuffle=True,
+                   cache=True, seed=None, training=True):
+    """Batches of augmented, optionally mixed images with one-hot labels.
+
+    The order of work is what makes it fast: cache the decoded images,
+    shuffle, batch, then augment **whole batches** with Keras'
+    preprocessing layers (vectorized, run by tf.data on its own threads
+    whatever the Keras backend), then mix the batch (mixup: each image
+    blended with another of the batch, weight ~ Beta(alpha, alpha), labels
+    likewise; cutmix: a patch pasted in, labels weighted by area; with both,
+    one of the two per batch), then prefetch. With `training=False` only
+    the scaling and normalization apply, in order, without shuffling.
+
+    Args:
+        x: Images (N, H, W, C), uint8 (scaled to [0, 1]) or float.
+        y: Integer labels or one-hot rows.
+        batch_size: Images per batch, >= 1.
+        num_classes: Number of classes, >= 2.
+        augment: Names from `flip`, `rotate`, `crop` (random resized crop)
+            and `randaugment`.
+        mixup_alpha: Beta parameter of mixup, >= 0 (0: off). 0.1 to 0.4
+            is the usual range.
+        cutmix_alpha: Beta parameter of cutmix, >= 0 (0: off).
+        normalize: True to standardize each channel with `x`'s statistics,
+            a `(mean, std)` pair (from `channel_stats` of the training
+            images, for validation and test), or False.
+        shuffle: Whether to shuffle (training only).
+        cache: Whether to cache the prepared images in memory.
+        seed: Integer seed for the shuffle and the augmentations.
+        training: False for evaluation: no augmentation, no mixing.
+
+    Returns:
+        A `tf.data.Dataset` of `(images, one_hot_labels)` batches.
+
+    Example:
+
+    >>> import numpy as np
+    >>> x = np.zeros((10, 8, 8, 3), "uint8")
+    >>> y = np.arange(10) % 2
+    >>> dataset = image_pipeline(x, y, batch_size=4, num_classes=2,
+    ...                          mixup_alpha=0.2, seed=0)
+    >>> [tuple(t.shape) for t in next(iter(dataset))]
+    [(4, 8, 8, 3), (4, 2)]
+    """
+    import keras
+    import tensorflow as tf
+
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise ValueError(
+            "`x` must be a batch of channels-last images (N, H, W, C). "
+            f"Received shape {x.shape}")
+    batch_size = check_int("batch_size", batch_size, min_value=1)
+    num_classes = check_int("num_classes", num_classes, min_value=2)
+    labels = _check_labels(y, num_classes, len(x))
+    mixup_alpha = check_float("mixup_alpha", mixup_alpha, low=0)
+    cutmix_alpha = check_float("cutmix_alpha", cutmix_alpha, low=0)
+    augment = tuple(augment or ())
+    for name in augment:
+        if name not in AUGMENTATIONS:
+            raise ValueError(
+                f"Unknown augmentation {name!r} in `augment`. Allowed: "
+                f"{', '.join(AUGMENTATIONS)}")
+    images = _as_float(x)
+    if normalize is True:
+        mean, std = channel_stats(images)
+    elif normalize is False or normalize is None:
+        mean, std = None, None
+    else:
+        mean, std = (np.asarray(v, "float32") for v in normalize)
+
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels))
+    if cache:
+        dataset = dataset.cache()
+    if training and shuffle:
+        dataset = dataset.shuffle(len(images), seed=seed,
+                                  reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size)
+    steps = []
+    if training:
+        steps += [(layer, False) for layer in _augmenters(augment, seed)]
+    if mean is not None:
+        steps.append((lambda b: (b - mean) / std, False))
+    if training and mixup_alpha > 0:
+        steps.append((keras.layers.MixUp(alpha=mixup_alpha, seed=seed),
+                      True))
+    if training and cutmix_alpha > 0:
+        steps.append((keras.layers.CutMix(factor=cutmix_alpha, seed=seed),
+                      True))
+
+    def transform(batch_images, batch_labels):
+        mixers = [layer for layer, mixes in steps if mixes]
+        for layer, mixes in steps:
+            if not mixes:
+                batch_images = layer(batch_images)
+        if len(mixers) == 2:  # one of the two per batch, as timm does
+            pick = tf.random.uniform([], seed=seed) < 0.5
+            mixed_a = mixers[0]({"images": batch_images,
+                                 "labels": batch_labels})
+            mixed_b = mixers[1]({"images": batch_images,
+                                 "labels": batch_labels})
+            return (tf.where(pick, mixed_a["images"], mixed_b["images"]),
+                    tf.where(pick, mixed_a["labels"], mixed_b["labels"]))
+        if mixers:
+            mixed = mixers[0]({"images": batch_images,
+                               "labels": batch_labels})
+            return mixed["images"], mixed["labels"]
+        return batch_images, batch_labels
+
+    if steps:
+        dataset = dataset.map(transform,
+                              num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)

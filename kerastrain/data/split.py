@@ -1,0 +1,82 @@
+"""Train / validation / test split that keeps the class proportions."""
+
+import numpy as np
+
+from kerastrain._validation import check_float
+
+
+def check_same_length(x, y):
+    """Raises if `x` and `y` do not hold the same number of samples."""
+    if len(x) != len(y):
+        raise ValueError(
+            f"`x` and `y` must hold the same number of samples. Received: "
+            f"len(x)={len(x)}, len(y)={len(y)}")
+
+
+def split(x, y, val_size=0.15, test_size=0.15, stratify=True, seed=None):
+    """Splits into disjoint training, validation and test sets (70/15/15 by
+    default), keeping each class's share in every part.
+
+    The test split is exactly what
+    `sklearn.model_selection.train_test_split(x, y, test_size=test_size,
+    stratify=y, random_state=seed)` returns, so any scikit-learn peer can be
+    compared on it; validation is carved from the rest the same way.
+
+    Args:
+        x: Features, any array-like with samples first.
+        y: Labels (class labels when `stratify=True`).
+        val_size: Fraction of all samples for validation, in [0, 1).
+        test_size: Fraction of all samples for testing, in (0, 1).
+        stratify: Whether to keep the class proportions.
+        seed: Integer seed for reproducible splits.
+
+    Returns:
+        `(x_train, y_train), (x_val, y_val), (x_test, y_test)`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> x, y = np.arange(200).reshape(100, 2), np.repeat([0, 1], 50)
+    >>> train, val, test = split(x, y, seed=0)
+    >>> [len(part[0]) for part in (train, val, test)]
+    [70, 15, 15]
+    """
+    from sklearn.model_selection import train_test_split
+
+    check_same_length(x, y)
+    test_size = check_float("test_size", test_size, 0, 1, low_closed=False,
+                            high_closed=False)
+    val_size = check_float("val_size", val_size, 0, 1, high_closed=False)
+    if val_size + test_size >= 1:
+        raise ValueError(
+            "Arguments `val_size` and `test_size` must leave a training "
+            f"set: val_size + test_size < 1. Received: val_size={val_size}, "
+            f"test_size={test_size}")
+    y_array = np.asarray(y)
+
+    def cut(features, labels, size):
+        try:
+            return train_test_split(
+                features, labels, test_size=size, random_state=seed,
+                stratify=np.asarray(labels) if stratify else None)
+        except ValueError as error:
+            classes, counts = np.unique(np.asarray(labels),
+                                        return_counts=True)
+            raise ValueError(
+                f"Cannot split {len(labels)} samples with "
+                f"{'stratification' if stratify else 'these sizes'}: "
+                f"{error} Class counts: "
+                f"{dict(zip(classes.tolist(), counts.tolist()))}. Use "
+                "larger sizes, merge rare classes, or stratify=False."
+            ) from None
+
+    x_rest, x_test, y_rest, y_test = cut(x, y_array, test_size)
+    if val_size == 0:
+        empty = slice(0, 0)
+        return (x_rest, y_rest), (x_rest[empty], y_rest[empty]), (x_test,
+                                                                   y_test)
+    # A count, not the fraction val_size / (1 - test_size), which float
+    # rounding can push one sample over (scikit-learn rounds it up).
+    x_train, x_val, y_train, y_val = cut(x_rest, y_rest,
+                                         max(1, round(val_size * len(y))))
+    return (x_train, y_train), (x_val, y_val), (x_test, y_test)

@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+
+from kerastrain.data import balance, class_counts
+
+
+def skewed():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((120, 3)).astype("float32")
+    y = np.array([0] * 100 + [1] * 20)
+    return x, y
+
+
+@pytest.mark.parametrize("method, count", [("undersample", 20),
+                                           ("oversample", 100),
+                                           ("smote", 100)])
+def test_every_class_ends_equally_frequent(method, count, capsys):
+    x, y = skewed()
+    x_before = x.copy()
+    x_new, y_new = balance(x, y, method, seed=0)
+    assert class_counts(y_new) == {0: count, 1: count}
+    assert "{0: 100, 1: 20} -> " in capsys.readouterr().out
+    np.testing.assert_array_equal(x, x_before)
+    originals = {tuple(row) for row in x.tolist()}
+    minority = x_new[y_new == 1]
+    if method == "smote":
+        # Synthetic samples lie between minority neighbours: inside the
+        # minority class's bounding box, and mostly new.
+        low, high = x[y == 1].min(0), x[y == 1].max(0)
+        assert np.all((minority >= low - 1e-6) & (minority <= high + 1e-6))
+        assert sum(tuple(r) not in originals for r in minority.tolist()) == 80
+    else:
+        assert all(tuple(r) in originals for r in x_new.tolist())
+
+
+def test_seeded_results_repeat():
+    x, y = skewed()
+    a, b = balance(x, y, seed=4, verbose=0), balance(x, y, seed=4, verbose=0)
+    np.testing.assert_array_equal(a[0], b[0])
+
+
+@pytest.mark.parametrize("args, match", [
+    ((np.zeros((4, 2, 2)), np.array([0, 0, 1, 1])), "2-D"),
+    ((np.zeros((4, 2)), np.array([0, 0, 1])), "same number"),
+    ((np.zeros((4, 2)), np.array([0, 0, 0, 1])), "at least 2"),
+])
+def test_bad_input(args, match):
+    with pytest.raises(ValueError, match=match):
+        balance(*args, verbose=0)
+
+
+def test_unknown_method():
+    with pytest.raises(ValueError, match="method"):
+        balance(*skewed(), method="adasyn")

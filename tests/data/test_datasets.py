@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from kerastrain.data import class_counts, load
+
+
+@pytest.mark.parametrize("name, shape, classes", [
+    ("digits", (1797, 8, 8, 1), 10),
+    ("breast_cancer", (569, 30), 2),
+    ("wine", (178, 13), 3),
+    ("diabetes_risk", (442, 10), 2),
+])
+def test_offline_data_sets(name, shape, classes):
+    x, y = load(name)
+    assert x.shape == shape and x.dtype == np.float32
+    assert len(np.unique(y)) == classes
+
+
+def test_diabetes_risk_is_the_documented_imbalanced_label():
+    from sklearn.datasets import load_diabetes
+
+    _, progression = load_diabetes(return_X_y=True)
+    _, y = load("diabetes_risk")
+    np.testing.assert_array_equal(y, progression > 250)
+    assert class_counts(y) == {0: 377, 1: 65}
+
+
+def test_tfds_data_sets_load_through_tfds_with_mock_data(tmp_path):
+    with tfds.testing.mock_data(num_examples=12):
+        x, y = load("tfds:mnist", split="train", data_dir=str(tmp_path))
+    assert x.shape == (12, 28, 28, 1) and y.shape == (12,)
+    assert set(np.unique(y).tolist()) <= set(range(10))
+
+
+def test_unknown_names_list_the_known_ones():
+    with pytest.raises(ValueError, match=r"'breast_cancer', 'diabetes_risk'"):
+        load("cifar10")
+    with pytest.raises(ValueError, match="tfds"):
+        load("tfds:")
+    with pytest.raises(TypeError, match="name"):
+        load(3)

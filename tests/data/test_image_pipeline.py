@@ -1,0 +1,114 @@
+import keras
+import numpy as np
+import pytest
+
+from kerastrain.data import channel_stats, image_pipeline
+
+N, CLASSES = 16, 16
+
+
+def distinct_images(side=6):
+    """Image i is the constant i, with label i: every mix is readable."""
+    x = np.broadcast_to(np.arange(N, dtype="float32")[:, None, None, None],
+                        (N, side, side, 1)).copy()
+    return x, np.arange(N)
+
+
+def one_batch(dataset):
+    images, labels = next(iter(dataset))
+    return np.asarray(images), np.asarray(labels)
+
+
+def test_mixup_labels_and_images_are_the_same_convex_combination():
+    x, y = distinct_images()
+    before = x.copy()
+    images, labels = one_batch(image_pipeline(
+        x, y, N, CLASSES, augment=(), mixup_alpha=0.4, normalize=False,
+        shuffle=False, seed=1))
+    assert (labels >= 0).all()
+    np.testing.assert_allclose(labels.sum(axis=1), 1.0, atol=1e-6)
+    for i in range(N):
+        weights = labels[i]
+        assert np.count_nonzero(weights > 1e-7) <= 2
+        # The image is the same blend of the same two images.
+        np.testing.assert_allclose(images[i], weights @ np.arange(N),
+                                   atol=1e-4)
+    assert not np.allclose(labels, np.eye(N))  # something was mixed
+    np.testing.assert_array_equal(x, before)
+
+
+def test_cutmix_labels_weigh_the_pasted_area():
+    x, y = distinct_images(side=32)
+    images, labels = one_batch(image_pipeline(
+        x, y, N, CLASSES, augment=(), cutmix_alpha=1.0, normalize=False,
+        shuffle=False, seed=2))
+    np.testing.assert_allclose(labels.sum(axis=1), 1.0, atol=1e-6)
+    for i in range(N):
+        values, counts = np.unique(images[i], return_counts=True)
+        assert set(values.tolist()) <= set(np.flatnonzero(labels[i]
+                                                          > 1e-7).tolist())
+        shares = dict(zip(values.tolist(), counts / images[i].size))
+        for cls, share in shares.items():
+            # Keras draws the box with real-valued edges and pastes whole
+            # pixels: at most one row and one column of difference.
+            assert labels[i, int(cls)] == pytest.approx(share, abs=2 / 32)
+
+
+def test_alpha_zero_keeps_the_one_hot_labels_exactly():
+    x, y = distinct_images()
+    _, labels = one_batch(image_pipeline(x, y, N, CLASSES, augment=(),
+                                         shuffle=False, seed=0))
+    np.testing.assert_array_equal(labels, np.eye(N, dtype="float32"))
+
+
+def test_evaluation_mode_is_normalization_only_and_deterministic():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (20, 8, 8, 3)).astype("uint8")
+    y = rng.integers(0, 3, 20)
+    stats = channel_stats(x)
+    dataset = image_pipeline(x, y, 8, 3, mixup_alpha=0.3, normalize=stats,
+                             training=False)
+    first = [np.asarray(b[0]) for b in dataset]
+    second = [np.asarray(b[0]) for b in dataset]
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+    expected = (x.astype("float32") / 255 - stats[0]) / stats[1]
+    np.testing.assert_allclose(np.concatenate(first), expected, atol=1e-5)
+    labels = np.concatenate([np.asarray(b[1]) for b in dataset])
+    np.testing.assert_array_equal(labels, np.eye(3)[y])
+
+
+def test_augmented_training_batches_feed_model_fit():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (64, 16, 16, 3)).astype("uint8")
+    y = np.eye(4)[rng.integers(0, 4, 64)]  # one-hot labels work too
+    dataset = image_pipeline(x, y, 16, 4, augment=("flip", "rotate", "crop"),
+                             mixup_alpha=0.2, cutmix_alpha=1.0, seed=0)
+    images, labels = one_batch(dataset)
+    assert images.shape == (16, 16, 16, 3) and labels.shape == (16, 4)
+    assert abs(images.mean()) < 0.5  # normalized
+    model = keras.Sequential([keras.Input((16, 16, 3)),
+                              keras.layers.Conv2D(4, 3, activation="relu"),
+                              keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(4)])
+    model.compile("adam", keras.losses.CategoricalCrossentropy(
+        from_logits=True))
+    history = model.fit(dataset, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"x": np.zeros((4, 8, 8))}, ValueError, r"\(N, H, W, C\)"),
+    ({"y": np.array([0, 1, 2, 5])}, ValueError, r"\[0, 4\)"),
+    ({"y": np.array([0, 1, 2])}, ValueError, "same number"),
+    ({"y": np.array([0.0, 1.0, 2.0, 3.0])}, ValueError, "integers"),
+    ({"mixup_alpha": -0.1}, ValueError, "mixup_alpha"),
+    ({"cutmix_alpha": -1.0}, ValueError, "cutmix_alpha"),
+    ({"augment": ("flip", "blur")}, ValueError, "blur"),
+    ({"batch_size": 0}, ValueError, "batch_size"),
+])
+def test_bad_input(kwargs, error, match):
+    arguments = {"x": np.zeros((4, 8, 8, 3)), "y": np.arange(4),
+                 "batch_size": 2, "num_classes": 4, **kwargs}
+    with pytest.raises(error, match=match):
+        image_pipeline(**arguments)

@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+from sklearn.model_selection import train_test_split
+
+from kerastrain.data import class_counts, split
+
+
+def data(n=200):
+    rng = np.random.default_rng(0)
+    y = rng.choice(3, size=n, p=[0.6, 0.3, 0.1])
+    return np.arange(n * 2).reshape(n, 2), y
+
+
+def test_sizes_disjointness_and_class_proportions():
+    x, y = data(1000)
+    x_before, y_before = x.copy(), y.copy()
+    (xt, yt), (xv, yv), (xs, ys) = split(x, y, seed=3)
+    assert (len(xt), len(xv), len(xs)) == (700, 150, 150)
+    ids = [set(part[:, 0].tolist()) for part in (xt, xv, xs)]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    assert len(ids[0] | ids[1] | ids[2]) == 1000
+    overall = np.bincount(y) / len(y)
+    for labels in (yt, yv, ys):
+        np.testing.assert_allclose(np.bincount(labels) / len(labels),
+                                   overall, atol=0.02)
+    np.testing.assert_array_equal(x, x_before)  # nothing modified
+    np.testing.assert_array_equal(y, y_before)
+
+
+def test_the_test_split_is_scikit_learns():
+    x, y = data()
+    _, _, (xs, ys) = split(x, y, seed=7)
+    _, x_ref, _, y_ref = train_test_split(x, y, test_size=0.15, stratify=y,
+                                          random_state=7)
+    np.testing.assert_array_equal(xs, x_ref)
+    np.testing.assert_array_equal(ys, y_ref)
+
+
+def test_seeded_splits_repeat_and_no_validation_set():
+    x, y = data()
+    first, second = split(x, y, seed=1), split(x, y, seed=1)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a[0], b[0])
+    (xt, _), (xv, yv), (xs, _) = split(x, y, val_size=0.0, seed=1)
+    assert len(xv) == len(yv) == 0 and len(xt) + len(xs) == len(x)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"val_size": 0.5, "test_size": 0.5}, "leave a training set"),
+    ({"test_size": 0.0}, "test_size"),
+    ({"val_size": -0.1}, "val_size"),
+    ({"test_size": 1.2}, "test_size"),
+])
+def test_bad_sizes(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        split(*data(), **kwargs)
+
+
+def test_a_class_too_small_to_stratify_names_the_counts():
+    x, y = data(50)
+    y[:] = 0
+    y[0] = 1
+    with pytest.raises(ValueError, match=r"Class counts: \{0: 49, 1: 1\}"):
+        split(x, y, seed=0)
+
+
+def test_mismatched_lengths():
+    with pytest.raises(ValueError, match=r"len\(x\)=10, len\(y\)=9"):
+        split(np.zeros((10, 2)), np.zeros(9))
+
+
+def test_class_counts():
+    assert class_counts([2, 0, 2, 2]) == {0: 1, 2: 3}

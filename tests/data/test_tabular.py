@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+
+from kerastrain.data import tabular_preprocessor
+
+
+def table():
+    rng = np.random.default_rng(0)
+    x = rng.normal([5.0, -3.0, 100.0], [2.0, 0.5, 30.0], size=(50, 3))
+    x[3, 1] = np.nan
+    return x
+
+
+@pytest.mark.parametrize("scaling, check", [
+    ("standard", lambda z: (np.allclose(z.mean(0), 0, atol=1e-9)
+                            and np.allclose(z.std(0), 1, atol=1e-9))),
+    ("minmax", lambda z: np.allclose(z.min(0), 0) and np.allclose(z.max(0),
+                                                                  1)),
+    ("robust", lambda z: np.allclose(np.median(z, 0), 0)),
+])
+def test_scales_the_training_split_after_imputing_its_median(scaling, check):
+    x = table()
+    before = x.copy()
+    z = tabular_preprocessor(x, scaling=scaling).transform(x)
+    assert not np.isnan(z).any() and check(z)
+    np.testing.assert_array_equal(np.isnan(x), np.isnan(before))
+    # The missing value became the training median, then was scaled.
+    filled = x.copy()
+    filled[3, 1] = np.nanmedian(x[:, 1])
+    np.testing.assert_allclose(
+        z, tabular_preprocessor(filled, scaling=scaling).transform(filled),
+        atol=1e-12)
+
+
+def test_fitted_on_training_data_only():
+    x = table()
+    preprocessor = tabular_preprocessor(x[:25])
+    z = preprocessor.transform(x[25:])
+    column = x[:25, 0]
+    np.testing.assert_allclose(z[:, 0], (x[25:, 0] - column.mean())
+                               / column.std(), rtol=1e-9)
+
+
+def test_categorical_columns_are_one_hot_encoded():
+    x = np.array([[1.0, 0.0], [2.0, 1.0], [3.0, 2.0], [4.0, 1.0]])
+    z = tabular_preprocessor(x, numeric=[0], categorical=[1]).transform(
+        np.array([[1.0, 1.0], [1.0, 7.0]]))
+    np.testing.assert_array_equal(z[:, 1:], [[0, 1, 0], [0, 0, 0]])
+
+
+def test_nan_without_imputation_names_the_column():
+    with pytest.raises(ValueError, match=r"columns \[1\] with impute=False"):
+        tabular_preprocessor(table(), impute=False)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"scaling": "zscore"}, "scaling"),
+    ({"x_train": np.zeros(5)}, "2-D"),
+])
+def test_bad_arguments(kwargs, match):
+    arguments = {"x_train": table(), **kwargs}
+    with pytest.raises(ValueError, match=match):
+        tabular_preprocessor(**arguments)
