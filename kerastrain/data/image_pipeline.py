@@ -42,6 +42,22 @@ def _check_labels(y, num_classes, n):
     return np.eye(num_classes, dtype="float32")[y]
 
 
+def _from_dataset(dataset):
+    """Reads an unbatched dataset of (image, label) pairs into memory:
+    the pipeline caches its input anyway, and the checks and statistics
+    need the whole set."""
+    spec = dataset.element_spec
+    if not (isinstance(spec, tuple) and len(spec) == 2):
+        raise ValueError(
+            "A `tf.data.Dataset` given as `x` must yield (image, label) "
+            f"pairs. Received elements: {spec}")
+    if spec[0].shape.rank == 4:
+        dataset = dataset.unbatch()
+    batches = list(dataset.batch(4096).as_numpy_iterator())
+    return (np.concatenate([b[0] for b in batches]),
+            np.concatenate([b[1] for b in batches]))
+
+
 def _augmenters(augment, seed):
     import keras
 
@@ -72,8 +88,10 @@ def image_pipeline(x, y, batch_size, num_classes,
     the scaling and normalization apply, in order, without shuffling.
 
     Args:
-        x: Images (N, H, W, C), uint8 (scaled to [0, 1]) or float.
-        y: Integer labels or one-hot rows.
+        x: Images (N, H, W, C), uint8 (scaled to [0, 1]) or float; or a
+            `tf.data.Dataset` of (image, label) pairs, batched or not
+            (read into memory once, like the cache would).
+        y: Integer labels or one-hot rows; None with a dataset.
         batch_size: Images per batch, >= 1.
         num_classes: Number of classes, >= 2.
         augment: Names from `flip`, `rotate`, `crop` (random resized crop)
@@ -105,6 +123,11 @@ def image_pipeline(x, y, batch_size, num_classes,
     import keras
     import tensorflow as tf
 
+    if isinstance(x, tf.data.Dataset):
+        if y is not None:
+            raise ValueError("With a `tf.data.Dataset` of (image, label) "
+                             "pairs as `x`, `y` must be None.")
+        x, y = _from_dataset(x)
     x = np.asarray(x)
     if x.ndim != 4:
         raise ValueError(

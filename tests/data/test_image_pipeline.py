@@ -112,3 +112,22 @@ def test_bad_input(kwargs, error, match):
                  "batch_size": 2, "num_classes": 4, **kwargs}
     with pytest.raises(error, match=match):
         image_pipeline(**arguments)
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_an_existing_dataset_gives_the_same_batches_as_arrays(batched):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (12, 8, 8, 3)).astype("uint8")
+    y = rng.integers(0, 3, 12)
+    source = tf.data.Dataset.from_tensor_slices((x, y))
+    if batched:
+        source = source.batch(5)
+    from_arrays = image_pipeline(x, y, 4, 3, training=False)
+    from_dataset = image_pipeline(source, None, 4, 3, training=False)
+    for (a, la), (b, lb) in zip(from_arrays, from_dataset):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        np.testing.assert_array_equal(np.asarray(la), np.asarray(lb))
+    with pytest.raises(ValueError, match="must be None"):
+        image_pipeline(source, y, 4, 3)

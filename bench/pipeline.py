@@ -1,0 +1,112 @@
+"""Input pipeline throughput on 32x32x3 images, batch 128, as ratios taken
+in one run on the current backend (best of 3 interleaved runs):
+
+(a) a bare `from_tensor_slices().batch().prefetch()` pipeline;
+(b) `image_pipeline` with flip + rotate + crop and mixup (batched);
+(c) the same augmentations naively per example in `Dataset.map` before
+    batching, then the same mixup.
+
+Targets (issue #6): (b) >= 3x (c) and >= 0.5x (a); and a small CNN's `fit`
+on (b) within 10% of its `fit` on (a), cached (not input-bound).
+
+Run: KERAS_BACKEND=jax python -m bench.pipeline [--batches 40]
+"""
+
+import argparse
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from bench.timing import interleaved_best
+from kerastrain.data import image_pipeline
+from kerastrain.data.image_pipeline import _augmenters
+
+BATCH, CLASSES = 128, 10
+
+
+def seconds_for(dataset, batches):
+    iterator = iter(dataset)
+    next(iterator)  # warm-up: tracing and the first fill of the prefetch
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    return time.perf_counter() - start
+
+
+def naive(x, labels, seed):
+    layers = _augmenters(("flip", "rotate", "crop"), seed)
+    mixup = keras.layers.MixUp(alpha=0.2, seed=seed)
+
+    def per_example(image, label):
+        for layer in layers:
+            image = layer(image)
+        return image, label
+
+    def mix(images, labels):
+        mixed = mixup({"images": images, "labels": labels})
+        return mixed["images"], mixed["labels"]
+
+    return (tf.data.Dataset.from_tensor_slices((x, labels)).repeat()
+            .map(per_example).batch(BATCH).map(mix)
+            .prefetch(tf.data.AUTOTUNE))
+
+
+def small_cnn():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((32, 32, 3)),
+        keras.layers.Conv2D(32, 3, activation="relu"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Conv2D(64, 3, activation="relu"),
+        keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(CLASSES)])
+    model.compile("adam", keras.losses.CategoricalCrossentropy(
+        from_logits=True))
+    return model
+
+
+def fit_seconds(dataset, steps):
+    model = small_cnn()
+    model.fit(dataset, steps_per_epoch=2, epochs=1, verbose=0)
+    start = time.perf_counter()
+    model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
+    return time.perf_counter() - start
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=40)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    n = BATCH * 20
+    x = rng.integers(0, 256, (n, 32, 32, 3)).astype("uint8")
+    y = rng.integers(0, CLASSES, n)
+    one_hot = np.eye(CLASSES, dtype="float32")[y]
+
+    bare = (tf.data.Dataset.from_tensor_slices(
+        (x.astype("float32") / 255, one_hot)).repeat().batch(BATCH)
+        .prefetch(tf.data.AUTOTUNE))
+    ours = image_pipeline(x, y, BATCH, CLASSES, mixup_alpha=0.2,
+                          seed=0).repeat()
+    slow = naive(x.astype("float32") / 255, one_hot, 0)
+    a, b, c = (args.batches * BATCH / seconds for seconds in
+               interleaved_best([lambda: seconds_for(bare, args.batches),
+                                 lambda: seconds_for(ours, args.batches),
+                                 lambda: seconds_for(slow, args.batches)]))
+
+    cached = bare.take(20).cache().repeat()
+    fit_a, fit_b = interleaved_best([lambda: fit_seconds(cached, 40),
+                                     lambda: fit_seconds(ours, 40)])
+    print(f"backend {keras.backend.backend()}, 32x32x3, batch {BATCH}")
+    print(f"images/s: (a) bare {a:,.0f}, (b) image_pipeline {b:,.0f}, "
+          f"(c) naive per example {c:,.0f}")
+    print(f"(b) / (c): {b / c:.2f} (target >= 3); (b) / (a): {b / a:.2f} "
+          "(target >= 0.5)")
+    print(f"small CNN fit, steps/s on (b) / on (a) cached: "
+          f"{fit_a / fit_b:.2f} (target >= 0.9; {40 / fit_b:.1f} / "
+          f"{40 / fit_a:.1f} steps/s)")
+
+
+if __name__ == "__main__":
+    main()
