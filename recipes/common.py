@@ -97,6 +97,36 @@ def environment(args):
     return info
 
 
+def run_main(name, doc, run, argv=None, *, epochs, batch_size):
+    """A recipe's `main`: its flags (with `--quick` capping the epochs at
+    2), then `run(args)`; returns the exit code."""
+    args = parse_args(name, doc.split("\n\n")[0], argv, epochs=epochs,
+                      batch_size=batch_size)
+    if args.quick:
+        args.epochs = min(args.epochs, 2)
+    run(args)
+    return 0
+
+
+def finish(name, args, metrics, rows, timer):
+    """Completes `metrics` (wall time, `--quick`, environment), writes
+    `metrics.json` atomically and prints the summary table `rows` with the
+    wall time and the output folder. Returns the metrics."""
+    import os
+
+    import keras
+
+    from kerastrain.io import write_json
+
+    metrics.update({"wall_time_s": round(timer(), 1), "quick": args.quick,
+                    **environment(args)})
+    write_json(metrics, os.path.join(args.out, "metrics.json"))
+    print_summary(f"{name} (seed {args.seed}, {keras.backend.backend()})",
+                  rows + [("wall time (s)", f"{timer():.0f}"),
+                          ("outputs", args.out)])
+    return metrics
+
+
 def write_history(history, path):
     """Writes a Keras `History` as CSV, one row per epoch, atomically."""
     from kerastrain.io import write_text

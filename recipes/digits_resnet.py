@@ -119,34 +119,18 @@ def run(args):
     common.plot_confusion_matrix(
         test[1], predictions, os.path.join(out, "confusion_matrix.png"),
         f"{NAME}: test accuracy {test_accuracy:.2%}")
-    metrics = {
+    return common.finish(NAME, args, {
         "test_accuracy": float(test_accuracy),
         "test_loss": float(test_loss),
         "baselines": {"svc_rbf_c10_gamma0.001_accuracy": svc},
         "epochs_run": len(history.epoch),
-        "wall_time_s": round(timer(), 1),
-        "quick": args.quick,
-        **common.environment(args),
-    }
-    kerastrain.io.write_json(metrics, os.path.join(out, "metrics.json"))
-    common.print_summary(f"{NAME} (seed {args.seed}, "
-                         f"{keras.backend.backend()})", [
-        ("test accuracy", test_accuracy),
-        ("SVC peer, same split", svc),
-        ("epochs", len(history.epoch)),
-        ("wall time (s)", f"{timer():.0f}"),
-        ("outputs", out),
-    ])
-    return metrics
+    }, [("test accuracy", test_accuracy), ("SVC peer, same split", svc),
+        ("epochs", len(history.epoch))], timer)
 
 
 def main(argv=None):
-    args = common.parse_args(NAME, __doc__.split("\n\n")[0], argv,
-                             epochs=40, batch_size=64)
-    if args.quick:
-        args.epochs = min(args.epochs, 2)
-    run(args)
-    return 0
+    return common.run_main(NAME, __doc__, run, argv, epochs=40,
+                           batch_size=64)
 
 
 if __name__ == "__main__":

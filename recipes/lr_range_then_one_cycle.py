@@ -100,40 +100,25 @@ def run(args):
         os.remove(os.path.join(out, f"best_{label}.keras"))
     common.write_history(history, os.path.join(out, "history.csv"))
     common.plot_history(history, os.path.join(out, "learning_curves.png"))
-    metrics = {
+    constant = runs["constant"][2]
+    return common.finish(NAME, args, {
         "test": test,
-        "baselines": {"constant_lr_same_budget": runs["constant"][2],
+        "baselines": {"constant_lr_same_budget": constant,
                       "logistic_regression": logistic},
         "max_lr": max_lr,
         "lr_finder_steps": len(finder.lrs),
-        "wall_time_s": round(timer(), 1),
-        "quick": args.quick,
-        **common.environment(args),
-    }
-    kerastrain.io.write_json(metrics, os.path.join(out, "metrics.json"))
-    common.print_summary(f"{NAME} (seed {args.seed}, "
-                         f"{keras.backend.backend()})", [
-        ("suggested max_lr", f"{max_lr:.3g}"),
+    }, [("suggested max_lr", f"{max_lr:.3g}"),
         ("one-cycle test accuracy / AUC",
          f"{test['accuracy']:.2%} / {test['roc_auc']:.4f}"),
         ("constant rate test accuracy / AUC",
-         f"{runs['constant'][2]['accuracy']:.2%} / "
-         f"{runs['constant'][2]['roc_auc']:.4f}"),
+         f"{constant['accuracy']:.2%} / {constant['roc_auc']:.4f}"),
         ("logistic regression peer",
-         f"{logistic['accuracy']:.2%} / {logistic['roc_auc']:.4f}"),
-        ("wall time (s)", f"{timer():.0f}"),
-        ("outputs", out),
-    ])
-    return metrics
+         f"{logistic['accuracy']:.2%} / {logistic['roc_auc']:.4f}")], timer)
 
 
 def main(argv=None):
-    args = common.parse_args(NAME, __doc__.split("\n\n")[0], argv,
-                             epochs=30, batch_size=32)
-    if args.quick:
-        args.epochs = min(args.epochs, 2)
-    run(args)
-    return 0
+    return common.run_main(NAME, __doc__, run, argv, epochs=30,
+                           batch_size=32)
 
 
 if __name__ == "__main__":
