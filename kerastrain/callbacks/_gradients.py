@@ -83,7 +83,3 @@ class GradientFunction:
 
         return grads
 
-
-def loss_gradients(model, x, y):
-    """One-off `GradientFunction(model)(x, y)`."""
-    return GradientFunction(model)(x, y)

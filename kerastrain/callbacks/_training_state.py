@@ -44,6 +44,13 @@ def restore(model, state):
         variable.assign(value)
     for variable, value in zip(optimizer.variables, state["optimizer"]):
         variable.assign(value)
+    restore_learning_rate(model, state)
+
+
+def restore_learning_rate(model, state):
+    """Puts back the learning-rate object `snapshot` took, if it was
+    swapped, and retraces the train step for it."""
+    optimizer = model.optimizer
     if optimizer._learning_rate is not state["learning_rate"]:
         # The public setter refuses to put a variable back over a schedule.
         optimizer._learning_rate = state["learning_rate"]

@@ -126,8 +126,7 @@ class LRFinder(keras.callbacks.Callback):
         elif self._settable:
             self.model.optimizer._learning_rate.assign(self._initial_rate)
         else:
-            self.model.optimizer._learning_rate = self._saved["learning_rate"]
-            state.retrace(self.model)
+            state.restore_learning_rate(self.model, self._saved)
         self._saved = None
 
 

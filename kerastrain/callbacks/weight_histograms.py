@@ -142,8 +142,7 @@ class WeightHistograms(keras.callbacks.Callback):
         folder = os.path.join(self.log_dir, "plots")
         os.makedirs(folder, exist_ok=True)
         for path, rows in self.percentiles.items():
-            rows = np.array(rows)
-            epochs = self._epochs[:len(rows)]
+            rows, epochs = np.array(rows), self._epochs
             figure, ax = plt.subplots(figsize=(6, 3.6))
             ax.fill_between(epochs, rows[:, 0], rows[:, 6], alpha=0.12,
                             color="tab:blue", label="min-max")

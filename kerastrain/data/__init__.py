@@ -1,9 +1,9 @@
 """Data: splits, scaling, class balancing and loaders."""
 
-from kerastrain.data.balance import balance, class_counts
+from kerastrain.data.balance import balance
 from kerastrain.data.datasets import load
 from kerastrain.data.image_pipeline import channel_stats, image_pipeline
-from kerastrain.data.split import split
+from kerastrain.data.split import class_counts, split
 from kerastrain.data.tabular import tabular_preprocessor
 
 __all__ = ["balance", "channel_stats", "class_counts", "image_pipeline",

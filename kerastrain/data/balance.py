@@ -3,15 +3,9 @@
 import numpy as np
 
 from kerastrain._validation import check_choice
-from kerastrain.data.split import check_same_length
+from kerastrain.data.split import check_same_length, class_counts
 
 METHODS = ("undersample", "oversample", "smote")
-
-
-def class_counts(y):
-    """`{class: count}` of a label array."""
-    classes, counts = np.unique(np.asarray(y), return_counts=True)
-    return dict(zip(classes.tolist(), counts.tolist()))
 
 
 def balance(x, y, method="smote", seed=None, verbose=1):

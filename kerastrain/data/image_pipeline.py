@@ -4,6 +4,7 @@
 import numpy as np
 
 from kerastrain._validation import check_float, check_int
+from kerastrain.data.split import check_same_length
 
 AUGMENTATIONS = ("flip", "rotate", "crop", "randaugment")
 
@@ -12,8 +13,11 @@ def channel_stats(x):
     """Per-channel mean and standard deviation of images `x` (N, H, W, C),
     after scaling uint8 to [0, 1]: pass them as `normalize=(mean, std)` for
     the validation and test pipelines."""
-    x = _as_float(np.asarray(x))
-    return x.mean(axis=(0, 1, 2)), x.std(axis=(0, 1, 2)) + 1e-7
+    return _stats(_as_float(np.asarray(x)))
+
+
+def _stats(images):
+    return images.mean(axis=(0, 1, 2)), images.std(axis=(0, 1, 2)) + 1e-7
 
 
 def _as_float(x):
@@ -21,12 +25,8 @@ def _as_float(x):
         "float32")
 
 
-def _check_labels(y, num_classes, n):
+def _check_labels(y, num_classes):
     y = np.asarray(y)
-    if len(y) != n:
-        raise ValueError(
-            f"`x` and `y` must hold the same number of samples. Received: "
-            f"len(x)={n}, len(y)={len(y)}")
     if y.ndim == 2 and y.shape[1] == num_classes:
         if (y < 0).any() or not np.allclose(y.sum(axis=1), 1.0):
             raise ValueError("One-hot labels must be non-negative rows "
@@ -135,7 +135,8 @@ def image_pipeline(x, y, batch_size, num_classes,
             f"Received shape {x.shape}")
     batch_size = check_int("batch_size", batch_size, min_value=1)
     num_classes = check_int("num_classes", num_classes, min_value=2)
-    labels = _check_labels(y, num_classes, len(x))
+    check_same_length(x, y)
+    labels = _check_labels(y, num_classes)
     mixup_alpha = check_float("mixup_alpha", mixup_alpha, low=0)
     cutmix_alpha = check_float("cutmix_alpha", cutmix_alpha, low=0)
     augment = tuple(augment or ())
@@ -146,7 +147,7 @@ def image_pipeline(x, y, batch_size, num_classes,
                 f"{', '.join(AUGMENTATIONS)}")
     images = _as_float(x)
     if normalize is True:
-        mean, std = channel_stats(images)
+        mean, std = _stats(images)
     elif normalize is False or normalize is None:
         mean, std = None, None
     else:

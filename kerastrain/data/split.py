@@ -13,6 +13,12 @@ def check_same_length(x, y):
             f"len(x)={len(x)}, len(y)={len(y)}")
 
 
+def class_counts(y):
+    """`{class: count}` of a label array."""
+    classes, counts = np.unique(np.asarray(y), return_counts=True)
+    return dict(zip(classes.tolist(), counts.tolist()))
+
+
 def split(x, y, val_size=0.15, test_size=0.15, stratify=True, seed=None):
     """Splits into disjoint training, validation and test sets (70/15/15 by
     default), keeping each class's share in every part.
@@ -60,13 +66,10 @@ def split(x, y, val_size=0.15, test_size=0.15, stratify=True, seed=None):
                 features, labels, test_size=size, random_state=seed,
                 stratify=np.asarray(labels) if stratify else None)
         except ValueError as error:
-            classes, counts = np.unique(np.asarray(labels),
-                                        return_counts=True)
             raise ValueError(
                 f"Cannot split {len(labels)} samples with "
                 f"{'stratification' if stratify else 'these sizes'}: "
-                f"{error} Class counts: "
-                f"{dict(zip(classes.tolist(), counts.tolist()))}. Use "
+                f"{error} Class counts: {class_counts(labels)}. Use "
                 "larger sizes, merge rare classes, or stratify=False."
             ) from None
 
