@@ -16,25 +16,33 @@ import time
 BACKENDS = ("tensorflow", "jax", "torch")
 
 
-def _positive_int(text):
+def positive_int(text):
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
 
 
-def parse_args(name, description, argv=None, *, epochs, batch_size):
+class RecipeError(Exception):
+    """A problem the user can fix (a missing data set, say): `run_main`
+    prints it without a traceback and exits with status 1."""
+
+
+def parse_args(name, description, argv=None, *, epochs, batch_size,
+               data_dir=False, add_arguments=None):
     """Parses the flags every recipe takes and selects the backend.
 
     Returns the argparse namespace with `epochs`, `batch_size`, `seed`,
-    `out`, `backend` and `quick`. An output folder that cannot be written
-    is an argparse error (exit code 2) before any work starts.
+    `out`, `backend`, `quick` and `mixed_precision` (and `data_dir` where
+    the recipe reads a data set, and whatever `add_arguments(parser)`
+    adds). An output folder that cannot be written is an argparse error
+    (exit code 2) before any work starts.
     """
     parser = argparse.ArgumentParser(prog=f"python -m recipes.{name}",
                                      description=description)
-    parser.add_argument("--epochs", type=_positive_int, default=epochs,
+    parser.add_argument("--epochs", type=positive_int, default=epochs,
                         help=f"training epochs (default {epochs})")
-    parser.add_argument("--batch-size", type=_positive_int,
+    parser.add_argument("--batch-size", type=positive_int,
                         default=batch_size,
                         help=f"batch size (default {batch_size})")
     parser.add_argument("--seed", type=int, default=0,
@@ -46,9 +54,19 @@ def parse_args(name, description, argv=None, *, epochs, batch_size):
                         "tensorflow)")
     parser.add_argument("--quick", action="store_true",
                         help="a few steps on a subset, to check the recipe")
+    parser.add_argument("--mixed-precision", action="store_true",
+                        help="float16 compute with float32 weights "
+                        "(Keras' mixed_float16 policy; for GPUs)")
+    if data_dir:
+        parser.add_argument("--data-dir",
+                            help="TensorFlow Datasets folder (default: "
+                            "TFDS's own, ~/tensorflow_datasets)")
+    if add_arguments is not None:
+        add_arguments(parser)
     args = parser.parse_args(argv)
     try:
         select_backend(args.backend)
+        args.created_out = not os.path.exists(args.out)
         ensure_writable(args.out)
     except ValueError as error:
         parser.error(str(error))
@@ -89,6 +107,7 @@ def environment(args):
     import sklearn
 
     info = {"backend": keras.backend.backend(), "seed": args.seed,
+            "mixed_precision": args.mixed_precision,
             "python": platform.python_version(), "keras": keras.__version__,
             "numpy": numpy.__version__, "scikit-learn": sklearn.__version__}
     for module in ("tensorflow", "jax", "torch"):
@@ -97,14 +116,28 @@ def environment(args):
     return info
 
 
-def run_main(name, doc, run, argv=None, *, epochs, batch_size):
-    """A recipe's `main`: its flags (with `--quick` capping the epochs at
-    2), then `run(args)`; returns the exit code."""
+def run_main(name, doc, run, argv=None, *, epochs, batch_size, **flags):
+    """A recipe's `main`: its flags (`flags` go to `parse_args`; `--quick`
+    caps the epochs at 2), the precision policy, then `run(args)`.
+
+    Returns the exit code: 0, or 1 after printing a `RecipeError` (an
+    output folder this run created is removed if it is still empty).
+    """
     args = parse_args(name, doc.split("\n\n")[0], argv, epochs=epochs,
-                      batch_size=batch_size)
+                      batch_size=batch_size, **flags)
     if args.quick:
         args.epochs = min(args.epochs, 2)
-    run(args)
+    import keras
+
+    keras.mixed_precision.set_global_policy(
+        "mixed_float16" if args.mixed_precision else "float32")
+    try:
+        run(args)
+    except RecipeError as error:
+        print(f"{name}: error: {error}", file=sys.stderr)
+        if args.created_out and not os.listdir(args.out):
+            os.rmdir(args.out)
+        return 1
     return 0
 
 
@@ -197,3 +230,62 @@ class Timer:
 
     def __call__(self):
         return time.perf_counter() - self.start
+
+
+def fit_image_classifier(model, train, val, args, *, max_lr, weight_decay,
+                         augment, mixup_alpha):
+    """The image recipes' training: compiles `model` (logits out) with
+    kerastrain's SGD (Nesterov) on a one-cycle rate whose momentum cycles
+    against it, feeds it `image_pipeline` batches (`augment`, mixup, one-hot
+    labels), and keeps the best epoch on validation loss with
+    CheckpointEarlyStopping in `args.out/model.keras` (patience = the whole
+    budget: one-cycle plans all its epochs). Writes `schedule.png`.
+
+    Returns the Keras `History`.
+    """
+    import keras
+
+    from kerastrain.callbacks import CheckpointEarlyStopping
+    from kerastrain.data import image_pipeline
+    from kerastrain.optimizers import SGD
+    from kerastrain.schedules import OneCycle, plot_schedule
+
+    steps = args.epochs * -(-len(train[0]) // args.batch_size)
+    one_cycle = OneCycle(max_lr, steps)
+    model.compile(
+        optimizer=SGD(one_cycle, momentum=one_cycle.momentum_schedule,
+                      nesterov=True, weight_decay=weight_decay),
+        # Mixup makes soft labels, hence the categorical loss.
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"])
+    num_classes = model.output_shape[-1]
+    pipeline = dict(batch_size=args.batch_size, num_classes=num_classes,
+                    normalize=False, seed=args.seed)
+    history = model.fit(
+        image_pipeline(*train, augment=augment, mixup_alpha=mixup_alpha,
+                       **pipeline),
+        validation_data=image_pipeline(*val, training=False, **pipeline),
+        epochs=args.epochs, verbose=2,
+        shuffle=False,  # the pipeline reshuffles itself every epoch
+        callbacks=[CheckpointEarlyStopping(
+            os.path.join(args.out, "model.keras"), monitor="val_loss",
+            patience=args.epochs)])
+    plot_schedule(one_cycle, steps, os.path.join(args.out, "schedule.png"))
+    return history
+
+
+def report_classifier(name, model, history, x_test, y_test, args):
+    """Predicts the test split and writes `history.csv`,
+    `learning_curves.png` and `confusion_matrix.png`. Returns
+    `(test_accuracy, predicted_labels)`."""
+    import numpy as np
+
+    predictions = np.argmax(np.asarray(model.predict(x_test, verbose=0)),
+                            axis=-1)
+    accuracy = float(np.mean(predictions == y_test))
+    write_history(history, os.path.join(args.out, "history.csv"))
+    plot_history(history, os.path.join(args.out, "learning_curves.png"))
+    plot_confusion_matrix(
+        y_test, predictions, os.path.join(args.out, "confusion_matrix.png"),
+        f"{name}: test accuracy {accuracy:.2%}")
+    return accuracy, predictions

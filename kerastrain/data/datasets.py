@@ -42,7 +42,7 @@ OFFLINE = {
 }
 
 
-def load(name, split="train", data_dir=None):
+def load(name, split="train", data_dir=None, download=True):
     """Loads a data set as NumPy arrays `(x, y)`.
 
     Offline, from scikit-learn: `"digits"` (8x8x1 images in [0, 1], 10
@@ -58,6 +58,9 @@ def load(name, split="train", data_dir=None):
             ignored by the offline data sets, which come whole (use
             `kerastrain.data.split`).
         data_dir: TFDS data folder (default: TFDS's own).
+        download: Whether TFDS may download and prepare a data set that
+            is not in `data_dir` yet; with False, a missing one is a
+            `FileNotFoundError` (no network is touched).
 
     Returns:
         `(x, y)`.
@@ -72,7 +75,7 @@ def load(name, split="train", data_dir=None):
         raise TypeError(f"Argument `name` must be a string. Received: "
                         f"name={name!r}")
     if name.startswith("tfds:"):
-        return _tfds(name[len("tfds:"):], split, data_dir)
+        return _tfds(name[len("tfds:"):], split, data_dir, download)
     if name not in OFFLINE:
         raise ValueError(
             f"Unknown data set {name!r}. Known: {sorted(OFFLINE)}, or "
@@ -81,7 +84,7 @@ def load(name, split="train", data_dir=None):
     return OFFLINE[name]()
 
 
-def _tfds(name, split, data_dir):
+def _tfds(name, split, data_dir, download):
     import tensorflow_datasets as tfds
 
     if not name:
@@ -89,8 +92,17 @@ def _tfds(name, split, data_dir):
                          "'tfds:', e.g. 'tfds:cifar10'.")
     # Batched iteration, not `batch_size=-1`: that one aborts the process
     # (TensorFlow's get_single_element) on TFDS's mock data.
-    dataset = tfds.load(name, split=split, data_dir=data_dir,
-                        as_supervised=True).batch(1024)
+    try:
+        dataset = tfds.load(name, split=split, data_dir=data_dir,
+                            download=download, as_supervised=True)
+    except AssertionError as error:  # TFDS's "could not find data"
+        raise FileNotFoundError(
+            f"TFDS data set {name!r} is not prepared in "
+            f"{data_dir or 'TFDS default folder (~/tensorflow_datasets)'}. "
+            "Point `data_dir` at a folder holding it, or allow "
+            f"`download=True` (needs internet). TFDS said: {error}"
+        ) from None
+    dataset = dataset.batch(1024)
     batches = list(tfds.as_numpy(dataset))
     return (np.concatenate([x for x, _ in batches]),
             np.concatenate([y for _, y in batches]))

@@ -6,7 +6,7 @@ import numpy as np
 from kerastrain._validation import check_float, check_int
 from kerastrain.data.split import check_same_length
 
-AUGMENTATIONS = ("flip", "rotate", "crop", "randaugment")
+AUGMENTATIONS = ("flip", "shift", "rotate", "crop", "randaugment")
 
 
 def channel_stats(x):
@@ -63,6 +63,10 @@ def _augmenters(augment, seed):
 
     layers = {
         "flip": lambda: keras.layers.RandomFlip("horizontal", seed=seed),
+        # Pad-and-crop: shift by up to 1/8 of the side (4 pixels of 32,
+        # 1 of 8), zeros filling in.
+        "shift": lambda: keras.layers.RandomTranslation(
+            0.125, 0.125, fill_mode="constant", seed=seed),
         "rotate": lambda: keras.layers.RandomRotation(0.04, seed=seed),
         # Random resized crop: zoom in by up to 25%, at a random place.
         "crop": lambda: keras.layers.RandomZoom((-0.25, 0.0), seed=seed),
@@ -75,7 +79,7 @@ def _augmenters(augment, seed):
 def image_pipeline(x, y, batch_size, num_classes,
                    augment=("flip", "rotate", "crop"), mixup_alpha=0.0,
                    cutmix_alpha=0.0, normalize=True, shuffle=True,
-                   cache=True, seed=None, training=True):
+                   cache=True, seed=None, training=True, deterministic=None):
     """Batches of augmented, optionally mixed images with one-hot labels.
 
     The order of work is what makes it fast: cache the decoded images,
@@ -94,8 +98,9 @@ def image_pipeline(x, y, batch_size, num_classes,
         y: Integer labels or one-hot rows; None with a dataset.
         batch_size: Images per batch, >= 1.
         num_classes: Number of classes, >= 2.
-        augment: Names from `flip`, `rotate`, `crop` (random resized crop)
-            and `randaugment`.
+        augment: Names from `flip`, `shift` (pad-and-crop: up to 1/8 of
+            the side, zero fill), `rotate`, `crop` (random resized crop)
+            and `randaugment`, applied in the order given.
         mixup_alpha: Beta parameter of mixup, >= 0 (0: off). 0.1 to 0.4
             is the usual range.
         cutmix_alpha: Beta parameter of cutmix, >= 0 (0: off).
@@ -106,6 +111,11 @@ def image_pipeline(x, y, batch_size, num_classes,
         cache: Whether to cache the prepared images in memory.
         seed: Integer seed for the shuffle and the augmentations.
         training: False for evaluation: no augmentation, no mixing.
+        deterministic: Whether the same `seed` gives the same batches.
+            Keras' random layers draw from a stateful seed generator, so
+            this runs the per-batch work on one thread instead of
+            tf.data's parallel calls. None (default): True when `seed` is
+            given.
 
     Returns:
         A `tf.data.Dataset` of `(images, one_hot_labels)` batches.
@@ -191,7 +201,10 @@ def image_pipeline(x, y, batch_size, num_classes,
             return mixed["images"], mixed["labels"]
         return batch_images, batch_labels
 
+    if deterministic is None:
+        deterministic = seed is not None
     if steps:
-        dataset = dataset.map(transform,
-                              num_parallel_calls=tf.data.AUTOTUNE)
+        # Parallel calls would race for the layers' seed generators.
+        dataset = dataset.map(transform, num_parallel_calls=None if (
+            deterministic) else tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -40,3 +40,8 @@ def test_unknown_names_list_the_known_ones():
         load("tfds:")
     with pytest.raises(TypeError, match="name"):
         load(3)
+
+
+def test_a_missing_tfds_data_set_without_download_names_the_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match=str(tmp_path)):
+        load("tfds:mnist", data_dir=str(tmp_path), download=False)

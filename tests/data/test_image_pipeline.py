@@ -131,3 +131,36 @@ def test_an_existing_dataset_gives_the_same_batches_as_arrays(batched):
         np.testing.assert_array_equal(np.asarray(la), np.asarray(lb))
     with pytest.raises(ValueError, match="must be None"):
         image_pipeline(source, y, 4, 3)
+
+
+def test_a_seed_gives_the_same_augmented_mixed_batches_every_time():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (96, 8, 8, 3)).astype("uint8")
+    y = rng.integers(0, 4, 96)
+
+    def batches(seed):
+        dataset = image_pipeline(x, y, 8, 4, augment=("flip", "shift",
+                                                      "rotate"),
+                                 mixup_alpha=0.4, seed=seed)
+        return [(np.asarray(a), np.asarray(b)) for a, b in dataset]
+
+    first, second = batches(3), batches(3)
+    for (a, la), (b, lb) in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(la, lb)
+    other = batches(4)
+    assert not np.array_equal(first[0][0], other[0][0])
+
+
+def test_shift_moves_content_by_at_most_an_eighth_with_zero_fill():
+    # One bright pixel in the middle of 16x16 images: after a shift of up
+    # to 2 pixels it is still there, and nothing wraps around.
+    x = np.zeros((64, 16, 16, 1), "float32")
+    x[:, 8, 8, 0] = 1.0
+    images, _ = one_batch(image_pipeline(
+        x, np.zeros(64, int), 64, 2, augment=("shift",), normalize=False,
+        seed=0))
+    rows, cols = np.nonzero(images[..., 0].max(axis=0) > 0.25)
+    assert rows.min() >= 6 and rows.max() <= 10
+    assert cols.min() >= 6 and cols.max() <= 10
+    assert len({tuple(np.argwhere(i[..., 0] > 0.25)[0]) for i in images}) > 1

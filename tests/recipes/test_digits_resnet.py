@@ -12,7 +12,8 @@ from recipes import digits_resnet
 from tests.support import to_numpy
 
 EXPECTED_FILES = {"model.keras", "metrics.json", "history.csv",
-                  "learning_curves.png", "confusion_matrix.png"}
+                  "learning_curves.png", "confusion_matrix.png",
+                  "schedule.png"}
 
 
 def test_quick_run_writes_reloadable_outputs(tmp_path, capsys):
@@ -21,8 +22,8 @@ def test_quick_run_writes_reloadable_outputs(tmp_path, capsys):
                                "1"]) == 0
     assert EXPECTED_FILES <= set(os.listdir(out))
     metrics = json.loads((out / "metrics.json").read_text())
-    for key in ("test_accuracy", "test_loss", "baselines", "wall_time_s",
-                "backend", "keras", "seed"):
+    for key in ("test_accuracy", "test_errors", "baselines", "wall_time_s",
+                "backend", "keras", "seed", "mixed_precision"):
         assert key in metrics
     assert metrics["backend"] == keras.backend.backend()
     assert metrics["seed"] == 1
@@ -34,8 +35,17 @@ def test_quick_run_writes_reloadable_outputs(tmp_path, capsys):
     # The saved model is the trained one: it reproduces the test accuracy.
     _, _, (x_test, y_test) = digits_resnet.load_split(1)
     model = keras.saving.load_model(out / "model.keras")
-    accuracy = np.mean(np.argmax(to_numpy(model(x_test)), -1) == y_test)
-    assert accuracy == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+    predicted = np.argmax(to_numpy(model(x_test)), -1)
+    assert np.mean(predicted == y_test) == pytest.approx(
+        metrics["test_accuracy"], abs=1e-6)
+    assert np.sum(predicted != y_test) == metrics["test_errors"]
+
+    # It is the best epoch on validation loss (CheckpointEarlyStopping).
+    val_losses = [float(row["val_loss"]) for row in rows]
+    _, (x_val, y_val), _ = digits_resnet.load_split(1)
+    loss = keras.losses.CategoricalCrossentropy(from_logits=True)
+    reloaded = float(loss(np.eye(10)[y_val], to_numpy(model(x_val))))
+    assert reloaded == pytest.approx(min(val_losses), rel=1e-4)
     assert "test accuracy" in capsys.readouterr().out
 
 

@@ -1,0 +1,55 @@
+import argparse
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from kerastrain.models import valid_depths
+from recipes import cifar10_resnet as recipe
+from tests.support import to_numpy
+
+
+def test_quick_run_on_tfds_mock_data_writes_reloadable_outputs(tmp_path):
+    out = tmp_path / "run"
+    with tfds.testing.mock_data(num_examples=400):
+        code = recipe.main(["--quick", "--out", str(out), "--depth", "8",
+                            "--data-dir", str(tmp_path / "tfds")])
+        test_images, test_labels = recipe.load_data(argparse.Namespace(
+            data_dir=str(tmp_path / "tfds"), download=False, quick=True,
+            seed=0))[2]
+    assert code == 0
+    assert {"model.keras", "metrics.json", "history.csv", "schedule.png",
+            "learning_curves.png", "confusion_matrix.png"} <= set(
+                os.listdir(out))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["depth"] == 8 and metrics["backend"] == \
+        keras.backend.backend()
+    assert 0 <= metrics["baselines"]["logistic_regression_pixels_accuracy"]
+
+    # model.keras takes [0, 1] images (standardization inside) and is the
+    # evaluated model.
+    model = keras.saving.load_model(out / "model.keras")
+    predicted = np.argmax(to_numpy(model(test_images / 255.0)), -1)
+    assert np.mean(predicted == test_labels) == pytest.approx(
+        metrics["test_accuracy"], abs=1e-9)
+
+
+def test_missing_data_set_is_a_clear_error_and_writes_nothing(tmp_path,
+                                                              capsys):
+    out = tmp_path / "run"
+    code = recipe.main(["--quick", "--out", str(out), "--data-dir",
+                        str(tmp_path / "empty")])
+    assert code == 1
+    error = capsys.readouterr().err
+    assert "--data-dir" in error and "--download" in error
+    assert not out.exists()
+
+
+def test_depth_choices_are_the_resnet_depths():
+    with pytest.raises(SystemExit):
+        recipe.main(["--depth", "21"])
+    parser_depths = list(range(8, 111, 6))
+    assert parser_depths == valid_depths(up_to=110)

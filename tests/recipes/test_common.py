@@ -1,0 +1,55 @@
+"""The flags and exits every recipe shares (recipes/common.py)."""
+
+import keras
+import pytest
+
+from recipes import common
+
+
+def run_with(argv, run, **flags):
+    return common.run_main("demo", "Demo recipe.", run, argv, epochs=3,
+                           batch_size=4, **flags)
+
+
+def test_mixed_precision_sets_keras_policy_for_the_run_only(tmp_path):
+    seen = []
+
+    def run(args):
+        seen.append((args.mixed_precision,
+                     keras.mixed_precision.global_policy().name))
+
+    assert run_with(["--mixed-precision", "--out", str(tmp_path)], run) == 0
+    assert run_with(["--out", str(tmp_path)], run) == 0
+    assert seen == [(True, "mixed_float16"), (False, "float32")]
+
+
+def test_data_dir_only_where_a_data_set_is_read(tmp_path, capsys):
+    seen = []
+    assert run_with(["--data-dir", "/data", "--out", str(tmp_path)],
+                    lambda args: seen.append(args.data_dir),
+                    data_dir=True) == 0
+    assert seen == ["/data"]
+    with pytest.raises(SystemExit):
+        run_with(["--data-dir", "/data", "--out", str(tmp_path)],
+                 lambda args: None)
+    assert "--data-dir" in capsys.readouterr().err
+
+
+def test_quick_caps_the_epochs(tmp_path):
+    seen = []
+    run_with(["--quick", "--epochs", "50", "--out", str(tmp_path)],
+             lambda args: seen.append(args.epochs))
+    assert seen == [2]
+
+
+def test_recipe_error_exits_1_and_keeps_an_existing_folder(tmp_path, capsys):
+    def run(args):
+        raise common.RecipeError("no data here")
+
+    existing = tmp_path / "kept"
+    existing.mkdir()
+    assert run_with(["--out", str(existing)], run) == 1
+    assert existing.is_dir()
+    assert run_with(["--out", str(tmp_path / "new")], run) == 1
+    assert not (tmp_path / "new").exists()
+    assert "demo: error: no data here" in capsys.readouterr().err

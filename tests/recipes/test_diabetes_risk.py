@@ -1,0 +1,61 @@
+import json
+import os
+import pickle
+
+import keras
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from kerastrain.data import load, split
+from recipes import diabetes_risk as recipe
+
+
+def test_quick_run_scores_every_model_on_the_same_test_split(tmp_path,
+                                                             capsys):
+    out = tmp_path / "run"
+    assert recipe.main(["--quick", "--out", str(out), "--seed", "2"]) == 0
+    assert {"model.keras", "model_unbalanced.keras", "preprocessor.pkl",
+            "metrics.json", "history.csv", "learning_curves.png",
+            "roc_curves.png", "confusion_matrix.png"} == set(os.listdir(out))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["test"]) == {
+        f"{model}/{method}" for model in ("mlp", "logistic_regression",
+                                          "gradient_boosting")
+        for method in ("none", "smote")}
+    for result in metrics["test"].values():
+        assert set(result) == {"roc_auc", "f1", "balanced_accuracy"}
+
+    # The saved SMOTE model and scaler reproduce its test ROC AUC.
+    _, _, (x_test, y_test) = split(*load("diabetes_risk"), seed=2)
+    assert metrics["test_positives"] == int(y_test.sum())
+    with open(out / "preprocessor.pkl", "rb") as f:
+        scaler = pickle.load(f)
+    model = keras.saving.load_model(out / "model.keras")
+    logits = np.asarray(model.predict(
+        scaler.transform(x_test).astype("float32"), verbose=0))[:, 0]
+    assert roc_auc_score(y_test, logits) == pytest.approx(
+        metrics["test"]["mlp/smote"]["roc_auc"], abs=1e-9)
+    assert "ROC AUC / F1 / balanced accuracy" in capsys.readouterr().out
+
+
+def test_scores_match_a_hand_count():
+    y = np.array([0, 0, 0, 1, 1])
+    score = np.array([0.1, 0.6, 0.2, 0.9, 0.4])
+    result = recipe.scores(y, score, threshold=0.5)
+    # Predicted [0, 1, 0, 1, 0]: TP 1, FP 1, FN 1 -> F1 1/2; recall 1/2
+    # and specificity 2/3 -> balanced accuracy 7/12; 5 of 6 pairs ranked.
+    assert result["f1"] == pytest.approx(0.5)
+    assert result["balanced_accuracy"] == pytest.approx(7 / 12)
+    assert result["roc_auc"] == pytest.approx(5 / 6)
+
+
+def test_same_seed_and_backend_give_the_same_metrics(tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        assert recipe.main(["--quick", "--out", str(tmp_path / name),
+                            "--seed", "5"]) == 0
+        metrics = json.loads((tmp_path / name / "metrics.json").read_text())
+        runs.append((metrics["test"], (tmp_path / name /
+                                       "history.csv").read_text()))
+    assert runs[0] == runs[1]

@@ -1,0 +1,42 @@
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import kerastrain  # noqa: F401  (registers the layers for load_model)
+from recipes import snapshot_ensemble as recipe
+from recipes.digits_resnet import load_split
+from tests.support import to_numpy
+
+
+def test_quick_run_reports_each_snapshot_and_their_average(tmp_path):
+    out = tmp_path / "run"
+    assert recipe.main(["--quick", "--out", str(out), "--cycles", "2"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    snapshots = sorted(os.listdir(out / "snapshots"))
+    assert snapshots == ["snapshot_0001.keras", "snapshot_0002.keras"]
+    assert len(metrics["snapshot_test_accuracies"]) == 2
+    assert {"model.keras", "best_single.keras", "schedule.png",
+            "history.csv", "confusion_matrix.png"} <= set(os.listdir(out))
+
+    # model.keras is the average of the snapshots' softmax outputs.
+    _, _, (x_test, y_test) = load_split(0)
+    members = [keras.saving.load_model(out / "snapshots" / name)
+               for name in snapshots]
+    expected = np.mean([keras.ops.convert_to_numpy(keras.ops.softmax(
+        m(x_test))) for m in members], axis=0)
+    averaged = to_numpy(keras.saving.load_model(out / "model.keras")(
+        x_test))
+    np.testing.assert_allclose(averaged, expected, atol=1e-6)
+    assert np.mean(averaged.argmax(-1) == y_test) == pytest.approx(
+        metrics["test_accuracy"], abs=1e-9)
+
+
+def test_more_cycles_than_steps_is_a_clear_error(tmp_path, capsys):
+    code = recipe.main(["--quick", "--epochs", "1", "--cycles", "1000",
+                        "--out", str(tmp_path / "run")])
+    assert code == 1
+    assert "--cycles 1000" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
