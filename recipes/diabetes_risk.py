@@ -10,11 +10,17 @@ SMOTE. A logistic regression and a gradient-boosting classifier train on
 the same two versions of the same split. Each is scored on the untouched
 test split by ROC AUC, F1 and balanced accuracy (threshold 0.5).
 
+With `--tune`, a KerasTuner search (`kerastrain.tuning.MLPHyperModel`:
+layers, units, dropout, L2, BatchNorm, learning rate and the balancing
+method: none, class weights, SMOTE, over- or undersampling) on validation
+ROC AUC joins the comparison as `mlp_tuned`; its best model, best
+hyperparameters and table of trials go to `tuning/`.
+
 Writes `model.keras` (the SMOTE MLP; `model_unbalanced.keras` beside it),
 the fitted scaler (`preprocessor.pkl`), metrics, history, learning curves,
 ROC curves and the confusion matrix to `saved_models/diabetes_risk/`.
 
-Run: python -m recipes.diabetes_risk [--epochs 200] [--seed 0]
+Run: python -m recipes.diabetes_risk [--epochs 200] [--seed 0] [--tune]
 """
 
 import sys
@@ -23,6 +29,48 @@ from recipes import common
 
 NAME = "diabetes_risk"
 BALANCING = ("none", "smote")
+
+
+SEARCH_EPOCHS = 60
+
+
+def add_arguments(parser):
+    parser.add_argument("--tune", action="store_true",
+                        help="also search MLPHyperModel's space with "
+                        f"KerasTuner ({SEARCH_EPOCHS} epochs per trial at "
+                        "most)")
+    common.add_search_arguments(parser, max_trials=10)
+
+
+def tuned_mlp(train, val, args):
+    """Searches `MLPHyperModel`'s space on validation ROC AUC and writes
+    its report to `out/tuning/`. Returns `(best_model, best_balancing)`."""
+    import os
+
+    import keras
+
+    from kerastrain.callbacks import CheckpointEarlyStopping
+    from kerastrain.io import save_model
+    from kerastrain.tuning import MLPHyperModel
+
+    folder = os.path.join(args.out, "tuning")
+    search_dir = os.path.join(folder, "search")
+    tuner = common.make_tuner(MLPHyperModel(train[0].shape[1], 2,
+                                            seed=args.seed),
+                              args, ("val_auc", "max"), search_dir)
+    tuner.search(*train, validation_data=val, batch_size=args.batch_size,
+                 epochs=min(args.epochs, SEARCH_EPOCHS), verbose=0,
+                 callbacks=[CheckpointEarlyStopping(
+                     os.path.join(search_dir, "checkpoints", "best.keras"),
+                     monitor="val_auc", patience=15),
+                     keras.callbacks.CSVLogger(os.path.join(
+                         search_dir, "histories", "history.csv"))])
+    best, rows = common.search_report(tuner, folder,
+                                      os.path.join(search_dir, "histories"))
+    model = keras.saving.load_model(os.path.join(
+        search_dir, "checkpoints", rows[0]["trial"], "best.keras"))
+    save_model(model, os.path.join(folder, "model.keras"))
+    return model, best["balancing"]
 
 
 def build_mlp(num_features, seed):
@@ -127,6 +175,11 @@ def run(args):
             curves[f"{label}, {method}"] = score
         if method == "smote":
             smote_predictions = logits > 0.0
+    if args.tune:
+        model, method = tuned_mlp((x_train, y_train), (x_val, y_val), args)
+        logits = np.asarray(model.predict(x_test, verbose=0))[:, 0]
+        results[f"mlp_tuned/{method}"] = scores(y_test, logits, 0.0)
+        curves[f"mlp tuned, {method}"] = logits
 
     with atomic_path(os.path.join(out, "preprocessor.pkl")) as tmp:
         with open(tmp, "wb") as f:
@@ -153,7 +206,7 @@ def run(args):
 
 def main(argv=None):
     return common.run_main(NAME, __doc__, run, argv, epochs=200,
-                           batch_size=32)
+                           batch_size=32, add_arguments=add_arguments)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,11 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
         min_delta: Smallest change that counts as an improvement, >= 0.
         restore_best: Whether to load the best model's weights at the end.
         backup_dir: Folder for the resumable training state, or None.
+        start_from_epoch: Epochs to train before watching `monitor` (as
+            in Keras' `EarlyStopping`): nothing is saved, and patience does
+            not run, before it. With one-cycle, set it to where the rate
+            has come down: the high-rate epochs are not candidates, and a
+            lucky one would otherwise win on a small validation set.
         verbose: 1 to print a line per saved checkpoint.
 
     Example:
@@ -53,7 +58,7 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
     def __init__(self, filepath="saved_models/checkpoints/best.keras",
                  monitor="val_loss", mode="auto", patience=10,
                  min_delta=0.0, restore_best=True, backup_dir=None,
-                 verbose=0):
+                 start_from_epoch=0, verbose=0):
         if not isinstance(filepath, (str, os.PathLike)) or not os.fspath(
                 filepath).endswith(".keras"):
             raise ValueError(
@@ -68,7 +73,9 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
             min_delta=check_float("min_delta", min_delta, low=0),
             patience=check_int("patience", patience, min_value=0),
             verbose=verbose,
-            mode=check_choice("mode", mode, ("auto", "min", "max")))
+            mode=check_choice("mode", mode, ("auto", "min", "max")),
+            start_from_epoch=check_int("start_from_epoch", start_from_epoch,
+                                       min_value=0))
         self.filepath = os.fspath(filepath)
         self.restore_best = bool(restore_best)
         self.backup_dir = None if backup_dir is None else os.fspath(

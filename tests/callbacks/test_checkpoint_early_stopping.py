@@ -72,6 +72,25 @@ def test_max_mode_and_restore_off(tmp_path):
         keras.saving.load_model(tmp_path / "m.keras"))[0])
 
 
+def test_start_from_epoch_only_considers_later_epochs(tmp_path):
+    # In "max" mode the validation loss peaks in the first epochs (as a
+    # one-cycle run's luckiest high-rate epoch might): excluded here.
+    path = str(tmp_path / "late.keras")
+    callback = CheckpointEarlyStopping(path, mode="max", patience=3,
+                                       start_from_epoch=3)
+    model = make_model()
+    history = fit(model, [callback], epochs=15)
+    val = history.history["val_loss"]
+    assert int(np.argmax(val)) < 3  # the unrestricted best is excluded
+    best = 3 + int(np.argmax(val[3:]))
+    assert callback.best_epoch == best
+    assert len(val) == min(15, best + 1 + 3)
+    x, y, xv, yv = data()
+    np.testing.assert_allclose(
+        keras.saving.load_model(path).evaluate(xv, yv, verbose=0),
+        val[best], rtol=1e-5)
+
+
 def test_missing_monitor_lists_the_available_keys(tmp_path):
     model = make_model()
     x, y, _, _ = data()
@@ -131,6 +150,7 @@ def test_an_interrupted_fit_resumes_and_stops_like_an_uninterrupted_one(
     ({"patience": -1}, ValueError, "patience"),
     ({"patience": 1.5}, TypeError, "patience"),
     ({"min_delta": -0.1}, ValueError, "min_delta"),
+    ({"start_from_epoch": -1}, ValueError, "start_from_epoch"),
 ])
 def test_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):

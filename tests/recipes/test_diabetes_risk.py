@@ -11,10 +11,18 @@ from kerastrain.data import load, split
 from recipes import diabetes_risk as recipe
 
 
-def test_quick_run_scores_every_model_on_the_same_test_split(tmp_path,
-                                                             capsys):
-    out = tmp_path / "run"
+def quick_run(out):
     assert recipe.main(["--quick", "--out", str(out), "--seed", "2"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    return quick_run(tmp_path_factory.mktemp("diabetes") / "run")
+
+
+def test_quick_run_scores_every_model_on_the_same_test_split(first_run):
+    out = first_run
     assert {"model.keras", "model_unbalanced.keras", "preprocessor.pkl",
             "metrics.json", "history.csv", "learning_curves.png",
             "roc_curves.png", "confusion_matrix.png"} == set(os.listdir(out))
@@ -36,7 +44,6 @@ def test_quick_run_scores_every_model_on_the_same_test_split(tmp_path,
         scaler.transform(x_test).astype("float32"), verbose=0))[:, 0]
     assert roc_auc_score(y_test, logits) == pytest.approx(
         metrics["test"]["mlp/smote"]["roc_auc"], abs=1e-9)
-    assert "ROC AUC / F1 / balanced accuracy" in capsys.readouterr().out
 
 
 def test_scores_match_a_hand_count():
@@ -50,12 +57,26 @@ def test_scores_match_a_hand_count():
     assert result["roc_auc"] == pytest.approx(5 / 6)
 
 
-def test_same_seed_and_backend_give_the_same_metrics(tmp_path):
-    runs = []
-    for name in ("a", "b"):
-        assert recipe.main(["--quick", "--out", str(tmp_path / name),
-                            "--seed", "5"]) == 0
-        metrics = json.loads((tmp_path / name / "metrics.json").read_text())
-        runs.append((metrics["test"], (tmp_path / name /
-                                       "history.csv").read_text()))
-    assert runs[0] == runs[1]
+def test_same_seed_and_backend_give_the_same_metrics(first_run, tmp_path,
+                                                     capsys):
+    second_run = quick_run(tmp_path / "again")
+    assert "ROC AUC / F1 / balanced accuracy" in capsys.readouterr().out
+    for name in ("metrics.json", "history.csv"):
+        first, second = ((run / name).read_text() for run in (first_run,
+                                                              second_run))
+        if name == "metrics.json":
+            first, second = (json.loads(text)["test"] for text in (first,
+                                                                   second))
+        assert first == second
+
+
+def test_tune_adds_the_searched_mlp_to_the_comparison(tmp_path):
+    out = tmp_path / "run"
+    assert recipe.main(["--quick", "--tune", "--out", str(out),
+                        "--epochs", "1"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    tuning = out / "tuning"
+    best = json.loads((tuning / "best_hyperparameters.json").read_text())
+    assert f"mlp_tuned/{best['balancing']}" in metrics["test"]
+    assert {"model.keras", "trials.csv", "trials.png", "history.csv"} <= set(
+        os.listdir(tuning))

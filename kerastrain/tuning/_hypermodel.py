@@ -1,0 +1,165 @@
+"""What the toolkit's HyperModels share: knobs read once per trial, and a
+`fit` that lays the schedule over exactly the updates it runs, with the
+toolkit's callbacks configured per trial."""
+
+import math
+
+import keras_tuner
+import numpy as np
+
+from kerastrain.callbacks import (GradientAccumulation, LRFinder,
+                                  WeightHistograms)
+# Whether `x` is a tf.data.Dataset, without importing TensorFlow.
+from kerastrain.callbacks.lr_finder import _is_dataset as is_dataset
+from kerastrain.tuning._knob import knob_values
+from kerastrain.tuning.per_trial import per_trial_callbacks, trial_id_of
+
+# `build` runs before the data is seen, so it lays the trial's schedule
+# over this many updates; `fit` recompiles with the exact number.
+NOMINAL_STEPS = 1000
+
+
+def batches_per_epoch(x, batch_size):
+    """Batches in one pass over NumPy `x` or a finite `tf.data.Dataset`."""
+    if not is_dataset(x):
+        return math.ceil(len(x) / batch_size)
+    batches = int(x.cardinality())
+    if batches <= 0:  # -1 infinite, -2 unknown
+        raise ValueError(
+            "The training dataset's length is unknown or infinite, so the "
+            "schedule cannot be laid out over the epochs. Pass "
+            "`steps_per_epoch` to `search`/`fit`.")
+    return batches
+
+
+def scheduled_updates(batches, epochs, initial_epoch=0, accumulation=None):
+    """How many times the learning-rate schedule advances in a `fit` of
+    `epochs - initial_epoch` epochs of `batches` batches each.
+
+    Once per batch, or once per applied update with a
+    `GradientAccumulation` callback, whose number of batches per update may
+    change by epoch; this replays its bookkeeping (an unfinished
+    accumulation carries over, see `GradientAccumulation.on_epoch_begin`)
+    from the optimizer's initial `accumulation_steps(...)`.
+
+    Example:
+
+    >>> scheduled_updates(10, epochs=3)
+    30
+    >>> scheduled_updates(10, epochs=4, initial_epoch=2,
+    ...                   accumulation=GradientAccumulation({0: 1, 3: 4}))
+    12
+    """
+    if accumulation is None:
+        return batches * (epochs - initial_epoch)
+    raw = 0
+    steps = accumulation_steps(accumulation, initial_epoch)
+    for epoch in range(initial_epoch, epochs):
+        new = accumulation.steps_at(epoch)
+        if new != steps:
+            updates, pending = divmod(raw, steps)
+            raw, steps = updates * new + min(pending, new - 1), new
+        raw += batches
+    return raw // steps
+
+
+def accumulation_steps(accumulation, initial_epoch):
+    """`gradient_accumulation_steps` to create the optimizer with for a
+    `GradientAccumulation` callback (which then sets it per epoch); Keras
+    wants >= 2."""
+    return max(2, accumulation.steps_at(initial_epoch))
+
+
+def split_validation(x, y, validation_split):
+    """Keras' `validation_split`, done before any resampling: the last
+    `validation_split` of the samples, unshuffled, as Keras takes them."""
+    if is_dataset(x):
+        raise ValueError("`validation_split` needs NumPy arrays; with a "
+                         "dataset pass `validation_data`.")
+    x, y = np.asarray(x), np.asarray(y)
+    at = int(len(x) * (1.0 - validation_split))
+    return (x[:at], y[:at]), (x[at:], y[at:])
+
+
+class ToolkitHyperModel(keras_tuner.HyperModel):
+    """Base of the toolkit's HyperModels.
+
+    A subclass lists its `Knob`s and says how to build, compile and feed
+    the model: `build_model(values)`, `compile_model(model, values,
+    total_steps, gradient_accumulation_steps)`, `training_data(...)` and
+    `labels(y)`. Here: `build(hp)` registers every knob (so that the
+    tuner's first look at the space sees all of them) and compiles for
+    `NOMINAL_STEPS`; `fit` reads the same values, gives the callbacks their
+    per-trial files, recompiles with the schedule spanning exactly the
+    updates of this call (those of a Hyperband round), and trains.
+
+    After a search, `lr_finder_results[trial_id]` holds the
+    `LRFinderResult` of each trial that ran an `LRFinder`.
+    """
+
+    def __init__(self, knobs, name=None, tunable=True):
+        super().__init__(name=name, tunable=tunable)
+        self.knobs = list(knobs)
+        self.lr_finder_results = {}
+
+    def trial_values(self, hp):
+        """`{knob: value}` for the trial `hp` describes (registering the
+        knobs with `hp` where they are new)."""
+        return knob_values(self.knobs, hp)
+
+    def build(self, hp):
+        values = self.trial_values(hp)
+        model = self.build_model(values)
+        self.compile_model(model, values, NOMINAL_STEPS)
+        # Built slots let the tuner load a trial's checkpoint (best model,
+        # Hyperband's next round) without Keras skipping the optimizer.
+        model.optimizer.build(model.trainable_variables)
+        return model
+
+    def fit(self, hp, model, x=None, y=None, batch_size=32, epochs=1,
+            callbacks=None, validation_split=0.0, validation_data=None,
+            initial_epoch=0, steps_per_epoch=None, **kwargs):
+        """Trains `model` for the trial `hp`, like `model.fit`.
+
+        `x`, `y`, `validation_data` and `validation_split` are taken as the
+        subclass documents; other keyword arguments go to `model.fit`.
+        Returns the `History`.
+        """
+        values = self.trial_values(hp)
+        callbacks = list(callbacks or [])
+        trial_id = trial_id_of(callbacks)
+        if trial_id is not None:
+            per_trial_callbacks(callbacks, trial_id)
+        if validation_split and validation_data is None:
+            (x, y), validation_data = split_validation(x, y,
+                                                       validation_split)
+        fit_kwargs, batches = self.training_data(
+            values, x, y, batch_size, validation_data, kwargs)
+        accumulation = _first(callbacks, GradientAccumulation)
+        accumulate = None if accumulation is None else accumulation_steps(
+            accumulation, initial_epoch)
+        total_steps = scheduled_updates(steps_per_epoch or batches, epochs,
+                                        initial_epoch, accumulation)
+        self.compile_model(model, values, total_steps, accumulate)
+        for callback in callbacks:
+            if isinstance(callback, WeightHistograms) and (
+                    callback.probe is not None):
+                # The probe's loss is the compiled one: same labels.
+                probe_x, probe_y = callback.probe
+                callback.probe = (probe_x, self.labels(probe_y))
+        history = model.fit(epochs=epochs, initial_epoch=initial_epoch,
+                            steps_per_epoch=steps_per_epoch,
+                            callbacks=callbacks, **fit_kwargs)
+        finder = _first(callbacks, LRFinder)
+        if trial_id is not None and finder is not None and (
+                finder.result is not None):
+            self.lr_finder_results[trial_id] = finder.result
+        return history
+
+    def __repr__(self):
+        knobs = ", ".join(repr(knob) for knob in self.knobs)
+        return f"{type(self).__name__}({knobs})"
+
+
+def _first(callbacks, cls):
+    return next((c for c in callbacks if isinstance(c, cls)), None)

@@ -1,0 +1,158 @@
+"""One hyperparameter of a HyperModel: fixed, a list of choices, or a range.
+
+Every knob of `ResNetHyperModel` and `MLPHyperModel` is a constructor
+argument whose form says what the caller wants: a single value fixes it, a
+list gives the choices, a `(min, max)` tuple narrows a numeric range. The
+argument is checked once, at construction, with the messages of
+`kerastrain._validation`; `Knob.declare(hp)` then registers it with
+KerasTuner and returns the trial's value. A value that the caller already
+put in the tuner's `HyperParameters` (`hp.Fixed("norm", "group")`) wins, as
+KerasTuner intends, and is checked against the same rules.
+"""
+
+import functools
+
+from kerastrain._validation import check_choice, check_float, check_int
+
+SAMPLINGS = ("linear", "log")
+
+
+def number(low=0.0, high=None, low_closed=True, high_closed=True):
+    """A `check(name, value)` for a real knob in an interval (`check_float`
+    of `kerastrain._validation`)."""
+    return functools.partial(check_float, low=low, high=high,
+                             low_closed=low_closed, high_closed=high_closed)
+
+
+def integer(min_value=1):
+    """A `check(name, value)` for an integer knob >= `min_value`."""
+    return functools.partial(check_int, min_value=min_value)
+
+
+def category(*allowed):
+    """A `check(name, value)` for a categorical knob: `value` must be of
+    the type of `allowed` (TypeError) and one of them (ValueError)."""
+    kind = type(allowed[0])
+
+    def check(name, value):
+        if not isinstance(value, kind):
+            raise TypeError(
+                f"Argument `{name}` must be a {kind.__name__}, a list of "
+                f"them, or a tuple of them. Received: {name}={value!r}")
+        return check_choice(name, value, allowed)
+
+    check.categorical = True
+    return check
+
+
+class Knob:
+    """A search-space argument, validated at construction.
+
+    Args:
+        name: The argument's name, also the KerasTuner hyperparameter's.
+        value: A single value (fixed), a list of values (choices), or, for
+            numeric knobs, a `(min, max)` tuple (a range, bounds included).
+            For categorical knobs a tuple is a list of choices too.
+        check: `check(name, value)` returns one value normalized (e.g. an
+            int as a float) or raises a `TypeError`/`ValueError` naming the
+            argument: `category(...)`, `number(...)` or `integer(...)`.
+        integer: Whether a range is of integers (`hp.Int`).
+        sampling: `"linear"` or `"log"`, how a range is sampled.
+        step: For an integer range, the step (a factor with `"log"`).
+        grid: Optional `grid(min, max)` giving the valid values inside a
+            range, for knobs whose valid values are sparse (ResNet depths);
+            the range then becomes a choice among them.
+    """
+
+    def __init__(self, name, value, check, integer=False, sampling="linear",
+                 step=None, grid=None):
+        check_choice("sampling", sampling, SAMPLINGS)
+        self.name, self.check, self.integer = name, check, integer
+        self.sampling, self.step = sampling, step
+        self.fixed = self.choices = self.range = None
+        categorical = getattr(check, "categorical", False)
+        if isinstance(value, list) or (categorical
+                                       and isinstance(value, tuple)):
+            self._set_choices(value)
+        elif isinstance(value, tuple):
+            self._set_range(value, grid)
+        elif isinstance(value, (set, frozenset, dict)):
+            raise TypeError(
+                f"Argument `{name}` must be a value, a list of choices or a "
+                f"(min, max) tuple. Received: {name}={value!r}")
+        else:
+            self.fixed = check(name, value)
+
+    def _set_choices(self, values):
+        if not values:
+            raise ValueError(
+                f"Argument `{self.name}` must list at least one choice. "
+                f"Received: {self.name}={values!r}")
+        choices = []
+        for value in values:
+            value = self.check(self.name, value)
+            if value not in choices:
+                choices.append(value)
+        if len(choices) == 1:
+            self.fixed = choices[0]
+        else:
+            self.choices = choices
+
+    def _set_range(self, bounds, grid):
+        name = self.name
+        if len(bounds) != 2:
+            raise ValueError(
+                f"Argument `{name}` as a tuple must be a range (min, max); "
+                f"pass a list for a set of choices. Received: "
+                f"{name}={bounds!r}")
+        low, high = (self.check(name, bound) for bound in bounds)
+        if low > high:
+            raise ValueError(
+                f"Argument `{name}` must be a range (min, max) with "
+                f"min <= max. Received: {name}=({low!r}, {high!r})")
+        if self.sampling == "log" and low <= 0:
+            raise ValueError(
+                f"Argument `{name}` is sampled on a log scale: its range "
+                f"must have min > 0 (fix it to 0 instead to turn it off). "
+                f"Received: {name}=({low!r}, {high!r})")
+        if grid is not None:
+            self._set_choices(grid(low, high))
+        elif low == high:
+            self.fixed = low
+        else:
+            self.range = (low, high)
+
+    def declare(self, hp):
+        """Registers the knob with `hp` and returns the trial's value."""
+        if self.fixed is not None:
+            value = hp.Fixed(self.name, self.fixed)
+        elif self.choices is not None:
+            value = (hp.Boolean(self.name) if self.boolean
+                     else hp.Choice(self.name, self.choices))
+        elif self.integer:
+            value = hp.Int(self.name, *self.range, step=self.step,
+                           sampling=self.sampling)
+        else:
+            value = hp.Float(self.name, *self.range, sampling=self.sampling)
+        if self.boolean and value in (0, 1):
+            value = bool(value)  # KerasTuner may hand bools back as 0/1
+        # A value set beforehand in the tuner's HyperParameters bypasses
+        # the constructor's checks; hold it to the same rules.
+        return self.check(self.name, value)
+
+    @property
+    def boolean(self):
+        value = self.fixed if self.choices is None else self.choices[0]
+        return isinstance(value, bool)
+
+    def __repr__(self):
+        if self.fixed is not None:
+            return f"{self.name}={self.fixed!r}"
+        if self.choices is not None:
+            return f"{self.name}={self.choices!r}"
+        return f"{self.name}={self.range!r}"
+
+
+def knob_values(knobs, hp):
+    """`{name: value}` of the trial, every knob registered with `hp`."""
+    return {knob.name: knob.declare(hp) for knob in knobs}

@@ -1,0 +1,198 @@
+"""The search space of a multilayer perceptron for tabular data."""
+
+import keras
+import numpy as np
+
+from kerastrain._validation import check_int
+from kerastrain.data.balance import METHODS, balance
+from kerastrain.layers.normalization import normalization
+from kerastrain.tuning._hypermodel import (ToolkitHyperModel,
+                                           batches_per_epoch, is_dataset)
+from kerastrain.tuning._knob import Knob, category, integer, number
+
+BALANCING = ("none", "class_weight") + METHODS
+
+
+class MLPHyperModel(ToolkitHyperModel):
+    """KerasTuner search space of an MLP for tabular data, class balancing
+    included.
+
+    Each trial builds `num_layers` blocks of Dense(`units`) -> optional
+    BatchNormalization -> ReLU -> Dropout(`dropout`), with an L2 penalty
+    on the kernels, and a linear output; it trains with Adam at a constant
+    `learning_rate`. Binary problems (`num_classes=2`) get one logit,
+    `BinaryCrossentropy(from_logits=True)` and the metrics `accuracy`
+    (threshold at logit 0) and `auc`; multiclass ones get `num_classes`
+    logits, `SparseCategoricalCrossentropy(from_logits=True)` and
+    `accuracy`. Labels are integers (one-hot rows are turned into them).
+
+    `balancing` decides how the trial treats imbalanced classes: `"none"`,
+    `"class_weight"` (Keras' `class_weight`, "balanced" weights from
+    scikit-learn's `compute_class_weight`), or resampling of the training
+    split by `kerastrain.data.balance` (`"smote"`, `"oversample"`,
+    `"undersample"`). Resampling and class weights touch the training data
+    only, never `validation_data`; a `validation_split` is cut off first,
+    as Keras would, and then left alone. Balancing other than `"none"`
+    needs NumPy features, not a dataset.
+
+    Every knob is a constructor argument: a single value fixes it, a list
+    gives the choices, a `(min, max)` tuple narrows a numeric range; a
+    value set in the tuner's `HyperParameters` overrides it.
+
+    Args:
+        input_dim: Number of features, >= 1.
+        num_classes: Number of classes, >= 2.
+        num_layers: Hidden layers, >= 1.
+        units: Units per hidden layer; a range is sampled by powers of two
+            from its minimum (`(16, 256)`: 16, 32, ..., 256).
+        dropout: Dropout rate after each hidden layer, in [0, 1).
+        l2: L2 factor on the kernels, >= 0; ranges on a log scale (fix it
+            to 0 to turn it off).
+        batch_norm: `True` and/or `False`.
+        learning_rate: Adam's rate, > 0; ranges on a log scale.
+        balancing: `"none"`, `"class_weight"`, `"smote"`, `"oversample"`
+            and/or `"undersample"`.
+        seed: Optional integer seed of the resampling and dropout.
+        name: Optional name of the HyperModel.
+        tunable: KerasTuner's flag: whether the knobs join the search
+            space.
+
+    Example:
+
+    ```python
+    import keras_tuner as kt
+    hypermodel = MLPHyperModel(x_train.shape[1], 2,
+                               balancing=["class_weight", "smote"])
+    tuner = kt.BayesianOptimization(
+        hypermodel, objective=kt.Objective("val_auc", "max"),
+        max_trials=30, directory="tuning")
+    tuner.search(x_train, y_train, validation_data=(x_val, y_val),
+                 epochs=50, batch_size=64)
+    ```
+    """
+
+    def __init__(self, input_dim, num_classes, num_layers=(1, 3),
+                 units=(16, 256), dropout=(0.0, 0.5), l2=(1e-6, 1e-2),
+                 batch_norm=(False, True), learning_rate=(1e-4, 1e-2),
+                 balancing=("none", "class_weight", "smote"), seed=None,
+                 name=None, tunable=True):
+        self.input_dim = check_int("input_dim", input_dim, min_value=1)
+        self.num_classes = check_int("num_classes", num_classes,
+                                     min_value=2)
+        self.seed = None if seed is None else check_int("seed", seed)
+        super().__init__([
+            Knob("num_layers", num_layers, integer(), integer=True),
+            Knob("units", units, integer(), integer=True, sampling="log",
+                 step=2),
+            Knob("dropout", dropout, number(high=1.0, high_closed=False)),
+            Knob("l2", l2, number(), sampling="log"),
+            Knob("batch_norm", batch_norm, category(False, True)),
+            Knob("learning_rate", learning_rate, number(low_closed=False),
+                 sampling="log"),
+            Knob("balancing", balancing, category(*BALANCING)),
+        ], name=name, tunable=tunable)
+
+    @property
+    def binary(self):
+        return self.num_classes == 2
+
+    def build_model(self, values):
+        regularizer = (keras.regularizers.L2(values["l2"]) if values["l2"]
+                       else None)
+        inputs = keras.Input((self.input_dim,))
+        x = inputs
+        for i in range(1, values["num_layers"] + 1):
+            x = keras.layers.Dense(values["units"],
+                                   use_bias=not values["batch_norm"],
+                                   kernel_regularizer=regularizer,
+                                   name=f"dense{i}")(x)
+            if values["batch_norm"]:
+                x = normalization("batch", values["units"],
+                                  name=f"batch_norm{i}")(x)
+            x = keras.layers.Activation("relu", name=f"relu{i}")(x)
+            if values["dropout"]:
+                x = keras.layers.Dropout(values["dropout"], seed=self.seed,
+                                         name=f"dropout{i}")(x)
+        outputs = keras.layers.Dense(1 if self.binary else self.num_classes,
+                                     name="logits")(x)
+        return keras.Model(inputs, outputs, name="mlp")
+
+    def compile_model(self, model, values, total_steps,
+                      gradient_accumulation_steps=None):
+        # The rate is constant: the number of updates does not matter.
+        optimizer = keras.optimizers.Adam(
+            values["learning_rate"],
+            gradient_accumulation_steps=gradient_accumulation_steps)
+        if self.binary:
+            loss = keras.losses.BinaryCrossentropy(from_logits=True)
+            metrics = [keras.metrics.BinaryAccuracy(name="accuracy",
+                                                    threshold=0.0),
+                       keras.metrics.AUC(from_logits=True, name="auc")]
+        else:
+            loss = keras.losses.SparseCategoricalCrossentropy(
+                from_logits=True)
+            metrics = [keras.metrics.SparseCategoricalAccuracy(
+                name="accuracy")]
+        model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+
+    def labels(self, y):
+        """Integer labels in [0, num_classes) from integer or one-hot `y`."""
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == self.num_classes:
+            y = np.argmax(y, axis=1)
+        y = y.reshape(-1)
+        if not np.issubdtype(y.dtype, np.integer):
+            if not np.all(y == np.round(y)):
+                raise ValueError("Labels must be class indices (integers) "
+                                 "or one-hot rows.")
+            y = y.astype("int64")
+        if y.size and (y.min() < 0 or y.max() >= self.num_classes):
+            raise ValueError(
+                f"Labels must be in [0, {self.num_classes}). Received "
+                f"range [{y.min()}, {y.max()}]")
+        return y
+
+    def training_data(self, values, x, y, batch_size, validation_data,
+                      kwargs):
+        method = values["balancing"]
+        if validation_data is not None and not is_dataset(validation_data):
+            val_x, val_y = validation_data[:2]
+            validation_data = (np.asarray(val_x, "float32"),
+                               self.labels(val_y))
+        if is_dataset(x):
+            if method != "none":
+                raise ValueError(
+                    f"Class balancing {method!r} needs the training data as "
+                    "NumPy arrays `x, y`; a tf.data.Dataset can only be used "
+                    "with balancing='none'.")
+            return (dict(kwargs, x=x, validation_data=validation_data),
+                    batches_per_epoch(x, batch_size))
+        x, y = np.asarray(x, "float32"), self.labels(y)
+        if method == "class_weight":
+            if kwargs.get("class_weight") is not None:
+                raise ValueError(
+                    "The trial's balancing='class_weight' sets `class_weight`"
+                    "; do not pass one to `search`/`fit` as well, or fix "
+                    "`balancing` to another method.")
+            kwargs = dict(kwargs, class_weight=balanced_class_weight(y))
+        elif method != "none":
+            x, y = balance(x, y, method, seed=self.seed, verbose=0)
+        return (dict(kwargs, x=x, y=y, batch_size=batch_size,
+                     validation_data=validation_data),
+                batches_per_epoch(x, batch_size))
+
+
+def balanced_class_weight(y):
+    """`{class: weight}` with scikit-learn's "balanced" weights,
+    `n_samples / (n_classes * count)`.
+
+    Example:
+
+    >>> balanced_class_weight(np.array([0, 0, 0, 1]))
+    {0: 0.6666666666666666, 1: 2.0}
+    """
+    from sklearn.utils.class_weight import compute_class_weight
+
+    classes = np.unique(y)
+    weights = compute_class_weight("balanced", classes=classes, y=y)
+    return dict(zip(classes.tolist(), weights.tolist()))

@@ -1,0 +1,230 @@
+import math
+import os
+
+import keras
+import keras_tuner as kt
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import (
+    EventAccumulator)
+
+from kerastrain.callbacks import GradientAccumulation, WeightHistograms
+from kerastrain.data import class_counts, load
+from kerastrain.tuning import MLPHyperModel
+from tests.tuning import spies
+
+N_TRAIN, BATCH = 300, 32
+
+
+def diabetes_risk():
+    """10 features, a binary label with 15% positives."""
+    x, y = load("diabetes_risk")
+    x = (x - x.mean(0)) / x.std(0)
+    return (x[:N_TRAIN], y[:N_TRAIN]), (x[N_TRAIN:], y[N_TRAIN:])
+
+
+def trials(tuner):
+    return sorted(tuner.oracle.trials.values(), key=lambda t: int(t.trial_id))
+
+
+def values(**overrides):
+    """The trial values `training_data` reads, with defaults."""
+    return dict(dict(num_layers=1, units=8, dropout=0.0, l2=0.0,
+                     batch_norm=False, learning_rate=1e-3,
+                     balancing="none"), **overrides)
+
+
+@pytest.fixture(scope="module")
+def search(tmp_path_factory):
+    """Two trials of a binary, imbalanced problem, one epoch each, with the
+    toolkit's callbacks; `num_layers` and `batch_norm` fixed."""
+    keras.utils.set_random_seed(0)
+    spies.reset()
+    tmp = tmp_path_factory.mktemp("mlp_search")
+    (x, y), validation = diabetes_risk()
+    hypermodel = MLPHyperModel(10, 2, num_layers=1, units=(8, 32),
+                               batch_norm=True,
+                               balancing=["smote", "class_weight"], seed=0)
+    # One-hot probe labels: the hypermodel turns them into its own.
+    probe = (x[:32], np.eye(2, dtype="float32")[y[:32]])
+    tuner = kt.RandomSearch(hypermodel, objective=kt.Objective("val_auc",
+                                                               "max"),
+                            max_trials=2, seed=3, directory=str(tmp),
+                            overwrite=True)
+    tuner.search(x, y, validation_data=validation, epochs=1,
+                 batch_size=BATCH, verbose=0, callbacks=[
+                     spies.CheckpointSpy(str(tmp / "ckpt" / "best.keras"),
+                                         monitor="val_auc", mode="max"),
+                     WeightHistograms(str(tmp / "logs"), probe=probe,
+                                      plot=False),
+                     GradientAccumulation(2), spies.Recorder()])
+    return dict(tuner=tuner, tmp=tmp, train=(x, y), validation=validation,
+                runs=list(spies.Recorder.runs),
+                checkpoints=list(spies.CheckpointSpy.runs))
+
+
+def test_search_completes_and_the_best_model_evaluates(search):
+    tuner = search["tuner"]
+    assert [t.status for t in trials(tuner)] == ["COMPLETED"] * 2
+    best = tuner.get_best_models(1)[0]
+    x, y = search["validation"]
+    results = best.evaluate(x, y, verbose=0, return_dict=True)
+    logits = best.predict(x, verbose=0)
+    assert logits.shape == (len(x), 1)  # binary: one logit
+    assert results["accuracy"] == pytest.approx(
+        np.mean((logits[:, 0] > 0) == y), abs=1e-6)
+    assert np.isfinite(results["loss"])
+    assert results["auc"] == pytest.approx(
+        tuner.oracle.get_best_trials(1)[0].score, abs=1e-6)
+
+
+def test_fixed_knobs_are_fixed_and_balancing_resamples_training_only(
+        search):
+    (_, y), majority = search["train"], max(class_counts(
+        search["train"][1]).values())
+    for trial, run in zip(trials(search["tuner"]), search["runs"]):
+        values = trial.hyperparameters.values
+        assert (values["num_layers"], values["batch_norm"]) == (1, True)
+        assert values["units"] in (8, 16, 32)
+        model = run["model"]
+        assert model.get_layer("dense1").units == values["units"]
+        assert "BatchNormalization" in run["layers"]
+        assert [l.name for l in model.layers if "dense" in l.name] == [
+            "dense1"]
+        assert float(run["optimizer"].learning_rate) == pytest.approx(
+            values["learning_rate"])
+        # SMOTE grows the training split to two majorities; class weights
+        # leave it as it is.
+        samples = 2 * majority if values["balancing"] == "smote" else len(y)
+        assert run["steps"] == math.ceil(samples / BATCH)
+        # GradientAccumulation(2): one update per two batches.
+        assert run["updates"] == run["steps"] // 2
+
+
+def test_callbacks_write_their_own_files_per_trial(search):
+    tmp = search["tmp"]
+    ids = [t.trial_id for t in trials(search["tuner"])]
+    assert [r["filepath"] for r in search["checkpoints"]] == [
+        str(tmp / "ckpt" / i / "best.keras") for i in ids]
+    assert all(os.path.exists(r["filepath"]) for r in search["checkpoints"])
+    assert sorted(os.listdir(tmp / "logs")) == ids
+    for trial_id in ids:
+        events = EventAccumulator(str(tmp / "logs" / trial_id),
+                                  size_guidance={"histograms": 0})
+        events.Reload()
+        tags = events.Tags()["histograms"]
+        gradient = [t for t in tags if t.startswith("gradients/")][0]
+        assert [e.step for e in events.Histograms(gradient)] == [0, 1]
+
+
+def test_bayesian_optimization_with_an_lr_finder_per_trial(tmp_path):
+    """A multiclass problem; each trial runs its own LR range test, which
+    ends the trial's fit after 5 batches and puts its model back."""
+    spies.reset()
+    x, y = load("wine")
+    x = (x - x.mean(0)) / x.std(0)
+    order = np.random.default_rng(0).permutation(len(x))
+    x, y = x[order], y[order]
+    hypermodel = MLPHyperModel(13, 3, balancing=["none", "oversample"],
+                               seed=0)
+    tuner = kt.BayesianOptimization(
+        hypermodel, objective="val_accuracy", max_trials=2,
+        num_initial_points=1, seed=0, directory=str(tmp_path),
+        overwrite=True)
+    tuner.search(x[:120], y[:120], validation_split=0.25, epochs=1,
+                 batch_size=16, verbose=0,
+                 callbacks=[spies.LRFinderSpy(1e-4, 1.0, num_steps=5)])
+    # The second trial is the Gaussian process's proposal.
+    assert [t.status for t in trials(tuner)] == ["COMPLETED"] * 2
+    runs = spies.LRFinderSpy.runs
+    assert len({r["id"] for r in runs}) == 2
+    for trial, run in zip(trials(tuner), runs):
+        assert run["restored"]
+        assert len(run["result"].lrs) == 5  # its own test, not both
+        assert hypermodel.lr_finder_results[trial.trial_id] is run["result"]
+    best = tuner.get_best_models(1)[0]
+    assert best.output.shape[-1] == 3
+    # validation_split=0.25 held out the last 30 of the 120.
+    _, accuracy = best.evaluate(x[90:120], y[90:120], verbose=0)
+    assert accuracy == pytest.approx(
+        tuner.oracle.get_best_trials(1)[0].score, abs=1e-6)
+
+
+def test_validation_split_is_cut_before_resampling():
+    (x, y), _ = diabetes_risk()
+    hypermodel = MLPHyperModel(10, 2, num_layers=1, units=8,
+                               balancing="oversample", seed=0)
+    hp = kt.HyperParameters()
+    model = hypermodel.build(hp)
+    history = hypermodel.fit(hp, model, x, y, validation_split=0.2,
+                             epochs=1, batch_size=BATCH, verbose=0)
+    at = int(len(x) * 0.8)
+    # Validation is the last 20% of the data as given, untouched.
+    val_loss = model.evaluate(x[at:], y[at:], verbose=0)[0]
+    assert history.history["val_loss"][0] == pytest.approx(val_loss,
+                                                           rel=1e-5)
+    counts = class_counts(y[:at])
+    assert history.params["steps"] == math.ceil(
+        2 * max(counts.values()) / BATCH)
+
+
+def test_smote_and_class_weight_touch_the_training_split_only():
+    (x, y), (x_val, y_val) = diabetes_risk()
+    hypermodel = MLPHyperModel(10, 2, seed=0)
+    fit_kwargs, batches = hypermodel.training_data(
+        values(balancing="smote"), x, y, BATCH, (x_val, y_val), {})
+    counts = class_counts(fit_kwargs["y"])
+    assert len(set(counts.values())) == 1
+    assert batches == math.ceil(len(fit_kwargs["x"]) / BATCH)
+    np.testing.assert_array_equal(fit_kwargs["validation_data"][0], x_val)
+    np.testing.assert_array_equal(fit_kwargs["validation_data"][1], y_val)
+
+    fit_kwargs, _ = hypermodel.training_data(
+        values(balancing="class_weight"), x, y, BATCH, None, {})
+    n, counts = len(y), class_counts(y)
+    assert fit_kwargs["class_weight"] == pytest.approx(
+        {c: n / (2 * count) for c, count in counts.items()})
+    np.testing.assert_array_equal(fit_kwargs["x"], x)
+
+
+def test_labels_and_training_data_errors():
+    import tensorflow as tf
+
+    hypermodel = MLPHyperModel(10, 3)
+    np.testing.assert_array_equal(
+        hypermodel.labels(np.eye(3)[[2, 0, 1]]), [2, 0, 1])
+    with pytest.raises(ValueError, match=r"Labels must be in \[0, 3\)"):
+        hypermodel.labels([0, 3])
+    x, y = np.zeros((8, 10), "float32"), np.arange(8) % 3
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+    with pytest.raises(ValueError, match="needs the training data as NumPy"):
+        hypermodel.training_data(values(balancing="smote"), dataset, None,
+                                 4, None, {})
+    with pytest.raises(ValueError, match="sets `class_weight`"):
+        hypermodel.training_data(values(balancing="class_weight"), x, y, 4,
+                                 None, {"class_weight": {0: 1.0}})
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"num_layers": (3, 1)}, ValueError,
+     r"`num_layers` must be a range \(min, max\) with min <= max. "
+     r"Received: num_layers=\(3, 1\)"),
+    ({"units": (64, 16)}, ValueError, "min <= max"),
+    ({"balancing": "smoteish"}, ValueError,
+     "`balancing` must be one of 'none', 'class_weight', 'undersample', "
+     "'oversample', 'smote'"),
+    ({"balancing": ["none", "weights"]}, ValueError, "balancing='weights'"),
+    ({"batch_norm": "yes"}, TypeError, "`batch_norm` must be a bool"),
+    ({"l2": (0.0, 1e-3)}, ValueError, "log scale"),
+    ({"dropout": 1.0}, ValueError, r"`dropout` must be in \[0, 1\)"),
+    ({"learning_rate": 0.0}, ValueError, "learning_rate"),
+    ({"num_layers": 0}, ValueError, "num_layers"),
+    ({"units": 1.5}, TypeError, "units"),
+    ({"input_dim": 0}, ValueError, "input_dim"),
+    ({"num_classes": 1}, ValueError, "num_classes"),
+])
+def test_bad_search_space_arguments(kwargs, error, match):
+    arguments = dict(input_dim=10, num_classes=2)
+    arguments.update(kwargs)
+    with pytest.raises(error, match=match):
+        MLPHyperModel(**arguments)

@@ -1,0 +1,247 @@
+import os
+
+import keras
+import keras_tuner as kt
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import (
+    EventAccumulator)
+
+from kerastrain.callbacks import GradientAccumulation, WeightHistograms
+from kerastrain.data import image_pipeline
+from kerastrain.optimizers import SGD, AdamW
+from kerastrain.schedules import OneCycle
+from kerastrain.tuning import ResNetHyperModel
+from tests.tuning import spies
+
+BATCH = 16
+
+
+def digits(n_train, n_val=64):
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    x = (data.images[..., None] / 16.0).astype("float32")
+    y = data.target
+    return (x[:n_train], y[:n_train]), (x[n_train:n_train + n_val],
+                                        y[n_train:n_train + n_val])
+
+
+def hypermodel(**kwargs):
+    return ResNetHyperModel((8, 8, 1), 10, **dict(
+        dict(depth=8, width=8, seed=0), **kwargs))
+
+
+def trials(tuner):
+    return sorted(tuner.oracle.trials.values(), key=lambda t: int(t.trial_id))
+
+
+@pytest.fixture(scope="module")
+def search(tmp_path_factory):
+    """Two trials, one epoch each, with every file-writing toolkit callback
+    and gradient accumulation; `schedule` fixed through the tuner's
+    HyperParameters, depth and width through the constructor."""
+    keras.utils.set_random_seed(0)
+    spies.reset()
+    tmp = tmp_path_factory.mktemp("resnet_search")
+    (x, y), validation = digits(128)
+    hp = kt.HyperParameters()
+    hp.Fixed("schedule", "one_cycle")
+    checkpoint = spies.CheckpointSpy(str(tmp / "ckpt" / "best.keras"),
+                                     monitor="val_accuracy")
+    histograms = WeightHistograms(str(tmp / "logs"), gradients=False,
+                                  plot=False)
+    tuner = kt.RandomSearch(hypermodel(), objective="val_accuracy",
+                            max_trials=2, hyperparameters=hp, seed=1,
+                            directory=str(tmp), overwrite=True)
+    tuner.search(x, y, validation_data=validation, epochs=1,
+                 batch_size=BATCH, verbose=0,
+                 callbacks=[checkpoint, histograms, GradientAccumulation(2),
+                            spies.Recorder()])
+    return dict(tuner=tuner, tmp=tmp, validation=validation,
+                checkpoint=checkpoint, runs=list(spies.Recorder.runs),
+                checkpoints=list(spies.CheckpointSpy.runs))
+
+
+def test_search_completes_and_the_best_model_evaluates(search):
+    tuner = search["tuner"]
+    assert [t.status for t in trials(tuner)] == ["COMPLETED"] * 2
+    best_trial = tuner.oracle.get_best_trials(1)[0]
+    best = tuner.get_best_models(1)[0]
+    x, y = search["validation"]
+    loss, accuracy = best.evaluate(
+        image_pipeline(x, y, 64, 10, training=False, normalize=False),
+        verbose=0)
+    predicted = np.argmax(best.predict(x, verbose=0), axis=-1)
+    assert np.isfinite(loss)
+    assert accuracy == pytest.approx(np.mean(predicted == y), abs=1e-6)
+    # The tuner kept the weights its score was measured with.
+    assert accuracy == pytest.approx(best_trial.score, abs=1e-6)
+
+
+def test_fixed_knobs_are_fixed_and_the_model_compiles_to_match(search):
+    classes = {"sgd": SGD, "adamw": AdamW}
+    norms = {"batch": "BatchNormalization", "group": "GroupNormalization",
+             "instance": "InstanceNormalization",
+             "layer": "LayerNormalization"}
+    for trial, run in zip(trials(search["tuner"]), search["runs"]):
+        values = trial.hyperparameters.values
+        assert (values["depth"], values["width"]) == (8, 8)
+        assert values["schedule"] == "one_cycle"
+        model, optimizer = run["model"], run["optimizer"]
+        assert model.get_layer("stem_conv").filters == 8
+        assert len([l for l in model.layers if "block" in l.name]) == 3
+        assert type(model.get_layer("stem_norm")).__name__ == norms[
+            values["norm"]]
+        assert type(optimizer) is classes[values["optimizer"]]
+        assert isinstance(run["learning_rate"], OneCycle)
+        assert run["learning_rate"].max_lr == pytest.approx(values["max_lr"])
+        assert optimizer.weight_decay == pytest.approx(
+            values["weight_decay"])
+        # Soft labels whether mixed or not: the categorical loss.
+        assert isinstance(run["loss"], keras.losses.CategoricalCrossentropy)
+        assert run["loss"].label_smoothing == pytest.approx(
+            values["label_smoothing"])
+    sampled = [t.hyperparameters.values for t in trials(search["tuner"])]
+    assert len({v["max_lr"] for v in sampled}) == 2  # the rest varies
+    assert all(v["mixup_alpha"] > 0 for v in sampled)
+
+
+def test_one_cycle_spans_the_accumulated_updates_of_the_epoch(search):
+    for run in search["runs"]:
+        schedule = run["learning_rate"]
+        # 128 images in batches of 16, two batches per update.
+        assert run["steps"] == 8
+        assert schedule.total_steps == run["updates"] == 4
+        final = schedule.max_lr / schedule.div_factor / (
+            schedule.final_div_factor)
+        assert float(schedule(schedule.total_steps - 1)) == pytest.approx(
+            final, rel=1e-4)
+
+
+def test_callbacks_write_their_own_files_per_trial(search):
+    tmp, tuner = search["tmp"], search["tuner"]
+    ids = [t.trial_id for t in trials(tuner)]
+    # Each trial's checkpoint copy in its own folder, judged on its own
+    # epochs: its best is its own score.
+    assert [r["filepath"] for r in search["checkpoints"]] == [
+        str(tmp / "ckpt" / i / "best.keras") for i in ids]
+    for trial, run in zip(trials(tuner), search["checkpoints"]):
+        assert run["best"] == pytest.approx(trial.score)
+        assert (run["best_epoch"], run["wait"]) == (0, 0)
+    for run, checkpoint in zip(search["runs"], search["checkpoints"]):
+        saved = keras.saving.load_model(checkpoint["filepath"])
+        assert saved.count_params() == run["model"].count_params()
+        assert [type(l) for l in saved.layers] == [
+            type(l) for l in run["model"].layers]
+    # The callback given to search was copied, never used.
+    assert search["checkpoint"].filepath == str(tmp / "ckpt" / "best.keras")
+    assert len({r["id"] for r in search["checkpoints"]}) == 2
+    # One TensorBoard run per trial, holding only that trial's steps.
+    for trial_id in ids:
+        folder = tmp / "logs" / trial_id
+        assert len(os.listdir(folder)) == 1
+        events = EventAccumulator(str(folder), size_guidance={
+            "histograms": 0})
+        events.Reload()
+        tag = events.Tags()["histograms"][0]
+        assert [e.step for e in events.Histograms(tag)] == [0, 1]
+    assert sorted(os.listdir(tmp / "logs")) == ids
+
+
+def test_hyperband_lays_one_cycle_over_each_rounds_epochs(tmp_path):
+    import tensorflow as tf
+
+    spies.reset()
+    (x, y), _ = digits(64)  # 4 batches per epoch
+    # Knobs that only cost tracing time are fixed (Keras evaluates the
+    # rate once per variable for weight decay).
+    fixed = dict(norm="batch", optimizer="sgd", schedule="one_cycle",
+                 weight_decay=0.0, drop_path_rate=0.0, mixup_alpha=0.0,
+                 label_smoothing=0.0)
+    tuner = kt.Hyperband(hypermodel(**fixed), objective="loss", max_epochs=2,
+                         factor=2, seed=0, directory=str(tmp_path),
+                         overwrite=True)
+    # Stop after the first bracket: two 1-epoch trials, then the best one
+    # continued from epoch 1 to 2.
+    tuner.oracle.max_trials = 3
+    tuner.search(tf.data.Dataset.from_tensor_slices((x, y)),
+                 batch_size=BATCH, verbose=0, callbacks=[spies.Recorder()])
+    rounds = [(t.hyperparameters.values["tuner/initial_epoch"],
+               t.hyperparameters.values["tuner/epochs"])
+              for t in trials(tuner)]
+    assert rounds == [(0, 1), (0, 1), (1, 2)]
+    assert [t.status for t in trials(tuner)] == ["COMPLETED"] * 3
+    for (initial_epoch, epochs), run in zip(rounds, spies.Recorder.runs):
+        schedule = run["learning_rate"]
+        assert run["first_epoch"] == initial_epoch
+        assert schedule.total_steps == (epochs - initial_epoch) * 4
+        assert run["updates"] == schedule.total_steps
+        final = schedule.max_lr / schedule.div_factor / (
+            schedule.final_div_factor)
+        assert float(schedule(run["updates"] - 1)) == pytest.approx(
+            final, rel=1e-4)
+
+
+def test_search_space_from_constructor_arguments():
+    hp = kt.HyperParameters()
+    values = ResNetHyperModel((8, 8, 1), 10, depth=(8, 20), width=(8, 32),
+                              norm=("group", "layer"), max_lr=0.05,
+                              weight_decay=0.0).trial_values(hp)
+    space = {p.name: p for p in hp.space}
+    assert space["depth"].values == [8, 14, 20]
+    width = space["width"]
+    assert (width.min_value, width.max_value, width.step,
+            width.sampling) == (8, 32, 2, "log")
+    assert space["norm"].values == ["group", "layer"]
+    assert space["max_lr"].value == 0.05  # hp.Fixed
+    assert space["drop_path_rate"].sampling == "linear"
+    assert values["weight_decay"] == 0.0
+    assert sorted(space) == sorted([
+        "depth", "width", "norm", "drop_path_rate", "optimizer",
+        "schedule", "max_lr", "weight_decay", "mixup_alpha",
+        "label_smoothing"])
+
+
+def test_hyperparameters_set_beforehand_win_and_are_checked():
+    hp = kt.HyperParameters()
+    hp.Choice("norm", ["instance"])
+    hp.Fixed("max_lr", 0.02)
+    model = hypermodel().build(hp)
+    assert type(model.get_layer("stem_norm")).__name__ == (
+        "InstanceNormalization")
+    assert hp.values["max_lr"] == 0.02
+    bad = kt.HyperParameters()
+    bad.Fixed("norm", "batchy")
+    with pytest.raises(ValueError, match="`norm` must be one of"):
+        hypermodel().build(bad)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"depth": (20, 8)}, ValueError,
+     r"`depth` must be a range \(min, max\) with min <= max. "
+     r"Received: depth=\(20, 8\)"),
+    ({"max_lr": (0.1, 0.001)}, ValueError, r"max_lr=\(0.1, 0.001\)"),
+    ({"norm": "batchy"}, ValueError,
+     "`norm` must be one of 'batch', 'instance', 'group', 'layer'"),
+    ({"schedule": ["one_cycle", "foo"]}, ValueError,
+     "`schedule` must be one of 'one_cycle', 'cosine_warmup', 'cyclic', "
+     "'constant'. Received: schedule='foo'"),
+    ({"optimizer": "adam"}, ValueError, "'sgd', 'adamw'"),
+    ({"depth": 9}, ValueError, "6n\\+2"),
+    ({"weight_decay": (0.0, 1e-3)}, ValueError, "log scale.*min > 0"),
+    ({"max_lr": (0.1, 0.2, 0.3)}, ValueError, r"range \(min, max\)"),
+    ({"drop_path_rate": 1.0}, ValueError, "drop_path_rate"),
+    ({"norm": []}, ValueError, "at least one choice"),
+    ({"norm": 3}, TypeError, "`norm` must be a str"),
+    ({"width": "8"}, TypeError, "`width` must be an integer"),
+    ({"max_lr": {0.1}}, TypeError, "`max_lr` must be a value, a list"),
+    ({"augment": ("blur",)}, ValueError, "`augment` must be one of"),
+    ({"num_classes": 1}, ValueError, "num_classes"),
+    ({"input_shape": (8, 8)}, ValueError, "input_shape"),
+])
+def test_bad_search_space_arguments(kwargs, error, match):
+    arguments = dict(input_shape=(8, 8, 1), num_classes=10)
+    arguments.update(kwargs)
+    with pytest.raises(error, match=match):
+        ResNetHyperModel(**arguments)

@@ -1,0 +1,97 @@
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from kerastrain.callbacks import GradientAccumulation
+from kerastrain.optimizers import SGD, AdamW
+from kerastrain.schedules import CyclicLR, OneCycle, Warmup
+from kerastrain.tuning._hypermodel import scheduled_updates
+from kerastrain.tuning.schedule_factory import (SCHEDULES,
+                                                learning_rate_schedule,
+                                                make_optimizer)
+
+
+def values(schedule, steps):
+    return np.array([float(schedule(s)) for s in steps])
+
+
+def test_one_cycle_comes_with_its_momentum():
+    rate, momentum = learning_rate_schedule("one_cycle", 0.2, 40)
+    assert isinstance(rate, OneCycle)
+    assert (rate.max_lr, rate.total_steps) == (0.2, 40)
+    np.testing.assert_allclose(values(momentum, [0, 11, 39]),
+                               [0.95, 0.85, 0.95], atol=1e-6)
+
+
+def test_cosine_warmup_rises_for_a_tenth_then_decays_to_zero():
+    rate, momentum = learning_rate_schedule("cosine_warmup", 0.1, 50)
+    assert isinstance(rate, Warmup) and momentum is None
+    assert rate.warmup_steps == 5
+    # Linear from 0 to the peak in 5 steps, then half a cosine in 45.
+    expected = [0.1 * s / 5 for s in range(5)] + [
+        0.05 * (1 + math.cos(math.pi * (s - 5) / 45)) for s in range(5, 51)]
+    np.testing.assert_allclose(values(rate, range(51)), expected,
+                               atol=1e-6)
+
+
+def test_cyclic_runs_two_cycles_over_the_updates():
+    rate, momentum = learning_rate_schedule("cyclic", 0.1, 40)
+    assert isinstance(rate, CyclicLR) and momentum is None
+    assert (rate.base_lr, rate.step_size, rate.mode) == (
+        0.025, 10, "triangular2")
+    # Peaks at 10 and 30 (the second half as high), troughs at 0, 20, 40.
+    np.testing.assert_allclose(values(rate, [0, 10, 20, 30, 40]),
+                               [0.025, 0.1, 0.025, 0.0625, 0.025],
+                               atol=1e-6)
+
+
+def test_constant_is_the_peak_rate():
+    assert learning_rate_schedule("constant", 0.03, 1) == (0.03, None)
+
+
+@pytest.mark.parametrize("name", SCHEDULES)
+def test_too_few_updates_is_a_clear_error(name):
+    if name == "constant":
+        return
+    minimum = {"one_cycle": 4, "cosine_warmup": 2, "cyclic": 2}[name]
+    learning_rate_schedule(name, 0.1, minimum)
+    with pytest.raises(ValueError, match=f"`{name}` schedule needs at "
+                       f"least {minimum} updates; this fit runs"):
+        learning_rate_schedule(name, 0.1, minimum - 1)
+
+
+def test_make_optimizer():
+    rate, momentum = learning_rate_schedule("one_cycle", 0.1, 100)
+    sgd = make_optimizer("sgd", rate, momentum, weight_decay=5e-4,
+                         gradient_accumulation_steps=2)
+    assert type(sgd) is SGD and sgd.nesterov
+    assert sgd.momentum is momentum
+    assert (sgd.weight_decay, sgd.gradient_accumulation_steps) == (5e-4, 2)
+    adamw = make_optimizer("adamw", 0.001, weight_decay=0.0)
+    assert type(adamw) is AdamW
+    assert (adamw.beta_1, adamw.weight_decay) == (0.9, 0.0)
+    with pytest.raises(ValueError, match="`optimizer` must be one of"):
+        make_optimizer("adam", 0.001)
+
+
+@pytest.mark.parametrize("steps, epochs, initial_epoch", [
+    (2, 3, 0), ({0: 1, 1: 3}, 3, 0), ({0: 4, 2: 2}, 4, 1), (1, 2, 1)])
+def test_scheduled_updates_are_the_optimizers_update_count(
+        steps, epochs, initial_epoch):
+    """Replays GradientAccumulation's bookkeeping: compared with the
+    optimizer's count after a real fit of 7 batches per epoch."""
+    x = np.zeros((28, 2), "float32")
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    accumulation = GradientAccumulation(steps)
+    model.compile(keras.optimizers.SGD(0.1, gradient_accumulation_steps=max(
+        2, accumulation.steps_at(initial_epoch))), "mse")
+    model.fit(x, x[:, :1], batch_size=4, epochs=epochs,
+              initial_epoch=initial_epoch, verbose=0,
+              callbacks=[accumulation])
+    updates = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+    assert scheduled_updates(7, epochs, initial_epoch, accumulation) == (
+        updates)
+    assert scheduled_updates(7, epochs, initial_epoch) == 7 * (
+        epochs - initial_epoch)
