@@ -80,3 +80,9 @@ def check_keras_identifier(name, value, getter):
             f"Argument `{name}` is not a known Keras identifier ({error}). "
             f"{_received(name, value)}"
         ) from None
+
+
+def is_dataset(x):
+    """Whether `x` is a `tf.data.Dataset`, without importing TensorFlow."""
+    return type(x).__module__.startswith("tensorflow") and hasattr(
+        x, "repeat")

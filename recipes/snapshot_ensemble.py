@@ -23,7 +23,7 @@ from recipes import common
 from recipes.digits_resnet import QUICK_SAMPLES, load_split, svc_accuracy
 
 NAME = "snapshot_ensemble"
-DEPTH, WIDTH, PEAK_LR = 8, 16, 0.1
+DEPTH, WIDTH, PEAK_LR, WEIGHT_DECAY = 8, 16, 0.1, 5e-3
 
 
 def add_arguments(parser):
@@ -68,7 +68,7 @@ def run(args):
     model = resnet((8, 8, 1), num_classes=10, depth=DEPTH, width=WIDTH,
                    seed=args.seed, name=NAME)
     model.compile(SGD(schedule, momentum=0.9, nesterov=True,
-                      weight_decay=5e-4),
+                      weight_decay=WEIGHT_DECAY),
                   keras.losses.CategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
     print(f"{NAME}: {len(train[0])} train digits, {args.cycles} cycles of "

@@ -5,7 +5,7 @@ import math
 import keras
 import numpy as np
 
-from kerastrain._validation import check_float, check_int
+from kerastrain._validation import check_float, check_int, is_dataset
 from kerastrain.callbacks import _training_state as state
 from kerastrain.callbacks.lr_finder_result import LRFinderResult
 from kerastrain.schedules.phases import PhaseSchedule
@@ -167,7 +167,7 @@ def find_lr(model, x, y=None, batch_size=32, start_lr=1e-7, end_lr=10.0,
         raise ValueError("find_lr needs a compiled model: call "
                          "`model.compile(optimizer, loss)` first.")
     finder = LRFinder(start_lr, end_lr, num_steps, beta, diverge_factor)
-    if _is_dataset(x):
+    if is_dataset(x):
         fit_args = dict(x=x.repeat(), steps_per_epoch=num_steps, epochs=1,
                         shuffle=False)
     else:
@@ -182,11 +182,6 @@ def find_lr(model, x, y=None, batch_size=32, start_lr=1e-7, end_lr=10.0,
     finally:
         finder.put_back()  # also when fit was interrupted
     return finder.result
-
-
-def _is_dataset(x):
-    return type(x).__module__.startswith("tensorflow") and hasattr(
-        x, "repeat")
 
 
 def _take(array, order):

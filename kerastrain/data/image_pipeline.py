@@ -25,7 +25,9 @@ def _as_float(x):
         "float32")
 
 
-def _check_labels(y, num_classes):
+def one_hot_labels(y, num_classes):
+    """Checked float32 one-hot rows from integer labels in
+    [0, num_classes) or from one-hot (or soft) rows of that width."""
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == num_classes:
         if (y < 0).any() or not np.allclose(y.sum(axis=1), 1.0):
@@ -146,7 +148,7 @@ def image_pipeline(x, y, batch_size, num_classes,
     batch_size = check_int("batch_size", batch_size, min_value=1)
     num_classes = check_int("num_classes", num_classes, min_value=2)
     check_same_length(x, y)
-    labels = _check_labels(y, num_classes)
+    labels = one_hot_labels(y, num_classes)
     mixup_alpha = check_float("mixup_alpha", mixup_alpha, low=0)
     cutmix_alpha = check_float("cutmix_alpha", cutmix_alpha, low=0)
     augment = tuple(augment or ())

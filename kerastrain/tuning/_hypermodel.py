@@ -7,10 +7,10 @@ import math
 import keras_tuner
 import numpy as np
 
+from kerastrain._validation import is_dataset
+
 from kerastrain.callbacks import (GradientAccumulation, LRFinder,
                                   WeightHistograms)
-# Whether `x` is a tf.data.Dataset, without importing TensorFlow.
-from kerastrain.callbacks.lr_finder import _is_dataset as is_dataset
 from kerastrain.tuning._knob import knob_values
 from kerastrain.tuning.per_trial import per_trial_callbacks, trial_id_of
 

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 
 from kerastrain._validation import check_int
-from kerastrain.data.image_pipeline import (AUGMENTATIONS, _check_labels,
+from kerastrain.data.image_pipeline import (AUGMENTATIONS, one_hot_labels,
                                             image_pipeline)
 from kerastrain.models.resnet import resnet, valid_depths
 from kerastrain.tuning._hypermodel import ToolkitHyperModel, batches_per_epoch
@@ -159,7 +159,7 @@ class ResNetHyperModel(ToolkitHyperModel):
 
     def labels(self, y):
         """One-hot float32 labels from integer or one-hot `y`."""
-        return _check_labels(np.asarray(y), self.num_classes)
+        return one_hot_labels(np.asarray(y), self.num_classes)
 
     def training_data(self, values, x, y, batch_size, validation_data,
                       kwargs):
