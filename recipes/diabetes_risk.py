@@ -59,7 +59,7 @@ def tuned_mlp(train, val, args):
                                             seed=args.seed),
                               args, ("val_auc", "max"), search_dir)
     tuner.search(*train, validation_data=val, batch_size=args.batch_size,
-                 epochs=min(args.epochs, SEARCH_EPOCHS), verbose=0,
+                 epochs=min(args.epochs, SEARCH_EPOCHS), verbose=2,
                  callbacks=[CheckpointEarlyStopping(
                      os.path.join(search_dir, "checkpoints", "best.keras"),
                      monitor="val_auc", patience=15),

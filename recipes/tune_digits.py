@@ -15,7 +15,7 @@ Writes `model.keras` (the best trial's best epoch),
 metrics and the confusion matrix to `saved_models/tune_digits/`, and prints
 the top trials.
 
-Run: python -m recipes.tune_digits [--max-trials 6] [--epochs 10] [--tuner hyperband]
+Run: python -m recipes.tune_digits [--max-trials 6] [--tuner hyperband]
 """
 
 import sys
@@ -56,7 +56,7 @@ def run(args):
           f"{len(val[0])} validation digits, backend "
           f"{keras.backend.backend()}")
     tuner.search(*train, validation_data=val, epochs=args.epochs,
-                 batch_size=args.batch_size, verbose=0,
+                 batch_size=args.batch_size, verbose=2,
                  callbacks=[CheckpointEarlyStopping(
                      os.path.join(search_dir, "checkpoints", "best.keras"),
                      monitor="val_accuracy", patience=args.epochs),

@@ -1,7 +1,10 @@
 """Runs the test suite once per Keras backend; fails if any backend fails.
 
 Keras fixes its backend at import, so each backend gets its own pytest
-process with `KERAS_BACKEND` set. Arguments are passed on to pytest, e.g.
+process with `KERAS_BACKEND` set. Two of them run at a time (`--jobs`):
+much of a backend's time is single-threaded compilation (XLA, tf.function),
+so on two cores the processes overlap well; each one's output is printed
+whole when it ends. Arguments are passed on to pytest, e.g.
 `python tests/run_backends.py -k instance` or `--backends jax,torch -x`.
 The last line sums up all backends as "total: N passed, N failed".
 """
@@ -32,19 +35,43 @@ def count_results(junit_xml):
     return tests - failed - skipped, failed, skipped
 
 
-def run_backend(backend, pytest_args, report):
+def start_backend(backend, pytest_args, report, log):
+    """Starts pytest on `backend`, its output going to the file `log`."""
     env = dict(os.environ, KERAS_BACKEND=backend,
                TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL",
                                                    "2"))
     command = [sys.executable, "-m", "pytest", f"--junitxml={report}",
                *pytest_args]
-    print(f"\n===== KERAS_BACKEND={backend}: {' '.join(command[1:])}",
+    print(f"===== KERAS_BACKEND={backend}: {' '.join(command[1:])}",
           flush=True)
-    start = time.perf_counter()
-    code = subprocess.call(command, cwd=ROOT, env=env)
-    print(f"===== {backend}: exit code {code} in "
-          f"{time.perf_counter() - start:.0f} s", flush=True)
-    return code
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+
+
+def run_backends(backends, pytest_args, folder, jobs):
+    """Runs the backends, `jobs` at a time; returns {backend: exit code}."""
+    waiting, running, codes = list(backends), {}, {}
+    while waiting or running:
+        while waiting and len(running) < jobs:
+            backend = waiting.pop(0)
+            log = open(os.path.join(folder, f"{backend}.log"), "w+")
+            process = start_backend(
+                backend, pytest_args, os.path.join(folder, f"{backend}.xml"),
+                log)
+            running[backend] = (process, log, time.perf_counter())
+        time.sleep(0.5)
+        for backend, (process, log, start) in list(running.items()):
+            if process.poll() is None:
+                continue
+            del running[backend]
+            codes[backend] = process.returncode
+            log.seek(0)
+            print(f"\n===== {backend} output", flush=True)
+            sys.stdout.write(log.read())
+            log.close()
+            print(f"===== {backend}: exit code {process.returncode} in "
+                  f"{time.perf_counter() - start:.0f} s", flush=True)
+    return codes
 
 
 def main(argv=None):
@@ -52,6 +79,8 @@ def main(argv=None):
     parser.add_argument("--backends", default=",".join(BACKENDS),
                         help="comma-separated subset of " + ", ".join(
                             BACKENDS))
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="backends run at the same time (default 2)")
     args, pytest_args = parser.parse_known_args(argv)
     backends = [b for b in args.backends.split(",") if b]
     unknown = sorted(set(backends) - set(BACKENDS))
@@ -60,17 +89,22 @@ def main(argv=None):
 
     totals = [0, 0, 0]
     failures = []
+    start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
+        # The slowest first, so that the others share its time.
+        order = sorted(backends, key=lambda b: b != "jax")
+        codes = run_backends(order, pytest_args, tmp, max(1, args.jobs))
         for backend in backends:
-            report = os.path.join(tmp, f"{backend}.xml")
-            code = run_backend(backend, pytest_args, report)
+            code = codes[backend]
             if code == PYTEST_NO_TESTS:
                 failures.append(f"{backend}: no tests were collected")
             elif code != 0:
                 failures.append(f"{backend}: pytest exit code {code}")
+            report = os.path.join(tmp, f"{backend}.xml")
             if os.path.exists(report):
                 for i, n in enumerate(count_results(report)):
                     totals[i] += n
+    print(f"\nall backends: {time.perf_counter() - start:.0f} s")
     passed, failed, skipped = totals
     print()
     for failure in failures:
