@@ -118,7 +118,8 @@ def environment(args):
 
 def run_main(name, doc, run, argv=None, *, epochs, batch_size, **flags):
     """A recipe's `main`: its flags (`flags` go to `parse_args`; `--quick`
-    caps the epochs at 2), the precision policy, then `run(args)`.
+    caps the epochs at 2), the precision policy (for the run only), then
+    `run(args)`.
 
     Returns the exit code: 0, or 1 after printing a `RecipeError` (an
     output folder this run created is removed if it is still empty).
@@ -129,6 +130,7 @@ def run_main(name, doc, run, argv=None, *, epochs, batch_size, **flags):
         args.epochs = min(args.epochs, 2)
     import keras
 
+    previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(
         "mixed_float16" if args.mixed_precision else "float32")
     try:
@@ -138,6 +140,8 @@ def run_main(name, doc, run, argv=None, *, epochs, batch_size, **flags):
         if args.created_out and not os.listdir(args.out):
             os.rmdir(args.out)
         return 1
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
     return 0
 
 

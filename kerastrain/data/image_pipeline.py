@@ -63,17 +63,20 @@ def _from_dataset(dataset):
 def _augmenters(augment, seed):
     import keras
 
+    # float32 whatever the global dtype policy: under mixed_float16 the
+    # layers would compute in float16, and MixUp's float32 weights clash.
+    common = dict(seed=seed, dtype="float32")
     layers = {
-        "flip": lambda: keras.layers.RandomFlip("horizontal", seed=seed),
+        "flip": lambda: keras.layers.RandomFlip("horizontal", **common),
         # Pad-and-crop: shift by up to 1/8 of the side (4 pixels of 32,
         # 1 of 8), zeros filling in.
         "shift": lambda: keras.layers.RandomTranslation(
-            0.125, 0.125, fill_mode="constant", seed=seed),
-        "rotate": lambda: keras.layers.RandomRotation(0.04, seed=seed),
+            0.125, 0.125, fill_mode="constant", **common),
+        "rotate": lambda: keras.layers.RandomRotation(0.04, **common),
         # Random resized crop: zoom in by up to 25%, at a random place.
-        "crop": lambda: keras.layers.RandomZoom((-0.25, 0.0), seed=seed),
+        "crop": lambda: keras.layers.RandomZoom((-0.25, 0.0), **common),
         "randaugment": lambda: keras.layers.RandAugment(
-            value_range=(0, 1), seed=seed),
+            value_range=(0, 1), **common),
     }
     return [layers[name]() for name in augment]
 
@@ -178,11 +181,11 @@ def image_pipeline(x, y, batch_size, num_classes,
     if mean is not None:
         steps.append((lambda b: (b - mean) / std, False))
     if training and mixup_alpha > 0:
-        steps.append((keras.layers.MixUp(alpha=mixup_alpha, seed=seed),
-                      True))
+        steps.append((keras.layers.MixUp(alpha=mixup_alpha, seed=seed,
+                                         dtype="float32"), True))
     if training and cutmix_alpha > 0:
-        steps.append((keras.layers.CutMix(factor=cutmix_alpha, seed=seed),
-                      True))
+        steps.append((keras.layers.CutMix(factor=cutmix_alpha, seed=seed,
+                                          dtype="float32"), True))
 
     def transform(batch_images, batch_labels):
         mixers = [layer for layer, mixes in steps if mixes]

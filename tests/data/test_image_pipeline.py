@@ -164,3 +164,18 @@ def test_shift_moves_content_by_at_most_an_eighth_with_zero_fill():
     assert rows.min() >= 6 and rows.max() <= 10
     assert cols.min() >= 6 and cols.max() <= 10
     assert len({tuple(np.argwhere(i[..., 0] > 0.25)[0]) for i in images}) > 1
+
+
+def test_batches_stay_float32_under_a_mixed_precision_policy():
+    x = np.random.default_rng(0).integers(0, 256, (16, 8, 8, 3)).astype(
+        "uint8")
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        images, labels = one_batch(image_pipeline(
+            x, np.arange(16) % 4, 8, 4, augment=("flip", "shift", "rotate",
+                                                 "crop"),
+            mixup_alpha=0.2, cutmix_alpha=1.0, seed=0))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert images.dtype == labels.dtype == np.float32
+    np.testing.assert_allclose(labels.sum(axis=1), 1.0, rtol=1e-6)

@@ -15,8 +15,10 @@ from tests.support import to_numpy
 def test_quick_run_on_tfds_mock_data_writes_reloadable_outputs(tmp_path):
     out = tmp_path / "run"
     with tfds.testing.mock_data(num_examples=400):
+        # --mixed-precision (for GPUs) runs on CPUs too, slowly.
         code = recipe.main(["--quick", "--out", str(out), "--depth", "8",
-                            "--data-dir", str(tmp_path / "tfds")])
+                            "--data-dir", str(tmp_path / "tfds"),
+                            "--mixed-precision"])
         test_images, test_labels = recipe.load_data(argparse.Namespace(
             data_dir=str(tmp_path / "tfds"), download=False, quick=True,
             seed=0))[2]
@@ -25,8 +27,8 @@ def test_quick_run_on_tfds_mock_data_writes_reloadable_outputs(tmp_path):
             "learning_curves.png", "confusion_matrix.png"} <= set(
                 os.listdir(out))
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["depth"] == 8 and metrics["backend"] == \
-        keras.backend.backend()
+    assert metrics["depth"] == 8 and metrics["mixed_precision"] is True
+    assert metrics["backend"] == keras.backend.backend()
     assert 0 <= metrics["baselines"]["logistic_regression_pixels_accuracy"]
 
     # model.keras takes [0, 1] images (standardization inside) and is the

@@ -19,6 +19,7 @@ def test_mixed_precision_sets_keras_policy_for_the_run_only(tmp_path):
                      keras.mixed_precision.global_policy().name))
 
     assert run_with(["--mixed-precision", "--out", str(tmp_path)], run) == 0
+    assert keras.mixed_precision.global_policy().name == "float32"
     assert run_with(["--out", str(tmp_path)], run) == 0
     assert seen == [(True, "mixed_float16"), (False, "float32")]
 
