@@ -2,7 +2,9 @@
 in one run on the current backend (best of 3 interleaved runs):
 
 (a) a bare `from_tensor_slices().batch().prefetch()` pipeline;
-(b) `image_pipeline` with flip + rotate + crop and mixup (batched);
+(b) `image_pipeline` with flip + rotate + crop and mixup (batched), on
+    tf.data's parallel calls (`deterministic=False`);
+(b') the same in order, the default with a seed (same batches every run);
 (c) the same augmentations naively per example in `Dataset.map` before
     batching, then the same mixup.
 
@@ -88,19 +90,25 @@ def main():
         (x.astype("float32") / 255, one_hot)).repeat().batch(BATCH)
         .prefetch(tf.data.AUTOTUNE))
     ours = image_pipeline(x, y, BATCH, CLASSES, mixup_alpha=0.2,
-                          seed=0).repeat()
+                          seed=0, deterministic=False).repeat()
+    ordered = image_pipeline(x, y, BATCH, CLASSES, mixup_alpha=0.2,
+                             seed=0).repeat()
     slow = naive(x.astype("float32") / 255, one_hot, 0)
-    a, b, c = (args.batches * BATCH / seconds for seconds in
-               interleaved_best([lambda: seconds_for(bare, args.batches),
-                                 lambda: seconds_for(ours, args.batches),
-                                 lambda: seconds_for(slow, args.batches)]))
+    a, b, b_ordered, c = (
+        args.batches * BATCH / seconds for seconds in interleaved_best(
+            [lambda: seconds_for(bare, args.batches),
+             lambda: seconds_for(ours, args.batches),
+             lambda: seconds_for(ordered, args.batches),
+             lambda: seconds_for(slow, args.batches)]))
 
     cached = bare.take(20).cache().repeat()
     fit_a, fit_b = interleaved_best([lambda: fit_seconds(cached, 40),
                                      lambda: fit_seconds(ours, 40)])
     print(f"backend {keras.backend.backend()}, 32x32x3, batch {BATCH}")
     print(f"images/s: (a) bare {a:,.0f}, (b) image_pipeline {b:,.0f}, "
-          f"(c) naive per example {c:,.0f}")
+          f"(b') in order {b_ordered:,.0f}, (c) naive per example {c:,.0f}")
+    print(f"(b') / (b): {b_ordered / b:.2f} (the cost of reproducible "
+          "batches)")
     print(f"(b) / (c): {b / c:.2f} (target >= 3); (b) / (a): {b / a:.2f} "
           "(target >= 0.5)")
     print(f"small CNN fit, steps/s on (b) / on (a) cached: "

@@ -400,7 +400,9 @@ def search_report(tuner, out, histories, top=5):
     write_text(buffer.getvalue(), os.path.join(out, "trials.csv"))
 
     figure, ax = pyplot().subplots(figsize=(6, 3.5))
-    chronological = sorted(trials, key=lambda t: t.trial_id)
+    # Ids are numbers as text ("3", "12" or zero-padded "03", "12").
+    chronological = sorted(trials, key=lambda t: (len(t.trial_id),
+                                                  t.trial_id))
     ax.plot(range(1, len(trials) + 1), [t.score for t in chronological],
             "o-")
     ax.set_xlabel("trial")
