@@ -335,14 +335,15 @@ def add_search_arguments(parser, max_trials):
                         "Hyperband: its max_epochs is --epochs instead)")
 
 
-def make_tuner(hypermodel, args, objective, directory):
-    """The KerasTuner tuner `args.tuner` names, seeded, in `directory`
-    (overwritten: a recipe run is one search); `--quick` runs 2 trials."""
+def make_tuner(hypermodel, args, objective, out):
+    """The KerasTuner tuner `args.tuner` names, seeded, searching in
+    `out/search` (overwritten: a recipe run is one search); `--quick` runs
+    2 trials."""
     import keras_tuner
 
     common = dict(objective=keras_tuner.Objective(*objective),
-                  directory=directory, project_name="search",
-                  overwrite=True, seed=args.seed)
+                  directory=os.path.join(out, "search"),
+                  project_name="search", overwrite=True, seed=args.seed)
     if args.tuner == "hyperband":
         return keras_tuner.Hyperband(hypermodel, max_epochs=max(
             2, args.epochs), factor=3, **common)
@@ -350,6 +351,39 @@ def make_tuner(hypermodel, args, objective, directory):
                    else keras_tuner.BayesianOptimization)
     return tuner_class(hypermodel, max_trials=min(args.max_trials, 2) if (
         args.quick) else args.max_trials, **common)
+
+
+def run_search(tuner, out, train, val, *, epochs, batch_size, patience):
+    """Runs a `make_tuner` search with a CheckpointEarlyStopping on the
+    objective and a CSVLogger in every trial, writes `search_report`, and
+    publishes the best trial's checkpoint (its best epoch) as
+    `out/model.keras`, atomically.
+
+    Returns `(best_model, best_hyperparameters, rows)`.
+    """
+    import shutil
+
+    import keras
+
+    from kerastrain.callbacks import CheckpointEarlyStopping
+    from kerastrain.io import atomic_path
+
+    search_dir = os.path.join(out, "search")
+    histories = os.path.join(search_dir, "histories")
+    tuner.search(*train, validation_data=val, epochs=epochs,
+                 batch_size=batch_size, verbose=2,
+                 callbacks=[CheckpointEarlyStopping(
+                     os.path.join(search_dir, "checkpoints", "best.keras"),
+                     monitor=tuner.oracle.objective.name,
+                     patience=patience),
+                     keras.callbacks.CSVLogger(
+                         os.path.join(histories, "history.csv"))])
+    best, rows = search_report(tuner, out, histories)
+    path = os.path.join(out, "model.keras")
+    with atomic_path(path) as tmp:
+        shutil.copyfile(os.path.join(search_dir, "checkpoints",
+                                     rows[0]["trial"], "best.keras"), tmp)
+    return keras.saving.load_model(path), best, rows
 
 
 def read_history(path):

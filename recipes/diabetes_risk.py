@@ -29,8 +29,6 @@ from recipes import common
 
 NAME = "diabetes_risk"
 BALANCING = ("none", "smote")
-
-
 SEARCH_EPOCHS = 60
 
 
@@ -47,29 +45,15 @@ def tuned_mlp(train, val, args):
     its report to `out/tuning/`. Returns `(best_model, best_balancing)`."""
     import os
 
-    import keras
-
-    from kerastrain.callbacks import CheckpointEarlyStopping
-    from kerastrain.io import save_model
     from kerastrain.tuning import MLPHyperModel
 
     folder = os.path.join(args.out, "tuning")
-    search_dir = os.path.join(folder, "search")
     tuner = common.make_tuner(MLPHyperModel(train[0].shape[1], 2,
                                             seed=args.seed),
-                              args, ("val_auc", "max"), search_dir)
-    tuner.search(*train, validation_data=val, batch_size=args.batch_size,
-                 epochs=min(args.epochs, SEARCH_EPOCHS), verbose=2,
-                 callbacks=[CheckpointEarlyStopping(
-                     os.path.join(search_dir, "checkpoints", "best.keras"),
-                     monitor="val_auc", patience=15),
-                     keras.callbacks.CSVLogger(os.path.join(
-                         search_dir, "histories", "history.csv"))])
-    best, rows = common.search_report(tuner, folder,
-                                      os.path.join(search_dir, "histories"))
-    model = keras.saving.load_model(os.path.join(
-        search_dir, "checkpoints", rows[0]["trial"], "best.keras"))
-    save_model(model, os.path.join(folder, "model.keras"))
+                              args, ("val_auc", "max"), folder)
+    model, best, _ = common.run_search(
+        tuner, folder, train, val, epochs=min(args.epochs, SEARCH_EPOCHS),
+        batch_size=args.batch_size, patience=15)
     return model, best["balancing"]
 
 

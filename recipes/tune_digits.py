@@ -32,13 +32,10 @@ def add_arguments(parser):
 
 def run(args):
     import os
-    import shutil
 
     import keras
     import numpy as np
 
-    from kerastrain.callbacks import CheckpointEarlyStopping
-    from kerastrain.io import atomic_path
     from kerastrain.tuning import ResNetHyperModel
 
     timer, out = common.Timer(), args.out
@@ -49,27 +46,15 @@ def run(args):
     hypermodel = ResNetHyperModel(
         (8, 8, 1), 10, depth=[8, 14], width=[16, 32],
         augment=("shift", "rotate"), seed=args.seed)
-    search_dir = os.path.join(out, "search")
     tuner = common.make_tuner(hypermodel, args, ("val_accuracy", "max"),
-                              search_dir)
+                              out)
     print(f"{NAME}: {args.tuner} search, {len(train[0])} train / "
           f"{len(val[0])} validation digits, backend "
           f"{keras.backend.backend()}")
-    tuner.search(*train, validation_data=val, epochs=args.epochs,
-                 batch_size=args.batch_size, verbose=2,
-                 callbacks=[CheckpointEarlyStopping(
-                     os.path.join(search_dir, "checkpoints", "best.keras"),
-                     monitor="val_accuracy", patience=args.epochs),
-                     keras.callbacks.CSVLogger(os.path.join(
-                         search_dir, "histories", "history.csv"))])
-    best_hp, rows = common.search_report(
-        tuner, out, os.path.join(search_dir, "histories"))
+    model, best_hp, rows = common.run_search(
+        tuner, out, train, val, epochs=args.epochs,
+        batch_size=args.batch_size, patience=args.epochs)
     best_trial = rows[0]["trial"]
-    # The best trial's CheckpointEarlyStopping file is its best epoch.
-    with atomic_path(os.path.join(out, "model.keras")) as tmp:
-        shutil.copyfile(os.path.join(search_dir, "checkpoints", best_trial,
-                                     "best.keras"), tmp)
-    model = keras.saving.load_model(os.path.join(out, "model.keras"))
     predictions = np.argmax(np.asarray(model.predict(test[0], verbose=0)),
                             axis=-1)
     accuracy = float(np.mean(predictions == test[1]))

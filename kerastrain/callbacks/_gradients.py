@@ -82,4 +82,3 @@ class GradientFunction:
                     allow_unused=True)
 
         return grads
-
