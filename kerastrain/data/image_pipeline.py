@@ -4,6 +4,7 @@
 import numpy as np
 
 from kerastrain._validation import check_float, check_int
+from kerastrain.data.random_resized_crop import RandomResizedCrop
 from kerastrain.data.split import check_same_length
 
 AUGMENTATIONS = ("flip", "shift", "rotate", "crop", "randaugment")
@@ -73,12 +74,13 @@ def _augmenters(augment, seed):
         "shift": lambda: keras.layers.RandomTranslation(
             0.125, 0.125, fill_mode="constant", **common),
         "rotate": lambda: keras.layers.RandomRotation(0.04, **common),
-        # Random resized crop: zoom in by up to 25%, at a random place.
-        "crop": lambda: keras.layers.RandomZoom((-0.25, 0.0), **common),
+        # Keras' RandomZoom only zooms about the centre.
+        "crop": lambda: RandomResizedCrop(seed=seed),
         "randaugment": lambda: keras.layers.RandAugment(
             value_range=(0, 1), **common),
     }
-    return [layers[name]() for name in augment]
+    return [layers[name]() if isinstance(name, str) else name
+            for name in augment]
 
 
 def image_pipeline(x, y, batch_size, num_classes,
@@ -104,8 +106,11 @@ def image_pipeline(x, y, batch_size, num_classes,
         batch_size: Images per batch, >= 1.
         num_classes: Number of classes, >= 2.
         augment: Names from `flip`, `shift` (pad-and-crop: up to 1/8 of
-            the side, zero fill), `rotate`, `crop` (random resized crop)
-            and `randaugment`, applied in the order given.
+            the side, zero fill), `rotate`, `crop` (`RandomResizedCrop()`:
+            half the area or more, at a random place) and `randaugment`,
+            or callables on a batch of images (a Keras preprocessing
+            layer, `RandomResizedCrop(scale=...)`), applied in the order
+            given.
         mixup_alpha: Beta parameter of mixup, >= 0 (0: off). 0.1 to 0.4
             is the usual range.
         cutmix_alpha: Beta parameter of cutmix, >= 0 (0: off).
@@ -156,10 +161,11 @@ def image_pipeline(x, y, batch_size, num_classes,
     cutmix_alpha = check_float("cutmix_alpha", cutmix_alpha, low=0)
     augment = tuple(augment or ())
     for name in augment:
-        if name not in AUGMENTATIONS:
+        if not callable(name) and name not in AUGMENTATIONS:
             raise ValueError(
                 f"Unknown augmentation {name!r} in `augment`. Allowed: "
-                f"{', '.join(AUGMENTATIONS)}")
+                f"{', '.join(AUGMENTATIONS)}, or a callable on a batch "
+                "of images")
     images = _as_float(x)
     if normalize is True:
         mean, std = _stats(images)
