@@ -78,7 +78,7 @@ class ResNetHyperModel(ToolkitHyperModel):
         mixup_alpha: Mixup's Beta parameter, >= 0 (0: no mixup).
         label_smoothing: In [0, 1).
         augment: Augmentations of `image_pipeline` for every trial, e.g.
-            `("flip", "crop")` for CIFAR; none by default.
+            `("flip", "shift")` (pad-and-crop) for CIFAR; none by default.
         seed: Optional integer seed of the pipeline and of DropPath.
         name: Optional name of the HyperModel.
         tunable: KerasTuner's flag: whether the knobs join the search
