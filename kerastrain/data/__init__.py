@@ -7,5 +7,5 @@ from kerastrain.data.random_resized_crop import RandomResizedCrop
 from kerastrain.data.split import class_counts, split
 from kerastrain.data.tabular import tabular_preprocessor
 
-__all__ = ["RandomResizedCrop", "balance", "channel_stats", "class_counts", "image_pipeline",
-           "load", "split", "tabular_preprocessor"]
+__all__ = ["RandomResizedCrop", "balance", "channel_stats", "class_counts",
+           "image_pipeline", "load", "split", "tabular_preprocessor"]
