@@ -215,6 +215,42 @@ def plot_confusion_matrix(y_true, y_pred, path, title):
     save_figure(figure, path)
 
 
+def plot_misclassified(images, y_true, y_pred, path, limit=40):
+    """A grid of the misclassified images (the first `limit`, in the order
+    of the test split), each captioned with its position in the split, its
+    label and the prediction: the errors themselves, where the confusion
+    matrix only counts them (fastai's `plot_top_losses`, by position).
+    One-channel images are drawn dark on light; colour images are stretched
+    to their own range. Returns the positions drawn."""
+    import numpy as np
+
+    from kerastrain.io import pyplot, save_figure
+
+    plt = pyplot()
+    wrong = np.flatnonzero(np.asarray(y_pred) != np.asarray(y_true))
+    shown = wrong[:limit]
+    columns = 8
+    rows = max(1, -(-len(shown) // columns))
+    figure, axes = plt.subplots(rows, columns, squeeze=False,
+                                figsize=(columns * 1.2, rows * 1.4 + 0.6))
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, shown):
+        image = np.asarray(images[i], "float32")
+        if image.shape[-1] == 1:
+            ax.imshow(image[..., 0], cmap="gray_r")
+        else:
+            low, high = image.min(), image.max()
+            ax.imshow((image - low) / max(high - low, 1e-7))
+        ax.set_title(f"#{i}: {y_true[i]} as {y_pred[i]}", fontsize=8)
+    more = f", the first {limit} shown" if len(wrong) > limit else ""
+    figure.suptitle(f"{len(wrong)} of {len(y_true)} test images "
+                    f"misclassified{more} (#position: label as prediction)",
+                    fontsize=9)
+    save_figure(figure, path)
+    return shown.tolist()
+
+
 def print_summary(title, rows):
     """Prints a two-column table of (name, value) rows."""
     width = max(len(name) for name, _ in rows)
@@ -306,8 +342,8 @@ def _extend(history, more):
 
 def report_classifier(name, model, history, x_test, y_test, args):
     """Predicts the test split and writes `history.csv`,
-    `learning_curves.png` and `confusion_matrix.png`. Returns
-    `(test_accuracy, predicted_labels)`."""
+    `learning_curves.png`, `confusion_matrix.png` and
+    `misclassified.png`. Returns `(test_accuracy, predicted_labels)`."""
     import numpy as np
 
     predictions = np.argmax(np.asarray(model.predict(x_test, verbose=0)),
@@ -318,6 +354,8 @@ def report_classifier(name, model, history, x_test, y_test, args):
     plot_confusion_matrix(
         y_test, predictions, os.path.join(args.out, "confusion_matrix.png"),
         f"{name}: test accuracy {accuracy:.2%}")
+    plot_misclassified(x_test, y_test, predictions,
+                       os.path.join(args.out, "misclassified.png"))
     return accuracy, predictions
 
 

@@ -50,6 +50,7 @@ def svc_accuracy(train, val, test):
 
 def run(args):
     import keras
+    import numpy as np
 
     from kerastrain.models import resnet
 
@@ -72,6 +73,11 @@ def run(args):
     return common.finish(NAME, args, {
         "test_accuracy": accuracy,
         "test_errors": int((predictions != test[1]).sum()),
+        # Positions in the test split, to compare errors across runs.
+        "misclassified": [
+            {"index": int(i), "label": int(test[1][i]),
+             "predicted": int(predictions[i])}
+            for i in np.flatnonzero(predictions != test[1])],
         "baselines": {"svc_rbf_c10_gamma0.001_accuracy": svc},
         "epochs_run": len(history.epoch),
     }, [("test accuracy", accuracy), ("SVC peer, same split", svc),

@@ -24,7 +24,8 @@ def test_quick_run_on_tfds_mock_data_writes_reloadable_outputs(tmp_path):
             seed=0))[2]
     assert code == 0
     assert {"model.keras", "metrics.json", "history.csv", "schedule.png",
-            "learning_curves.png", "confusion_matrix.png"} <= set(
+            "learning_curves.png", "confusion_matrix.png",
+            "misclassified.png"} <= set(
                 os.listdir(out))
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["depth"] == 8 and metrics["mixed_precision"] is True

@@ -54,3 +54,31 @@ def test_recipe_error_exits_1_and_keeps_an_existing_folder(tmp_path, capsys):
     assert run_with(["--out", str(tmp_path / "new")], run) == 1
     assert not (tmp_path / "new").exists()
     assert "demo: error: no data here" in capsys.readouterr().err
+
+
+
+def _draw_grid(tmp_path, wrong, limit=40, channels=1):
+    """Draws `plot_misclassified` for 50 labels of which the positions
+    `wrong` are mispredicted; returns (positions drawn, image height)."""
+    import numpy as np
+    from matplotlib.image import imread
+
+    y_true = np.arange(50) % 10
+    y_pred = y_true.copy()
+    y_pred[wrong] = (y_true[wrong] + 1) % 10
+    images = np.random.default_rng(0).random((50, 8, 8, channels))
+    path = tmp_path / f"grid_{len(wrong)}_{limit}_{channels}.png"
+    shown = common.plot_misclassified(images, y_true, y_pred, str(path),
+                                      limit=limit)
+    return shown, imread(path).shape[0]
+
+
+def test_misclassified_grid_draws_the_first_errors_eight_per_row(tmp_path):
+    wrong = [3, 7, 11, 12, 20, 31, 32, 40, 49]
+    shown, one_row = _draw_grid(tmp_path, wrong[:8])
+    assert shown == wrong[:8]
+    shown, two_rows = _draw_grid(tmp_path, wrong)
+    assert shown == wrong and two_rows > one_row
+    assert _draw_grid(tmp_path, wrong, limit=4)[0] == wrong[:4]
+    assert _draw_grid(tmp_path, wrong, channels=3)[0] == wrong
+    assert _draw_grid(tmp_path, [])[0] == []  # still written, empty

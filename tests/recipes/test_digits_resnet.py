@@ -13,7 +13,7 @@ from tests.support import to_numpy
 
 EXPECTED_FILES = {"model.keras", "metrics.json", "history.csv",
                   "learning_curves.png", "confusion_matrix.png",
-                  "schedule.png"}
+                  "misclassified.png", "schedule.png"}
 
 
 def test_quick_run_writes_reloadable_outputs(tmp_path, capsys):
@@ -39,6 +39,10 @@ def test_quick_run_writes_reloadable_outputs(tmp_path, capsys):
     assert np.mean(predicted == y_test) == pytest.approx(
         metrics["test_accuracy"], abs=1e-6)
     assert np.sum(predicted != y_test) == metrics["test_errors"]
+    wrong = np.flatnonzero(predicted != y_test)
+    assert metrics["misclassified"] == [
+        {"index": int(i), "label": int(y_test[i]),
+         "predicted": int(predicted[i])} for i in wrong]
 
     # It is the best epoch on validation loss among the last 10% of the
     # epochs (CheckpointEarlyStopping with start_from_epoch).

@@ -19,7 +19,8 @@ def test_quick_run_reports_each_snapshot_and_their_average(tmp_path):
     assert snapshots == ["snapshot_0001.keras", "snapshot_0002.keras"]
     assert len(metrics["snapshot_test_accuracies"]) == 2
     assert {"model.keras", "best_single.keras", "schedule.png",
-            "history.csv", "confusion_matrix.png"} <= set(os.listdir(out))
+            "history.csv", "confusion_matrix.png",
+            "misclassified.png"} <= set(os.listdir(out))
 
     # model.keras is the average of the snapshots' softmax outputs.
     _, _, (x_test, y_test) = load_split(0)
