@@ -273,13 +273,16 @@ class Timer:
 
 
 def fit_image_classifier(model, train, val, args, *, max_lr, weight_decay,
-                         augment, mixup_alpha, mixup_off=0.25):
+                         augment, mixup_alpha, mixup_off=0.25,
+                         label_smoothing=0.0):
     """The image recipes' training: compiles `model` (logits out) with
     kerastrain's SGD (Nesterov) on a one-cycle rate whose momentum cycles
     against it and feeds it `image_pipeline` batches (`augment`, one-hot
     labels), mixed up for all but the last `mixup_off` of the epochs (timm's
     `mixup_off_epoch`: the annealed end of the cycle fits the real images;
     on the 8x8 digits, mixup to the end cost about one test error in 270).
+    `label_smoothing` goes to the loss, so it smooths the training and the
+    validation loss alike.
 
     The best epoch on validation loss is kept by CheckpointEarlyStopping in
     `args.out/model.keras`, among the last 10% of the epochs (where the rate
@@ -303,7 +306,8 @@ def fit_image_classifier(model, train, val, args, *, max_lr, weight_decay,
         optimizer=SGD(one_cycle, momentum=one_cycle.momentum_schedule,
                       nesterov=True, weight_decay=weight_decay),
         # Mixup makes soft labels, hence the categorical loss.
-        loss=keras.losses.CategoricalCrossentropy(from_logits=True),
+        loss=keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=label_smoothing),
         metrics=["accuracy"])
     pipeline = dict(batch_size=args.batch_size,
                     num_classes=model.output_shape[-1], normalize=False,

@@ -7,7 +7,8 @@ Load the 1,797 digits that ship with scikit-learn, hold out a stratified
 stratify=y, random_state=seed)`, so any peer can be compared on it) and a
 15% validation split, and train a ResNet-8 with kerastrain's residual
 blocks and stochastic depth: small random shifts and rotations in the
-tf.data pipeline, mixup for the first 75% of the epochs, a one-cycle
+tf.data pipeline, mixup for the first 75% of the epochs, label smoothing
+0.1, a one-cycle
 learning rate with the momentum of kerastrain's SGD cycling against it,
 and CheckpointEarlyStopping keeping the best of the annealed last epochs
 on validation. Evaluate on the test split beside an RBF SVC
@@ -27,6 +28,8 @@ DEPTH, WIDTH = 8, 32
 # Keras' weight decay is decoupled (w -= lr * wd * w per step): 5e-3 is
 # about PyTorch's coupled 5e-4 under momentum 0.9.
 MAX_LR, WEIGHT_DECAY, MIXUP_ALPHA = 0.1, 5e-3, 0.2
+# Chosen on development seeds (100-139), never on the reported 0-2.
+LABEL_SMOOTHING = 0.1
 
 
 def load_split(seed):
@@ -66,7 +69,8 @@ def run(args):
           f"parameters, backend {keras.backend.backend()}")
     history = common.fit_image_classifier(
         model, train, val, args, max_lr=MAX_LR, weight_decay=WEIGHT_DECAY,
-        augment=("shift", "rotate"), mixup_alpha=MIXUP_ALPHA)
+        augment=("shift", "rotate"), mixup_alpha=MIXUP_ALPHA,
+        label_smoothing=LABEL_SMOOTHING)
     accuracy, predictions = common.report_classifier(
         NAME, model, history, *test, args)
     svc = svc_accuracy(train, val, test)
