@@ -56,7 +56,6 @@ def test_recipe_error_exits_1_and_keeps_an_existing_folder(tmp_path, capsys):
     assert "demo: error: no data here" in capsys.readouterr().err
 
 
-
 def _draw_grid(tmp_path, wrong, limit=40, channels=1):
     """Draws `plot_misclassified` for 50 labels of which the positions
     `wrong` are mispredicted; returns (positions drawn, image height)."""
