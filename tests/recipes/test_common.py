@@ -81,3 +81,42 @@ def test_misclassified_grid_draws_the_first_errors_eight_per_row(tmp_path):
     assert _draw_grid(tmp_path, wrong, limit=4)[0] == wrong[:4]
     assert _draw_grid(tmp_path, wrong, channels=3)[0] == wrong
     assert _draw_grid(tmp_path, [])[0] == []  # still written, empty
+
+
+def test_jax_cache_settings_default_to_the_user_cache_and_yield_to_own(
+        tmp_path):
+    settings = common.jax_cache_settings({"XDG_CACHE_HOME": str(tmp_path)})
+    assert settings["JAX_COMPILATION_CACHE_DIR"] == str(
+        tmp_path / "kerastrain" / "jax")
+    assert float(settings["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]) == 0
+    own = {"JAX_COMPILATION_CACHE_DIR": "/mine",
+           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "1"}
+    assert common.jax_cache_settings(own) == {}
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax",
+                    reason="starts its own jax processes; once is enough")
+def test_jax_recipe_fills_the_cache_and_a_cached_rerun_is_identical(
+        tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("JAX_")}
+    env.update(XDG_CACHE_HOME=str(tmp_path / "cache"),
+               TF_CPP_MIN_LOG_LEVEL="3")
+    metrics = []
+    for run in ("cold", "warm"):
+        out = tmp_path / run
+        subprocess.run(
+            [sys.executable, "-m", "recipes.digits_resnet", "--quick",
+             "--backend", "jax", "--out", str(out)],
+            check=True, env=env, stdout=subprocess.DEVNULL)
+        metrics.append(json.loads((out / "metrics.json").read_text()))
+        if run == "cold":
+            cached = os.listdir(tmp_path / "cache" / "kerastrain" / "jax")
+            assert len(cached) > 5  # steps and initializers
+    assert metrics[0]["misclassified"] == metrics[1]["misclassified"]
+    assert metrics[0]["test_accuracy"] == metrics[1]["test_accuracy"]
