@@ -1,6 +1,7 @@
 """Digits ResNet, the default recipe: a small ResNet on scikit-learn's 8x8
 handwritten digits, offline, in under a minute on two CPU cores on the
-tensorflow backend (50-90 s on jax, depending on the machine's load).
+tensorflow backend (on jax 50-90 s, depending on the machine's load and
+on whether XLA's compilation cache is warm).
 
 Load the 1,797 digits that ship with scikit-learn, hold out a stratified
 15% test split (exactly `train_test_split(x, y, test_size=0.15,
