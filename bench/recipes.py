@@ -16,7 +16,6 @@ Run: python -m bench.recipes [--backends tensorflow,jax,torch] [--seeds 0,1,2]
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -51,20 +50,20 @@ def main(argv=None):
           f"{'jax cache':>9}", flush=True)
     for backend in args.backends.split(","):
         accuracies, times = [], []
-        cache = tempfile.mkdtemp(prefix="jax-cache-")
-        for seed in seeds:
-            state = ("warm" if os.listdir(cache) else "cold") if (
-                backend == "jax") else "-"
-            with tempfile.TemporaryDirectory() as out:
-                metrics, seconds = run_recipe(backend, seed, out, cache)
-            accuracies.append(metrics["test_accuracy"])
-            times.append(metrics["wall_time_s"])
-            svc = metrics["baselines"]["svc_rbf_c10_gamma0.001_accuracy"]
-            print(f"{backend:<11} {seed:>4} {accuracies[-1]:>9.2%} "
-                  f"{metrics['test_errors']:>6} {svc:>9.2%} "
-                  f"{times[-1]:>9.1f} {seconds:>9.1f} {state:>9}",
-                  flush=True)
-        shutil.rmtree(cache, ignore_errors=True)
+        with tempfile.TemporaryDirectory(prefix="jax-cache-") as cache:
+            for seed in seeds:
+                state = ("warm" if os.listdir(cache) else "cold") if (
+                    backend == "jax") else "-"
+                with tempfile.TemporaryDirectory() as out:
+                    metrics, seconds = run_recipe(backend, seed, out, cache)
+                accuracies.append(metrics["test_accuracy"])
+                times.append(metrics["wall_time_s"])
+                svc = metrics["baselines"][
+                    "svc_rbf_c10_gamma0.001_accuracy"]
+                print(f"{backend:<11} {seed:>4} {accuracies[-1]:>9.2%} "
+                      f"{metrics['test_errors']:>6} {svc:>9.2%} "
+                      f"{times[-1]:>9.1f} {seconds:>9.1f} {state:>9}",
+                      flush=True)
         mean = sum(accuracies) / len(accuracies)
         print(f"{backend}: mean test accuracy {mean:.2%} (target "
               f"{TARGET_ACCURACY:.1%}: error ratio "

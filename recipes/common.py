@@ -66,7 +66,8 @@ def parse_args(name, description, argv=None, *, epochs, batch_size,
     args = parser.parse_args(argv)
     try:
         select_backend(args.backend)
-        if (args.backend or os.environ.get("KERAS_BACKEND")) == "jax" and (
+        # select_backend has set KERAS_BACKEND if --backend was given.
+        if os.environ.get("KERAS_BACKEND") == "jax" and (
                 "jax" not in sys.modules):
             os.environ.update(jax_cache_settings(os.environ))
         args.created_out = not os.path.exists(args.out)

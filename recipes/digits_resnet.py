@@ -75,14 +75,14 @@ def run(args):
     accuracy, predictions = common.report_classifier(
         NAME, model, history, *test, args)
     svc = svc_accuracy(train, val, test)
+    wrong = np.flatnonzero(predictions != test[1])
     return common.finish(NAME, args, {
         "test_accuracy": accuracy,
-        "test_errors": int((predictions != test[1]).sum()),
+        "test_errors": len(wrong),
         # Positions in the test split, to compare errors across runs.
         "misclassified": [
             {"index": int(i), "label": int(test[1][i]),
-             "predicted": int(predictions[i])}
-            for i in np.flatnonzero(predictions != test[1])],
+             "predicted": int(predictions[i])} for i in wrong],
         "baselines": {"svc_rbf_c10_gamma0.001_accuracy": svc},
         "epochs_run": len(history.epoch),
     }, [("test accuracy", accuracy), ("SVC peer, same split", svc),
