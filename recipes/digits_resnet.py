@@ -1,7 +1,7 @@
 """Digits ResNet, the default recipe: a small ResNet on scikit-learn's 8x8
-handwritten digits, offline, in under a minute on two CPU cores on the
-tensorflow backend (on jax 50-90 s, depending on the machine's load and
-on whether XLA's compilation cache is warm).
+handwritten digits, offline, in under a minute on two quiet CPU cores on
+any backend (26-46 s; a loaded machine takes up to twice that, jax's
+first run the longest, before XLA's compilation cache is warm).
 
 Load the 1,797 digits that ship with scikit-learn, hold out a stratified
 15% test split (exactly `train_test_split(x, y, test_size=0.15,
@@ -29,7 +29,8 @@ DEPTH, WIDTH = 8, 32
 # about PyTorch's coupled 5e-4 under momentum 0.9.
 MAX_LR, WEIGHT_DECAY, MIXUP_ALPHA = 0.1, 5e-3, 0.2
 # Chosen on development seeds (tensorflow 100-139, jax and torch
-# 100-111), never on the reported 0-2; see the README's Benchmarks.
+# 100-111; checked since on 112-131), never on the reported 0-2; see
+# the README's Benchmarks.
 LABEL_SMOOTHING = 0.1
 
 
