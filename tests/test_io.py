@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from kerastrain import io
-from tests.support import to_numpy
+from tests.support import other_backends, run_python, to_numpy
 
 
 def test_write_json_replaces_the_file_and_leaves_no_temporary(tmp_path):
@@ -46,3 +46,78 @@ def test_save_model_writes_a_loadable_keras_file(tmp_path):
     np.testing.assert_allclose(
         to_numpy(keras.saving.load_model(path)(x)), to_numpy(model(x)))
     assert os.listdir(path.parent) == ["model.keras"]
+
+
+def dense_model():
+    return keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+
+
+def test_the_compile_config_leaves_jit_compile_to_the_loading_backend():
+    # Keras' own resolution of "auto" on this backend is the reference.
+    model = dense_model()
+    model.compile(optimizer="adam", loss="mse")
+    assert model.get_compile_config()["jit_compile"] == model.jit_compile
+    assert io.portable_compile_config(model)["jit_compile"] == "auto"
+    # A choice against this backend's default is the user's: kept.
+    chosen = dense_model()
+    chosen.compile(optimizer="adam", loss="mse",
+                   jit_compile=not model.jit_compile)
+    assert io.portable_compile_config(chosen)["jit_compile"] == (
+        not model.jit_compile)
+    assert io.portable_compile_config(dense_model()) == {}
+
+
+def test_torch_only_optimizer_classes_are_saved_as_public_ones():
+    config = {"optimizer": {
+        "module": "keras.src.backend.torch.optimizers.torch_sgd",
+        "class_name": "SGD", "registered_name": "SGD", "config": {}},
+        "loss": "mse"}
+    wrapped = {"optimizer": {
+        "module": "keras.optimizers", "class_name": "LossScaleOptimizer",
+        "registered_name": None,
+        "config": {"inner_optimizer": config["optimizer"]}}}
+    public = {"module": "keras.optimizers", "class_name": "SGD",
+              "registered_name": None, "config": {}}
+    assert io._public_optimizers(config) == {"optimizer": public,
+                                             "loss": "mse"}
+    assert io._public_optimizers(wrapped)["optimizer"]["config"] == {
+        "inner_optimizer": public}
+    # A kerastrain optimizer (registered) is left alone.
+    own = {"module": "kerastrain.optimizers.sgd", "class_name": "SGD",
+           "registered_name": "kerastrain>SGD", "config": {}}
+    assert io._public_optimizers(own) == own
+
+
+LOAD_AND_TRAIN = """
+import json, numpy as np, keras, kerastrain
+model = keras.saving.load_model({path!r})
+fresh = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+fresh.compile(optimizer="adam", loss="mse")
+before = keras.ops.convert_to_numpy(model.layers[0].kernel).copy()
+model.fit(np.ones((4, 3), "float32"), np.zeros((4, 2), "float32"), verbose=0)
+after = keras.ops.convert_to_numpy(model.layers[0].kernel)
+print(json.dumps([model.jit_compile, fresh.jit_compile,
+                  type(model.optimizer).__module__,
+                  type(fresh.optimizer).__module__,
+                  bool(np.any(before != after))]))
+"""
+
+
+def test_a_saved_model_trains_on_other_backends_as_if_compiled_there(
+        tmp_path):
+    # Compiled with Keras' own Adam and the default jit_compile: saved on
+    # torch, Keras' file names a torch-only class; saved on jax, it turns
+    # on torch.compile where it loads on torch.
+    model = dense_model()
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(np.ones((4, 3), "float32"), np.zeros((4, 2), "float32"),
+              verbose=0)
+    path = str(tmp_path / "model.keras")
+    io.save_model(model, path)
+    assert "get_compile_config" not in vars(model)
+    assert model.get_compile_config()["jit_compile"] == model.jit_compile
+    for backend in other_backends():
+        jit, fresh_jit, module, fresh_module, trained = json.loads(
+            run_python(backend, LOAD_AND_TRAIN.format(path=path)))
+        assert (jit, module) == (fresh_jit, fresh_module), backend
+        assert trained, backend

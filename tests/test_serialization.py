@@ -1,5 +1,7 @@
 """A `.keras` file saved on one backend loads and predicts the same on the
-others (each backend's run saves, and subprocesses load on the other two)."""
+others (each backend's run saves, and subprocesses load on the other two).
+Saved as kerastrain's callbacks and recipes save, with `io.save_model`
+(whose portable compile config `tests/test_io.py` checks)."""
 
 import json
 
@@ -7,6 +9,7 @@ import keras
 import numpy as np
 
 import kerastrain
+from kerastrain import io
 from kerastrain.layers import DropPath, InstanceNormalization, ResidualBlock
 from kerastrain.models import ensemble, resnet
 from kerastrain.optimizers import LARS, SGD, AdamW
@@ -70,7 +73,7 @@ def test_saved_models_load_and_predict_the_same_on_other_backends(tmp_path):
         expected[key] = to_numpy(model.predict(x, verbose=0))
         path = str(tmp_path / f"{key}.keras")
         x_path = str(tmp_path / f"{key}_x.npy")
-        model.save(path)
+        io.save_model(model, path)
         np.save(x_path, x)
         # Same backend first: an in-process round trip.
         reloaded = keras.saving.load_model(path)
