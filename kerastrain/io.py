@@ -74,7 +74,7 @@ def save_model(model, path):
 # Keras on torch replaces its own optimizers by fused subclasses from this
 # package and saves their module: loaded on jax or tensorflow, such a file
 # gets the torch class back, and its first update fails in torch.
-TORCH_OPTIMIZERS = "keras.src.backend.torch.optimizers."
+_TORCH_OPTIMIZERS = "keras.src.backend.torch.optimizers."
 
 
 def portable_compile_config(model):
@@ -96,8 +96,20 @@ def portable_compile_config(model):
       written as the public `keras.optimizers` class, which each backend
       maps to its own implementation again.
 
+    Args:
+        model: A Keras model, compiled or not.
+
     Returns:
         A new dict (empty for a model that was not compiled).
+
+    Example:
+
+    >>> import keras
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    >>> model.compile(optimizer="sgd", loss="mse")
+    >>> config = portable_compile_config(model)
+    >>> config["jit_compile"], config["optimizer"]["module"]
+    ('auto', 'keras.optimizers')
     """
     config = model.get_compile_config() or {}
     if not config:
@@ -118,7 +130,7 @@ def _public_optimizers(value):
     if not isinstance(value, dict):
         return value
     value = {key: _public_optimizers(item) for key, item in value.items()}
-    if str(value.get("module", "")).startswith(TORCH_OPTIMIZERS):
+    if str(value.get("module", "")).startswith(_TORCH_OPTIMIZERS):
         value.update(module="keras.optimizers", registered_name=None)
     return value
 
