@@ -111,7 +111,7 @@ def portable_compile_config(model):
     >>> config["jit_compile"], config["optimizer"]["module"]
     ('auto', 'keras.optimizers')
     """
-    config = model.get_compile_config() or {}
+    config = model.get_compile_config()
     if not config:
         return {}
     config = _public_optimizers(config)

@@ -38,18 +38,18 @@ def test_files_get_ordinary_permissions(tmp_path):
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~umask
 
 
+def dense_model():
+    return keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+
+
 def test_save_model_writes_a_loadable_keras_file(tmp_path):
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model = dense_model()
     path = tmp_path / "nested" / "model.keras"
     io.save_model(model, path)
     x = np.ones((1, 3), dtype="float32")
     np.testing.assert_allclose(
         to_numpy(keras.saving.load_model(path)(x)), to_numpy(model(x)))
     assert os.listdir(path.parent) == ["model.keras"]
-
-
-def dense_model():
-    return keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
 
 
 def test_the_compile_config_leaves_jit_compile_to_the_loading_backend():
