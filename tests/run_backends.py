@@ -1,12 +1,17 @@
 """Runs the test suite once per Keras backend; fails if any backend fails.
 
 Keras fixes its backend at import, so each backend gets its own pytest
-process with `KERAS_BACKEND` set. Two of them run at a time (`--jobs`):
-much of a backend's time is single-threaded compilation (XLA, tf.function),
-so on two cores the processes overlap well; each one's output is printed
-whole when it ends. Arguments are passed on to pytest, e.g.
-`python tests/run_backends.py -k instance` or `--backends jax,torch -x`.
-The last line sums up all backends as "total: N passed, N failed".
+process with `KERAS_BACKEND` set. All three run at once by default
+(`--jobs`): much of a backend's time is single-threaded compilation (XLA,
+tf.function), so on two cores three processes keep both cores busier than
+two do; each one's output is printed whole when it ends. Each process (and
+the subprocesses its cross-backend tests start) gets a fresh JAX
+persistent compilation cache in a temporary folder, so that a program
+compiled again, such as the same small model built by another test, loads
+instead (unless `JAX_COMPILATION_CACHE_DIR` is set already). Arguments are
+passed on to pytest, e.g. `python tests/run_backends.py -k instance` or
+`--backends jax,torch -x`. The last line sums up all backends as
+"total: N passed, N failed".
 """
 
 import argparse
@@ -35,13 +40,21 @@ def count_results(junit_xml):
     return tests - failed - skipped, failed, skipped
 
 
-def start_backend(backend, pytest_args, report, log):
-    """Starts pytest on `backend`, its output going to the file `log`."""
+def start_backend(backend, pytest_args, report, log, jax_cache):
+    """Starts pytest on `backend`, its output going to the file `log`, with
+    JAX's compilation cache in the folder `jax_cache`."""
     env = dict(os.environ, KERAS_BACKEND=backend,
                TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL",
                                                    "2"))
+    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+        # One folder per backend process: JAX writes cache entries in
+        # place, so two processes must not read each other's half-written
+        # entries. Every program is cached, not only those taking >= 1 s.
+        env.update(JAX_COMPILATION_CACHE_DIR=jax_cache,
+                   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+    # The slowest tests are listed at the end: the suite has a time budget.
     command = [sys.executable, "-m", "pytest", f"--junitxml={report}",
-               *pytest_args]
+               "--durations=10", *pytest_args]
     print(f"===== KERAS_BACKEND={backend}: {' '.join(command[1:])}",
           flush=True)
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log,
@@ -57,7 +70,7 @@ def run_backends(backends, pytest_args, folder, jobs):
             log = open(os.path.join(folder, f"{backend}.log"), "w+")
             process = start_backend(
                 backend, pytest_args, os.path.join(folder, f"{backend}.xml"),
-                log)
+                log, os.path.join(folder, f"{backend}-jax-cache"))
             running[backend] = (process, log, time.perf_counter())
         time.sleep(0.5)
         for backend, (process, log, start) in list(running.items()):
@@ -79,8 +92,8 @@ def main(argv=None):
     parser.add_argument("--backends", default=",".join(BACKENDS),
                         help="comma-separated subset of " + ", ".join(
                             BACKENDS))
-    parser.add_argument("--jobs", type=int, default=2,
-                        help="backends run at the same time (default 2)")
+    parser.add_argument("--jobs", type=int, default=len(BACKENDS),
+                        help="backends run at the same time (default: all)")
     args, pytest_args = parser.parse_known_args(argv)
     backends = [b for b in args.backends.split(",") if b]
     unknown = sorted(set(backends) - set(BACKENDS))
