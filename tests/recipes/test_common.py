@@ -94,11 +94,8 @@ def test_jax_cache_settings_default_to_the_user_cache_and_yield_to_own(
     assert common.jax_cache_settings(own) == {}
 
 
-# It starts its own jax processes, so it runs once, in the torch process,
-# the shortest of the three that tests/run_backends.py runs side by side.
-@pytest.mark.skipif(keras.backend.backend() != "torch",
-                    reason="starts its own jax processes; runs once, in "
-                           "the torch test process")
+@pytest.mark.skipif(keras.backend.backend() != "jax",
+                    reason="starts its own jax processes; once is enough")
 def test_jax_recipe_fills_the_cache_and_a_cached_rerun_is_identical(
         tmp_path):
     import json
