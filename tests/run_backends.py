@@ -3,7 +3,7 @@
 Keras fixes its backend at import, so each backend gets its own pytest
 process with `KERAS_BACKEND` set. Two of them run at a time (`--jobs`):
 much of a backend's time is single-threaded compilation (XLA, tf.function),
-so on two cores the processes overlap well (three at a time took 20-30%
+so on two cores the processes overlap well (three at a time took 13-27%
 longer, measured back to back). Each process, and the subprocesses its
 cross-backend tests start, gets a fresh JAX persistent compilation cache in
 a temporary folder (unless `JAX_COMPILATION_CACHE_DIR` is set already):
