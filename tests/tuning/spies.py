@@ -2,8 +2,10 @@
 
 KerasTuner deep-copies the callbacks given to `search` for every trial, so
 the copies cannot be reached afterwards; these append what they saw to a
-list on their class (class attributes are not copied). Clear the lists
-with `reset()` before a search. Runs come in the order of the trials.
+list on their class (class attributes are not copied), themselves
+included: a copy kept alive keeps its own `id`, where a collected one's
+could be reused by the next trial's. Clear the lists with `reset()` before
+a search. Runs come in the order of the trials.
 """
 
 import keras
@@ -31,7 +33,7 @@ class Recorder(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         optimizer = self.model.optimizer
         Recorder.runs.append({
-            "id": id(self),
+            "callback": self,
             "first_epoch": self.first_epoch,
             "epochs": self.params["epochs"],
             "steps": self.params["steps"],
@@ -52,7 +54,7 @@ class CheckpointSpy(CheckpointEarlyStopping):
     def on_train_end(self, logs=None):
         super().on_train_end(logs)
         CheckpointSpy.runs.append({
-            "id": id(self), "filepath": self.filepath,
+            "callback": self, "filepath": self.filepath,
             "best": float(self.best), "best_epoch": self.best_epoch,
             "wait": self.wait})
 
@@ -68,7 +70,7 @@ class LRFinderSpy(LRFinder):
         super().on_train_end(logs)
         after = [to_numpy(v) for v in self.model.weights]
         LRFinderSpy.runs.append({
-            "id": id(self), "result": self.result,
+            "callback": self, "result": self.result,
             "restored": all(np.array_equal(a, b)
                             for a, b in zip(self._before, after))})
 

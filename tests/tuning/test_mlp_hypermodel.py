@@ -137,7 +137,7 @@ def test_bayesian_optimization_with_an_lr_finder_per_trial(tmp_path):
     # The second trial is the Gaussian process's proposal.
     assert [t.status for t in trials(tuner)] == ["COMPLETED"] * 2
     runs = spies.LRFinderSpy.runs
-    assert len({r["id"] for r in runs}) == 2
+    assert len({id(r["callback"]) for r in runs}) == 2
     for trial, run in zip(trials(tuner), runs):
         assert run["restored"]
         assert len(run["result"].lrs) == 5  # its own test, not both

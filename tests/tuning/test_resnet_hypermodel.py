@@ -136,7 +136,7 @@ def test_callbacks_write_their_own_files_per_trial(search):
             type(l) for l in run["model"].layers]
     # The callback given to search was copied, never used.
     assert search["checkpoint"].filepath == str(tmp / "ckpt" / "best.keras")
-    assert len({r["id"] for r in search["checkpoints"]}) == 2
+    assert len({id(r["callback"]) for r in search["checkpoints"]}) == 2
     # One TensorBoard run per trial, holding only that trial's steps.
     for trial_id in ids:
         folder = tmp / "logs" / trial_id
