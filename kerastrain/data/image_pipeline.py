@@ -3,7 +3,9 @@
 
 import numpy as np
 
+from kerastrain._seeds import spawn_seeds
 from kerastrain._validation import check_float, check_int
+from kerastrain.data.cutmix import CutMix
 from kerastrain.data.random_resized_crop import RandomResizedCrop
 from kerastrain.data.split import check_same_length
 
@@ -61,26 +63,28 @@ def _from_dataset(dataset):
             np.concatenate([b[1] for b in batches]))
 
 
-def _augmenters(augment, seed):
+def _augmenters(augment, seeds):
+    """The augmentation layers, the i-th seeded with `seeds[i]`."""
     import keras
 
     # float32 whatever the global dtype policy: under mixed_float16 the
     # layers would compute in float16, and MixUp's float32 weights clash.
-    common = dict(seed=seed, dtype="float32")
     layers = {
-        "flip": lambda: keras.layers.RandomFlip("horizontal", **common),
+        "flip": lambda seed: keras.layers.RandomFlip(
+            "horizontal", seed=seed, dtype="float32"),
         # Pad-and-crop: shift by up to 1/8 of the side (4 pixels of 32,
         # 1 of 8), zeros filling in.
-        "shift": lambda: keras.layers.RandomTranslation(
-            0.125, 0.125, fill_mode="constant", **common),
-        "rotate": lambda: keras.layers.RandomRotation(0.04, **common),
+        "shift": lambda seed: keras.layers.RandomTranslation(
+            0.125, 0.125, fill_mode="constant", seed=seed, dtype="float32"),
+        "rotate": lambda seed: keras.layers.RandomRotation(
+            0.04, seed=seed, dtype="float32"),
         # Keras' RandomZoom only zooms about the centre.
-        "crop": lambda: RandomResizedCrop(seed=seed),
-        "randaugment": lambda: keras.layers.RandAugment(
-            value_range=(0, 1), **common),
+        "crop": lambda seed: RandomResizedCrop(seed=seed),
+        "randaugment": lambda seed: keras.layers.RandAugment(
+            value_range=(0, 1), seed=seed, dtype="float32"),
     }
-    return [layers[name]() if isinstance(name, str) else name
-            for name in augment]
+    return [layers[name](seed) if isinstance(name, str) else name
+            for name, seed in zip(augment, seeds)]
 
 
 def image_pipeline(x, y, batch_size, num_classes,
@@ -94,7 +98,8 @@ def image_pipeline(x, y, batch_size, num_classes,
     preprocessing layers (vectorized, run by tf.data on its own threads
     whatever the Keras backend), then mix the batch (mixup: each image
     blended with another of the batch, weight ~ Beta(alpha, alpha), labels
-    likewise; cutmix: a patch pasted in, labels weighted by area; with both,
+    likewise; cutmix: a box of another image pasted in, labels weighted by
+    the pixels pasted, see `CutMix`; with both,
     one of the two per batch), then prefetch. With `training=False` only
     the scaling and normalization apply, in order, without shuffling.
 
@@ -113,13 +118,15 @@ def image_pipeline(x, y, batch_size, num_classes,
             given.
         mixup_alpha: Beta parameter of mixup, >= 0 (0: off). 0.1 to 0.4
             is the usual range.
-        cutmix_alpha: Beta parameter of cutmix, >= 0 (0: off).
+        cutmix_alpha: Beta parameter of cutmix, >= 0 (0: off; 1: the
+            paper's).
         normalize: True to standardize each channel with `x`'s statistics,
             a `(mean, std)` pair (from `channel_stats` of the training
             images, for validation and test), or False.
         shuffle: Whether to shuffle (training only).
         cache: Whether to cache the prepared images in memory.
-        seed: Integer seed for the shuffle and the augmentations.
+        seed: Integer >= 0, the seed of the shuffle and the augmentations
+            (each layer gets its own stream, derived from it).
         training: False for evaluation: no augmentation, no mixing.
         deterministic: Whether the same `seed` gives the same batches.
             Keras' random layers draw from a stateful seed generator, so
@@ -160,6 +167,10 @@ def image_pipeline(x, y, batch_size, num_classes,
     mixup_alpha = check_float("mixup_alpha", mixup_alpha, low=0)
     cutmix_alpha = check_float("cutmix_alpha", cutmix_alpha, low=0)
     augment = tuple(augment or ())
+    # One stream each: layers seeded alike draw alike (a flip would decide
+    # the rotation's direction).
+    shuffle_seed, mixup_seed, cutmix_seed, pick_seed, *augment_seeds = (
+        spawn_seeds(seed, 4 + len(augment)))
     for name in augment:
         if not callable(name) and name not in AUGMENTATIONS:
             raise ValueError(
@@ -178,20 +189,20 @@ def image_pipeline(x, y, batch_size, num_classes,
     if cache:
         dataset = dataset.cache()
     if training and shuffle:
-        dataset = dataset.shuffle(len(images), seed=seed,
+        dataset = dataset.shuffle(len(images), seed=shuffle_seed,
                                   reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
     steps = []
     if training:
-        steps += [(layer, False) for layer in _augmenters(augment, seed)]
+        steps += [(layer, False)
+                  for layer in _augmenters(augment, augment_seeds)]
     if mean is not None:
         steps.append((lambda b: (b - mean) / std, False))
     if training and mixup_alpha > 0:
-        steps.append((keras.layers.MixUp(alpha=mixup_alpha, seed=seed,
+        steps.append((keras.layers.MixUp(alpha=mixup_alpha, seed=mixup_seed,
                                          dtype="float32"), True))
     if training and cutmix_alpha > 0:
-        steps.append((keras.layers.CutMix(factor=cutmix_alpha, seed=seed,
-                                          dtype="float32"), True))
+        steps.append((CutMix(cutmix_alpha, seed=cutmix_seed), True))
 
     def transform(batch_images, batch_labels):
         mixers = [layer for layer, mixes in steps if mixes]
@@ -199,7 +210,7 @@ def image_pipeline(x, y, batch_size, num_classes,
             if not mixes:
                 batch_images = layer(batch_images)
         if len(mixers) == 2:  # one of the two per batch, as timm does
-            pick = tf.random.uniform([], seed=seed) < 0.5
+            pick = tf.random.uniform([], seed=pick_seed) < 0.5
             mixed_a = mixers[0]({"images": batch_images,
                                  "labels": batch_labels})
             mixed_b = mixers[1]({"images": batch_images,

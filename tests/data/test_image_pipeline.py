@@ -37,21 +37,59 @@ def test_mixup_labels_and_images_are_the_same_convex_combination():
     np.testing.assert_array_equal(x, before)
 
 
-def test_cutmix_labels_weigh_the_pasted_area():
-    x, y = distinct_images(side=32)
-    images, labels = one_batch(image_pipeline(
-        x, y, N, CLASSES, augment=(), cutmix_alpha=1.0, normalize=False,
-        shuffle=False, seed=2))
-    np.testing.assert_allclose(labels.sum(axis=1), 1.0, atol=1e-6)
-    for i in range(N):
-        values, counts = np.unique(images[i], return_counts=True)
-        assert set(values.tolist()) <= set(np.flatnonzero(labels[i]
-                                                          > 1e-7).tolist())
-        shares = dict(zip(values.tolist(), counts / images[i].size))
-        for cls, share in shares.items():
-            # Keras draws the box with real-valued edges and pastes whole
-            # pixels: at most one row and one column of difference.
-            assert labels[i, int(cls)] == pytest.approx(share, abs=2 / 32)
+@pytest.mark.parametrize("side", [8, 32])
+def test_cutmix_labels_are_the_share_of_pixels_pasted(side):
+    x, y = distinct_images(side)
+    dataset = image_pipeline(x, y, N, CLASSES, augment=(), cutmix_alpha=1.0,
+                             normalize=False, seed=2)
+    mixed = 0
+    for images, labels in dataset.repeat(5):
+        images, labels = np.asarray(images), np.asarray(labels)
+        for i in range(N):
+            # Image i's pixels hold the labels they came from: their
+            # shares are the label weights, exactly.
+            shares = np.bincount(images[i].astype(int).ravel(),
+                                 minlength=N) / images[i].size
+            np.testing.assert_allclose(labels[i], shares, atol=1e-6)
+            mixed += np.count_nonzero(shares) == 2
+    assert mixed > N  # most images got a patch
+
+
+def test_mixup_or_cutmix_per_batch_never_both():
+    x, y = distinct_images()
+    kinds = []
+    for images, _ in image_pipeline(x, y, N, CLASSES, augment=(),
+                                    mixup_alpha=0.4, cutmix_alpha=1.0,
+                                    normalize=False, seed=0).repeat(30):
+        images = np.asarray(images).reshape(N, -1)
+        constant = (images == images[:, :1]).all()  # mixup: blends of
+        whole = np.allclose(images, np.round(images), atol=1e-6)  # constants
+        kinds.append("mixup" if constant and not whole else
+                     "cutmix" if whole and not constant else "both/none")
+    assert "both/none" not in kinds
+    assert 5 <= kinds.count("mixup") <= 25  # each about half the batches
+
+
+def test_each_augmentation_draws_its_own_random_numbers():
+    # A vertical bar left of centre: after "flip" it is right of centre
+    # or not; "rotate" then tilts it one way or the other. Layers seeded
+    # alike would tie the two decisions together.
+    x = np.zeros((1024, 16, 16, 1), "float32")
+    x[:, 2:14, 4:6, 0] = 1.0
+    images, _ = one_batch(image_pipeline(
+        x, np.zeros(1024, int), 1024, 2, augment=("flip", "rotate"),
+        normalize=False, shuffle=False, seed=0))
+    cols = np.arange(16)
+
+    def centre(rows):
+        mass = images[:, rows, :, 0].sum(axis=1)
+        return (mass * cols).sum(axis=1) / mass.sum(axis=1)
+
+    flipped = centre(slice(0, 16)) > 7.5
+    tilt = centre(slice(2, 6)) > centre(slice(10, 14))
+    assert 0.4 < flipped.mean() < 0.6 and 0.3 < tilt.mean() < 0.7
+    # Independent draws agree about half the time (standard error 0.016).
+    assert abs(np.mean(flipped == tilt) - 0.5) < 0.1
 
 
 def test_alpha_zero_keeps_the_one_hot_labels_exactly():
@@ -104,6 +142,8 @@ def test_augmented_training_batches_feed_model_fit():
     ({"y": np.array([0.0, 1.0, 2.0, 3.0])}, ValueError, "integers"),
     ({"mixup_alpha": -0.1}, ValueError, "mixup_alpha"),
     ({"cutmix_alpha": -1.0}, ValueError, "cutmix_alpha"),
+    ({"seed": -1}, ValueError, "seed"),
+    ({"seed": 1.5}, TypeError, "seed"),
     ({"augment": ("flip", "blur")}, ValueError, "blur"),
     ({"batch_size": 0}, ValueError, "batch_size"),
 ])

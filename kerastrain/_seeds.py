@@ -1,0 +1,37 @@
+"""One user seed, several independent random streams."""
+
+import numpy as np
+
+from kerastrain._validation import check_int
+
+
+def spawn_seeds(seed, count):
+    """Returns `count` independent integer seeds derived from `seed`.
+
+    Keras' random layers (and `tf.random.Generator`) that start from the
+    same seed draw the same numbers, so layers that share one user seed
+    make correlated decisions: a flip that always comes with the same
+    rotation, two dropout layers that drop the same units. NumPy's
+    `SeedSequence` hashes the seed into well-mixed, distinct seeds, which
+    also stay clear of the small `seed + i` seeds a model's layers get.
+
+    Args:
+        seed: Integer >= 0, or None (then every seed is None: unseeded).
+        count: Integer >= 0, how many seeds.
+
+    Returns:
+        A list of `count` integers in `[0, 2**31)`, or of Nones.
+
+    Example:
+
+    >>> a, b = spawn_seeds(0, 2)
+    >>> a != b and spawn_seeds(0, 2) == [a, b]
+    True
+    """
+    count = check_int("count", count, min_value=0)
+    if seed is None:
+        return [None] * count
+    seed = check_int("seed", seed, min_value=0)
+    # 31 bits: a valid seed for every backend's integer type.
+    return [int(s) & 0x7FFFFFFF
+            for s in np.random.SeedSequence(seed).generate_state(count)]
