@@ -64,12 +64,13 @@ def build_mlp(num_features, seed):
 
     l2 = keras.regularizers.L2(1e-3)
     layers = [keras.Input((num_features,))]
-    for units in (32, 16):
+    # A seed per dropout layer: alike, they would drop the same units.
+    for i, units in enumerate((32, 16)):
         layers += [keras.layers.Dense(units, use_bias=False,
                                       kernel_regularizer=l2),
                    keras.layers.BatchNormalization(),
                    keras.layers.Activation("relu"),
-                   keras.layers.Dropout(0.3, seed=seed)]
+                   keras.layers.Dropout(0.3, seed=seed + i)]
     layers.append(keras.layers.Dense(1, kernel_regularizer=l2))
     model = keras.Sequential(layers, name=NAME)
     model.compile(keras.optimizers.Adam(1e-3),

@@ -111,8 +111,12 @@ class MLPHyperModel(ToolkitHyperModel):
                                   name=f"batch_norm{i}")(x)
             x = keras.layers.Activation("relu", name=f"relu{i}")(x)
             if values["dropout"]:
-                x = keras.layers.Dropout(values["dropout"], seed=self.seed,
-                                         name=f"dropout{i}")(x)
+                # A seed per layer: alike, same-width layers would drop
+                # the same units.
+                x = keras.layers.Dropout(
+                    values["dropout"],
+                    seed=None if self.seed is None else self.seed + i,
+                    name=f"dropout{i}")(x)
         outputs = keras.layers.Dense(1 if self.binary else self.num_classes,
                                      name="logits")(x)
         return keras.Model(inputs, outputs, name="mlp")
