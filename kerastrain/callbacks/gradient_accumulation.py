@@ -6,8 +6,7 @@ import keras
 
 from kerastrain._validation import check_int
 from kerastrain.callbacks._training_state import iterations, retrace
-
-LearningRateSchedule = keras.optimizers.schedules.LearningRateSchedule
+from kerastrain.optimizers.scheduled import schedules_count_updates
 
 
 def _check_steps(steps):
@@ -36,6 +35,45 @@ def _check_integer(name, value, min_value):
         raise ValueError(str(error)) from None
 
 
+def count_after_change(count, old, new):
+    """The optimizer's raw step count after the number of batches per
+    update changes from `old` to `new` at raw count `count`.
+
+    An unfinished accumulation is closed as one update of its own (see
+    `GradientAccumulation`), so the updates so far are `ceil(count / old)`,
+    and the new count makes `count // new` (`optimizer.iterations`) go on
+    counting applied updates, with nothing pending.
+
+    Args:
+        count: The raw step count (`optimizer._iterations`) before.
+        old: The number of batches per update before.
+        new: The number after.
+
+    Returns:
+        The raw step count to continue from.
+
+    Example:
+
+    >>> count_after_change(11, old=4, new=2)  # 2 updates + 3 pending
+    6
+    """
+    return -(-count // old) * new
+
+
+def _apply_pending(model, updates, pending):
+    """Applies the `pending` accumulated batches as one update, their
+    mean, through the optimizer's own accumulation path (so clipping,
+    weight decay, the schedules and EMA act as in any update): with
+    `pending` batches per update and the count one short of an update, a
+    zero gradient adds nothing to the sum that is divided by `pending`."""
+    optimizer = model.optimizer
+    variables = model.trainable_variables
+    optimizer.gradient_accumulation_steps = pending
+    optimizer._iterations.assign(updates * pending + pending - 1)
+    optimizer.apply([keras.ops.zeros(v.shape, v.dtype) for v in variables],
+                    variables)
+
+
 class GradientAccumulation(keras.callbacks.Callback):
     """Averages the gradients of several batches into one update, with a
     number of batches that may change by epoch.
@@ -61,11 +99,18 @@ class GradientAccumulation(keras.callbacks.Callback):
     per batch (Keras' own accumulation evaluates them at the batch count),
     so a one-cycle schedule of N steps spans N updates; compute
     `total_steps` from the number of updates. For the duration of `fit` the
-    optimizer evaluates its schedule at `optimizer.iterations`, the update
-    count. When the number changes while an accumulation is unfinished
-    (an epoch whose batch count is not a multiple of the old number), the
-    pending batches count towards the first update of the new number, and
-    a warning says so.
+    optimizer evaluates its learning-rate schedule, and kerastrain's
+    scheduled momentum or betas, at `optimizer.iterations`, the update
+    count (`kerastrain.optimizers.scheduled.schedules_count_updates`).
+
+    **An update never spans a change of the number.** When the number
+    changes while an accumulation is unfinished (an epoch whose batch
+    count is not a multiple of the old number), the p pending batches are
+    applied at once, at the start of the epoch, as one update: their mean,
+    like the short last batch of an epoch (one batch of p*b), and a
+    warning says so. The new number then starts from an empty accumulator.
+    Every update is thus the mean of the gradients of the batches it
+    contains, and counts as one step of the schedules.
 
     Args:
         steps: Integer >= 1, or a dict `{epoch: steps}`.
@@ -94,6 +139,36 @@ class GradientAccumulation(keras.callbacks.Callback):
                 current = steps
         return current
 
+    def count_updates(self, batches, epochs, initial_epoch=0):
+        """How many updates a `fit` with this callback applies, from an
+        optimizer with nothing accumulated.
+
+        Replays the callback's bookkeeping (`count_after_change`) over
+        epochs `initial_epoch .. epochs - 1` of `batches` batches each;
+        batches still pending at the end are not counted.
+
+        Args:
+            batches: Batches per epoch.
+            epochs: The `epochs` of `fit`.
+            initial_epoch: The `initial_epoch` of `fit`.
+
+        Returns:
+            The number of applied updates, the steps the schedules advance.
+
+        Example:
+
+        >>> GradientAccumulation({0: 4, 1: 2}).count_updates(3, epochs=2)
+        2
+        """
+        # With nothing accumulated, the optimizer's initial number is moot.
+        count, steps = 0, self.steps_at(initial_epoch)
+        for epoch in range(initial_epoch, epochs):
+            new = self.steps_at(epoch)
+            if new != steps:
+                count, steps = count_after_change(count, steps, new), new
+            count += batches
+        return count // steps
+
     def on_train_begin(self, logs=None):
         optimizer = self.model.optimizer
         if not optimizer.gradient_accumulation_steps:
@@ -104,14 +179,12 @@ class GradientAccumulation(keras.callbacks.Callback):
                 "its gradient accumulators, e.g. keras.optimizers.SGD(0.1, "
                 f"gradient_accumulation_steps=2). Received: "
                 f"{type(optimizer).__name__} without it.")
-        if isinstance(optimizer._learning_rate, LearningRateSchedule):
-            schedule = optimizer._learning_rate
-            # Keras evaluates schedules at the batch count; evaluate at the
-            # update count instead (`iterations` divides by the number).
-            optimizer._get_current_learning_rate = (
-                lambda: schedule(optimizer.iterations))
-            self._patched = optimizer
-            retrace(self.model)
+        # Keras evaluates schedules at the batch count; evaluate them (the
+        # learning rate and scheduled hyperparameters alike) at the update
+        # count instead (`iterations` divides by the number).
+        schedules_count_updates(optimizer)
+        self._patched = optimizer
+        retrace(self.model)
 
     def on_epoch_begin(self, epoch, logs=None):
         optimizer = self.model.optimizer
@@ -119,20 +192,22 @@ class GradientAccumulation(keras.callbacks.Callback):
         old = optimizer.gradient_accumulation_steps
         if new == old:
             return
-        updates, pending = divmod(iterations(optimizer), old)
+        count = iterations(optimizer)
+        updates, pending = divmod(count, old)
         if pending:
             warnings.warn(
                 f"GradientAccumulation: epoch {epoch} changes the number of "
                 f"batches per update from {old} to {new} with {pending} "
-                "batches still accumulated; they count towards the first "
-                "update of the new number.", stacklevel=2)
+                "batches still accumulated; they are applied now as one "
+                "update, their mean.", stacklevel=2)
+            _apply_pending(self.model, updates, pending)
         optimizer.gradient_accumulation_steps = new
         # Keep `iterations` (= raw count // steps) the number of updates.
-        optimizer._iterations.assign(updates * new + min(pending, new - 1))
+        optimizer._iterations.assign(count_after_change(count, old, new))
         retrace(self.model)
 
     def on_train_end(self, logs=None):
         if self._patched is not None:
-            del self._patched._get_current_learning_rate
+            schedules_count_updates(self._patched, on=False)
             self._patched = None
             retrace(self.model)

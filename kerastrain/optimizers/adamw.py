@@ -12,7 +12,8 @@ class AdamW(ScheduledHyperparameters, keras.optimizers.AdamW):
 
     With a float `beta_1` it is `keras.optimizers.AdamW`, update for
     update. With a schedule, each update uses the schedule's value at the
-    optimizer's update count, inside the compiled step, both in the moving
+    step the learning rate is evaluated at (`scheduled.schedule_step`),
+    inside the compiled step, both in the moving
     average and in its bias correction `1 - beta_1(t) ** t` (what PyTorch's
     Adam does when `OneCycleLR(cycle_momentum=True)` sets `betas[0]` each
     step).

@@ -3,8 +3,8 @@
 Keras optimizers take a float `momentum`/`beta_1` that is frozen into the
 compiled train step; only `learning_rate` may be a schedule. The mixin here
 lets a subclass accept a `LearningRateSchedule` for other hyperparameters
-too, evaluates it from the optimizer's update count inside the step, and
-(de)serializes it with the optimizer.
+too, evaluates it inside the step at the same step count as the learning
+rate (`schedule_step`), and (de)serializes it with the optimizer.
 """
 
 import keras
@@ -13,6 +13,85 @@ from keras import ops
 from kerastrain._validation import check_float
 
 LearningRateSchedule = keras.optimizers.schedules.LearningRateSchedule
+
+# Set on an optimizer while its schedules count applied updates.
+_COUNTS_UPDATES = "_kerastrain_schedules_count_updates"
+
+
+def schedule_step(optimizer):
+    """The step at which `optimizer` evaluates its schedules, as a tensor.
+
+    Keras evaluates a learning-rate schedule at the raw step count
+    `optimizer._iterations`, which counts batches (micro-batches when
+    `gradient_accumulation_steps` is set). While `schedules_count_updates`
+    is on (a `GradientAccumulation` callback turns it on for its `fit`), the
+    step is `optimizer.iterations`, the number of applied updates. The
+    learning rate and every scheduled hyperparameter read this one step, so
+    a one-cycle's momentum stays in phase with its learning rate.
+
+    Args:
+        optimizer: A Keras optimizer.
+
+    Returns:
+        The integer step tensor.
+
+    Example:
+
+    >>> import keras
+    >>> sgd = keras.optimizers.SGD(0.1, gradient_accumulation_steps=4)
+    >>> _ = sgd._iterations.assign(10)
+    >>> int(schedule_step(sgd))
+    10
+    >>> schedules_count_updates(sgd)
+    >>> int(schedule_step(sgd))
+    2
+    """
+    if getattr(optimizer, _COUNTS_UPDATES, False):
+        return optimizer.iterations
+    return optimizer._iterations
+
+
+def schedules_count_updates(optimizer, on=True):
+    """Makes every schedule of `optimizer` count applied updates (`on`), or
+    gives the learning rate back to Keras, which counts batches.
+
+    Keras evaluates a learning-rate schedule at the batch count even when
+    it accumulates gradients; with `on`, the learning-rate schedule and
+    the scheduled hyperparameters are evaluated at `optimizer.iterations`
+    instead (see `schedule_step`). The compiled train step must be traced
+    again after a change.
+
+    Args:
+        optimizer: A Keras optimizer.
+        on: Whether schedules count applied updates.
+
+    Returns:
+        None.
+
+    Example:
+
+    >>> import keras
+    >>> sgd = keras.optimizers.SGD(0.1, gradient_accumulation_steps=4)
+    >>> schedules_count_updates(sgd)
+    >>> schedules_count_updates(sgd, on=False)
+    """
+    if on:
+        setattr(optimizer, _COUNTS_UPDATES, True)
+        optimizer._get_current_learning_rate = lambda: _learning_rate(
+            optimizer)
+        return
+    for name in (_COUNTS_UPDATES, "_get_current_learning_rate"):
+        if name in vars(optimizer):
+            delattr(optimizer, name)
+
+
+def _learning_rate(optimizer):
+    # Keras' `_get_current_learning_rate`, evaluating a schedule at
+    # `schedule_step` (read at call time: LRFinder may swap the rate).
+    rate = optimizer._learning_rate
+    if isinstance(rate, LearningRateSchedule):
+        return rate(schedule_step(optimizer))
+    return type(optimizer)._get_current_learning_rate(optimizer)
 
 
 def check_scheduled(name, value, low, high):
@@ -33,9 +112,11 @@ class ScheduledHyperparameters:
 
     def _backend_update_step(self, grads, trainable_variables,
                              learning_rate):
-        # Evaluate each schedule once per update, not once per variable.
+        # Evaluate each schedule once per update, not once per variable,
+        # at the step the learning rate is evaluated at.
+        step = schedule_step(self)
         self._values = {
-            name: getattr(self, name)(self.iterations)
+            name: getattr(self, name)(step)
             for name in self.scheduled if self.is_scheduled(name)}
         try:
             return super()._backend_update_step(grads, trainable_variables,
@@ -46,16 +127,23 @@ class ScheduledHyperparameters:
     def current(self, name, dtype):
         """The hyperparameter's value at this update, as a tensor.
 
-        Schedules see `self.iterations`, the number of updates applied so
-        far (it counts once per accumulated update when
-        `gradient_accumulation_steps` is set), the step PyTorch's schedulers
-        count too.
+        Schedules see `schedule_step(self)`, the step the learning-rate
+        schedule sees: the batch count, as Keras counts for its learning
+        rate, or, while a `GradientAccumulation` callback drives the
+        optimizer, the number of applied updates.
+
+        Args:
+            name: The hyperparameter, one of `scheduled`.
+            dtype: The dtype to cast it to.
+
+        Returns:
+            A scalar tensor.
         """
         value = getattr(self, name)
         if isinstance(value, LearningRateSchedule):
             value = getattr(self, "_values", {}).get(name)
             if value is None:  # called outside an update
-                value = getattr(self, name)(self.iterations)
+                value = getattr(self, name)(schedule_step(self))
         return ops.cast(value, dtype)
 
     def get_config(self):

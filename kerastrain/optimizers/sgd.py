@@ -13,7 +13,10 @@ class SGD(ScheduledHyperparameters, keras.optimizers.SGD):
 
     With a float `momentum` it is `keras.optimizers.SGD`, update for update.
     With a schedule, the momentum of each update is the schedule's value at
-    the optimizer's update count, evaluated inside the compiled train step
+    the step the learning rate is evaluated at (the update count; with
+    `gradient_accumulation_steps` and no `GradientAccumulation` callback,
+    the batch count, as Keras counts for the learning rate; see
+    `scheduled.schedule_step`), evaluated inside the compiled train step
     on every backend, in Keras' update rule:
 
     ```

@@ -38,9 +38,9 @@ def scheduled_updates(batches, epochs, initial_epoch=0, accumulation=None):
 
     Once per batch, or once per applied update with a
     `GradientAccumulation` callback, whose number of batches per update may
-    change by epoch; this replays its bookkeeping (an unfinished
-    accumulation carries over, see `GradientAccumulation.on_epoch_begin`)
-    from the optimizer's initial `accumulation_steps(...)`.
+    change by epoch; the callback replays its own bookkeeping
+    (`GradientAccumulation.count_updates`: an unfinished accumulation at a
+    change is applied as one update).
 
     Example:
 
@@ -52,15 +52,7 @@ def scheduled_updates(batches, epochs, initial_epoch=0, accumulation=None):
     """
     if accumulation is None:
         return batches * (epochs - initial_epoch)
-    raw = 0
-    steps = accumulation_steps(accumulation, initial_epoch)
-    for epoch in range(initial_epoch, epochs):
-        new = accumulation.steps_at(epoch)
-        if new != steps:
-            updates, pending = divmod(raw, steps)
-            raw, steps = updates * new + min(pending, new - 1), new
-        raw += batches
-    return raw // steps
+    return accumulation.count_updates(batches, epochs, initial_epoch)
 
 
 def accumulation_steps(accumulation, initial_epoch):

@@ -4,7 +4,9 @@ import keras
 import numpy as np
 import pytest
 
+from kerastrain import optimizers
 from kerastrain.callbacks import GradientAccumulation
+from kerastrain.callbacks.gradient_accumulation import count_after_change
 from tests.support import to_numpy
 
 N = 32
@@ -66,6 +68,131 @@ def test_a_change_mid_fit_equals_big_batches_of_each_size():
     for got, want in zip(weights(accumulated), weights(big)):
         np.testing.assert_allclose(got, want, atol=1e-5)
     assert int(to_numpy(accumulated.optimizer.iterations)) == 8 + 8 + 4
+
+
+def updates_by_rule(callback, batches, epochs):
+    """The documented rule, written out: which batches (indices within an
+    epoch) each update averages. k consecutive batches per update; when k
+    changes, an unfinished group is applied as an update of its own; a
+    group still unfinished when `fit` ends is not applied."""
+    groups, group, steps = [], [], None
+    for epoch in range(epochs):
+        if callback.steps_at(epoch) != steps and group:
+            groups.append(group)
+            group = []
+        steps = callback.steps_at(epoch)
+        for batch in range(batches):
+            group.append(batch)
+            if len(group) == steps:
+                groups.append(group)
+                group = []
+    return groups
+
+
+LR, DECAY = 0.2, 0.8                      # ExponentialDecay(LR, 1, DECAY)
+MOMENTUM, MOMENTUM_END, MOMENTUM_STEPS = 0.9, 0.3, 6  # PolynomialDecay
+
+
+def sgd_replay(groups, x, y, micro_batch):
+    """NumPy float64 replay of SGD with momentum on `make_linear`: update t
+    takes the mean gradient of its group's batches (each of the mean
+    squared error of `micro_batch` samples) at the rate and momentum of
+    step t."""
+    kernel, bias = (w.astype("float64") for w in linear_weights())
+    velocities = [np.zeros_like(kernel), np.zeros_like(bias)]
+    for t, group in enumerate(groups):
+        grads = [np.zeros_like(kernel), np.zeros_like(bias)]
+        for batch in group:
+            rows = slice(batch * micro_batch, (batch + 1) * micro_batch)
+            residual = x[rows] @ kernel + bias - y[rows]
+            scale = 2.0 / residual.size / len(group)
+            grads[0] += scale * x[rows].T @ residual
+            grads[1] += scale * residual.sum(axis=0)
+        lr = LR * DECAY ** t
+        momentum = MOMENTUM_END + (MOMENTUM - MOMENTUM_END) * (
+            1 - min(t, MOMENTUM_STEPS) / MOMENTUM_STEPS)
+        for w, g, v in zip((kernel, bias), grads, velocities):
+            v[...] = momentum * v - lr * g
+            w += v
+    return [kernel, bias]
+
+
+def linear_weights():
+    rng = np.random.default_rng(2)
+    return [rng.standard_normal((5, 2)).astype("float32"),
+            rng.standard_normal((2,)).astype("float32")]
+
+
+@pytest.mark.parametrize("steps", [
+    {0: 4, 1: 1}, {0: 4, 1: 2}, {0: 2, 1: 1},   # lowered, batches pending
+    {0: 2, 1: 3}, {0: 2, 1: 4, 2: 3},           # raised, batches pending
+])
+def test_a_change_with_batches_pending_matches_a_numpy_replay(steps):
+    """3 batches per epoch, so every change finds batches pending; each
+    update must be the mean of its batches' gradients, and the schedules
+    (rate and scheduled momentum) advance once per update."""
+    x, y = data()
+    x, y = x[:12], y[:12]
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(2)])
+    model.set_weights(linear_weights())
+    model.compile(optimizers.SGD(
+        schedule(), keras.optimizers.schedules.PolynomialDecay(
+            MOMENTUM, MOMENTUM_STEPS, MOMENTUM_END),
+        gradient_accumulation_steps=2), "mse")
+    callback = GradientAccumulation(steps)
+    with pytest.warns(UserWarning, match="applied now as one update"):
+        model.fit(x, y, batch_size=4, epochs=3, shuffle=False, verbose=0,
+                  callbacks=[callback])
+    groups = updates_by_rule(callback, batches=3, epochs=3)
+    expected = sgd_replay(groups, x.astype("float64"), y.astype("float64"),
+                          micro_batch=4)
+    for got, want in zip(weights(model), expected):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    assert int(to_numpy(model.optimizer.iterations)) == len(groups)
+    assert callback.count_updates(3, epochs=3) == len(groups)
+
+
+class WeightPerBatch(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.values = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        if keras.backend.backend() == "jax":
+            self.model.jax_state_sync()  # JAX keeps the weights in the loop
+        self.values.append(float(to_numpy(self.model.weights[0])[0, 0]))
+
+
+@pytest.mark.parametrize("steps, expected", [
+    # Updates of batches [0 1 2], [3], [4], [5]: the first applied at the
+    # start of epoch 1, so it shows after batch 3.
+    ({0: 4, 1: 1}, [0, 0, 0, -2, -3, -4]),
+    # [0 1 2], [3 4]; batch 5 still pending at the end.
+    ({0: 4, 1: 2}, [0, 0, 0, -1, -2, -2]),
+    # [0 1], [2], [3 4 5].
+    ({0: 2, 1: 3}, [0, -1, -1, -2, -2, -3]),
+])
+def test_every_update_moves_a_unit_gradient_by_the_rate(steps, expected):
+    """The reviewer's check: gradient 1 and rate 1 everywhere, so every
+    update, a mean, moves the weight by exactly 1."""
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(
+        1, use_bias=False, kernel_initializer="zeros")])
+    model.compile(keras.optimizers.SGD(1.0, gradient_accumulation_steps=2),
+                  lambda y_true, y_pred: keras.ops.mean(y_pred))
+    recorder = WeightPerBatch()
+    ones = np.ones((3, 1), "float32")
+    with pytest.warns(UserWarning, match="still accumulated"):
+        model.fit(ones, ones, batch_size=1, epochs=2, shuffle=False,
+                  verbose=0, callbacks=[GradientAccumulation(steps),
+                                        recorder])
+    assert recorder.values == expected
+
+
+def test_count_after_change():
+    # 2 updates of 4 and 3 pending: 3 updates, continued at 2 per update.
+    assert count_after_change(11, 4, 2) == 6
+    assert count_after_change(8, 4, 3) == 6   # nothing pending
+    assert count_after_change(0, 2, 5) == 0
 
 
 def test_the_schedule_is_back_to_keras_after_fit():
