@@ -1,6 +1,7 @@
 """Snapshot ensembles: one model saved at the end of each cosine cycle."""
 
 import glob
+import math
 import os
 import warnings
 
@@ -21,9 +22,25 @@ class SnapshotEnsemble(keras.callbacks.Callback):
     the cost of a single training run (Huang et al., 2017).
 
     Snapshots are written atomically as `snapshot_<cycle>.keras` in
-    `directory`; with `keep`, only the last `keep` stay on disk. Steps are
-    counted from the optimizer's update count, so a second `fit` (or a
-    resumed one) continues the numbering.
+    `directory`. Steps are the optimizer's applied updates
+    (`optimizer.iterations`), so snapshots fall at the cycle ends with any
+    `steps_per_execution`, and with gradient accumulation a step is one
+    update of several batches (`GradientAccumulation` makes the schedule
+    count updates too; Keras' own `gradient_accumulation_steps` alone
+    makes it count batches: give it `first_decay_steps=cycle_steps *
+    gradient_accumulation_steps`). A second `fit` (or a resumed one)
+    continues the numbering. A cycle that ends inside an execution of
+    several steps is saved with the weights at the end of that execution,
+    the closest Keras hands to a callback (when one execution ends several
+    cycles, only the last is saved, with a warning).
+
+    `snapshots` lists the files this training wrote, oldest first: the
+    members of its ensemble. With `keep`, only the last `keep` of them
+    stay on disk. Files already in `directory` that this training did not
+    write (another run's, or those written before a resume in a new
+    process) are never listed nor deleted: a warning names them at the
+    start of `fit`, and those with the number of a cycle this training
+    ends are overwritten. Give each run an empty folder.
 
     Args:
         cycle_steps: Steps per cycle, >= 1; the `first_decay_steps` of the
@@ -58,22 +75,40 @@ class SnapshotEnsemble(keras.callbacks.Callback):
         self.directory = os.fspath(directory)
         self.keep = keep
         self.verbose = verbose
-        self._step = 0
+        self._saved = []  # (cycle, path) of this training, oldest first
+        self._step = None  # updates at the last read; None: not read yet
+        self._batches = 0  # batches run since that read
+        self._first_batch = 0  # of the execution running
+        self._recount = False  # read the count at the next batch
 
     @property
     def snapshots(self):
-        """Paths of the snapshots on disk, oldest first."""
-        return sorted(glob.glob(os.path.join(self.directory,
-                                             "snapshot_*.keras")))
+        """Paths of the snapshots this training saved and `keep` left,
+        oldest first."""
+        return [path for _, path in self._saved]
 
     def on_train_begin(self, logs=None):
+        # The update count is read at the first batch, once every
+        # `on_train_begin` has run (BackupAndRestore restores it there).
+        self._step = None
         optimizer = self.model.optimizer
-        self._step = int(keras.ops.convert_to_numpy(optimizer.iterations))
+        accumulation = getattr(optimizer, "gradient_accumulation_steps",
+                               None) or 1
+        if math.ceil(self.model.steps_per_execution
+                     / accumulation) > self.cycle_steps:
+            warnings.warn(
+                "SnapshotEnsemble: one execution of steps_per_execution="
+                f"{self.model.steps_per_execution} batches can end more "
+                f"than one cycle of {self.cycle_steps} steps; only the "
+                "last of them is saved.", stacklevel=2)
         schedule = getattr(optimizer, "_learning_rate", None)
         if not isinstance(schedule, CosineDecayRestarts):
             return
         config = schedule.get_config()
-        if (config["first_decay_steps"] != self.cycle_steps
+        # Keras' own gradient accumulation evaluates schedules at the batch
+        # count; GradientAccumulation makes them see the update count.
+        matching = {self.cycle_steps, self.cycle_steps * accumulation}
+        if (config["first_decay_steps"] not in matching
                 or config["t_mul"] != 1.0):
             warnings.warn(
                 "SnapshotEnsemble saves every "
@@ -82,19 +117,73 @@ class SnapshotEnsemble(keras.callbacks.Callback):
                 f"t_mul={config['t_mul']}: snapshots will not fall at the "
                 "end of the cycles.", stacklevel=2)
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._recount = True
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._step is None:
+            self._start()
+        elif self._recount:
+            # Updates applied between epochs (GradientAccumulation closing
+            # an unfinished accumulation) end cycles too. The count is
+            # free to read here: Keras syncs the JAX state after an epoch.
+            self._count(self._read_step())
+        self._recount = False
+        self._first_batch = batch
+
     def on_train_batch_end(self, batch, logs=None):
-        # Counted here, not read from the optimizer: on JAX, touching
-        # `self.model` forces a state sync, too costly on every batch.
-        self._step += 1
-        if self._step % self.cycle_steps == 0:
-            self._save(self._step // self.cycle_steps)
+        # Keras calls this once per execution, for the batches
+        # `_first_batch..batch`. Each batch applies at most one update, so
+        # the count is read only when that many could end a cycle: on JAX
+        # reading anything from the model forces a state sync, too costly
+        # on every batch. Without accumulation that is one read per cycle,
+        # at its end.
+        self._batches += batch - self._first_batch + 1
+        if ((self._step + self._batches) // self.cycle_steps
+                > self._step // self.cycle_steps):
+            self._count(self._read_step())
+
+    def _count(self, step):
+        """Takes the update count `step`; saves if a cycle ended since the
+        last count."""
+        cycle = self._step // self.cycle_steps
+        self._step, self._batches = step, 0
+        if step // self.cycle_steps > cycle:
+            self._save(step // self.cycle_steps)
+
+    def _read_step(self):
+        return int(keras.ops.convert_to_numpy(
+            self.model.optimizer.iterations))
+
+    def _start(self):
+        """Resets what belongs to this training at its first batch."""
+        self._step, self._batches = self._read_step(), 0
+        # A snapshot of a later cycle than the optimizer has reached (all
+        # of them, for an optimizer at 0) is from another training.
+        first = self._step // self.cycle_steps
+        self._saved = [(c, p) for c, p in self._saved if c <= first]
+        ours = {os.path.abspath(p) for p in self.snapshots}
+        others = [p for p in sorted(glob.glob(os.path.join(
+            glob.escape(self.directory), "snapshot_*.keras")))
+            if os.path.abspath(p) not in ours]
+        if others:
+            warnings.warn(
+                f"SnapshotEnsemble: {self.directory} holds "
+                f"{len(others)} snapshot file(s) that this training did "
+                f"not write ({', '.join(map(os.path.basename, others[:3]))}"
+                f"{', ...' if len(others) > 3 else ''}). They are not in "
+                "`snapshots` and `keep` leaves them; those with the number "
+                "of a cycle this training ends will be overwritten. Use an "
+                "empty folder per run.", stacklevel=3)
 
     def _save(self, cycle):
-        os.makedirs(self.directory, exist_ok=True)
         path = os.path.join(self.directory, f"snapshot_{cycle:04d}.keras")
         save_model(self.model, path)
+        self._saved.append((cycle, path))
         if self.verbose:
             print(f"\nSnapshotEnsemble: cycle {cycle} saved to {path}")
         if self.keep is not None:
-            for old in self.snapshots[:-self.keep]:
-                os.remove(old)
+            for _, old in self._saved[:-self.keep]:
+                if os.path.exists(old):
+                    os.remove(old)
+            del self._saved[:-self.keep]

@@ -6,10 +6,11 @@ trial to the next; every kerastrain callback also resets its state in
 `on_train_begin`. What the copies would still share is the file system:
 every trial's `CheckpointEarlyStopping` would write the same `.keras`
 file (and resume from the same backup), every `WeightHistograms` the same
-event folder, every Keras `CSVLogger` the same file. KerasTuner moves a
-`TensorBoard` callback's `log_dir` into `<log_dir>/<trial_id>/...`
-(`Tuner._configure_tensorboard_dir`); `per_trial_callbacks` does the same
-for these. The HyperModels of
+event folder, every `SnapshotEnsemble` the same snapshots (its `keep`
+deleting another trial's), every Keras `CSVLogger` the same file.
+KerasTuner moves a `TensorBoard` callback's `log_dir` into
+`<log_dir>/<trial_id>/...` (`Tuner._configure_tensorboard_dir`);
+`per_trial_callbacks` does the same for these. The HyperModels of
 `kerastrain.tuning` call it in their `fit`; call it in your own
 `HyperModel.fit` to get the same.
 """
@@ -18,7 +19,8 @@ import os
 
 import keras
 
-from kerastrain.callbacks import CheckpointEarlyStopping, WeightHistograms
+from kerastrain.callbacks import (CheckpointEarlyStopping, SnapshotEnsemble,
+                                  WeightHistograms)
 
 _CONFIGURED = "_kerastrain_trial_id"
 
@@ -59,6 +61,8 @@ def per_trial_callbacks(callbacks, trial_id):
       and resumes only its own interrupted run.
     - `WeightHistograms`: `log_dir` becomes `log_dir/<trial_id>`, one
       TensorBoard run per trial.
+    - `SnapshotEnsemble`: `directory` becomes `directory/<trial_id>`, each
+      trial's snapshots (and its `keep`) in their own folder.
     - Keras' `CSVLogger`: `dir/history.csv` becomes
       `dir/<trial_id>/history.csv`, each trial's epochs in its own file.
 
@@ -96,6 +100,8 @@ def per_trial_callbacks(callbacks, trial_id):
                     callback.backup_dir, double_checkpoint=True)
         elif isinstance(callback, WeightHistograms):
             callback.log_dir = os.path.join(callback.log_dir, trial_id)
+        elif isinstance(callback, SnapshotEnsemble):
+            callback.directory = os.path.join(callback.directory, trial_id)
         elif isinstance(callback, keras.callbacks.CSVLogger):
             callback.filename = in_trial_folder(callback.filename, trial_id)
             os.makedirs(os.path.dirname(callback.filename) or ".",

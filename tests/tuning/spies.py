@@ -11,7 +11,8 @@ a search. Runs come in the order of the trials.
 import keras
 import numpy as np
 
-from kerastrain.callbacks import CheckpointEarlyStopping, LRFinder
+from kerastrain.callbacks import (CheckpointEarlyStopping, LRFinder,
+                                  SnapshotEnsemble)
 
 
 def to_numpy(x):
@@ -59,6 +60,16 @@ class CheckpointSpy(CheckpointEarlyStopping):
             "wait": self.wait})
 
 
+class SnapshotSpy(SnapshotEnsemble):
+    runs = []
+
+    def on_train_end(self, logs=None):
+        super().on_train_end(logs)
+        SnapshotSpy.runs.append({
+            "callback": self, "directory": self.directory,
+            "snapshots": self.snapshots})
+
+
 class LRFinderSpy(LRFinder):
     runs = []
 
@@ -76,5 +87,5 @@ class LRFinderSpy(LRFinder):
 
 
 def reset():
-    for spy in (Recorder, CheckpointSpy, LRFinderSpy):
+    for spy in (Recorder, CheckpointSpy, SnapshotSpy, LRFinderSpy):
         spy.runs = []
