@@ -5,6 +5,7 @@ what the argument must be, then what was received, e.g.
 "Argument `filters` must be an integer >= 1. Received: filters=0".
 """
 
+import math
 import numbers
 
 
@@ -27,12 +28,14 @@ def check_int(name, value, min_value=None):
 
 
 def check_float(name, value, low=None, high=None, low_closed=True,
-                high_closed=True):
+                high_closed=True, allow_inf=False):
     """Returns `float(value)` if it is a real number inside the interval.
 
     `low`/`high` of None mean unbounded; `*_closed` say whether the bound
     itself is allowed, and the message writes the interval the usual way,
-    e.g. `[0, 1)`.
+    e.g. `[0, 1)`. NaN is always rejected, and so are infinities unless
+    `allow_inf=True` (for arguments where `inf` means "no limit"): an
+    unbounded side of the interval does not make `inf` a value.
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(
@@ -43,18 +46,46 @@ def check_float(name, value, low=None, high=None, low_closed=True,
                                                     and not low_closed))
     too_high = high is not None and (value > high or (value == high
                                                        and not high_closed))
-    if too_low or too_high or value != value:  # value != value: NaN
+    non_finite = not math.isfinite(value) and not (
+        allow_inf and math.isinf(value))
+    if too_low or too_high or non_finite:
         interval = "{}{}, {}{}".format(
             "[" if low_closed and low is not None else "(",
             "-inf" if low is None else f"{low:g}",
             "inf" if high is None else f"{high:g}",
             "]" if high_closed and high is not None else ")",
         )
+        # "a finite number" only where that is what was wrong, so that a
+        # finite value out of range reads as before.
+        kind = "a finite number " if non_finite else ""
         raise ValueError(
-            f"Argument `{name}` must be in {interval}. "
+            f"Argument `{name}` must be {kind}in {interval}. "
             f"{_received(name, value)}"
         )
     return value
+
+
+def check_float_list(name, values):
+    """Returns `values` as a list of floats if it is a sequence of finite
+    real numbers (bools excluded); the message shows the whole sequence."""
+    try:
+        items = list(values)
+    except TypeError:
+        items = None
+    if items is None or any(
+            isinstance(v, bool) or not isinstance(v, numbers.Real)
+            for v in items):
+        raise TypeError(
+            f"Argument `{name}` must be a list of numbers. "
+            f"{_received(name, values)}"
+        )
+    items = [float(v) for v in items]
+    if not all(math.isfinite(v) for v in items):
+        raise ValueError(
+            f"Argument `{name}` must hold finite numbers (no NaN or inf). "
+            f"{_received(name, values)}"
+        )
+    return items
 
 
 def check_choice(name, value, choices):

@@ -33,7 +33,7 @@ class LRFinder(keras.callbacks.Callback):
         num_steps: Number of batches, >= 2.
         beta: Smoothing of the loss, in [0, 1).
         diverge_factor: Stop when the smoothed loss exceeds this times its
-            minimum, > 1.
+            minimum, > 1 (`float("inf")`: only a NaN loss stops the test).
         restore: Whether to restore the model at the end.
 
     Example:
@@ -57,7 +57,8 @@ class LRFinder(keras.callbacks.Callback):
         self.num_steps = check_int("num_steps", num_steps, min_value=2)
         self.beta = check_float("beta", beta, 0, 1, high_closed=False)
         self.diverge_factor = check_float("diverge_factor", diverge_factor,
-                                          low=1, low_closed=False)
+                                          low=1, low_closed=False,
+                                          allow_inf=True)
         self.restore = bool(restore)
         self.result = None
         self._saved = None

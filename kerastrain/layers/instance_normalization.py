@@ -74,6 +74,14 @@ class InstanceNormalization(keras.layers.GroupNormalization):
         **kwargs,
     ):
         check_int("axis", axis)
+        if axis == 0:
+            # Axis 0 is the batch axis whatever the rank; other axes can
+            # only be checked against the input, in `build`.
+            raise ValueError(
+                "Argument `axis` must name a channel axis, not the batch "
+                "axis 0: -1 for channels-last inputs, 1 for channels-first. "
+                f"Received: axis={axis}"
+            )
         epsilon = check_float("epsilon", epsilon, low=0.0, low_closed=False)
         super().__init__(
             groups=-1,

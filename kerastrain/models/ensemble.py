@@ -32,11 +32,15 @@ def ensemble(models, from_logits=True, name="ensemble"):
     >>> model.predict(np.ones((2, 4)), verbose=0).sum(axis=1).round(5)
     array([1., 1.], dtype=float32)
     """
-    models = list(models)
+    received = models
+    try:
+        models = list(models)
+    except TypeError:  # None, or one model rather than a list of them
+        models = []
     if not models or not all(isinstance(m, keras.Model) for m in models):
         raise TypeError(
             "Argument `models` must be a non-empty list of Keras models. "
-            f"Received: models={models!r}")
+            f"Received: models={received!r}")
     shapes = {(tuple(m.inputs[0].shape[1:]), tuple(m.outputs[0].shape[1:]))
               for m in models if len(m.inputs) == 1 and len(m.outputs) == 1}
     if len(shapes) != 1 or any(len(m.inputs) != 1 for m in models):

@@ -19,9 +19,37 @@ def valid_depths(bottleneck=False, up_to=200):
     >>> valid_depths()[:4]
     [8, 14, 20, 26]
     """
-    layers_per_block = 3 if bottleneck else 2
-    step = NUM_STAGES * layers_per_block
+    step = _depth_step(bottleneck)
     return list(range(step + 2, up_to + 1, step))
+
+
+def _depth_step(bottleneck):
+    """Weighted layers per block times the number of stages."""
+    return NUM_STAGES * (3 if bottleneck else 2)
+
+
+def blocks_per_stage(depth, bottleneck=False):
+    """The `n` of `depth = 6n + 2` (basic) or `9n + 2` (bottleneck).
+
+    Any such depth is accepted, however large (ResNet-1202, ResNet-1001);
+    `valid_depths` only lists examples for the error message.
+
+    Example:
+
+    >>> blocks_per_stage(1202), blocks_per_stage(164, bottleneck=True)
+    (200, 18)
+    """
+    depth = check_int("depth", depth)
+    step = _depth_step(bottleneck)
+    if depth < step + 2 or (depth - 2) % step:
+        kind = "9n+2 (bottleneck)" if bottleneck else "6n+2"
+        examples = valid_depths(bottleneck, up_to=8 * step + 2)
+        raise ValueError(
+            f"Argument `depth` must be {kind} with n >= 1; valid depths "
+            f"include {', '.join(map(str, examples))}, ... "
+            f"Received: depth={depth}"
+        )
+    return (depth - 2) // step
 
 
 def resnet(
@@ -105,16 +133,8 @@ def resnet(
             "depth drops residual branches, and a plain net has none. "
             f"Received: drop_path_rate={drop_path_rate}, shortcut=False"
         )
-    allowed = valid_depths(bottleneck)
-    if depth not in allowed:
-        kind = "9n+2 (bottleneck)" if bottleneck else "6n+2"
-        raise ValueError(
-            f"Argument `depth` must be {kind} with n >= 1; valid depths "
-            f"include {', '.join(map(str, allowed[:8]))}, ... "
-            f"Received: depth={depth}"
-        )
-    blocks_per_stage = (depth - 2) // (allowed[0] - 2)
-    rates = stochastic_depth_rates(NUM_STAGES * blocks_per_stage,
+    num_blocks = blocks_per_stage(depth, bottleneck)
+    rates = stochastic_depth_rates(NUM_STAGES * num_blocks,
                                    drop_path_rate)
     # Resolve once so that a misspelt activation fails here, not deep in a
     # block, and name the argument.
@@ -131,8 +151,8 @@ def resnet(
         x = stem_norm(x)
     x = keras.layers.Activation(activation, name="stem_act")(x)
     for stage in range(NUM_STAGES):
-        for i in range(blocks_per_stage):
-            index = stage * blocks_per_stage + i
+        for i in range(num_blocks):
+            index = stage * num_blocks + i
             x = ResidualBlock(
                 width * 2**stage,
                 strides=2 if stage > 0 and i == 0 else 1,

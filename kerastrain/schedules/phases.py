@@ -19,7 +19,7 @@ import math
 import keras
 from keras import ops
 
-from kerastrain._validation import check_choice
+from kerastrain._validation import check_choice, check_float_list
 
 
 def _fractions(start, end, step):
@@ -88,8 +88,10 @@ class PhaseSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     def __init__(self, boundaries, values, anneal="cos", name="PhaseSchedule"):
         super().__init__()
-        boundaries = [float(b) for b in boundaries]
-        values = [float(v) for v in values]
+        # NaN slips through every comparison below and inf turns the
+        # annealers' arithmetic into NaN: both are refused here.
+        boundaries = check_float_list("boundaries", boundaries)
+        values = check_float_list("values", values)
         if len(boundaries) < 2 or len(values) != len(boundaries):
             raise ValueError(
                 "Arguments `boundaries` and `values` must have the same "

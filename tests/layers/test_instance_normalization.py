@@ -108,6 +108,8 @@ def test_mixed_precision_output_is_float16_and_close():
         (dict(epsilon=0.0), ValueError, "epsilon"),
         (dict(epsilon=-1e-5), ValueError, "epsilon"),
         (dict(axis=1.5), TypeError, "axis"),
+        # The batch axis is refused before any input is seen.
+        (dict(axis=0), ValueError, "`axis`.*batch axis.*Received: axis=0"),
     ],
 )
 def test_bad_arguments(kwargs, error, match):

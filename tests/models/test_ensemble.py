@@ -53,14 +53,16 @@ def test_probability_members_and_colliding_names(tmp_path):
                                expected, rtol=1e-6)
 
 
-@pytest.mark.parametrize("models, error", [
-    ([], TypeError),
-    (["model"], TypeError),
-    (None, TypeError),
+@pytest.mark.parametrize("models, received", [
+    ([], r"\[\]"),
+    (["model"], r"\['model'\]"),
+    (None, "None"),
+    (3, "3"),
 ])
-def test_bad_models(models, error):
-    with pytest.raises(error, match="models"):
-        ensemble(models or [] if models is None else models)
+def test_bad_models(models, received):
+    with pytest.raises(TypeError, match=r"Argument `models` must be a "
+                       rf"non-empty list.*Received: models={received}$"):
+        ensemble(models)
 
 
 def test_mismatched_shapes():

@@ -5,6 +5,7 @@ from sklearn.datasets import load_digits
 
 from kerastrain.layers import ResidualBlock, stochastic_depth_rates
 from kerastrain.models import resnet, valid_depths
+from kerastrain.models.resnet import blocks_per_stage
 
 
 def cifar_resnet_parameters(n, width=16, channels=3, classes=10,
@@ -109,6 +110,34 @@ def test_wrong_depth_lists_the_valid_ones(bottleneck, depth, listed):
 def test_valid_depths():
     assert valid_depths()[:5] == [6 * n + 2 for n in range(1, 6)]
     assert 110 in valid_depths() and 164 in valid_depths(bottleneck=True)
+
+
+@pytest.mark.parametrize("depth, bottleneck, n", [
+    (1202, False, 200),  # ResNet-1202 of He et al., section 4.2
+    (206, False, 34),    # beyond valid_depths' default listing (200)
+    (1001, True, 111),   # pre-activation ResNet-1001
+    (8, False, 1),
+    (11, True, 1),
+])
+def test_every_depth_of_the_form_is_accepted(depth, bottleneck, n):
+    assert depth == (9 if bottleneck else 6) * n + 2
+    assert blocks_per_stage(depth, bottleneck) == n
+
+
+def test_a_deep_resnet_gets_past_the_depth_check():
+    # Building ResNet-206 costs seconds; a misspelt activation, checked
+    # right after the depth, stops it first and shows the depth passed.
+    with pytest.raises(ValueError, match="activation"):
+        resnet((8, 8, 1), 10, depth=206, activation="relux")
+
+
+@pytest.mark.parametrize("depth, bottleneck", [
+    (9, False), (1201, False), (1202, True), (2, False), (0, True),
+    (-4, False),
+])
+def test_other_depths_are_rejected(depth, bottleneck):
+    with pytest.raises(ValueError, match=f"Received: depth={depth}$"):
+        blocks_per_stage(depth, bottleneck)
 
 
 @pytest.mark.parametrize(

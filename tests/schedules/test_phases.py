@@ -1,4 +1,5 @@
 import math
+import re
 
 import numpy as np
 import pytest
@@ -57,3 +58,31 @@ def test_one_annealer_name_applies_to_every_phase():
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         PhaseSchedule(**kwargs)
+
+
+@pytest.mark.parametrize("name, boundaries, values", [
+    ("boundaries", [0, math.nan], [0, 1]),
+    ("boundaries", [0, math.inf], [0, 1]),
+    ("boundaries", [-math.inf, 0, 10], [0, 1, 0]),
+    ("values", [0, 10], [0, math.inf]),
+    ("values", [0, 10], [math.nan, 1]),
+    ("values", [0, 10, 20], [0, -math.inf, 1]),
+])
+def test_non_finite_boundaries_and_values_are_rejected(name, boundaries,
+                                                       values):
+    received = {"boundaries": boundaries, "values": values}[name]
+    with pytest.raises(ValueError, match=(
+            rf"Argument `{name}` must hold finite numbers.*Received: "
+            rf"{name}={re.escape(repr(received))}$")):
+        PhaseSchedule(boundaries, values)
+
+
+@pytest.mark.parametrize("boundaries, values, name", [
+    ([0, "10"], [0, 1], "boundaries"),
+    ([0, 10], [0, None], "values"),
+    (10, [0, 1], "boundaries"),
+])
+def test_non_numbers_are_a_type_error(boundaries, values, name):
+    with pytest.raises(TypeError, match=f"Argument `{name}` must be a list "
+                       "of numbers"):
+        PhaseSchedule(boundaries, values)

@@ -1,0 +1,56 @@
+import math
+
+import numpy as np
+import pytest
+
+from kerastrain._validation import check_float, check_float_list
+from kerastrain.schedules import OneCycle
+
+
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan,
+                                   np.float32("inf"), np.float64("nan")])
+@pytest.mark.parametrize("bounds", [{}, {"low": 0}, {"high": 1},
+                                    {"low": 0, "low_closed": False}])
+def test_non_finite_values_are_rejected_by_default(value, bounds):
+    with pytest.raises(ValueError, match=r"Argument `x` must be a finite "
+                       r"number in .*Received: x=(-?inf|nan)$"):
+        check_float("x", value, **bounds)
+
+
+def test_allow_inf_accepts_inf_inside_the_interval_but_never_nan():
+    assert check_float("x", math.inf, low=1, allow_inf=True) == math.inf
+    assert check_float("x", -math.inf, high=0, allow_inf=True) == -math.inf
+    with pytest.raises(ValueError, match=r"must be in \(1, inf\)"):
+        check_float("x", -math.inf, low=1, low_closed=False, allow_inf=True)
+    with pytest.raises(ValueError, match="finite number"):
+        check_float("x", math.nan, low=1, allow_inf=True)
+
+
+def test_finite_values_keep_their_message():
+    assert check_float("x", 1e308, low=0) == 1e308
+    with pytest.raises(ValueError, match=r"^Argument `x` must be in \[0, 1\)"
+                       r"\. Received: x=1\.0$"):
+        check_float("x", 1, 0, 1, high_closed=False)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"max_lr": math.inf}, "max_lr"),
+    ({"max_lr": math.nan}, "max_lr"),
+    ({"div_factor": math.inf}, "div_factor"),
+    ({"final_div_factor": math.inf}, "final_div_factor"),
+])
+def test_a_schedule_refuses_infinite_arguments(kwargs, name):
+    arguments = {"max_lr": 0.1, "total_steps": 10, **kwargs}
+    with pytest.raises(ValueError, match=f"Argument `{name}` must be a "
+                       "finite number"):
+        OneCycle(**arguments)
+
+
+def test_check_float_list():
+    assert check_float_list("v", (0, np.int64(2), np.float32(0.5))) == [
+        0.0, 2.0, 0.5]
+    with pytest.raises(ValueError, match=r"finite.*Received: v=\[1, nan\]$"):
+        check_float_list("v", [1, math.nan])
+    for bad in ([True, 1], None, ["1"]):
+        with pytest.raises(TypeError, match="Argument `v` must be a list"):
+            check_float_list("v", bad)
