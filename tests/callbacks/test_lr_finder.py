@@ -149,6 +149,12 @@ def test_stops_when_the_loss_diverges():
     last = result.smoothed_losses[-1]
     assert not np.isfinite(last) or last > 4 * np.min(
         result.smoothed_losses[:-1])
+    # An infinite factor stops only at a NaN loss: it runs further.
+    model = make_model(keras.optimizers.SGD(0.01))
+    unbounded = find_lr(model, x, y, start_lr=1e-4, end_lr=1e4,
+                        num_steps=100, diverge_factor=float("inf"))
+    assert len(unbounded.lrs) > len(result.lrs)
+    assert np.isfinite(unbounded.smoothed_losses[:-1]).all()
 
 
 def test_the_suggestion_is_useful_on_standardized_tabular_data():
@@ -177,16 +183,70 @@ def test_the_suggestion_is_useful_on_standardized_tabular_data():
     assert losses[suggested] < 0.69  # below chance: it did not diverge
 
 
-def test_suggestions_on_a_known_curve(tmp_path):
+def fastai_valley(lrs, losses, num_it):
+    """fastai's `valley` (fastai/callback/schedule.py), verbatim but for
+    the return value; the `max_end` update sits inside the `j` loop, as
+    there."""
+    n = len(losses)
+    max_start, max_end = 0, 0
+
+    # find the longest valley
+    lds = [1] * n
+    for i in range(1, n):
+        for j in range(0, i):
+            if (losses[i] < losses[j]) and (lds[i] < lds[j] + 1):
+                lds[i] = lds[j] + 1
+            if lds[max_end] < lds[i]:
+                max_end = i
+                max_start = max_end - lds[max_end]
+
+    sections = (max_end - max_start) / 3
+    idx = max_start + int(sections) + int(sections / 2)
+
+    return float(lrs[idx])
+
+
+def fastai_suggestion(lrs, losses, num_it=100):
+    """fastai's `lr_find` window: skip `num_it // 10` steps at the start
+    and 5 at the end, and stop before the first NaN."""
+    lrs, losses = lrs[num_it // 10:-5], losses[num_it // 10:-5]
+    nan = np.flatnonzero(np.isnan(losses))
+    if len(nan):
+        lrs, losses = lrs[:nan[0]], losses[:nan[0]]
+    return fastai_valley(lrs, losses, num_it)
+
+
+def known_curve():
     lrs = np.geomspace(1e-6, 1.0, 100)
     log = np.log10(lrs)
     # Flat, then falling fastest at 1e-3, bottoming out at 1e-1, then up.
     losses = 2 - np.tanh(log + 3) + np.where(log > -1, 50 * (log + 1) ** 2,
                                              0)
+    return lrs, losses
+
+
+@pytest.mark.parametrize("seed", [None, 0, 1, 2, 3])
+def test_valley_is_fastais(seed):
+    lrs, losses = known_curve()
+    if seed is not None:
+        # Noise gives many competing decreasing runs; seed 3 ends in NaN.
+        rng = np.random.default_rng(seed)
+        losses = losses + rng.normal(0, 0.05, losses.shape)
+        if seed == 3:
+            losses[70:] = np.nan
+    result = LRFinderResult(lrs, losses, losses)
+    assert result.suggestion("valley") == fastai_suggestion(lrs, losses)
+
+
+def test_suggestions_on_a_known_curve(tmp_path):
+    lrs, losses = known_curve()
     result = LRFinderResult(lrs, losses, losses)
     assert result.suggestion("steep") == pytest.approx(1e-3, rel=0.2)
     assert result.suggestion("minimum") == pytest.approx(1e-2, rel=0.2)
-    assert 1e-4 < result.suggestion("valley") < 1e-1
+    # The longest decreasing run is the window's first 73 points, up to
+    # the minimum; fastai's start is one before (-1), so the index is
+    # -1 + 24 + 12 = 35 of the window, 1e-6 * 10 ** (45 / 16.5).
+    assert result.suggestion("valley") == pytest.approx(5.34e-4, rel=1e-2)
     figure = result.plot(str(tmp_path / "lr.png"))
     assert (tmp_path / "lr.png").exists()
     assert len(figure.axes[0].lines) == 5  # two curves, three suggestions
@@ -212,6 +272,7 @@ def test_the_callback_survives_deepcopy_and_restores():
     ({"num_steps": 1}, "num_steps"),
     ({"beta": 1.0}, "beta"),
     ({"diverge_factor": 1.0}, "diverge_factor"),
+    ({"diverge_factor": float("nan")}, "diverge_factor"),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):

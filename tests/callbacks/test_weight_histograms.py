@@ -61,29 +61,45 @@ def test_gradients_on_the_probe_equal_the_closed_form():
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
 
 
+def assert_histogram_of(histogram, value):
+    """The buckets hold every value once; the summary is the values'."""
+    value = np.asarray(value, dtype="float64")
+    assert sum(histogram.bucket) == histogram.num == value.size
+    assert histogram.min == pytest.approx(value.min(), rel=1e-4, abs=1e-7)
+    assert histogram.max == pytest.approx(value.max(), rel=1e-4, abs=1e-7)
+    assert histogram.sum == pytest.approx(value.sum(), rel=1e-4, abs=1e-6)
+    assert histogram.sum_squares == pytest.approx(np.sum(value * value),
+                                                  rel=1e-4, abs=1e-9)
+
+
 def test_writes_histograms_and_norms_tensorboard_can_read(tmp_path):
     x, y = data()
     model = make_model()
+    probe = (x[:16], y[:16])
+    initial = model.get_weights()
     callback = copy.deepcopy(WeightHistograms(tmp_path, freq=2,
-                                              probe=(x[:16], y[:16])))
+                                              probe=probe))
     model.fit(x, y, epochs=4, batch_size=16, verbose=0, callbacks=[callback])
     logged = read(tmp_path)
-    for variable in model.trainable_variables:
-        steps = logged[f"weights/{variable.path}"]
+    paths = [v.path for v in model.trainable_variables]
+    for path, value in zip(paths, model.get_weights()):
+        steps = logged[f"weights/{path}"]
         assert [s for s, _ in steps] == [0, 2, 4]
-        step, histogram = steps[-1]
-        value = to_numpy(variable)
-        # The buckets hold every weight once; the summary is the weights'.
-        assert sum(histogram.bucket) == histogram.num == value.size
-        assert histogram.min == pytest.approx(value.min())
-        assert histogram.max == pytest.approx(value.max())
-        assert histogram.sum == pytest.approx(value.sum(), abs=1e-5)
-        assert f"gradients/{variable.path}" in logged
-    # The last norm is the closed-form gradient's at the final weights.
-    grads = numpy_gradients(model.get_weights(), x[:16], y[:16])
-    (_, norm), = logged["gradient_norm/net/out"][-1:]
-    np.testing.assert_allclose(
-        norm, np.sqrt(sum(np.sum(g * g) for g in grads[2:])), rtol=1e-4)
+        assert_histogram_of(steps[-1][1], value)
+    # Gradients before training and after it are the closed-form gradients
+    # on the probe at the weights of that moment, and so are the norms.
+    for step, weights in ((0, initial), (4, model.get_weights())):
+        grads = numpy_gradients(weights, *probe)
+        for path, grad in zip(paths, grads):
+            steps = dict(logged[f"gradients/{path}"])
+            assert sorted(steps) == [0, 2, 4]
+            assert_histogram_of(steps[step], grad)
+        for layer, layer_grads in (("net/hidden", grads[:2]),
+                                   ("net/out", grads[2:])):
+            norm = dict(logged[f"gradient_norm/{layer}"])[step]
+            np.testing.assert_allclose(
+                norm, np.sqrt(sum(np.sum(g * g) for g in layer_grads)),
+                rtol=1e-4)
 
 
 def test_plots_one_png_per_kernel_with_every_epoch(tmp_path):
@@ -99,8 +115,21 @@ def test_plots_one_png_per_kernel_with_every_epoch(tmp_path):
     np.testing.assert_allclose(rows[-1], np.percentile(
         kernel, [0, 5, 25, 50, 75, 95, 100]), rtol=1e-6)
     assert not any(k.startswith("gradients/") for k in read(tmp_path))
-    # A second fit with the same callback works (the writer is reopened).
+    # A second fit with the same callback works (the writer is reopened):
+    # its steps follow the first fit's in a new event file.
     model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+    events = EventAccumulator(str(tmp_path), size_guidance={"histograms": 0},
+                              purge_orphaned_data=False)
+    events.Reload()
+    logged = events.Histograms("weights/net/hidden/kernel")
+    assert [e.step for e in logged] == [0, 1, 2, 3, 0, 1]
+    kernel = to_numpy(model.trainable_variables[0])
+    assert logged[-1].histogram_value.sum == pytest.approx(kernel.sum(),
+                                                           abs=1e-5)
+    rows = callback.percentiles["net/hidden/kernel"]
+    assert len(rows) == 2
+    np.testing.assert_allclose(rows[-1], np.percentile(
+        kernel, [0, 5, 25, 50, 75, 95, 100]), rtol=1e-6)
 
 
 @pytest.mark.parametrize("kwargs, error, match", [

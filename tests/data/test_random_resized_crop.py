@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 
@@ -51,6 +53,26 @@ def test_each_image_is_a_box_of_the_drawn_area_and_ratio_resized():
     off_centre = np.abs(left - (1 - width) / 2)
     assert off_centre.max() > 0.1
     assert np.corrcoef(left, top)[0, 1] == pytest.approx(0, abs=0.15)
+
+
+def test_aspect_ratio_is_log_uniform():
+    # Areas of at most a quarter fit every ratio in (0.5, 2) inside the
+    # 12 x 20 image, so the ratio is log-uniform on the whole range: the log
+    # is uniform on (-ln 2, ln 2), of mean 0 and std 2 ln 2 / sqrt(12), and
+    # the ratio has mean (2 - 0.5) / (2 ln 2) = 1.082 (a uniform ratio
+    # would give 1.25, and a mean log of 0.155).
+    n = 2048
+    crop = RandomResizedCrop(scale=(0.2, 0.25), ratio=(0.5, 2.0), seed=2)
+    _, _, height, width, error = boxes_of(crop(ramps(n)))
+    assert error.max() < 1e-3
+    ratio = (width * W) / (height * H)
+    log_ratio = np.log(ratio)
+    log_2 = math.log(2.0)
+    assert log_ratio.min() >= -log_2 - 1e-3 and log_ratio.max() <= log_2 + 1e-3
+    assert abs(log_ratio.mean()) < 5 * (2 * log_2 / math.sqrt(12 * n))
+    ratio_mean = 1.5 / (2 * log_2)
+    ratio_std = math.sqrt((4 - 0.25) / (4 * log_2) - ratio_mean ** 2)
+    assert abs(ratio.mean() - ratio_mean) < 5 * ratio_std / math.sqrt(n)
 
 
 def test_ratio_only_from_the_part_that_fits():

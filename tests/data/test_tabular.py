@@ -16,7 +16,11 @@ def table():
                             and np.allclose(z.std(0), 1, atol=1e-9))),
     ("minmax", lambda z: np.allclose(z.min(0), 0) and np.allclose(z.max(0),
                                                                   1)),
-    ("robust", lambda z: np.allclose(np.median(z, 0), 0)),
+    # Median 0 and interquartile range 1 (NumPy's linear percentiles, as
+    # scikit-learn's RobustScaler), per column.
+    ("robust", lambda z: (np.allclose(np.median(z, 0), 0, atol=1e-12)
+                          and np.allclose(np.subtract(*np.percentile(
+                              z, [75, 25], axis=0)), 1, atol=1e-12))),
 ])
 def test_scales_the_training_split_after_imputing_its_median(scaling, check):
     x = table()

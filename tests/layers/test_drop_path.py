@@ -58,17 +58,25 @@ def test_seeded_layers_draw_the_same_masks():
 
 def test_masks_vary_per_step_inside_a_compiled_fit():
     # In a compiled train step the seed state must advance: a model whose
-    # only randomness is DropPath sees different masks on each batch.
+    # only randomness is DropPath sees different masks on each batch. The
+    # learning rate is 0, so the weights stay put and only the masks can
+    # move the loss: with all-ones inputs and kernel, a kept sample outputs
+    # 4 * 2 = 8 against a target of 0, so each epoch's (single batch) MSE is
+    # 64 * kept / 64, the number of samples kept.
     inputs = keras.Input((4,))
-    outputs = keras.layers.Dense(1)(DropPath(0.5, seed=0)(inputs))
-    model = keras.Model(inputs, outputs)
-    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    dense = keras.layers.Dense(1, use_bias=False, kernel_initializer="ones")
+    model = keras.Model(inputs, dense(DropPath(0.5, seed=0)(inputs)))
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
     x = np.ones((64, 4), dtype="float32")
     y = np.zeros((64, 1), dtype="float32")
     history = model.fit(x, y, batch_size=64, epochs=6, verbose=0,
                         shuffle=False)
-    losses = history.history["loss"]
-    assert len(set(np.round(losses, 6))) > 1
+    np.testing.assert_array_equal(to_numpy(dense.kernel), np.ones((4, 1)))
+    kept = np.array(history.history["loss"])
+    np.testing.assert_allclose(kept, np.round(kept), atol=1e-4)
+    assert ((kept > 0) & (kept < 64)).all()
+    # With a frozen seed every batch would keep the same samples.
+    assert len(set(np.round(kept).astype(int))) > 1
 
 
 @pytest.mark.parametrize(

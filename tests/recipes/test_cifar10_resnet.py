@@ -6,6 +6,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from kerastrain.models import valid_depths
 from recipes import cifar10_resnet as recipe
@@ -19,9 +22,10 @@ def test_quick_run_on_tfds_mock_data_writes_reloadable_outputs(tmp_path):
         code = recipe.main(["--quick", "--out", str(out), "--depth", "8",
                             "--data-dir", str(tmp_path / "tfds"),
                             "--mixed-precision"])
-        test_images, test_labels = recipe.load_data(argparse.Namespace(
-            data_dir=str(tmp_path / "tfds"), download=False, quick=True,
-            seed=0))[2]
+        (train_images, train_labels), _, (test_images, test_labels) = (
+            recipe.load_data(argparse.Namespace(
+                data_dir=str(tmp_path / "tfds"), download=False, quick=True,
+                seed=0)))
     assert code == 0
     assert {"model.keras", "metrics.json", "history.csv", "schedule.png",
             "learning_curves.png", "confusion_matrix.png",
@@ -30,7 +34,16 @@ def test_quick_run_on_tfds_mock_data_writes_reloadable_outputs(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["depth"] == 8 and metrics["mixed_precision"] is True
     assert metrics["backend"] == keras.backend.backend()
-    assert 0 <= metrics["baselines"]["logistic_regression_pixels_accuracy"]
+    # The peer, recomputed: logistic regression on the standardized pixels
+    # of the quick run's training images (deterministic lbfgs).
+    peer = make_pipeline(StandardScaler(), LogisticRegression(
+        max_iter=200, random_state=0)).fit(
+            train_images.reshape(len(train_images), -1) / 255.0,
+            train_labels)
+    expected = np.mean(peer.predict(
+        test_images.reshape(len(test_images), -1) / 255.0) == test_labels)
+    assert metrics["baselines"]["logistic_regression_pixels_accuracy"] == \
+        pytest.approx(expected, abs=1e-12)
 
     # model.keras takes [0, 1] images (standardization inside) and is the
     # evaluated model.

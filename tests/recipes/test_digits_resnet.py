@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
+from sklearn.svm import SVC
 
 from recipes import digits_resnet
 from tests.support import to_numpy
@@ -54,6 +55,18 @@ def test_quick_run_writes_reloadable_outputs(tmp_path, capsys):
     reloaded = float(loss(np.eye(10)[y_val], to_numpy(model(x_val))))
     assert reloaded == pytest.approx(min(val_losses), rel=1e-4)
     assert "test accuracy" in capsys.readouterr().out
+
+    # The SVC peer, recomputed on the rows the quick run used: its first
+    # QUICK_SAMPLES training digits and the validation split, as raw 0-16
+    # pixels (libsvm is deterministic: the same accuracy to the bit).
+    train, val, _ = digits_resnet.load_split(1)
+    rows = digits_resnet.QUICK_SAMPLES
+    x = np.concatenate([train[0][:rows], val[0]]).reshape(-1, 64) * 16
+    y = np.concatenate([train[1][:rows], val[1]])
+    svc = SVC(C=10, gamma=0.001).fit(x, y)
+    peer = np.mean(svc.predict(x_test.reshape(-1, 64) * 16) == y_test)
+    assert metrics["baselines"]["svc_rbf_c10_gamma0.001_accuracy"] == \
+        pytest.approx(peer, abs=1e-12)
 
 
 def test_test_split_is_sklearns_stratified_split():

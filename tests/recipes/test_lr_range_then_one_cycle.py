@@ -1,9 +1,13 @@
 import json
+import math
 import os
 
 import keras
 import numpy as np
 import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.preprocessing import StandardScaler
 
 from kerastrain.data import load, split, tabular_preprocessor
 from recipes import lr_range_then_one_cycle as recipe
@@ -17,14 +21,31 @@ def test_quick_run_writes_reloadable_outputs(tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["seed"] == 3 and metrics["backend"] == \
         keras.backend.backend()
-    assert 1e-7 < metrics["max_lr"] < 10
+    # The suggestion is one of the range test's rates: the k-th of its
+    # geometric grid from 1e-7 to 10 over 20 steps (the quick run's).
+    k = 19 * math.log(metrics["max_lr"] / 1e-7) / math.log(1e8)
+    assert 0 <= round(k) < metrics["lr_finder_steps"] <= 20
+    assert metrics["max_lr"] == pytest.approx(
+        1e-7 * 1e8 ** (round(k) / 19), rel=1e-6)
     for result in (metrics["test"],
                    metrics["baselines"]["constant_lr_same_budget"]):
         assert 0 <= result["accuracy"] <= 1 and 0 <= result["roc_auc"] <= 1
 
+    # The logistic regression peer, recomputed on the same standardized
+    # split (float32, as the networks see it; lbfgs is deterministic).
+    (x_train, y_train), _, (x_test, y_test) = split(*load("breast_cancer"),
+                                                    seed=3)
+    scaler = StandardScaler().fit(x_train)
+    peer = LogisticRegression(max_iter=1000).fit(
+        scaler.transform(x_train).astype("float32"), y_train)
+    x_peer = scaler.transform(x_test).astype("float32")
+    logistic = metrics["baselines"]["logistic_regression"]
+    assert logistic["accuracy"] == pytest.approx(
+        np.mean(peer.predict(x_peer) == y_test), abs=1e-12)
+    assert logistic["roc_auc"] == pytest.approx(
+        roc_auc_score(y_test, peer.decision_function(x_peer)), abs=1e-12)
+
     # The saved model is the evaluated one: same test accuracy, recomputed.
-    (x_train, _), _, (x_test, y_test) = split(*load("breast_cancer"),
-                                              seed=3)
     x_test = tabular_preprocessor(x_train).transform(x_test).astype(
         "float32")
     model = keras.saving.load_model(out / "model.keras")

@@ -51,11 +51,19 @@ def test_constant_is_the_peak_rate():
     assert learning_rate_schedule("constant", 0.03, 1) == (0.03, None)
 
 
-@pytest.mark.parametrize("name", SCHEDULES)
-def test_too_few_updates_is_a_clear_error(name):
-    if name == "constant":
-        return
-    minimum = {"one_cycle": 4, "cosine_warmup": 2, "cyclic": 2}[name]
+MINIMUM_UPDATES = {"one_cycle": 4, "cosine_warmup": 2, "cyclic": 2}
+
+
+def test_every_schedule_but_constant_has_a_minimum_checked_below():
+    # "constant" runs on any fit (one update): only total_steps >= 1 holds.
+    assert set(SCHEDULES) == set(MINIMUM_UPDATES) | {"constant"}
+    with pytest.raises(ValueError, match=r"`total_steps` must be an integer "
+                       r">= 1\. Received: total_steps=0"):
+        learning_rate_schedule("constant", 0.1, 0)
+
+
+@pytest.mark.parametrize("name, minimum", MINIMUM_UPDATES.items())
+def test_too_few_updates_is_a_clear_error(name, minimum):
     learning_rate_schedule(name, 0.1, minimum)
     with pytest.raises(ValueError, match=f"`{name}` schedule needs at "
                        f"least {minimum} updates; this fit runs"):
