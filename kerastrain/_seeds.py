@@ -35,3 +35,16 @@ def spawn_seeds(seed, count):
     # 31 bits: a valid seed for every backend's integer type.
     return [int(s) & 0x7FFFFFFF
             for s in np.random.SeedSequence(seed).generate_state(count)]
+
+
+def tf_generator(seed):
+    """A stateful `tf.random.Generator` for the tf.data input pipeline:
+    from `seed`, or non-deterministic for None. Like Keras' random layers,
+    it gives each batch and each epoch new draws, and a seed repeats them.
+    Make it eagerly (in a constructor): tf.data traces the calls that use
+    it into a graph."""
+    import tensorflow as tf
+
+    if seed is None:
+        return tf.random.Generator.from_non_deterministic_state()
+    return tf.random.Generator.from_seed(seed)

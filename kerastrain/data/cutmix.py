@@ -1,5 +1,6 @@
 """CutMix for the tf.data input pipeline, on whole batches."""
 
+from kerastrain._seeds import tf_generator
 from kerastrain._validation import check_float, check_int
 
 
@@ -45,15 +46,9 @@ class CutMix:
     """
 
     def __init__(self, alpha=1.0, seed=None):
-        import tensorflow as tf
-
         self.alpha = check_float("alpha", alpha, low=0, low_closed=False)
         self.seed = None if seed is None else check_int("seed", seed)
-        # Stateful, made eagerly, like RandomResizedCrop's: each batch gets
-        # new boxes, and a seed repeats the sequence.
-        self._random = (tf.random.Generator.from_non_deterministic_state()
-                        if seed is None else tf.random.Generator.from_seed(
-                            seed))
+        self._random = tf_generator(self.seed)
 
     def __call__(self, data):
         import tensorflow as tf

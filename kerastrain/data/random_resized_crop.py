@@ -2,6 +2,7 @@
 
 import math
 
+from kerastrain._seeds import tf_generator
 from kerastrain._validation import check_float, check_int
 
 
@@ -58,17 +59,10 @@ class RandomResizedCrop:
     """
 
     def __init__(self, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3), seed=None):
-        import tensorflow as tf
-
         self.scale = _check_pair("scale", scale, low=0, high=1)
         self.ratio = _check_pair("ratio", ratio, low=0)
         self.seed = None if seed is None else check_int("seed", seed)
-        # A stateful generator, like Keras' random layers: each batch and
-        # each epoch gets new crops, and a seed repeats the sequence. Made
-        # here, eagerly: tf.data traces `__call__` into a graph.
-        self._random = (tf.random.Generator.from_non_deterministic_state()
-                        if seed is None else tf.random.Generator.from_seed(
-                            seed))
+        self._random = tf_generator(self.seed)
 
     def __call__(self, images):
         import tensorflow as tf
