@@ -6,7 +6,8 @@ import numpy as np
 from kerastrain._validation import check_int
 from kerastrain.data.image_pipeline import (AUGMENTATIONS, one_hot_labels,
                                             image_pipeline)
-from kerastrain.models.resnet import resnet, valid_depths
+from kerastrain.models.resnet import (blocks_per_stage, resnet,
+                                      valid_depths)
 from kerastrain.tuning._hypermodel import ToolkitHyperModel, batches_per_epoch
 from kerastrain.tuning._knob import Knob, category, integer, number
 from kerastrain.tuning.schedule_factory import (OPTIMIZERS, SCHEDULES,
@@ -18,11 +19,13 @@ NORMS = ("batch", "instance", "group", "layer")
 
 def _check_depth(name, value):
     value = check_int(name, value, min_value=1)
-    if value not in valid_depths(up_to=max(value, 8)):
+    try:
+        blocks_per_stage(value)  # the model's own rule
+    except ValueError:
         raise ValueError(
             f"Argument `{name}` must be a ResNet depth 6n+2 with n >= 1 "
             f"({', '.join(map(str, valid_depths(up_to=56)))}, ...). "
-            f"Received: {name}={value!r}")
+            f"Received: {name}={value!r}") from None
     return value
 
 
