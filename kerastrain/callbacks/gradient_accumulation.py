@@ -6,7 +6,8 @@ import keras
 
 from kerastrain._validation import check_int
 from kerastrain.callbacks._training_state import iterations, retrace
-from kerastrain.optimizers.scheduled import schedules_count_updates
+from kerastrain.optimizers.scheduled import (has_schedules,
+                                             schedules_count_updates)
 
 
 def _check_steps(steps):
@@ -179,6 +180,8 @@ class GradientAccumulation(keras.callbacks.Callback):
                 "its gradient accumulators, e.g. keras.optimizers.SGD(0.1, "
                 f"gradient_accumulation_steps=2). Received: "
                 f"{type(optimizer).__name__} without it.")
+        if not has_schedules(optimizer):
+            return  # no step is read: the compiled step can stay
         # Keras evaluates schedules at the batch count; evaluate them (the
         # learning rate and scheduled hyperparameters alike) at the update
         # count instead (`iterations` divides by the number).

@@ -85,6 +85,15 @@ def schedules_count_updates(optimizer, on=True):
             delattr(optimizer, name)
 
 
+def has_schedules(optimizer):
+    """Whether `optimizer` evaluates anything at a step: a learning-rate
+    schedule, or a scheduled hyperparameter of kerastrain's optimizers.
+    Without one, the step they read changes nothing."""
+    return isinstance(optimizer._learning_rate, LearningRateSchedule) or any(
+        optimizer.is_scheduled(name)
+        for name in getattr(optimizer, "scheduled", ()))
+
+
 def _learning_rate(optimizer):
     # Keras' `_get_current_learning_rate`, evaluating a schedule at
     # `schedule_step` (read at call time: LRFinder may swap the rate).
