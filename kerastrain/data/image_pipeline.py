@@ -64,27 +64,66 @@ def _from_dataset(dataset):
 
 
 def _augmenters(augment, seeds):
-    """The augmentation layers, the i-th seeded with `seeds[i]`."""
+    """The augmentation layers, the i-th seeded with `seeds[i]`: a name
+    gets its layer with kerastrain's defaults, a `(name, options)` pair
+    the same layer with `options` overriding them, a callable stays."""
     import keras
 
     # float32 whatever the global dtype policy: under mixed_float16 the
     # layers would compute in float16, and MixUp's float32 weights clash.
     layers = {
-        "flip": lambda seed: keras.layers.RandomFlip(
-            "horizontal", seed=seed, dtype="float32"),
+        "flip": (keras.layers.RandomFlip, {"mode": "horizontal"}),
         # Pad-and-crop: shift by up to 1/8 of the side (4 pixels of 32,
         # 1 of 8), zeros filling in.
-        "shift": lambda seed: keras.layers.RandomTranslation(
-            0.125, 0.125, fill_mode="constant", seed=seed, dtype="float32"),
-        "rotate": lambda seed: keras.layers.RandomRotation(
-            0.04, seed=seed, dtype="float32"),
+        "shift": (keras.layers.RandomTranslation, {
+            "height_factor": 0.125, "width_factor": 0.125,
+            "fill_mode": "constant"}),
+        "rotate": (keras.layers.RandomRotation, {"factor": 0.04}),
         # Keras' RandomZoom only zooms about the centre.
-        "crop": lambda seed: RandomResizedCrop(seed=seed),
-        "randaugment": lambda seed: keras.layers.RandAugment(
-            value_range=(0, 1), seed=seed, dtype="float32"),
+        "crop": (RandomResizedCrop, {}),
+        "randaugment": (keras.layers.RandAugment, {"value_range": (0, 1)}),
     }
-    return [layers[name](seed) if isinstance(name, str) else name
-            for name, seed in zip(augment, seeds)]
+    result = []
+    for entry, seed in zip(augment, seeds):
+        if callable(entry):
+            result.append(entry)
+            continue
+        name, options = entry if isinstance(entry, tuple) else (entry, {})
+        cls, defaults = layers[name]
+        kwargs = {**defaults, **options, "seed": seed}
+        if cls is not RandomResizedCrop:
+            kwargs["dtype"] = "float32"
+        try:
+            result.append(cls(**kwargs))
+        except (TypeError, ValueError) as error:
+            raise type(error)(
+                f"Augmentation {name!r} ({cls.__name__}) rejected the "
+                f"options {options!r} in `augment`: {error}") from error
+    return result
+
+
+def _check_augment(augment):
+    """`augment` as a tuple of names, `(name, options)` pairs and
+    callables, or a clear error."""
+    augment = tuple(augment or ())
+    for entry in augment:
+        if callable(entry):
+            continue
+        pair = isinstance(entry, tuple) and len(entry) == 2
+        name, options = entry if pair else (entry, {})
+        if (isinstance(entry, tuple) and not pair) or not isinstance(
+                options, dict) or not isinstance(
+                    name, str) or name not in AUGMENTATIONS:
+            raise ValueError(
+                f"Unknown augmentation {entry!r} in `augment`. Allowed: "
+                f"{', '.join(AUGMENTATIONS)}, a (name, options) pair "
+                "such as ('rotate', {'factor': 0.02}), or a callable on "
+                "a batch of images")
+        if "seed" in options:
+            raise ValueError(
+                f"Augmentation {name!r} in `augment` got a `seed` option: "
+                "the pipeline seeds each layer from its own `seed`")
+    return augment
 
 
 def image_pipeline(x, y, batch_size, num_classes,
@@ -112,10 +151,12 @@ def image_pipeline(x, y, batch_size, num_classes,
         num_classes: Number of classes, >= 2.
         augment: Names from `flip`, `shift` (pad-and-crop: up to 1/8 of
             the side, zero fill), `rotate`, `crop` (`RandomResizedCrop()`:
-            half the area or more, at a random place) and `randaugment`,
-            or callables on a batch of images (a Keras preprocessing
-            layer, `RandomResizedCrop(scale=...)`), applied in the order
-            given.
+            half the area or more, at a random place) and `randaugment`;
+            `(name, options)` pairs, the named layer with `options`
+            passed to it (`("rotate", {"factor": 0.02})`: Keras'
+            `RandomRotation(factor=0.02)`, seeded by the pipeline); or
+            callables on a batch of images (a Keras preprocessing layer,
+            `RandomResizedCrop(scale=...)`), applied in the order given.
         mixup_alpha: Beta parameter of mixup, >= 0 (0: off). 0.1 to 0.4
             is the usual range.
         cutmix_alpha: Beta parameter of cutmix, >= 0 (0: off; 1: the
@@ -166,17 +207,11 @@ def image_pipeline(x, y, batch_size, num_classes,
     labels = one_hot_labels(y, num_classes)
     mixup_alpha = check_float("mixup_alpha", mixup_alpha, low=0)
     cutmix_alpha = check_float("cutmix_alpha", cutmix_alpha, low=0)
-    augment = tuple(augment or ())
+    augment = _check_augment(augment)
     # One stream each: layers seeded alike draw alike (a flip would decide
     # the rotation's direction).
     shuffle_seed, mixup_seed, cutmix_seed, pick_seed, *augment_seeds = (
         spawn_seeds(seed, 4 + len(augment)))
-    for name in augment:
-        if not callable(name) and name not in AUGMENTATIONS:
-            raise ValueError(
-                f"Unknown augmentation {name!r} in `augment`. Allowed: "
-                f"{', '.join(AUGMENTATIONS)}, or a callable on a batch "
-                "of images")
     images = _as_float(x)
     if normalize is True:
         mean, std = _stats(images)
@@ -192,10 +227,9 @@ def image_pipeline(x, y, batch_size, num_classes,
         dataset = dataset.shuffle(len(images), seed=shuffle_seed,
                                   reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
-    steps = []
-    if training:
-        steps += [(layer, False)
-                  for layer in _augmenters(augment, augment_seeds)]
+    # Made in evaluation mode too: bad options fail here, not later.
+    augmenters = _augmenters(augment, augment_seeds)
+    steps = [(layer, False) for layer in augmenters] if training else []
     if mean is not None:
         steps.append((lambda b: (b - mean) / std, False))
     if training and mixup_alpha > 0:

@@ -145,6 +145,13 @@ def test_augmented_training_batches_feed_model_fit():
     ({"seed": -1}, ValueError, "seed"),
     ({"seed": 1.5}, TypeError, "seed"),
     ({"augment": ("flip", "blur")}, ValueError, "blur"),
+    ({"augment": (("rotate", 0.02),)}, ValueError, "rotate"),
+    ({"augment": (("rotate", {"factor": 0.02}, 1),)}, ValueError, "rotate"),
+    ({"augment": (("rotate", {"factr": 0.02}),)}, ValueError,
+     "'rotate'.*factr"),
+    ({"augment": (("rotate", {"factr": 0.02}),), "training": False},
+     ValueError, "'rotate'.*factr"),
+    ({"augment": (("shift", {"seed": 3}),)}, ValueError, "seed"),
     ({"batch_size": 0}, ValueError, "batch_size"),
 ])
 def test_bad_input(kwargs, error, match):
@@ -219,3 +226,44 @@ def test_batches_stay_float32_under_a_mixed_precision_policy():
         keras.mixed_precision.set_global_policy("float32")
     assert images.dtype == labels.dtype == np.float32
     np.testing.assert_allclose(labels.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_options_reach_the_named_layer():
+    # Rows of distinct values: a vertical flip reverses them.
+    x = np.broadcast_to(np.arange(6, dtype="float32")[None, :, None, None],
+                        (64, 6, 6, 1)).copy()
+    images, _ = one_batch(image_pipeline(
+        x, np.zeros(64, int), 64, 2, augment=(("flip", {"mode": "vertical"}),),
+        normalize=False, shuffle=False, seed=0))
+    flipped = [np.array_equal(i, x[0][::-1]) for i in images]
+    kept = [np.array_equal(i, x[0]) for i in images]
+    assert all(f or k for f, k in zip(flipped, kept))
+    assert 10 < sum(flipped) < 54
+
+
+def spot_displacement(augment, side=33):
+    """How far a rotation moves a bright spot 14 pixels from the centre
+    of 256 images: at most 14 * 2 * pi * factor."""
+    x = np.zeros((256, side, side, 1), "float32")
+    x[:, 16, 30, 0] = 1.0
+    images, _ = one_batch(image_pipeline(
+        x, np.zeros(256, int), 256, 2, augment=augment, normalize=False,
+        shuffle=False, seed=0))
+    rows, cols = np.indices((side, side))
+    weights = images[..., 0] / images[..., 0].sum(axis=(1, 2), keepdims=True)
+    row = (weights * rows).sum(axis=(1, 2))
+    col = (weights * cols).sum(axis=(1, 2))
+    return np.hypot(row - 16, col - 30), images
+
+
+def test_a_pair_sets_the_layer_magnitude_and_keeps_its_random_stream():
+    small, _ = spot_displacement((("rotate", {"factor": 0.02}),))
+    default, images = spot_displacement(("rotate",))
+    # The chord of 2 * pi * factor on a radius of 14, plus a pixel of
+    # bilinear spread.
+    assert small.max() <= 14 * 2 * np.pi * 0.02 + 0.5
+    assert default.max() > 14 * 2 * np.pi * 0.02 + 0.5
+    assert default.max() <= 14 * 2 * np.pi * 0.04 + 0.5
+    # The same options as the name's defaults: the same draws.
+    _, same = spot_displacement((("rotate", {"factor": 0.04}),))
+    np.testing.assert_array_equal(same, images)
