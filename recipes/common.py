@@ -323,6 +323,7 @@ def fit_image_classifier(model, train, val, args, *, max_lr, weight_decay,
     """
     import keras
 
+    from kerastrain._seeds import spawn_seeds
     from kerastrain.callbacks import CheckpointEarlyStopping
     from kerastrain.data import image_pipeline
     from kerastrain.optimizers import SGD
@@ -347,15 +348,18 @@ def fit_image_classifier(model, train, val, args, *, max_lr, weight_decay,
     mixed_epochs = int(round(args.epochs * (1 - mixup_off))) if (
         mixup_alpha > 0) else 0
     # Two fits, one optimizer: the schedule runs on through both; the
-    # checkpoint (last 10% of the epochs) watches the second.
+    # checkpoint (last 10% of the epochs) watches the second. The second
+    # fit's pipeline gets a seed of its own: with the first one's, it
+    # would replay the first fit's shuffles and augmentations.
     history = None
-    for start, stop, alpha in ((0, mixed_epochs, mixup_alpha),
-                               (mixed_epochs, args.epochs, 0.0)):
+    for start, stop, alpha, seed in (
+            (0, mixed_epochs, mixup_alpha, args.seed),
+            (mixed_epochs, args.epochs, 0.0, spawn_seeds(args.seed, 1)[0])):
         if stop <= start:
             continue
         part = model.fit(
             image_pipeline(*train, augment=augment, mixup_alpha=alpha,
-                           **pipeline),
+                           **{**pipeline, "seed": seed}),
             validation_data=validation, initial_epoch=start, epochs=stop,
             verbose=2, shuffle=False,  # the pipeline reshuffles itself
             callbacks=[checkpoint] if stop == args.epochs else [])

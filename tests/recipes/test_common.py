@@ -120,3 +120,43 @@ def test_jax_recipe_fills_the_cache_and_a_cached_rerun_is_identical(
             assert len(cached) > 5  # steps and initializers
     assert metrics[0]["misclassified"] == metrics[1]["misclassified"]
     assert metrics[0]["test_accuracy"] == metrics[1]["test_accuracy"]
+
+
+def test_the_fit_after_mixup_does_not_replay_the_first_fits_batches(
+        tmp_path, monkeypatch):
+    import argparse
+
+    import numpy as np
+
+    import kerastrain.data
+    from kerastrain.models import resnet
+
+    real = kerastrain.data.image_pipeline
+    training_calls = []
+
+    def spy(*args, **kwargs):
+        if kwargs.get("training", True):
+            training_calls.append((args, kwargs))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(kerastrain.data, "image_pipeline", spy)
+    rng = np.random.default_rng(0)
+    train = (rng.random((32, 8, 8, 1), "float32"), np.arange(32) % 4)
+    val = (rng.random((8, 8, 8, 1), "float32"), np.arange(8) % 4)
+    model = resnet((8, 8, 1), 4, depth=8, width=4)
+    args = argparse.Namespace(epochs=4, batch_size=16, seed=0,
+                              out=str(tmp_path))
+    history = common.fit_image_classifier(
+        model, train, val, args, max_lr=0.1, weight_decay=0.0,
+        augment=("shift",), mixup_alpha=0.2)
+    assert history.epoch == [0, 1, 2, 3]
+    assert len(training_calls) == 2  # with mixup, then without
+
+    def first_batch(args, kwargs):
+        images, _ = next(iter(real(*args, **{**kwargs, "mixup_alpha": 0.0})))
+        return np.asarray(images)
+
+    # Same shuffle and shifts would give the same batch.
+    first, second = (first_batch(*call) for call in training_calls)
+    assert not np.array_equal(first, second)
+    assert training_calls[0][1]["seed"] == 0  # the user's seed, first
