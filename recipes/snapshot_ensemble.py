@@ -20,7 +20,8 @@ Run: python -m recipes.snapshot_ensemble [--epochs 40] [--cycles 5]
 import sys
 
 from recipes import common
-from recipes.digits_resnet import QUICK_SAMPLES, load_split, svc_accuracy
+from recipes.digits_resnet import (AUGMENT, QUICK_SAMPLES, load_split,
+                                   svc_accuracy)
 
 NAME = "snapshot_ensemble"
 DEPTH, WIDTH, PEAK_LR, WEIGHT_DECAY = 8, 16, 0.1, 5e-3
@@ -78,7 +79,7 @@ def run(args):
     pipeline = dict(batch_size=args.batch_size, num_classes=10,
                     normalize=False, seed=args.seed)
     history = model.fit(
-        image_pipeline(*train, augment=("shift", "rotate"), **pipeline),
+        image_pipeline(*train, augment=AUGMENT, **pipeline),
         validation_data=image_pipeline(*val, training=False, **pipeline),
         epochs=args.epochs, verbose=2, shuffle=False,
         callbacks=[snapshots, CheckpointEarlyStopping(

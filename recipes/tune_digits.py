@@ -21,7 +21,8 @@ Run: python -m recipes.tune_digits [--max-trials 6] [--tuner hyperband]
 import sys
 
 from recipes import common
-from recipes.digits_resnet import QUICK_SAMPLES, load_split, svc_accuracy
+from recipes.digits_resnet import (AUGMENT, QUICK_SAMPLES, load_split,
+                                   svc_accuracy)
 
 NAME = "tune_digits"
 
@@ -45,7 +46,7 @@ def run(args):
         train = (train[0][:QUICK_SAMPLES], train[1][:QUICK_SAMPLES])
     hypermodel = ResNetHyperModel(
         (8, 8, 1), 10, depth=[8, 14], width=[16, 32],
-        augment=("shift", "rotate"), seed=args.seed)
+        augment=AUGMENT, seed=args.seed)
     tuner = common.make_tuner(hypermodel, args, ("val_accuracy", "max"),
                               out)
     print(f"{NAME}: {args.tuner} search, {len(train[0])} train / "

@@ -102,7 +102,7 @@ def _augmenters(augment, seeds):
     return result
 
 
-def _check_augment(augment):
+def check_augment(augment):
     """`augment` as a tuple of names, `(name, options)` pairs and
     callables, or a clear error."""
     augment = tuple(augment or ())
@@ -207,7 +207,7 @@ def image_pipeline(x, y, batch_size, num_classes,
     labels = one_hot_labels(y, num_classes)
     mixup_alpha = check_float("mixup_alpha", mixup_alpha, low=0)
     cutmix_alpha = check_float("cutmix_alpha", cutmix_alpha, low=0)
-    augment = _check_augment(augment)
+    augment = check_augment(augment)
     # One stream each: layers seeded alike draw alike (a flip would decide
     # the rotation's direction).
     shuffle_seed, mixup_seed, cutmix_seed, pick_seed, *augment_seeds = (

@@ -4,8 +4,8 @@ import keras
 import numpy as np
 
 from kerastrain._validation import check_int
-from kerastrain.data.image_pipeline import (AUGMENTATIONS, one_hot_labels,
-                                            image_pipeline)
+from kerastrain.data.image_pipeline import (check_augment, image_pipeline,
+                                            one_hot_labels)
 from kerastrain.models.resnet import (blocks_per_stage, resnet,
                                       valid_depths)
 from kerastrain.tuning._hypermodel import ToolkitHyperModel, batches_per_epoch
@@ -81,7 +81,8 @@ class ResNetHyperModel(ToolkitHyperModel):
         mixup_alpha: Mixup's Beta parameter, >= 0 (0: no mixup).
         label_smoothing: In [0, 1).
         augment: Augmentations of `image_pipeline` for every trial, e.g.
-            `("flip", "shift")` (pad-and-crop) for CIFAR; none by default.
+            `("flip", "shift")` (pad-and-crop) for CIFAR, or with options,
+            `("shift", ("rotate", {"factor": 0.02}))`; none by default.
         seed: Optional integer seed of the pipeline and of DropPath.
         name: Optional name of the HyperModel.
         tunable: KerasTuner's flag: whether the knobs join the search
@@ -119,9 +120,7 @@ class ResNetHyperModel(ToolkitHyperModel):
                                      min_value=2)
         if isinstance(augment, str):
             augment = (augment,)
-        for item in augment:
-            category(*AUGMENTATIONS)("augment", item)
-        self.augment = tuple(augment)
+        self.augment = check_augment(augment)
         self.seed = None if seed is None else check_int("seed", seed)
         super().__init__([
             Knob("depth", depth, _check_depth, integer=True,

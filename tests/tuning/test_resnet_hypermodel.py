@@ -236,7 +236,8 @@ def test_hyperparameters_set_beforehand_win_and_are_checked():
     ({"norm": 3}, TypeError, "`norm` must be a str"),
     ({"width": "8"}, TypeError, "`width` must be an integer"),
     ({"max_lr": {0.1}}, TypeError, "`max_lr` must be a value, a list"),
-    ({"augment": ("blur",)}, ValueError, "`augment` must be one of"),
+    ({"augment": ("blur",)}, ValueError, "Unknown augmentation 'blur'"),
+    ({"augment": (("rotate", {"seed": 1}),)}, ValueError, "seed"),
     ({"num_classes": 1}, ValueError, "num_classes"),
     ({"input_shape": (8, 8)}, ValueError, "input_shape"),
 ])
@@ -245,3 +246,16 @@ def test_bad_search_space_arguments(kwargs, error, match):
     arguments.update(kwargs)
     with pytest.raises(error, match=match):
         ResNetHyperModel(**arguments)
+
+
+def test_an_augmentation_with_options_reaches_the_trial_pipeline():
+    (x, y), _ = digits(64)
+    model = hypermodel(augment=(("flip", {"mode": "vertical"}),))
+    fit_kwargs, _ = model.training_data({"mixup_alpha": 0.0}, x, y, 64,
+                                        None, {"shuffle": False})
+    images, _ = next(iter(fit_kwargs["x"]))
+    images = np.asarray(images)
+    flipped = [np.array_equal(a, b[::-1]) for a, b in zip(images, x)]
+    kept = [np.array_equal(a, b) for a, b in zip(images, x)]
+    assert all(f or k for f, k in zip(flipped, kept))
+    assert 10 < sum(flipped) < 54
