@@ -104,8 +104,9 @@ def _augmenters(augment, seeds):
 
 def check_augment(augment):
     """`augment` as a tuple of names, `(name, options)` pairs and
-    callables, or a clear error."""
-    augment = tuple(augment or ())
+    callables (one name alone: a 1-tuple), or a clear error."""
+    augment = (augment,) if isinstance(augment, str) else tuple(
+        augment or ())
     for entry in augment:
         if callable(entry):
             continue

@@ -118,8 +118,6 @@ class ResNetHyperModel(ToolkitHyperModel):
                                  for d in input_shape)
         self.num_classes = check_int("num_classes", num_classes,
                                      min_value=2)
-        if isinstance(augment, str):
-            augment = (augment,)
         self.augment = check_augment(augment)
         self.seed = None if seed is None else check_int("seed", seed)
         super().__init__([

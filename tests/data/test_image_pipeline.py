@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from kerastrain.data import channel_stats, image_pipeline
+from kerastrain.data.image_pipeline import check_augment
 
 N, CLASSES = 16, 16
 
@@ -267,3 +268,10 @@ def test_a_pair_sets_the_layer_magnitude_and_keeps_its_random_stream():
     # The same options as the name's defaults: the same draws.
     _, same = spot_displacement((("rotate", {"factor": 0.04}),))
     np.testing.assert_array_equal(same, images)
+
+
+def test_augment_entries_are_checked_and_one_name_alone_is_one_entry():
+    pair = ("rotate", {"factor": 0.02})
+    assert check_augment("flip") == ("flip",)
+    assert check_augment(["shift", pair]) == ("shift", pair)
+    assert check_augment(None) == ()
