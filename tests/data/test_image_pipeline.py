@@ -233,9 +233,10 @@ def test_options_reach_the_named_layer():
     # Rows of distinct values: a vertical flip reverses them.
     x = np.broadcast_to(np.arange(6, dtype="float32")[None, :, None, None],
                         (64, 6, 6, 1)).copy()
+    vertical = ("flip", {"mode": "vertical"})
     images, _ = one_batch(image_pipeline(
-        x, np.zeros(64, int), 64, 2, augment=(("flip", {"mode": "vertical"}),),
-        normalize=False, shuffle=False, seed=0))
+        x, np.zeros(64, int), 64, 2, augment=(vertical,), normalize=False,
+        shuffle=False, seed=0))
     flipped = [np.array_equal(i, x[0][::-1]) for i in images]
     kept = [np.array_equal(i, x[0]) for i in images]
     assert all(f or k for f, k in zip(flipped, kept))
