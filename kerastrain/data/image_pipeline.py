@@ -69,8 +69,6 @@ def _augmenters(augment, seeds):
     the same layer with `options` overriding them, a callable stays."""
     import keras
 
-    # float32 whatever the global dtype policy: under mixed_float16 the
-    # layers would compute in float16, and MixUp's float32 weights clash.
     layers = {
         "flip": (keras.layers.RandomFlip, {"mode": "horizontal"}),
         # Pad-and-crop: shift by up to 1/8 of the side (4 pixels of 32,
@@ -88,10 +86,13 @@ def _augmenters(augment, seeds):
         if callable(entry):
             result.append(entry)
             continue
-        name, options = entry if isinstance(entry, tuple) else (entry, {})
+        name, options = _name_and_options(entry)
         cls, defaults = layers[name]
         kwargs = {**defaults, **options, "seed": seed}
         if cls is not RandomResizedCrop:
+            # float32 whatever the global dtype policy: under
+            # mixed_float16 the Keras layers would compute in float16,
+            # and MixUp's float32 weights clash.
             kwargs["dtype"] = "float32"
         try:
             result.append(cls(**kwargs))
@@ -102,28 +103,34 @@ def _augmenters(augment, seeds):
     return result
 
 
+def _name_and_options(entry):
+    """A named entry of `augment` as `(name, options)`, or a clear
+    error."""
+    pair = isinstance(entry, tuple) and len(entry) == 2
+    name, options = entry if pair else (entry, {})
+    if (isinstance(entry, tuple) and not pair) or not isinstance(
+            options, dict) or not isinstance(
+                name, str) or name not in AUGMENTATIONS:
+        raise ValueError(
+            f"Unknown augmentation {entry!r} in `augment`. Allowed: "
+            f"{', '.join(AUGMENTATIONS)}, a (name, options) pair "
+            "such as ('rotate', {'factor': 0.02}), or a callable on "
+            "a batch of images")
+    if "seed" in options:
+        raise ValueError(
+            f"Augmentation {name!r} in `augment` got a `seed` option: "
+            "the pipeline seeds each layer from its own `seed`")
+    return name, options
+
+
 def check_augment(augment):
     """`augment` as a tuple of names, `(name, options)` pairs and
     callables (one name alone: a 1-tuple), or a clear error."""
     augment = (augment,) if isinstance(augment, str) else tuple(
         augment or ())
     for entry in augment:
-        if callable(entry):
-            continue
-        pair = isinstance(entry, tuple) and len(entry) == 2
-        name, options = entry if pair else (entry, {})
-        if (isinstance(entry, tuple) and not pair) or not isinstance(
-                options, dict) or not isinstance(
-                    name, str) or name not in AUGMENTATIONS:
-            raise ValueError(
-                f"Unknown augmentation {entry!r} in `augment`. Allowed: "
-                f"{', '.join(AUGMENTATIONS)}, a (name, options) pair "
-                "such as ('rotate', {'factor': 0.02}), or a callable on "
-                "a batch of images")
-        if "seed" in options:
-            raise ValueError(
-                f"Augmentation {name!r} in `augment` got a `seed` option: "
-                "the pipeline seeds each layer from its own `seed`")
+        if not callable(entry):
+            _name_and_options(entry)
     return augment
 
 
