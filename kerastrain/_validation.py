@@ -7,6 +7,9 @@ what the argument must be, then what was received, e.g.
 
 import math
 import numbers
+import os
+
+import numpy as np
 
 
 def _received(name, value):
@@ -24,6 +27,42 @@ def check_int(name, value, min_value=None):
             f"Argument `{name}` must be an integer >= {min_value}. "
             f"{_received(name, value)}"
         )
+    return int(value)
+
+
+def check_bool(name, value):
+    """Returns `value` if it is a bool (NumPy's included): a string such as
+    `"no"` would otherwise read as True."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(
+            f"Argument `{name}` must be True or False. "
+            f"{_received(name, value)}")
+    return bool(value)
+
+
+def check_path(name, value):
+    """Returns `value` as a string if it is a non-empty path (str or
+    `os.PathLike`)."""
+    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+        raise TypeError(
+            f"Argument `{name}` must be a non-empty path (a string or "
+            f"os.PathLike). {_received(name, value)}")
+    return os.fspath(value)
+
+
+def check_seed(name, value, high=None):
+    """Returns `value` if it is None or an integer in [0, `high`) (None:
+    unbounded), the seeds that NumPy and scikit-learn accept."""
+    if value is None:
+        return None
+    bound = "" if high is None else f" below {high}"
+    allowed = f"None or an integer >= 0{bound}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"Argument `{name}` must be {allowed}. {_received(name, value)}")
+    if value < 0 or (high is not None and value >= high):
+        raise ValueError(
+            f"Argument `{name}` must be {allowed}. {_received(name, value)}")
     return int(value)
 
 

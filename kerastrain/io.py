@@ -161,7 +161,14 @@ def pyplot():
 
 
 def save_figure(figure, path):
-    """Saves a matplotlib figure to `path` atomically and closes it."""
+    """Saves a matplotlib figure to `path` atomically and closes it. A path
+    without an extension gets matplotlib's default format's, as
+    `figure.savefig` does (`.png`)."""
+    path = os.fspath(path)
+    if not os.path.splitext(path)[1]:
+        import matplotlib
+
+        path = f"{path}.{matplotlib.rcParams['savefig.format']}"
     with atomic_path(path) as tmp:
         figure.savefig(tmp, dpi=120, bbox_inches="tight")
     pyplot().close(figure)

@@ -17,6 +17,26 @@ def retrace(model):
     model.make_train_function(force=True)
 
 
+def base_optimizer(optimizer):
+    """The optimizer that holds the learning rate, the step count and the
+    gradient accumulators: the inner one of a `LossScaleOptimizer` (which
+    Keras puts around the optimizer under the `mixed_float16` policy), else
+    `optimizer` itself."""
+    return getattr(optimizer, "inner_optimizer", optimizer)
+
+
+def require_built(model, who):
+    """Raises a clear error if `model` has no variables yet, as Keras'
+    `BackupAndRestore` does: on TensorFlow, `fit` builds a model without an
+    `Input` only after `on_train_begin`, too late to snapshot it."""
+    if not model.built:
+        raise ValueError(
+            f"{who} needs a built model, and {model.name} is not built yet "
+            "(on TensorFlow, `fit` builds it only after the callbacks "
+            "start). Build it first: give it a `keras.Input`, or call it on "
+            "a batch of data.")
+
+
 def iterations(optimizer):
     """The optimizer's raw step count (micro-batches when accumulating)."""
     return int(keras.ops.convert_to_numpy(optimizer._iterations))
@@ -33,7 +53,7 @@ def snapshot(model):
                   for v in model.variables],
         "optimizer": [np.array(keras.ops.convert_to_numpy(v))
                       for v in optimizer.variables],
-        "learning_rate": optimizer._learning_rate,
+        "learning_rate": base_optimizer(optimizer)._learning_rate,
     }
 
 
@@ -50,7 +70,7 @@ def restore(model, state):
 def restore_learning_rate(model, state):
     """Puts back the learning-rate object `snapshot` took, if it was
     swapped, and retraces the train step for it."""
-    optimizer = model.optimizer
+    optimizer = base_optimizer(model.optimizer)
     if optimizer._learning_rate is not state["learning_rate"]:
         # The public setter refuses to put a variable back over a schedule.
         optimizer._learning_rate = state["learning_rate"]

@@ -5,7 +5,8 @@ import os
 
 import keras
 
-from kerastrain._validation import check_choice, check_float, check_int
+from kerastrain._validation import (check_bool, check_choice, check_float,
+                                    check_int, check_path)
 from kerastrain.io import save_model, write_json
 
 STATE_FILE = "early_stopping.json"
@@ -72,14 +73,14 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
             monitor=monitor,
             min_delta=check_float("min_delta", min_delta, low=0),
             patience=check_int("patience", patience, min_value=0),
-            verbose=verbose,
+            verbose=check_int("verbose", verbose, min_value=0),
             mode=check_choice("mode", mode, ("auto", "min", "max")),
             start_from_epoch=check_int("start_from_epoch", start_from_epoch,
                                        min_value=0))
         self.filepath = os.fspath(filepath)
-        self.restore_best = bool(restore_best)
-        self.backup_dir = None if backup_dir is None else os.fspath(
-            backup_dir)
+        self.restore_best = check_bool("restore_best", restore_best)
+        self.backup_dir = None if backup_dir is None else check_path(
+            "backup_dir", backup_dir)
         self._backup = None
         if self.backup_dir is not None:
             self._backup = keras.callbacks.BackupAndRestore(

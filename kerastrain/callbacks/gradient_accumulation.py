@@ -5,7 +5,8 @@ import warnings
 import keras
 
 from kerastrain._validation import check_int
-from kerastrain.callbacks._training_state import iterations, retrace
+from kerastrain.callbacks._training_state import (base_optimizer,
+                                                  iterations, retrace)
 from kerastrain.optimizers.scheduled import (has_schedules,
                                              schedules_count_updates)
 
@@ -61,13 +62,17 @@ def count_after_change(count, old, new):
     return -(-count // old) * new
 
 
+# Marks an optimizer whose `gradient_accumulation_steps` this callback set.
+_SET_BY_US = "_kerastrain_accumulation_steps"
+
+
 def _apply_pending(model, updates, pending):
     """Applies the `pending` accumulated batches as one update, their
     mean, through the optimizer's own accumulation path (so clipping,
     weight decay, the schedules and EMA act as in any update): with
     `pending` batches per update and the count one short of an update, a
     zero gradient adds nothing to the sum that is divided by `pending`."""
-    optimizer = model.optimizer
+    optimizer = base_optimizer(model.optimizer)
     variables = model.trainable_variables
     optimizer.gradient_accumulation_steps = pending
     optimizer._iterations.assign(updates * pending + pending - 1)
@@ -112,6 +117,13 @@ class GradientAccumulation(keras.callbacks.Callback):
     warning says so. The new number then starts from an empty accumulator.
     Every update is thus the mean of the gradients of the batches it
     contains, and counts as one step of the schedules.
+
+    **Resuming.** The optimizer's step count is read as counted under the
+    number this callback set last. In a new process (a `fit` resumed by
+    `BackupAndRestore` or `CheckpointEarlyStopping(backup_dir=...)`, or
+    a reloaded model trained on from `initial_epoch`), the count is taken
+    as accumulated under `steps_at(initial_epoch - 1)`: resume with the
+    same `steps` as the interrupted run.
 
     Args:
         steps: Integer >= 1, or a dict `{epoch: steps}`.
@@ -171,7 +183,8 @@ class GradientAccumulation(keras.callbacks.Callback):
         return count // steps
 
     def on_train_begin(self, logs=None):
-        optimizer = self.model.optimizer
+        optimizer = base_optimizer(self.model.optimizer)
+        self._first_epoch = True
         if not optimizer.gradient_accumulation_steps:
             raise ValueError(
                 "GradientAccumulation needs an optimizer created with "
@@ -190,9 +203,19 @@ class GradientAccumulation(keras.callbacks.Callback):
         retrace(self.model)
 
     def on_epoch_begin(self, epoch, logs=None):
-        optimizer = self.model.optimizer
+        optimizer = base_optimizer(self.model.optimizer)
+        if self._first_epoch:
+            self._first_epoch = False
+            if getattr(optimizer, _SET_BY_US, None) is None and epoch > 0:
+                # A new optimizer object resuming at `epoch` (restored by
+                # a backup, or loaded): its count was accumulated under the
+                # number of the epoch before, not its constructor's.
+                optimizer.gradient_accumulation_steps = self.steps_at(
+                    epoch - 1)
+                retrace(self.model)
         new = self.steps_at(epoch)
         old = optimizer.gradient_accumulation_steps
+        setattr(optimizer, _SET_BY_US, new)
         if new == old:
             return
         count = iterations(optimizer)

@@ -5,7 +5,8 @@ import math
 import keras
 import numpy as np
 
-from kerastrain._validation import check_float, check_int, is_dataset
+from kerastrain._validation import (check_bool, check_float, check_int,
+                                    is_dataset)
 from kerastrain.callbacks import _training_state as state
 from kerastrain.callbacks.lr_finder_result import LRFinderResult
 from kerastrain.schedules.phases import PhaseSchedule
@@ -59,7 +60,7 @@ class LRFinder(keras.callbacks.Callback):
         self.diverge_factor = check_float("diverge_factor", diverge_factor,
                                           low=1, low_closed=False,
                                           allow_inf=True)
-        self.restore = bool(restore)
+        self.restore = check_bool("restore", restore)
         self.result = None
         self._saved = None
 
@@ -70,8 +71,16 @@ class LRFinder(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         model = self.model
+        state.require_built(model, "LRFinder")
+        if model.steps_per_execution != 1:
+            raise ValueError(
+                "LRFinder sets the learning rate before each batch and "
+                "records each batch's loss, so it needs a model compiled "
+                "with steps_per_execution=1. Received: steps_per_execution="
+                f"{model.steps_per_execution} (`find_lr` runs the test at 1 "
+                "and puts it back).")
         self._saved = state.snapshot(model)
-        optimizer = model.optimizer
+        optimizer = state.base_optimizer(model.optimizer)
         # A float rate lives in a variable: set it before each batch, no
         # recompilation. A schedule is swapped for the same exponential
         # ramp as a schedule of the optimizer's step, which needs the train
@@ -96,7 +105,7 @@ class LRFinder(keras.callbacks.Callback):
         # logged loss is this batch's.
         self.model.reset_metrics()
         if self._settable:
-            self.model.optimizer._learning_rate.assign(
+            state.base_optimizer(self.model.optimizer)._learning_rate.assign(
                 self.lr_at(len(self._losses)))
 
     def on_train_batch_end(self, batch, logs=None):
@@ -114,7 +123,7 @@ class LRFinder(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self.result = LRFinderResult(self._lrs, self._losses,
-                                     self._smoothed)
+                                     self._smoothed, self.num_steps)
         self.put_back()
 
     def put_back(self):
@@ -125,7 +134,8 @@ class LRFinder(keras.callbacks.Callback):
         if self.restore:
             state.restore(self.model, self._saved)
         elif self._settable:
-            self.model.optimizer._learning_rate.assign(self._initial_rate)
+            state.base_optimizer(self.model.optimizer)._learning_rate.assign(
+                self._initial_rate)
         else:
             state.restore_learning_rate(self.model, self._saved)
         self._saved = None
@@ -138,12 +148,15 @@ def find_lr(model, x, y=None, batch_size=32, start_lr=1e-7, end_lr=10.0,
     Trains `num_steps` batches with an exponentially growing learning rate,
     records the loss, and puts everything back: weights, optimizer
     variables and step count, learning rate or schedule. The model then
-    trains exactly as if `find_lr` had never run.
+    trains exactly as if `find_lr` had never run. A model compiled with
+    `steps_per_execution` > 1 runs the test one step at a time and gets
+    its setting back; a model not built yet is built on the first batch.
 
     Args:
         model: A compiled Keras model.
-        x: Inputs (NumPy) or a `tf.data.Dataset` of `(x, y)` batches.
-        y: Targets, with NumPy `x`.
+        x: Inputs: a NumPy array (a list or dict of them for a model with
+            several inputs), or a `tf.data.Dataset` of `(x, y)` batches.
+        y: Targets, with NumPy `x`: as many samples as `x`.
         batch_size: Batch size, with NumPy `x`.
         start_lr, end_lr, num_steps, beta, diverge_factor: See `LRFinder`.
         seed: Seed of the order in which NumPy samples are drawn (a private
@@ -173,19 +186,68 @@ def find_lr(model, x, y=None, batch_size=32, start_lr=1e-7, end_lr=10.0,
                         shuffle=False)
     else:
         check_int("batch_size", batch_size, min_value=1)
-        order = np.random.default_rng(seed).permutation(len(x))
+        count = _num_samples("x", x)
+        if y is not None and _num_samples("y", y) != count:
+            raise ValueError(
+                "Arguments `x` and `y` must have the same number of "
+                f"samples. Received: {count} in x, {_num_samples('y', y)} "
+                "in y")
+        order = np.random.default_rng(seed).permutation(count)
         x, y = _take(x, order), None if y is None else _take(y, order)
-        epochs = math.ceil(num_steps / math.ceil(len(order) / batch_size))
+        epochs = math.ceil(num_steps / math.ceil(count / batch_size))
         fit_args = dict(x=x, y=y, batch_size=batch_size, epochs=epochs,
                         shuffle=False)
+    if not model.built:
+        first = (next(iter(x.take(1)))[0] if is_dataset(x)
+                 else _take(x, np.arange(min(batch_size, count))))
+        model(keras.tree.map_structure(np.asarray, first))
+    steps_per_execution = model.steps_per_execution
+    if steps_per_execution != 1:
+        # `fit` makes its train function anew when there is none.
+        model.steps_per_execution, model.train_function = 1, None
     try:
         model.fit(**fit_args, verbose=0, callbacks=[finder])
     finally:
         finder.put_back()  # also when fit was interrupted
+        if steps_per_execution != 1:
+            model.steps_per_execution = steps_per_execution
+            model.train_function = None
     return finder.result
 
 
-def _take(array, order):
-    if isinstance(array, dict):
-        return {k: np.asarray(v)[order] for k, v in array.items()}
-    return np.asarray(array)[order]
+def _leaves(value):
+    """The arrays of a NumPy input: one, or those of a list or dict (a
+    model with several inputs or outputs)."""
+    if isinstance(value, dict):
+        return list(value.values())
+    if isinstance(value, (list, tuple)) and value and all(
+            hasattr(v, "shape") for v in value):
+        return list(value)
+    return [value]
+
+
+def _num_samples(name, value):
+    counts = set()
+    for leaf in _leaves(value):
+        array = np.asarray(leaf)
+        if array.ndim == 0 or array.dtype == object:
+            also = " or a tf.data.Dataset" if name == "x" else ""
+            raise TypeError(
+                f"Argument `{name}` must be a NumPy array (or a list or dict "
+                f"of them){also}. Received: {name} of type "
+                f"{type(value).__name__}")
+        counts.add(len(array))
+    if len(counts) != 1:
+        raise ValueError(
+            f"The arrays of `{name}` must have the same number of samples. "
+            f"Received: {sorted(counts)}")
+    return counts.pop()
+
+
+def _take(value, order):
+    if isinstance(value, dict):
+        return {k: np.asarray(v)[order] for k, v in value.items()}
+    leaves = _leaves(value)
+    if len(leaves) > 1 or leaves[0] is not value:
+        return type(value)(np.asarray(v)[order] for v in leaves)
+    return np.asarray(value)[order]

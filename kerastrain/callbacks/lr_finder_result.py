@@ -46,12 +46,21 @@ class LRFinderResult:
         losses: The training loss of each step.
         smoothed_losses: The exponential moving average of the losses,
             debiased (what the suggestions and the plot use).
+        num_steps: The number of steps the test was asked for (it records
+            fewer when it stops at divergence).
+
+    Args:
+        lrs, losses, smoothed_losses: Sequences of equal length, one entry
+            per step.
+        num_steps: The steps asked for; None: as many as recorded.
     """
 
-    def __init__(self, lrs, losses, smoothed_losses):
+    def __init__(self, lrs, losses, smoothed_losses, num_steps=None):
         self.lrs = np.asarray(lrs, dtype="float64")
         self.losses = np.asarray(losses, dtype="float64")
         self.smoothed_losses = np.asarray(smoothed_losses, dtype="float64")
+        self.num_steps = len(self.lrs) if num_steps is None else int(
+            num_steps)
 
     def __repr__(self):
         return (f"LRFinderResult({len(self.lrs)} steps, lr "
@@ -60,13 +69,14 @@ class LRFinderResult:
                 else f"LRFinderResult({len(self.lrs)} steps)")
 
     def _curve(self):
-        """fastai's window: skip the first tenth (the loss has not moved
-        yet) and the last 5 steps (where it blows up), and stop before any
-        NaN."""
-        n = len(self.lrs)
+        """fastai's window: skip the first tenth of the steps asked for
+        (the loss has not moved yet) and the last 5 steps recorded (where
+        it blows up), and stop before any NaN. (fastai always trims; a test
+        of 20 steps or fewer is used whole here.)"""
+        start = self.num_steps // 10
         lrs, losses = self.lrs, self.smoothed_losses
-        if n > 20:
-            lrs, losses = lrs[n // 10:-5], losses[n // 10:-5]
+        if self.num_steps > 20:
+            lrs, losses = lrs[start:-5], losses[start:-5]
         finite = np.isfinite(losses)
         if not finite.all():
             cut = int(np.argmin(finite))
@@ -98,7 +108,8 @@ class LRFinderResult:
         """Loss against learning rate (log scale), the suggestions marked.
 
         Args:
-            path: Where to write the PNG (atomically); None to only return
+            path: Where to write the image (atomically; PNG when the path
+                has no extension, as matplotlib does); None to only return
                 the figure.
 
         Returns:

@@ -3,6 +3,7 @@
 import os
 import re
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -10,7 +11,7 @@ from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-from kerastrain._validation import check_int
+from kerastrain._validation import check_bool, check_int, check_path
 from kerastrain.callbacks._gradients import GradientFunction
 from kerastrain.io import pyplot, save_figure
 
@@ -19,7 +20,15 @@ BINS = 30
 
 
 def histogram(tag, values):
-    """A TensorBoard histogram summary of `values`, binned by NumPy."""
+    """A TensorBoard histogram summary of `values`, binned by NumPy.
+
+    Args:
+        tag: The summary's name, e.g. `"weights/dense/kernel"`.
+        values: An array of finite numbers, at least one.
+
+    Returns:
+        A `Summary.Value` holding a `HistogramProto`.
+    """
     values = np.asarray(values, dtype="float64").ravel()
     counts, edges = np.histogram(values, bins=BINS)
     proto = HistogramProto(
@@ -31,6 +40,7 @@ def histogram(tag, values):
 
 
 def scalar(tag, value):
+    """A TensorBoard scalar summary: `Summary.Value(tag, simple_value)`."""
     return Summary.Value(tag=tag, simple_value=float(value))
 
 
@@ -38,13 +48,17 @@ class WeightHistograms(keras.callbacks.Callback):
     """Writes histograms of every trainable weight, and of its gradient, to
     TensorBoard, on any backend.
 
-    Every `freq` epochs (and once before training), each trainable variable
+    Every `freq` epochs (and once before training, if the model is built),
+    each trainable variable
     becomes a TensorBoard histogram `weights/<path>`; with `gradients=True`
     the gradient of the compiled loss on a fixed probe batch becomes
     `gradients/<path>`, and the gradient norm of each layer a scalar
     `gradient_norm/<layer path>`: the place to see vanishing or exploding
     gradients. Keras' own `TensorBoard(histogram_freq=...)` writes weight
-    histograms only on the TensorFlow backend and no gradients.
+    histograms only on the TensorFlow backend and no gradients. Once
+    weights or gradients hold NaN or infinity, the histograms count only
+    their finite values (a warning says how many were not; the norms show
+    NaN), so the run that diverges is still logged up to its end.
 
     With `plot=True`, at the end of training a PNG per layer kernel shows
     how its weight distribution moved across epochs (median, 25-75% and
@@ -79,15 +93,10 @@ class WeightHistograms(keras.callbacks.Callback):
     def __init__(self, log_dir, freq=1, gradients=True, plot=True,
                  probe=None):
         super().__init__()
-        if not isinstance(log_dir, (str, os.PathLike)) or not os.fspath(
-                log_dir):
-            raise TypeError(
-                "Argument `log_dir` must be a folder path. Received: "
-                f"log_dir={log_dir!r}")
-        self.log_dir = os.fspath(log_dir)
+        self.log_dir = check_path("log_dir", log_dir)
         self.freq = check_int("freq", freq, min_value=1)
-        self.gradients = bool(gradients)
-        self.plot = bool(plot)
+        self.gradients = check_bool("gradients", gradients)
+        self.plot = check_bool("plot", plot)
         if self.gradients and (not isinstance(probe, (tuple, list))
                                or len(probe) != 2):
             raise ValueError(
@@ -105,8 +114,12 @@ class WeightHistograms(keras.callbacks.Callback):
         self._gradient_fn = (GradientFunction(self.model) if self.gradients
                              else None)
         self.percentiles = {}
-        self._epochs = []
-        self._write(step=0)
+        self._steps = {}
+        self._warned = False
+        # On TensorFlow, `fit` builds a model without an `Input` only after
+        # this hook: the first histograms then come after the first epoch.
+        if self.model.built:
+            self._write(step=0)
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.freq == 0:
@@ -123,16 +136,23 @@ class WeightHistograms(keras.callbacks.Callback):
         values = [np.asarray(keras.ops.convert_to_numpy(v))
                   for v in variables]
         grads = self._gradient_fn(*self.probe) if self.gradients else []
-        self._epochs.append(step)
         summaries = []
         for variable, value in zip(variables, values):
-            summaries.append(histogram(f"weights/{variable.path}", value))
+            finite = self._finite(f"weights/{variable.path}", value, step)
+            if finite.size:
+                summaries.append(histogram(f"weights/{variable.path}",
+                                           finite))
             if variable.name == "kernel":
                 self.percentiles.setdefault(variable.path, []).append(
-                    np.percentile(value, PERCENTILES))
+                    np.percentile(finite, PERCENTILES) if finite.size
+                    else np.full(len(PERCENTILES), np.nan))
+                self._steps.setdefault(variable.path, []).append(step)
         norms = {}
         for variable, grad in zip(variables, grads):
-            summaries.append(histogram(f"gradients/{variable.path}", grad))
+            finite = self._finite(f"gradients/{variable.path}", grad, step)
+            if finite.size:
+                summaries.append(histogram(f"gradients/{variable.path}",
+                                           finite))
             layer = variable.path.rsplit("/", 1)[0]
             norms[layer] = norms.get(layer, 0.0) + float(np.sum(
                 np.square(grad, dtype="float64")))
@@ -142,12 +162,27 @@ class WeightHistograms(keras.callbacks.Callback):
                                      summary=Summary(value=summaries)))
         self._writer.flush()
 
+    def _finite(self, tag, values, step):
+        """The finite entries of `values`, warning once per `fit` when
+        some are not."""
+        values = np.asarray(values).ravel()
+        finite = values[np.isfinite(values)]
+        if finite.size < values.size and not self._warned:
+            self._warned = True
+            warnings.warn(
+                f"WeightHistograms: {values.size - finite.size} of "
+                f"{values.size} values of {tag} are NaN or infinite at step "
+                f"{step}; the histograms count only finite values from now "
+                "on (keras.callbacks.TerminateOnNaN stops such a run).",
+                stacklevel=2)
+        return finite
+
     def _plot(self):
         plt = pyplot()
         folder = os.path.join(self.log_dir, "plots")
         os.makedirs(folder, exist_ok=True)
         for path, rows in self.percentiles.items():
-            rows, epochs = np.array(rows), self._epochs
+            rows, epochs = np.array(rows), self._steps[path]
             figure, ax = plt.subplots(figsize=(6, 3.6))
             ax.fill_between(epochs, rows[:, 0], rows[:, 6], alpha=0.12,
                             color="tab:blue", label="min-max")

@@ -151,6 +151,10 @@ def test_an_interrupted_fit_resumes_and_stops_like_an_uninterrupted_one(
     ({"patience": 1.5}, TypeError, "patience"),
     ({"min_delta": -0.1}, ValueError, "min_delta"),
     ({"start_from_epoch": -1}, ValueError, "start_from_epoch"),
+    ({"restore_best": "no"}, TypeError, "restore_best"),  # not True
+    ({"backup_dir": 123}, TypeError, "backup_dir"),
+    ({"backup_dir": ""}, TypeError, "backup_dir"),
+    ({"verbose": "loud"}, TypeError, "verbose"),
 ])
 def test_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):

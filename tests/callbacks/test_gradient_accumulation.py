@@ -195,6 +195,58 @@ def test_count_after_change():
     assert count_after_change(0, 2, 5) == 0
 
 
+def test_under_loss_scaling_it_drives_the_inner_optimizer():
+    """Keras wraps the optimizer in a `LossScaleOptimizer` under mixed
+    precision; the accumulators, the count and the schedule are the inner
+    one's. (Scaling by a power of two is exact, so is the comparison.)"""
+    x, y = data()
+    accumulated = make_model(keras.optimizers.LossScaleOptimizer(
+        keras.optimizers.SGD(schedule(), gradient_accumulation_steps=2)))
+    accumulated.fit(x, y, batch_size=4, epochs=3, shuffle=False, verbose=0,
+                    callbacks=[GradientAccumulation({0: 2, 1: 4})])
+    big = make_model(keras.optimizers.SGD(schedule()))
+    for batch_size, epochs in ((8, 1), (16, 2)):
+        big.fit(x, y, batch_size=batch_size, epochs=epochs, shuffle=False,
+                verbose=0)
+    for got, want in zip(weights(accumulated), weights(big)):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+class Crash(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.epoch == 3 and batch == 1:
+            raise KeyboardInterrupt("simulated crash")
+
+
+def test_a_fit_resumed_from_a_backup_matches_the_uninterrupted_one(tmp_path):
+    """The restored step count was accumulated under 4 batches per update
+    (epoch 2's number), not under the new optimizer's constructor value."""
+    x, y = data()
+
+    def run(callbacks, backup=None):
+        model = make_model(keras.optimizers.SGD(
+            schedule(), gradient_accumulation_steps=2))
+        callbacks = [GradientAccumulation({0: 4, 3: 8}), *callbacks]
+        if backup:
+            callbacks.append(keras.callbacks.BackupAndRestore(backup))
+        model.fit(x, y, batch_size=4, epochs=5, shuffle=False, verbose=0,
+                  callbacks=callbacks)
+        return model
+
+    uninterrupted = run([])
+    backup = str(tmp_path / "backup")
+    with pytest.raises(KeyboardInterrupt):
+        run([Crash()], backup)
+    resumed = run([], backup)
+    for got, want in zip(weights(resumed), weights(uninterrupted)):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    assert int(to_numpy(resumed.optimizer.iterations)) == int(
+        to_numpy(uninterrupted.optimizer.iterations)) == 2 * 3 + 1 * 2
+
+
 def test_the_schedule_is_back_to_keras_after_fit():
     x, y = data()
     model = make_model(keras.optimizers.SGD(schedule(),

@@ -118,6 +118,101 @@ def test_rate_grows_exponentially_and_losses_are_smoothed_like_fastai():
     np.testing.assert_allclose(result.smoothed_losses, smoothed, rtol=1e-12)
 
 
+def test_under_loss_scaling_the_inner_optimizer_gets_the_rates():
+    """Keras wraps the optimizer in a `LossScaleOptimizer` under mixed
+    precision; the rate that trains is the inner optimizer's (the
+    wrapper's `learning_rate` reads it)."""
+    x, y = data()
+    model = make_model(keras.optimizers.LossScaleOptimizer(
+        keras.optimizers.SGD(0.01)))
+    finder, record = LRFinder(1e-5, 1e-1, num_steps=12), RecordRate()
+    model.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0,
+              callbacks=[finder, record])
+    expected = np.geomspace(1e-5, 1e-1, 12)
+    np.testing.assert_allclose(finder.result.lrs, expected, rtol=1e-12)
+    np.testing.assert_allclose(record.rates[:12], expected, rtol=1e-5)
+    assert float(to_numpy(model.optimizer.learning_rate)) == \
+        pytest.approx(0.01)
+
+
+def test_find_lr_runs_one_step_at_a_time_under_steps_per_execution():
+    """Compiled with steps_per_execution=4, the model runs the test as one
+    compiled with 1 does (every step's rate and loss), then gets 4 back."""
+    x, y = data()
+    results = {}
+    for steps in (1, 4):
+        model = make_model(keras.optimizers.SGD(0.01), dropout=0.0)
+        model.compile(model.optimizer, model.loss,
+                      steps_per_execution=steps)
+        results[steps] = find_lr(model, x, y, num_steps=20,
+                                 diverge_factor=float("inf"))
+    assert model.steps_per_execution == 4
+    np.testing.assert_allclose(results[4].lrs, results[1].lrs)
+    np.testing.assert_allclose(results[4].losses, results[1].losses,
+                               rtol=1e-5)
+    # (Keras on torch refuses steps_per_execution > 1 in any `fit`.)
+    with pytest.raises(ValueError, match="steps_per_execution"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[LRFinder()])
+
+
+def test_a_model_without_input_is_built_on_the_first_batch():
+    """On TensorFlow, `fit` builds such a model after the callbacks start;
+    find_lr builds it first. Same seed, same initial weights: the same
+    curve as the model given an `Input`."""
+    x, y = data()
+    curves = []
+    for layers in ([keras.Input((8,))], []):
+        keras.utils.set_random_seed(1)
+        model = keras.Sequential(layers + [keras.layers.Dense(4, "relu"),
+                                           keras.layers.Dense(1)])
+        model.compile(keras.optimizers.SGD(0.01),
+                      keras.losses.BinaryCrossentropy(from_logits=True))
+        curves.append(find_lr(model, x, y, num_steps=15).losses)
+        model.fit(x, y, epochs=1, verbose=0)  # and it trains afterwards
+    np.testing.assert_allclose(curves[1], curves[0], rtol=1e-6)
+
+
+def test_the_callback_refuses_a_model_fit_builds_too_late():
+    x, y = data()
+    model = keras.Sequential([keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    finder = LRFinder(num_steps=5)
+    if keras.backend.backend() == "tensorflow":
+        with pytest.raises(ValueError, match="built"):
+            model.fit(x, y, epochs=1, verbose=0, callbacks=[finder])
+    else:  # jax and torch build the model before the callbacks start
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[finder])
+        assert len(finder.result.lrs) == 5
+
+
+def test_several_inputs_as_a_list():
+    x, y = data()
+    a, b = keras.Input((5,)), keras.Input((3,))
+    keras.utils.set_random_seed(0)
+    model = keras.Model([a, b], keras.layers.Dense(1)(
+        keras.layers.Concatenate()([a, b])))
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    twin = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
+    twin.compile(keras.optimizers.SGD(0.01), "mse")
+    twin.set_weights(model.get_weights())
+    split = find_lr(model, [x[:, :5], x[:, 5:]], y, num_steps=10)
+    whole = find_lr(twin, x, y, num_steps=10)
+    np.testing.assert_allclose(split.losses, whole.losses, rtol=1e-5)
+
+
+@pytest.mark.parametrize("x, y, error, match", [
+    (np.zeros((100, 8)), np.zeros(120), ValueError, "100 in x, 120 in y"),
+    ((row for row in np.zeros((4, 8))), None, TypeError, "x of type gen"),
+    (np.zeros((10, 8)), "labels", TypeError, "y of type str"),
+    ({"a": np.zeros((10, 8)), "b": np.zeros((9, 8))}, np.zeros(10),
+     ValueError, r"\[9, 10\]"),
+])
+def test_bad_inputs(x, y, error, match):
+    model = make_model(keras.optimizers.SGD(0.01))
+    with pytest.raises(error, match=match):
+        find_lr(model, x, y)
+
+
 def test_each_loss_is_its_batch_not_kerass_running_mean():
     """Step 0's loss is the first batch's at the initial weights, step 1's
     the second batch's after one update: recomputed in NumPy."""
@@ -225,8 +320,11 @@ def known_curve():
     return lrs, losses
 
 
+@pytest.mark.parametrize("stopped_at", [None, 75])
 @pytest.mark.parametrize("seed", [None, 0, 1, 2, 3])
-def test_valley_is_fastais(seed):
+def test_valley_is_fastais(seed, stopped_at):
+    """Also when the test stopped early (at divergence): fastai's window
+    skips a tenth of the steps asked for, not of those recorded."""
     lrs, losses = known_curve()
     if seed is not None:
         # Noise gives many competing decreasing runs; seed 3 ends in NaN.
@@ -234,8 +332,10 @@ def test_valley_is_fastais(seed):
         losses = losses + rng.normal(0, 0.05, losses.shape)
         if seed == 3:
             losses[70:] = np.nan
-    result = LRFinderResult(lrs, losses, losses)
-    assert result.suggestion("valley") == fastai_suggestion(lrs, losses)
+    lrs, losses = lrs[:stopped_at], losses[:stopped_at]
+    result = LRFinderResult(lrs, losses, losses, num_steps=100)
+    assert result.suggestion("valley") == fastai_suggestion(lrs, losses,
+                                                            num_it=100)
 
 
 def test_suggestions_on_a_known_curve(tmp_path):
@@ -249,6 +349,8 @@ def test_suggestions_on_a_known_curve(tmp_path):
     assert result.suggestion("valley") == pytest.approx(5.34e-4, rel=1e-2)
     figure = result.plot(str(tmp_path / "lr.png"))
     assert (tmp_path / "lr.png").exists()
+    result.plot(str(tmp_path / "curve"))  # matplotlib's default: PNG
+    assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
     assert len(figure.axes[0].lines) == 5  # two curves, three suggestions
     with pytest.raises(ValueError, match="method"):
         result.suggestion("slide")
@@ -277,6 +379,8 @@ def test_the_callback_survives_deepcopy_and_restores():
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         LRFinder(**kwargs)
+    with pytest.raises(TypeError, match="restore"):
+        LRFinder(restore="no")  # would read as True
 
 
 def test_needs_a_compiled_model():

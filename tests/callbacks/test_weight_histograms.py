@@ -132,8 +132,50 @@ def test_plots_one_png_per_kernel_with_every_epoch(tmp_path):
         kernel, [0, 5, 25, 50, 75, 95, 100]), rtol=1e-6)
 
 
+def test_a_diverging_run_is_logged_to_its_end(tmp_path):
+    """NaN weights would stop NumPy's binning (and `fit`): the histograms
+    count the finite values, with a warning; the plot gets NaN rows."""
+    x, y = data()
+    model = make_model()
+    model.compile(keras.optimizers.SGD(10.0), "mse")
+    callback = WeightHistograms(tmp_path, probe=(x[:8], y[:8]))
+    with pytest.warns(UserWarning, match="NaN or infinite"):
+        history = model.fit(x * 100, y, epochs=3, verbose=0,
+                            callbacks=[callback])
+    assert not np.isfinite(history.history["loss"][-1])
+    logged = read(tmp_path)
+    assert [step for step, _ in logged["weights/net/hidden/kernel"]] == [
+        0, 1]  # nothing finite left after that
+    assert [step for step, _ in logged["gradient_norm/net/out"]] == [
+        0, 1, 2, 3]
+    rows = np.array(callback.percentiles["net/hidden/kernel"])
+    assert np.isfinite(rows[:2]).all() and np.isnan(rows[2:]).all()
+    assert (tmp_path / "plots" / "net_hidden_kernel.png").exists()
+
+
+def test_a_model_fit_builds_late_is_logged_from_its_first_epoch(tmp_path):
+    """On TensorFlow, `fit` builds a model without an `Input` after
+    `on_train_begin`: no histograms before training then, and the plot
+    still pairs each percentile row with its epoch."""
+    x, y = data()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.layers.Dense(3, name="hidden"),
+                              keras.layers.Dense(2, name="out")], name="net")
+    model.compile(keras.optimizers.SGD(0.05), "mse")
+    callback = WeightHistograms(tmp_path, probe=(x[:8], y[:8]))
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[callback])
+    first = 1 if keras.backend.backend() == "tensorflow" else 0
+    steps = [step for step, _ in read(tmp_path)["weights/net/hidden/kernel"]]
+    assert steps == list(range(first, 3))
+    assert len(callback.percentiles["net/hidden/kernel"]) == len(steps)
+    assert (tmp_path / "plots" / "net_hidden_kernel.png").exists()
+
+
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"log_dir": None}, TypeError, "log_dir"),
+    ({"log_dir": ""}, TypeError, "log_dir"),
+    ({"gradients": "no"}, TypeError, "gradients"),
+    ({"plot": None}, TypeError, "plot"),
     ({"freq": 0}, ValueError, "freq"),
     ({"freq": "epoch"}, TypeError, "freq"),
     ({"probe": None}, ValueError, "probe"),
