@@ -145,7 +145,14 @@ class GradientAccumulation(keras.callbacks.Callback):
         self._patched = None
 
     def steps_at(self, epoch):
-        """The number of batches per update in `epoch` (0-based)."""
+        """The number of batches per update in `epoch` (0-based).
+
+        Args:
+            epoch: The epoch, from 0.
+
+        Returns:
+            The value of the last key <= `epoch`; 1 before the first key.
+        """
         current = 1
         for start, steps in self.steps.items():
             if start <= epoch:

@@ -65,7 +65,19 @@ class LRFinder(keras.callbacks.Callback):
         self._saved = None
 
     def lr_at(self, step):
-        """The learning rate of step `step` (0-based)."""
+        """The learning rate of step `step` (0-based).
+
+        Args:
+            step: The step, from 0; past `num_steps - 1` it stays `end_lr`.
+
+        Returns:
+            `start_lr * (end_lr / start_lr) ** (step / (num_steps - 1))`.
+
+        Example:
+
+        >>> LRFinder(1e-4, 1e-2, num_steps=3).lr_at(1)
+        0.001
+        """
         fraction = min(step / (self.num_steps - 1), 1.0)
         return self.start_lr * (self.end_lr / self.start_lr) ** fraction
 
