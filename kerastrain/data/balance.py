@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from kerastrain._validation import check_choice
-from kerastrain.data.split import check_same_length, class_counts
+from kerastrain._validation import check_choice, check_seed
+from kerastrain.data.split import SEED_LIMIT, check_same_length, class_counts
 
 METHODS = ("undersample", "oversample", "smote")
 
@@ -19,9 +19,10 @@ def balance(x, y, method="smote", seed=None, verbose=1):
 
     Args:
         x: 2-D features (samples, features).
-        y: Class labels.
+        y: Class labels, 1-D (samples,): for one-hot rows pass
+            `y.argmax(axis=1)`, for a column `y.ravel()`.
         method: `"undersample"`, `"oversample"` or `"smote"`.
-        seed: Integer seed.
+        seed: None or an integer in [0, 2**32).
         verbose: 1 to print the class counts before and after.
 
     Returns:
@@ -41,6 +42,15 @@ def balance(x, y, method="smote", seed=None, verbose=1):
     from imblearn.under_sampling import RandomUnderSampler
 
     check_choice("method", method, METHODS)
+    seed = check_seed("seed", seed, high=SEED_LIMIT)
+    if np.ndim(y) != 1:
+        # One-hot rows pass silently otherwise: imbalanced-learn returns
+        # two-class ones as a single column, and `class_counts` would count
+        # zeros and ones instead of classes.
+        raise ValueError(
+            "Argument `y` must hold 1-D class labels (samples,). Received: "
+            f"y.shape={np.shape(y)}. For one-hot rows pass "
+            "`y.argmax(axis=1)`, for a column of labels `y.ravel()`.")
     check_same_length(x, y)
     x = np.asarray(x)
     if x.ndim != 2:

@@ -29,7 +29,8 @@ class CutMix:
         seed: Integer seed: the same sequence of boxes on every run.
 
     Call it on `{"images": (N, H, W, C), "labels": (N, K)}` (one-hot or
-    soft labels); it returns the same dict, mixed.
+    soft labels, integer ones cast to float32); it returns the same dict,
+    mixed.
 
     Example:
 
@@ -59,6 +60,20 @@ class CutMix:
             raise ValueError(
                 "CutMix takes a batch of channels-last images (N, H, W, C). "
                 f"Received shape {images.shape}")
+        if labels.shape.rank != 2:
+            raise ValueError(
+                "CutMix takes one-hot or soft labels (N, K). Received "
+                f"shape {labels.shape}")
+        # Only static sizes are checked: inside tf.data the batch size is
+        # unknown until run time.
+        if None not in (images.shape[0], labels.shape[0]) and (
+                images.shape[0] != labels.shape[0]):
+            raise ValueError(
+                "CutMix needs one label row per image. Received: "
+                f"{images.shape[0]} images, {labels.shape[0]} label rows")
+        if not labels.dtype.is_floating:
+            # Integer one-hot rows: the mixed labels are fractions.
+            labels = tf.cast(labels, "float32")
         shape = tf.shape(images)
         n, height, width = shape[0], shape[1], shape[2]
         # Beta(a, a) as the ratio of two Gamma(a) draws.

@@ -1,5 +1,6 @@
 """One entry point for data sets: offline ones shipped with scikit-learn,
-and any TensorFlow Datasets data set by name."""
+and TensorFlow Datasets data sets of fixed-shape (input, label) pairs by
+name."""
 
 import numpy as np
 
@@ -48,9 +49,13 @@ def load(name, split="train", data_dir=None, download=True):
     Offline, from scikit-learn: `"digits"` (8x8x1 images in [0, 1], 10
     classes), `"breast_cancer"` and `"wine"` (features as float32),
     `"diabetes_risk"` (diabetes progression turned into a binary "high
-    risk" label, progression > 250: 65 of 442 positive). Any TensorFlow
+    risk" label, progression > 250: 65 of 442 positive). A TensorFlow
     Datasets data set as `"tfds:<name>"` (e.g. `"tfds:cifar10"`), its
-    `split`, downloaded to or read from `data_dir`.
+    `split`, downloaded to or read from `data_dir`: one with supervised
+    (input, label) pairs whose inputs all have one shape, since they come
+    back as one array. Images of varying sizes (`tf_flowers`) are an
+    error, raised before any download: load those with `tfds.load` and
+    resize them (`tf.image.resize`) in a `map`.
 
     Args:
         name: A name above.
@@ -79,8 +84,8 @@ def load(name, split="train", data_dir=None, download=True):
     if name not in OFFLINE:
         raise ValueError(
             f"Unknown data set {name!r}. Known: {sorted(OFFLINE)}, or "
-            "'tfds:<name>' for any TensorFlow Datasets data set (e.g. "
-            "'tfds:cifar10').")
+            "'tfds:<name>' for a TensorFlow Datasets data set of "
+            "fixed-shape inputs (e.g. 'tfds:cifar10').")
     return OFFLINE[name]()
 
 
@@ -90,6 +95,7 @@ def _tfds(name, split, data_dir, download):
     if not name:
         raise ValueError("Argument `name` must name a TFDS data set after "
                          "'tfds:', e.g. 'tfds:cifar10'.")
+    _check_fixed_shapes(name, tfds.builder(name, data_dir=data_dir).info)
     # Batched iteration, not `batch_size=-1`: that one aborts the process
     # (TensorFlow's get_single_element) on TFDS's mock data.
     try:
@@ -106,3 +112,21 @@ def _tfds(name, split, data_dir, download):
     batches = list(tfds.as_numpy(dataset))
     return (np.concatenate([x for x, _ in batches]),
             np.concatenate([y for _, y in batches]))
+
+
+def _check_fixed_shapes(name, info):
+    """Raises if the data set declares inputs or labels of varying shape
+    (a None in a feature's shape): one array cannot hold them, and the
+    builder's description says so before anything is downloaded."""
+    keys = info.supervised_keys
+    if not keys or not all(isinstance(key, str) for key in keys):
+        return  # none, or nested: `tfds.load(as_supervised=True)` decides
+    for key in keys:
+        shape = getattr(info.features[key], "shape", ())
+        if None in tuple(shape):
+            raise ValueError(
+                f"TFDS data set {name!r} holds {key!r} of varying shape "
+                f"{tuple(shape)} (e.g. images of different sizes), and "
+                "`load` returns one array of equal-shaped examples. Load it "
+                "with `tfds.load` and resize in a `map` (`tf.image.resize`"
+                "), then pass that dataset to `image_pipeline`.")

@@ -5,6 +5,11 @@ import numpy as np
 
 from kerastrain._seeds import spawn_seeds
 from kerastrain._validation import check_float, check_int
+from kerastrain.data._image_inputs import (check_normalize,
+                                           check_normalize_channels,
+                                           check_randaugment_input,
+                                           one_hot_labels, pixels,
+                                           read_dataset)
 from kerastrain.data.cutmix import CutMix
 from kerastrain.data.random_resized_crop import RandomResizedCrop
 from kerastrain.data.split import check_same_length
@@ -14,53 +19,14 @@ AUGMENTATIONS = ("flip", "shift", "rotate", "crop", "randaugment")
 
 def channel_stats(x):
     """Per-channel mean and standard deviation of images `x` (N, H, W, C),
-    after scaling uint8 to [0, 1]: pass them as `normalize=(mean, std)` for
-    the validation and test pipelines."""
-    return _stats(_as_float(np.asarray(x)))
+    after scaling integer pixels to [0, 1] (as `image_pipeline` does): pass
+    them as `normalize=(mean, std)` for the validation and test
+    pipelines."""
+    return _stats(pixels(x))
 
 
 def _stats(images):
     return images.mean(axis=(0, 1, 2)), images.std(axis=(0, 1, 2)) + 1e-7
-
-
-def _as_float(x):
-    return x.astype("float32") / 255.0 if x.dtype == np.uint8 else x.astype(
-        "float32")
-
-
-def one_hot_labels(y, num_classes):
-    """Checked float32 one-hot rows from integer labels in
-    [0, num_classes) or from one-hot (or soft) rows of that width."""
-    y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] == num_classes:
-        if (y < 0).any() or not np.allclose(y.sum(axis=1), 1.0):
-            raise ValueError("One-hot labels must be non-negative rows "
-                             "summing to 1.")
-        return y.astype("float32")
-    y = y.reshape(-1)
-    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or (
-            y.max() >= num_classes):
-        raise ValueError(
-            f"Labels must be integers in [0, {num_classes}) (or one-hot of "
-            f"width {num_classes}). Received: dtype {y.dtype}, range "
-            f"[{y.min()}, {y.max()}]")
-    return np.eye(num_classes, dtype="float32")[y]
-
-
-def _from_dataset(dataset):
-    """Reads an unbatched dataset of (image, label) pairs into memory:
-    the pipeline caches its input anyway, and the checks and statistics
-    need the whole set."""
-    spec = dataset.element_spec
-    if not (isinstance(spec, tuple) and len(spec) == 2):
-        raise ValueError(
-            "A `tf.data.Dataset` given as `x` must yield (image, label) "
-            f"pairs. Received elements: {spec}")
-    if spec[0].shape.rank == 4:
-        dataset = dataset.unbatch()
-    batches = list(dataset.batch(4096).as_numpy_iterator())
-    return (np.concatenate([b[0] for b in batches]),
-            np.concatenate([b[1] for b in batches]))
 
 
 def _augmenters(augment, seeds):
@@ -151,15 +117,25 @@ def image_pipeline(x, y, batch_size, num_classes,
     the scaling and normalization apply, in order, without shuffling.
 
     Args:
-        x: Images (N, H, W, C), uint8 (scaled to [0, 1]) or float; or a
-            `tf.data.Dataset` of (image, label) pairs, batched or not
-            (read into memory once, like the cache would).
-        y: Integer labels or one-hot rows; None with a dataset.
+        x: At least one image, (N, H, W, C): integers of any dtype are
+            8-bit pixel values, which must lie in [0, 255] and are scaled
+            to [0, 1]; floats are used as they are and must be finite.
+            Or a finite `tf.data.Dataset` of (image, label) pairs, images
+            (H, W, C) or batches (B, H, W, C), read into memory once (like
+            the cache would): not an infinite one (`.repeat()`; Keras'
+            `fit` goes through the pipeline once per epoch anyway), and
+            one of unknown size (after `filter`, from a generator) is read
+            until it ends, so it must end.
+        y: Integer labels in [0, num_classes), shape (N,) or (N, 1), or
+            one-hot (or soft) rows, (N, num_classes); None with a dataset.
         batch_size: Images per batch, >= 1.
         num_classes: Number of classes, >= 2.
         augment: Names from `flip`, `shift` (pad-and-crop: up to 1/8 of
             the side, zero fill), `rotate`, `crop` (`RandomResizedCrop()`:
-            half the area or more, at a random place) and `randaugment`;
+            half the area or more, at a random place) and `randaugment`
+            (Keras' `RandAugment`: 1 or 3 channels, and pixels must lie
+            in its `value_range`, [0, 1] unless given as an option, since
+            it clips the rest: divide 0..255 floats by 255, or pass uint8);
             `(name, options)` pairs, the named layer with `options`
             passed to it (`("rotate", {"factor": 0.02})`: Keras'
             `RandomRotation(factor=0.02)`, seeded by the pipeline); or
@@ -171,7 +147,8 @@ def image_pipeline(x, y, batch_size, num_classes,
             paper's).
         normalize: True to standardize each channel with `x`'s statistics,
             a `(mean, std)` pair (from `channel_stats` of the training
-            images, for validation and test), or False.
+            images, for validation and test), each a number or one number
+            per channel, the stds > 0, or False.
         shuffle: Whether to shuffle (training only).
         cache: Whether to cache the prepared images in memory.
         seed: Integer >= 0, the seed of the shuffle and the augmentations
@@ -199,34 +176,22 @@ def image_pipeline(x, y, batch_size, num_classes,
     import keras
     import tensorflow as tf
 
-    if isinstance(x, tf.data.Dataset):
-        if y is not None:
-            raise ValueError("With a `tf.data.Dataset` of (image, label) "
-                             "pairs as `x`, `y` must be None.")
-        x, y = _from_dataset(x)
-    x = np.asarray(x)
-    if x.ndim != 4:
-        raise ValueError(
-            "`x` must be a batch of channels-last images (N, H, W, C). "
-            f"Received shape {x.shape}")
     batch_size = check_int("batch_size", batch_size, min_value=1)
     num_classes = check_int("num_classes", num_classes, min_value=2)
-    check_same_length(x, y)
-    labels = one_hot_labels(y, num_classes)
     mixup_alpha = check_float("mixup_alpha", mixup_alpha, low=0)
     cutmix_alpha = check_float("cutmix_alpha", cutmix_alpha, low=0)
     augment = check_augment(augment)
+    normalize = check_normalize(normalize)
     # One stream each: layers seeded alike draw alike (a flip would decide
     # the rotation's direction).
     shuffle_seed, mixup_seed, cutmix_seed, pick_seed, *augment_seeds = (
         spawn_seeds(seed, 4 + len(augment)))
-    images = _as_float(x)
-    if normalize is True:
-        mean, std = _stats(images)
-    elif normalize is False or normalize is None:
-        mean, std = None, None
-    else:
-        mean, std = (np.asarray(v, "float32") for v in normalize)
+    # Made in evaluation mode too: bad options fail here, not later.
+    augmenters = _augmenters(augment, augment_seeds)
+    images, labels = _images_and_labels(x, y, num_classes)
+    if training:
+        check_randaugment_input(augmenters, images)
+    mean, std = _normalization(normalize, images)
 
     dataset = tf.data.Dataset.from_tensor_slices((images, labels))
     if cache:
@@ -235,8 +200,6 @@ def image_pipeline(x, y, batch_size, num_classes,
         dataset = dataset.shuffle(len(images), seed=shuffle_seed,
                                   reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
-    # Made in evaluation mode too: bad options fail here, not later.
-    augmenters = _augmenters(augment, augment_seeds)
     steps = [(layer, False) for layer in augmenters] if training else []
     if mean is not None:
         steps.append((lambda b: (b - mean) / std, False))
@@ -272,3 +235,31 @@ def image_pipeline(x, y, batch_size, num_classes,
         dataset = dataset.map(transform, num_parallel_calls=None if (
             deterministic) else tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _images_and_labels(x, y, num_classes):
+    """Checked float32 pixels and one-hot labels from arrays, or from a
+    dataset of (image, label) pairs read into memory."""
+    import tensorflow as tf
+
+    if isinstance(x, tf.data.Dataset):
+        if y is not None:
+            raise ValueError(
+                "Argument `y` must be None when `x` is a `tf.data.Dataset` "
+                "of (image, label) pairs: the labels come from it. "
+                f"Received: y of shape {np.shape(y)}")
+        x, y = read_dataset(x, num_classes)
+    images = pixels(x)
+    labels = one_hot_labels(y, num_classes)
+    check_same_length(images, labels)
+    return images, labels
+
+
+def _normalization(normalize, images):
+    """The `(mean, std)` to standardize with, or `(None, None)`."""
+    if normalize is True:
+        return _stats(images)
+    if normalize is False:
+        return None, None
+    check_normalize_channels(*normalize, images.shape)
+    return normalize

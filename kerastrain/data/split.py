@@ -2,7 +2,10 @@
 
 import numpy as np
 
-from kerastrain._validation import check_float
+from kerastrain._validation import check_float, check_seed
+
+# scikit-learn's `random_state` is a NumPy seed: below 2**32.
+SEED_LIMIT = 2**32
 
 
 def check_same_length(x, y):
@@ -34,7 +37,8 @@ def split(x, y, val_size=0.15, test_size=0.15, stratify=True, seed=None):
         val_size: Fraction of all samples for validation, in [0, 1).
         test_size: Fraction of all samples for testing, in (0, 1).
         stratify: Whether to keep the class proportions.
-        seed: Integer seed for reproducible splits.
+        seed: None or an integer in [0, 2**32), for reproducible
+            splits.
 
     Returns:
         `(x_train, y_train), (x_val, y_val), (x_test, y_test)`.
@@ -49,6 +53,7 @@ def split(x, y, val_size=0.15, test_size=0.15, stratify=True, seed=None):
     """
     from sklearn.model_selection import train_test_split
 
+    seed = check_seed("seed", seed, high=SEED_LIMIT)
     check_same_length(x, y)
     test_size = check_float("test_size", test_size, 0, 1, low_closed=False,
                             high_closed=False)

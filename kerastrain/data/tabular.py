@@ -15,6 +15,20 @@ def _columns(x):
     return list(range(np.asarray(x).shape[1])), []
 
 
+def reject_missing(values, columns):
+    """Returns `values` (the numeric columns) unchanged, or raises if any is
+    missing (NaN): the check of a preprocessor fitted with `impute=False`,
+    run by its `transform` as well as on the training data."""
+    missing = np.isnan(np.asarray(values, dtype="float64")).any(axis=0)
+    if missing.any():
+        raise ValueError(
+            "Missing values (NaN) in numeric columns "
+            f"{[c for c, m in zip(columns, missing) if m]} with "
+            "impute=False: scaling cannot use them. Fit with impute=True "
+            "or clean the data.")
+    return values
+
+
 def tabular_preprocessor(x_train, numeric=None, categorical=None,
                          scaling="standard", impute=True):
     """Imputation, scaling and one-hot encoding, fitted on `x_train`.
@@ -36,7 +50,8 @@ def tabular_preprocessor(x_train, numeric=None, categorical=None,
         scaling: `"standard"` (zero mean, unit variance), `"minmax"`
             ([0, 1]) or `"robust"` (median and interquartile range).
         impute: Whether to fill missing values. Without it, missing values
-            in the training data are an error.
+            in numeric columns are an error, in the training data and in
+            whatever the returned preprocessor transforms later.
 
     Returns:
         The fitted `ColumnTransformer`.
@@ -52,8 +67,9 @@ def tabular_preprocessor(x_train, numeric=None, categorical=None,
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import (MinMaxScaler, OneHotEncoder,
-                                       RobustScaler, StandardScaler)
+    from sklearn.preprocessing import (FunctionTransformer, MinMaxScaler,
+                                       OneHotEncoder, RobustScaler,
+                                       StandardScaler)
 
     check_choice("scaling", scaling, SCALERS)
     if not hasattr(x_train, "select_dtypes") and np.asarray(
@@ -66,18 +82,16 @@ def tabular_preprocessor(x_train, numeric=None, categorical=None,
     categorical = (default_categorical if categorical is None
                    else list(categorical))
     if not impute:
-        values = (x_train[numeric] if hasattr(x_train, "select_dtypes")
-                  else np.asarray(x_train, dtype="float64")[:, numeric])
-        missing = np.isnan(np.asarray(values, dtype="float64")).any(axis=0)
-        if missing.any():
-            raise ValueError(
-                "Missing values (NaN) in numeric columns "
-                f"{[c for c, m in zip(numeric, missing) if m]} with "
-                "impute=False: scaling cannot use them. Pass impute=True "
-                "or clean the data.")
+        reject_missing(
+            x_train[numeric] if hasattr(x_train, "select_dtypes")
+            else np.asarray(x_train, dtype="float64")[:, numeric], numeric)
     scaler = {"standard": StandardScaler, "minmax": MinMaxScaler,
               "robust": RobustScaler}[scaling]()
-    steps = [SimpleImputer(strategy="median")] if impute else []
+    # Without imputation the check is a step of the pipeline, so the saved
+    # preprocessor refuses NaN in new data too instead of passing it on.
+    steps = [SimpleImputer(strategy="median")] if impute else [
+        FunctionTransformer(reject_missing, kw_args={"columns": numeric},
+                            feature_names_out="one-to-one")]
     transformers = [("numeric", make_pipeline(*steps, scaler), numeric)]
     if categorical:
         transformers.append(("categorical", make_pipeline(

@@ -52,3 +52,17 @@ def test_bad_input(args, match):
 def test_unknown_method():
     with pytest.raises(ValueError, match="method"):
         balance(*skewed(), method="adasyn")
+
+
+def test_one_hot_labels_are_refused_with_the_fix():
+    x, y = skewed()
+    with pytest.raises(ValueError,
+                       match=r"`y`.*y.shape=\(120, 2\).*argmax"):
+        balance(x, np.eye(2)[y], "oversample", seed=0, verbose=0)
+
+
+@pytest.mark.parametrize("seed, error", [(-1, ValueError), (2**32, ValueError),
+                                         (1.5, TypeError), ("0", TypeError)])
+def test_bad_seeds_name_the_argument(seed, error):
+    with pytest.raises(error, match=r"Argument `seed`.*Received: seed="):
+        balance(*skewed(), "oversample", seed=seed, verbose=0)

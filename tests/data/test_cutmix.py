@@ -88,3 +88,27 @@ def test_images_of_the_wrong_rank_are_a_clear_error():
     with pytest.raises(ValueError, match=r"\(N, H, W, C\)"):
         CutMix(1.0)({"images": np.zeros((8, 8, 3), "float32"),
                      "labels": np.eye(3, dtype="float32")})
+
+
+def test_integer_one_hot_labels_mix_like_float_ones():
+    images = np.arange(8 * 8 * 8, dtype="float32").reshape(8, 8, 8, 1)
+    rows = np.eye(4)[np.arange(8) % 4]
+    out_int = CutMix(1.0, seed=3)({"images": images,
+                                   "labels": rows.astype("int32")})
+    out_float = CutMix(1.0, seed=3)({"images": images,
+                                     "labels": rows.astype("float32")})
+    mixed = np.asarray(out_int["labels"])
+    assert mixed.dtype == np.float32
+    # Fractions survive: the same boxes give the same weights.
+    np.testing.assert_array_equal(mixed, np.asarray(out_float["labels"]))
+    assert not np.isin(mixed, [0.0, 1.0]).all()
+
+
+@pytest.mark.parametrize("labels, match", [
+    (np.eye(3, dtype="float32"), r"8 images, 3 label rows"),
+    (np.arange(8, dtype="float32"), r"labels \(N, K\).*\(8,\)"),
+])
+def test_labels_that_do_not_fit_the_images_are_a_clear_error(labels, match):
+    images = np.zeros((8, 6, 6, 3), "float32")
+    with pytest.raises(ValueError, match=match):
+        CutMix(1.0, seed=0)({"images": images, "labels": labels})

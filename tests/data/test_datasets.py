@@ -45,3 +45,11 @@ def test_unknown_names_list_the_known_ones():
 def test_a_missing_tfds_data_set_without_download_names_the_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match=str(tmp_path)):
         load("tfds:mnist", data_dir=str(tmp_path), download=False)
+
+
+def test_a_tfds_data_set_of_varying_image_sizes_is_refused(tmp_path):
+    # tf_flowers' images differ in size; the mock draws them so too.
+    with tfds.testing.mock_data(num_examples=6):
+        with pytest.raises(ValueError,
+                           match=r"'tf_flowers'.*varying shape.*resize"):
+            load("tfds:tf_flowers", data_dir=str(tmp_path))

@@ -154,6 +154,30 @@ def test_augmented_training_batches_feed_model_fit():
      ValueError, "'rotate'.*factr"),
     ({"augment": (("shift", {"seed": 3}),)}, ValueError, "seed"),
     ({"batch_size": 0}, ValueError, "batch_size"),
+    ({"y": None}, ValueError, r"Argument `y`.*Received: y=None"),
+    ({"x": np.zeros((0, 8, 8, 3)), "y": np.zeros(0, int)}, ValueError,
+     r"`x` must hold at least one image.*\(0, 8, 8, 3\)"),
+    ({"y": np.array([0, 1, 2, 5])}, ValueError, r"Argument `y`.*\[0, 5\]"),
+    # Integer one-hot rows of another width than num_classes.
+    ({"y": np.eye(3, dtype=int)[[0, 1, 2, 0]]}, ValueError,
+     r"Argument `y`.*y.shape=\(4, 3\), num_classes=4"),
+    ({"y": np.zeros((4, 2, 2), int)}, ValueError, r"y.shape=\(4, 2, 2\)"),
+    ({"y": np.full((4, 4), np.nan)}, ValueError, "Argument `y`.*sum"),
+    ({"normalize": "imagenet"}, TypeError,
+     r"`normalize`.*Received: normalize='imagenet'"),
+    ({"normalize": (0.5,)}, TypeError, "normalize"),
+    ({"normalize": ([0.5, 0.5], [1.0, 1.0])}, ValueError,
+     r"`normalize`.*per channel of `x` \(3\)"),
+    ({"normalize": ([0.5] * 3, [0.2, 0.0, 0.2])}, ValueError,
+     r"`normalize`.*std > 0"),
+    ({"normalize": ([0.5] * 3, ["a", "b", "c"])}, TypeError,
+     r"normalize\[1\]"),
+    ({"normalize": ([0.5] * 3, [np.nan] * 3)}, ValueError,
+     r"normalize\[1\]"),
+    ({"augment": ("randaugment",), "x": np.zeros((4, 8, 8, 2))}, ValueError,
+     r"1 or 3 channels.*x.shape=\(4, 8, 8, 2\)"),
+    ({"augment": ("randaugment",), "x": np.zeros((4, 8, 8, 4))}, ValueError,
+     r"1 or 3 channels.*x.shape=\(4, 8, 8, 4\)"),
 ])
 def test_bad_input(kwargs, error, match):
     arguments = {"x": np.zeros((4, 8, 8, 3)), "y": np.arange(4),
@@ -276,3 +300,110 @@ def test_augment_entries_are_checked_and_one_name_alone_is_one_entry():
     assert check_augment("flip") == ("flip",)
     assert check_augment(["shift", pair]) == ("shift", pair)
     assert check_augment(None) == ()
+
+
+def test_randaugment_runs_changes_images_and_keeps_their_range():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (64, 16, 16, 3)).astype("uint8")
+    images, labels = one_batch(image_pipeline(
+        x, np.arange(64) % 2, 64, 2, augment=("randaugment",),
+        normalize=False, shuffle=False, seed=0))
+    assert images.shape == x.shape and labels.shape == (64, 2)
+    assert images.min() >= 0.0 and images.max() <= 1.0 + 1e-6
+    # Two random operations per image: most images change visibly.
+    changed = np.abs(images - x / 255.0).mean(axis=(1, 2, 3)) > 0.01
+    assert changed.mean() > 0.5
+
+
+def test_integer_pixels_of_any_dtype_are_scaled_like_uint8():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (8, 6, 6, 3))  # int64
+    images, _ = one_batch(image_pipeline(
+        x, np.arange(8) % 2, 8, 2, normalize=False, training=False))
+    np.testing.assert_allclose(images, x / 255.0, atol=1e-6)
+    mean, std = channel_stats(x)
+    np.testing.assert_allclose(mean, (x / 255.0).mean(axis=(0, 1, 2)),
+                               rtol=1e-5)
+    np.testing.assert_allclose(std, (x / 255.0).std(axis=(0, 1, 2)),
+                               rtol=1e-4)
+    with pytest.raises(ValueError, match=r"`x`.*\[0, 255\].*\[0, 300\]"):
+        image_pipeline(np.linspace(0, 300, 432).astype(int).reshape(
+            4, 6, 6, 3), np.arange(4) % 2, 2, 2)
+
+
+def test_randaugment_refuses_float_pixels_outside_its_range():
+    # RandAugment on [0, 1] would clip 0..255 floats to a white image.
+    x = np.random.default_rng(0).uniform(0, 255, (8, 16, 16, 3))
+    with pytest.raises(ValueError, match=r"`x` holds values in \[0.*, 25\d"):
+        image_pipeline(x, np.arange(8) % 2, 4, 2, augment=("randaugment",))
+    # Its own range given as an option is the one checked.
+    option = ("randaugment", {"value_range": (0, 255)})
+    images, _ = one_batch(image_pipeline(
+        x, np.arange(8) % 2, 8, 2, augment=(option,), normalize=False,
+        seed=0))
+    assert images.max() > 1.0 and images.max() <= 255.0 + 1e-3
+
+
+def test_non_finite_pixels_are_refused_with_their_count():
+    x = np.random.default_rng(0).random((8, 6, 6, 3)).astype("float32")
+    bad = x.copy()
+    bad[0, 0, 0, 0], bad[3, 1, 2, 1], bad[5, 0, 0, 2] = np.nan, np.inf, np.nan
+    with pytest.raises(ValueError, match=r"`x`.*3 of the 864 values"):
+        image_pipeline(bad, np.arange(8) % 2, 4, 2, training=False)
+    assert np.isnan(bad).sum() == 2  # not modified
+
+
+def test_a_mean_and_std_pair_standardizes_each_channel():
+    x = np.random.default_rng(0).random((8, 6, 6, 3)).astype("float32")
+    mean, std = [0.1, 0.5, 0.9], [0.5, 2.0, 4.0]
+    images, _ = one_batch(image_pipeline(
+        x, np.arange(8) % 2, 8, 2, normalize=(mean, std), training=False))
+    expected = (x - np.array(mean)) / np.array(std)
+    np.testing.assert_allclose(images, expected, atol=1e-6)
+    # One number for every channel.
+    images, _ = one_batch(image_pipeline(
+        x, np.arange(8) % 2, 8, 2, normalize=(0.5, 0.25), training=False))
+    np.testing.assert_allclose(images, (x - 0.5) / 0.25, atol=1e-5)
+
+
+def test_integer_labels_as_a_column_are_class_indices():
+    x = np.zeros((4, 6, 6, 1), "float32")
+    y = np.array([[2], [0], [1], [3]])  # keras.datasets.cifar10's shape
+    _, labels = one_batch(image_pipeline(x, y, 4, 4, training=False))
+    np.testing.assert_array_equal(labels, np.eye(4)[[2, 0, 1, 3]])
+
+
+def test_an_infinite_or_empty_dataset_is_refused():
+    import tensorflow as tf
+
+    x = np.zeros((8, 4, 4, 1), "float32")
+    y = np.arange(8) % 2
+    source = tf.data.Dataset.from_tensor_slices((x, y))
+    with pytest.raises(ValueError, match=r"`x` must be finite.*repeat"):
+        image_pipeline(source.repeat(), None, 4, 2)
+    # NumPy's own "need at least one array to concatenate" does not match.
+    empty = r"`x` must hold at least one \(image, label\) pair"
+    with pytest.raises(ValueError, match=empty):
+        image_pipeline(source.take(0), None, 4, 2)
+    # Of unknown size, and empty once read.
+    with pytest.raises(ValueError, match=empty):
+        image_pipeline(source.filter(lambda a, b: b > 5), None, 4, 2)
+
+
+def test_a_batched_dataset_of_images_without_channels_is_refused():
+    import tensorflow as tf
+
+    x = np.zeros((8, 6, 6), "float32")
+    source = tf.data.Dataset.from_tensor_slices((x, np.arange(8) % 2))
+    for batched in (source.batch(4), source.batch(4, drop_remainder=True)):
+        with pytest.raises(ValueError, match=r"channel axis \(B, H, W\)"):
+            image_pipeline(batched, None, 4, 2)
+    one_hot = tf.data.Dataset.from_tensor_slices((x, np.eye(2)[np.arange(
+        8) % 2])).batch(4)
+    with pytest.raises(ValueError, match=r"channel axis"):
+        image_pipeline(one_hot, None, 4, 2)
+    # Unbatched images with one-hot labels are still read as such.
+    rgb = tf.data.Dataset.from_tensor_slices((
+        np.zeros((8, 6, 6, 3), "float32"), np.eye(2)[np.arange(8) % 2]))
+    _, labels = one_batch(image_pipeline(rgb, None, 8, 2, training=False))
+    np.testing.assert_array_equal(labels, np.eye(2)[np.arange(8) % 2])

@@ -56,6 +56,13 @@ def test_bad_sizes(kwargs, match):
         split(*data(), **kwargs)
 
 
+@pytest.mark.parametrize("seed, error", [(-1, ValueError), (2**32, ValueError),
+                                         (1.5, TypeError), ("0", TypeError)])
+def test_bad_seeds_name_the_argument(seed, error):
+    with pytest.raises(error, match=r"Argument `seed`.*Received: seed="):
+        split(*data(), seed=seed)
+
+
 def test_a_class_too_small_to_stratify_names_the_counts():
     x, y = data(50)
     y[:] = 0

@@ -65,3 +65,24 @@ def test_bad_arguments(kwargs, match):
     arguments = {"x_train": table(), **kwargs}
     with pytest.raises(ValueError, match=match):
         tabular_preprocessor(**arguments)
+
+
+def test_without_imputation_new_data_with_nan_is_refused_after_pickling():
+    import pickle
+
+    from sklearn.base import BaseEstimator
+    from sklearn.preprocessing import StandardScaler
+
+    clean = table()
+    clean[3, 1] = 0.0
+    preprocessor = pickle.loads(pickle.dumps(
+        tabular_preprocessor(clean, impute=False)))
+    assert isinstance(preprocessor, BaseEstimator)
+    np.testing.assert_allclose(preprocessor.transform(clean),
+                               StandardScaler().fit_transform(clean),
+                               atol=1e-12)
+    new = clean[:5].copy()
+    new[2, 2] = np.nan
+    with pytest.raises(ValueError, match=r"columns \[2\] with impute=False"):
+        preprocessor.transform(new)
+    assert np.isnan(new).sum() == 1  # not modified

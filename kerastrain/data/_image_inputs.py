@@ -1,0 +1,219 @@
+"""Checks and conversions of `image_pipeline`'s inputs: pixels, labels,
+`normalize`, and a `tf.data.Dataset` read into memory.
+
+Each raises before any tf.data work, naming the argument, what it got and
+what is allowed, so that a bad input never fails deep inside a traced map.
+"""
+
+import numbers
+
+import numpy as np
+
+from kerastrain._validation import check_float_list
+
+# Keras' RandAugment mixes colour operations that need one or three
+# channels (grayscale or RGB); others fail inside the traced map.
+RANDAUGMENT_CHANNELS = (1, 3)
+
+
+def pixels(x):
+    """Images `x` (N, H, W, C) as float32 pixels, or a clear error.
+
+    Integers of any dtype are 8-bit pixel values: they must lie in
+    [0, 255] and are scaled to [0, 1] (int64 images read like uint8 ones).
+    Floats are kept as they are and must be finite: one NaN would make
+    the channel statistics, and then every normalized image, NaN.
+    """
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise ValueError(
+            "Argument `x` must be a batch of channels-last images "
+            f"(N, H, W, C). Received: x.shape={x.shape}")
+    if len(x) == 0:
+        raise ValueError(
+            "Argument `x` must hold at least one image. Received: "
+            f"x.shape={x.shape}")
+    if np.issubdtype(x.dtype, np.integer):
+        low, high = x.min(), x.max()
+        if low < 0 or high > 255:
+            raise ValueError(
+                "Argument `x` holds integers, which are read as 8-bit pixel "
+                "values in [0, 255] and scaled to [0, 1]. Received: x of "
+                f"dtype {x.dtype} with values in [{low}, {high}]. Pass "
+                "floats already scaled as you want them.")
+        return x.astype("float32") / 255.0
+    if not (np.issubdtype(x.dtype, np.floating) or x.dtype == bool):
+        raise TypeError(
+            "Argument `x` must hold numeric pixel values (integers or "
+            f"floats). Received: x of dtype {x.dtype}")
+    images = x.astype("float32")
+    bad = np.count_nonzero(~np.isfinite(images))
+    if bad:
+        raise ValueError(
+            f"Argument `x` must hold finite pixel values. Received: {bad} "
+            f"of the {images.size} values in x (shape {x.shape}) are NaN "
+            "or infinite.")
+    return images
+
+
+def one_hot_labels(y, num_classes):
+    """Checked float32 one-hot rows from integer labels `(N,)` or `(N, 1)`
+    in [0, num_classes), or from one-hot (or soft) rows `(N,
+    num_classes)`."""
+    if y is None:
+        raise ValueError(
+            "Argument `y` must hold the labels of `x` (integers or one-hot "
+            "rows); it is None only when `x` is a `tf.data.Dataset` of "
+            "(image, label) pairs. Received: y=None")
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == num_classes:
+        rows = y.astype("float32")
+        if not (rows >= 0).all() or not np.allclose(rows.sum(axis=1), 1.0):
+            raise ValueError(
+                "Argument `y` given as one-hot (or soft) rows must hold "
+                "non-negative numbers summing to 1 in each row. Received: "
+                f"row sums in [{rows.sum(axis=1).min()}, "
+                f"{rows.sum(axis=1).max()}], minimum {rows.min()}")
+        return rows
+    if not (y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1)):
+        raise ValueError(
+            "Argument `y` must hold integer labels, shape (N,) or (N, 1), "
+            f"or one-hot rows of width num_classes={num_classes}, shape "
+            f"(N, {num_classes}). Received: y.shape={y.shape}, "
+            f"num_classes={num_classes}")
+    y = y.reshape(-1)
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or (
+            y.max() >= num_classes):
+        raise ValueError(
+            f"Argument `y` must hold integers in [0, {num_classes}) (or "
+            f"one-hot rows of width {num_classes}). Received: y of dtype "
+            f"{y.dtype} with values in [{y.min()}, {y.max()}]")
+    return np.eye(num_classes, dtype="float32")[y]
+
+
+def check_normalize(normalize):
+    """`normalize` as True, False, or a `(mean, std)` pair of float32
+    arrays (a number or one per channel each, the stds > 0)."""
+    if normalize is None or isinstance(normalize, bool):
+        return bool(normalize)
+    pair = None
+    if not isinstance(normalize, (str, bytes, dict)):
+        try:
+            pair = list(normalize)
+        except TypeError:
+            pass
+    if pair is None or len(pair) != 2:
+        raise TypeError(
+            "Argument `normalize` must be True, False or a (mean, std) "
+            "pair such as `channel_stats(x_train)`. Received: "
+            f"normalize={normalize!r}")
+    mean, std = (
+        np.asarray(check_float_list(f"normalize[{i}]", _numbers(v)),
+                   "float32") for i, v in enumerate(pair))
+    if not (std > 0).all():
+        raise ValueError(
+            "Argument `normalize` must have a std > 0 for every channel "
+            f"(its second item). Received: normalize[1]={pair[1]!r}")
+    return mean, std
+
+
+def _numbers(value):
+    """A mean or std as a flat sequence: a number alone is one item."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return [value]
+    return np.ravel(value) if isinstance(value, np.ndarray) else value
+
+
+def check_normalize_channels(mean, std, shape):
+    """Raises unless `mean` and `std` hold one number, or one per channel
+    of images of `shape`."""
+    channels = shape[-1]
+    if {len(mean), len(std)} - {1, channels}:
+        raise ValueError(
+            "Argument `normalize` must give a mean and a std per channel "
+            f"of `x` ({channels}), or one number for all. Received: "
+            f"normalize=({mean.tolist()}, {std.tolist()}) for x of shape "
+            f"{shape}")
+
+
+def check_randaugment_input(layers, images):
+    """Raises unless `images` suit every RandAugment among `layers`: one
+    or three channels, and values inside its `value_range`, which it
+    would otherwise clip without a word."""
+    import keras
+
+    for layer in layers:
+        if not isinstance(layer, keras.layers.RandAugment):
+            continue
+        if images.shape[-1] not in RANDAUGMENT_CHANNELS:
+            raise ValueError(
+                "Augmentation 'randaugment' (Keras' RandAugment) takes "
+                "grayscale or RGB images (1 or 3 channels). Received: "
+                f"x.shape={images.shape}")
+        try:
+            low, high = (float(v) for v in layer.value_range)
+        except (TypeError, ValueError):
+            continue  # a bad option: the layer itself says so
+        seen = (float(images.min()), float(images.max()))
+        if seen[0] < low or seen[1] > high:
+            raise ValueError(
+                "Augmentation 'randaugment' works on pixel values in its "
+                f"value_range [{low:g}, {high:g}] and clips the rest, but "
+                f"argument `x` holds values in [{seen[0]:g}, {seen[1]:g}]. "
+                "Divide float images in 0..255 by 255 (or pass them as "
+                "uint8, scaled to [0, 1]), or give RandAugment the range: "
+                "('randaugment', {'value_range': (low, high)}).")
+
+
+def read_dataset(dataset, num_classes):
+    """Reads a finite dataset of (image, label) pairs, batched or not,
+    into arrays: the pipeline caches its input anyway, and the checks and
+    statistics need the whole set."""
+    import tensorflow as tf
+
+    spec = dataset.element_spec
+    if not (isinstance(spec, tuple) and len(spec) == 2):
+        raise ValueError(
+            "A `tf.data.Dataset` given as `x` must yield (image, label) "
+            f"pairs. Received elements: {spec}")
+    size = int(dataset.cardinality())
+    if size == tf.data.INFINITE_CARDINALITY:
+        raise ValueError(
+            "A `tf.data.Dataset` given as `x` must be finite: it is read "
+            "into memory once, and Keras' `fit` goes through the pipeline "
+            "once per epoch by itself. Pass it without `.repeat()`. "
+            "Received: an infinite dataset")
+    if _is_batched(spec, num_classes):
+        dataset = dataset.unbatch()
+    batches = [] if size == 0 else list(
+        dataset.batch(4096).as_numpy_iterator())
+    if not batches:
+        raise ValueError(
+            "A `tf.data.Dataset` given as `x` must hold at least one "
+            "(image, label) pair. Received: an empty dataset")
+    return (np.concatenate([b[0] for b in batches]),
+            np.concatenate([b[1] for b in batches]))
+
+
+def _is_batched(spec, num_classes):
+    """Whether (image, label) elements of `spec` are batches, from their
+    ranks: images (H, W, C) come with labels () or (num_classes,),
+    batches (B, H, W, C) with labels (B,) or (B, num_classes)."""
+    image, label = (s.shape for s in spec)
+    if image.rank == 4 and label.rank in (1, 2):
+        return True
+    batched_gray = image.rank == 3 and (label.rank == 2 or (
+        label.rank == 1 and label[0] != num_classes and (
+            label[0] is None or label[0] == image[0])))
+    if batched_gray:
+        raise ValueError(
+            "A `tf.data.Dataset` given as `x` seems to yield batches of "
+            "images without a channel axis (B, H, W). Add one, e.g. "
+            "`x.map(lambda image, label: (image[..., None], label))`. "
+            f"Received elements: {spec}")
+    if image.rank == 3 and label.rank in (0, 1):
+        return False
+    raise ValueError(
+        "A `tf.data.Dataset` given as `x` must yield images (H, W, C) with "
+        "integer or one-hot labels, or batches of them (B, H, W, C). "
+        f"Received elements: {spec}")
