@@ -60,7 +60,8 @@ class WeightHistograms(keras.callbacks.Callback):
     their finite values (a warning says how many were not; the norms show
     NaN), so the run that diverges is still logged up to its end.
 
-    With `plot=True`, at the end of training a PNG per layer kernel shows
+    With `plot=True`, at the end of training a PNG per weight matrix (or
+    tensor: kernels, embeddings; not biases or norm scales) shows
     how its weight distribution moved across epochs (median, 25-75% and
     5-95% bands, extremes): the "weights during learning" picture.
 
@@ -142,7 +143,7 @@ class WeightHistograms(keras.callbacks.Callback):
             if finite.size:
                 summaries.append(histogram(f"weights/{variable.path}",
                                            finite))
-            if variable.name == "kernel":
+            if len(variable.shape) >= 2:  # kernels, embeddings
                 self.percentiles.setdefault(variable.path, []).append(
                     np.percentile(finite, PERCENTILES) if finite.size
                     else np.full(len(PERCENTILES), np.nan))

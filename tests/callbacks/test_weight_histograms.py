@@ -132,6 +132,29 @@ def test_plots_one_png_per_kernel_with_every_epoch(tmp_path):
         kernel, [0, 5, 25, 50, 75, 95, 100]), rtol=1e-6)
 
 
+def test_plots_every_weight_matrix_not_only_kernels(tmp_path):
+    """An Embedding's table gets its picture; a bias or a BatchNorm scale
+    (vectors) does not."""
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, 20, (64, 5))
+    labels = rng.standard_normal((64, 2)).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((5,), dtype="int32"),
+        keras.layers.Embedding(20, 4, name="embed"),
+        keras.layers.Flatten(), keras.layers.BatchNormalization(name="bn"),
+        keras.layers.Dense(2, name="out")], name="net")
+    model.compile(keras.optimizers.SGD(0.05), "mse")
+    callback = WeightHistograms(tmp_path, gradients=False)
+    model.fit(tokens, labels, epochs=2, verbose=0, callbacks=[callback])
+    assert sorted(os.listdir(tmp_path / "plots")) == [
+        "net_embed_embeddings.png", "net_out_kernel.png"]
+    table = to_numpy(model.get_layer("embed").embeddings)
+    np.testing.assert_allclose(
+        callback.percentiles["net/embed/embeddings"][-1],
+        np.percentile(table, [0, 5, 25, 50, 75, 95, 100]), rtol=1e-6)
+
+
 def test_a_diverging_run_is_logged_to_its_end(tmp_path):
     """NaN weights would stop NumPy's binning (and `fit`): the histograms
     count the finite values, with a warning; the plot gets NaN rows."""
