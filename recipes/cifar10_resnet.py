@@ -133,7 +133,7 @@ def run(args):
         "epochs_run": len(history.epoch),
         "steps": len(history.epoch) * -(-len(train[0]) // args.batch_size),
     }, [("test accuracy", accuracy), ("logistic regression peer", peer),
-        ("epochs", len(history.epoch))], timer)
+        ("epochs", len(history.epoch))], timer, tf_data=True)
 
 
 def main(argv=None):

@@ -7,6 +7,7 @@ Nothing here imports Keras at module level: `--backend` must set
 
 import argparse
 import csv
+import importlib
 import io
 import os
 import platform
@@ -14,12 +15,35 @@ import sys
 import time
 
 BACKENDS = ("tensorflow", "jax", "torch")
+# The largest --seed. numpy (keras.utils.set_random_seed) takes up to
+# 2**32 - 1, but on torch a Keras layer's seed is an int32, and the recipes
+# seed their layers with `seed + i` (i up to a ResNet's block count):
+# 2**30 - 1 leaves them room on every backend.
+MAX_SEED = 2**30 - 1
+# Packages some recipes use, by import name: recorded in metrics.json when
+# the run imported them (imbalanced-learn for SMOTE, KerasTuner for a
+# search, TFDS for CIFAR-10).
+OPTIONAL_PACKAGES = {"imblearn": "imbalanced-learn",
+                     "keras_tuner": "keras-tuner",
+                     "tensorflow_datasets": "tensorflow-datasets"}
 
 
 def positive_int(text):
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def seed_int(text):
+    """`--seed`: an integer from 0 to `MAX_SEED`."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer from 0 to {MAX_SEED}, got {text!r}")
     return value
 
 
@@ -35,8 +59,10 @@ def parse_args(name, description, argv=None, *, epochs, batch_size,
     Returns the argparse namespace with `epochs`, `batch_size`, `seed`,
     `out`, `backend`, `quick` and `mixed_precision` (and `data_dir` where
     the recipe reads a data set, and whatever `add_arguments(parser)`
-    adds). An output folder that cannot be written is an argparse error
-    (exit code 2) before any work starts.
+    adds), and `created_folders`: the folders `ensure_writable` made for
+    `out`. A seed out of range (see `MAX_SEED`) or an output folder that
+    cannot be written is an argparse error (exit code 2) before any work
+    starts.
     """
     parser = argparse.ArgumentParser(prog=f"python -m recipes.{name}",
                                      description=description)
@@ -45,15 +71,17 @@ def parse_args(name, description, argv=None, *, epochs, batch_size,
     parser.add_argument("--batch-size", type=positive_int,
                         default=batch_size,
                         help=f"batch size (default {batch_size})")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed of the split, weights and augmentation")
+    parser.add_argument("--seed", type=seed_int, default=0,
+                        help="seed of the split, weights and augmentation "
+                        f"(0 to {MAX_SEED}; default 0)")
     parser.add_argument("--out", default=os.path.join("saved_models", name),
                         help=f"output folder (default saved_models/{name}/)")
     parser.add_argument("--backend", choices=BACKENDS,
                         help="Keras backend (default: $KERAS_BACKEND, or "
                         "tensorflow)")
     parser.add_argument("--quick", action="store_true",
-                        help="a few steps on a subset, to check the recipe")
+                        help="at most 2 epochs (on a subset of the images "
+                        "for the image recipes), to check the recipe")
     parser.add_argument("--mixed-precision", action="store_true",
                         help="float16 compute with float32 weights "
                         "(Keras' mixed_float16 policy; for GPUs)")
@@ -70,8 +98,7 @@ def parse_args(name, description, argv=None, *, epochs, batch_size,
         if os.environ.get("KERAS_BACKEND") == "jax" and (
                 "jax" not in sys.modules):
             os.environ.update(jax_cache_settings(os.environ))
-        args.created_out = not os.path.exists(args.out)
-        ensure_writable(args.out)
+        args.created_folders = ensure_writable(args.out)
     except ValueError as error:
         parser.error(str(error))
     return args
@@ -115,7 +142,12 @@ def jax_cache_settings(environ):
 
 
 def ensure_writable(folder):
-    """Creates `folder` and checks that a file can be written there."""
+    """Creates `folder` and checks that a file can be written there.
+
+    Returns the folders it created, deepest first: `folder` and the
+    parents `os.makedirs` had to make, up to the first that existed (for
+    `remove_empty`)."""
+    created = missing_folders(folder)
     try:
         os.makedirs(folder, exist_ok=True)
         probe = os.path.join(folder, ".write-test")
@@ -123,24 +155,70 @@ def ensure_writable(folder):
             pass
         os.remove(probe)
     except OSError as error:
+        remove_empty(created)
         raise ValueError(
             f"--out {folder}: cannot write there ({error.strerror})"
         ) from None
+    return created
 
 
-def environment(args):
-    """Backend, library versions and seed, for metrics.json."""
+def missing_folders(folder):
+    """`folder` and its parents that do not exist, deepest first: what
+    `os.makedirs(folder)` would create. Walks the path as given, as
+    makedirs does (`a/../b` needs `a`)."""
+    missing = []
+    path = folder.rstrip(os.sep) or folder
+    while path and not os.path.exists(path):
+        if os.path.basename(path) not in (os.curdir, os.pardir):
+            missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return missing
+
+
+def remove_empty(folders):
+    """Removes `folders`, deepest first, while they are empty: a folder
+    with anything in it, and so every parent of it, stays."""
+    for path in folders:
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            continue
+        except OSError:  # not empty (or not ours to remove)
+            return
+
+
+def environment(args, tf_data=False):
+    """Backend, seed and the versions of what ran, for metrics.json:
+    kerastrain, Keras, the backend's framework, NumPy, scikit-learn,
+    TensorFlow where it ran (the backend, or with `tf_data` the input
+    pipeline of another backend) and the `OPTIONAL_PACKAGES` the run
+    imported."""
     import keras
     import numpy
     import sklearn
 
-    info = {"backend": keras.backend.backend(), "seed": args.seed,
+    import kerastrain
+
+    backend = keras.backend.backend()
+    info = {"backend": backend, "seed": args.seed,
             "mixed_precision": args.mixed_precision,
-            "python": platform.python_version(), "keras": keras.__version__,
+            "python": platform.python_version(),
+            "kerastrain": kerastrain.__version__, "keras": keras.__version__,
+            backend: importlib.import_module(backend).__version__,
             "numpy": numpy.__version__, "scikit-learn": sklearn.__version__}
-    for module in ("tensorflow", "jax", "torch"):
+    # Not every framework that is imported ran: Keras imports jax on every
+    # backend where it is installed, and keras.utils.set_random_seed
+    # imports TensorFlow to seed it. Hence `tf_data`, from the recipe.
+    if tf_data:
+        import tensorflow
+
+        info["tensorflow"] = tensorflow.__version__
+    for module, distribution in OPTIONAL_PACKAGES.items():
         if module in sys.modules:
-            info[module] = sys.modules[module].__version__
+            info[distribution] = sys.modules[module].__version__
     return info
 
 
@@ -149,13 +227,28 @@ def run_main(name, doc, run, argv=None, *, epochs, batch_size, **flags):
     caps the epochs at 2), the precision policy (for the run only), then
     `run(args)`.
 
-    Returns the exit code: 0, or 1 after printing a `RecipeError` (an
-    output folder this run created is removed if it is still empty).
+    Returns the exit code: 0, or 1 after printing a `RecipeError`. Any
+    other exception propagates, traceback and all. On any failure the
+    folders this run created for `--out` are removed while they are empty
+    (what the run wrote there before failing stays).
     """
     args = parse_args(name, doc.split("\n\n")[0], argv, epochs=epochs,
                       batch_size=batch_size, **flags)
     if args.quick:
         args.epochs = min(args.epochs, 2)
+    try:
+        _run_with_policy(run, args)
+    except BaseException as error:  # KeyboardInterrupt too
+        remove_empty(args.created_folders)
+        if not isinstance(error, RecipeError):
+            raise
+        print(f"{name}: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_with_policy(run, args):
+    """`run(args)` under the precision policy `args` asks for."""
     import keras
 
     previous_policy = keras.mixed_precision.global_policy()
@@ -163,18 +256,13 @@ def run_main(name, doc, run, argv=None, *, epochs, batch_size, **flags):
         "mixed_float16" if args.mixed_precision else "float32")
     try:
         run(args)
-    except RecipeError as error:
-        print(f"{name}: error: {error}", file=sys.stderr)
-        if args.created_out and not os.listdir(args.out):
-            os.rmdir(args.out)
-        return 1
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
-    return 0
 
 
-def finish(name, args, metrics, rows, timer):
-    """Completes `metrics` (wall time, `--quick`, environment), writes
+def finish(name, args, metrics, rows, timer, *, tf_data=False):
+    """Completes `metrics` (wall time, `--quick`, `environment`: pass
+    `tf_data=True` where a tf.data pipeline fed the model), writes
     `metrics.json` atomically and prints the summary table `rows` with the
     wall time and the output folder. Returns the metrics."""
     import os
@@ -184,7 +272,7 @@ def finish(name, args, metrics, rows, timer):
     from kerastrain.io import write_json
 
     metrics.update({"wall_time_s": round(timer(), 1), "quick": args.quick,
-                    **environment(args)})
+                    **environment(args, tf_data)})
     write_json(metrics, os.path.join(args.out, "metrics.json"))
     print_summary(f"{name} (seed {args.seed}, {keras.backend.backend()})",
                   rows + [("wall time (s)", f"{timer():.0f}"),

@@ -6,7 +6,8 @@ take its suggestion as the peak rate of a one-cycle schedule (with cycling
 momentum), and train with CheckpointEarlyStopping. For comparison, the same
 network from the same initial weights trains for the same number of steps
 at a constant rate (the suggestion). Writes the one-cycle model, metrics,
-history, the range-test curve, the schedule and learning curves to
+history, the range-test curve, the schedule, learning curves and the
+one-cycle model's confusion matrix on the test split to
 `saved_models/lr_range_then_one_cycle/`.
 """
 
@@ -33,12 +34,14 @@ def build_model(seed, optimizer):
 
 
 def evaluate(model, x, y):
+    """Test accuracy (logit > 0) and ROC AUC, and the predicted labels."""
     import numpy as np
     from sklearn.metrics import roc_auc_score
 
     logits = np.asarray(model.predict(x, verbose=0))[:, 0]
-    return {"accuracy": float(np.mean((logits > 0) == y)),
-            "roc_auc": float(roc_auc_score(y, logits))}
+    predicted = (logits > 0).astype(int)
+    return {"accuracy": float(np.mean(predicted == y)),
+            "roc_auc": float(roc_auc_score(y, logits))}, predicted
 
 
 def run(args):
@@ -94,13 +97,16 @@ def run(args):
     logistic = {"accuracy": float(peer.score(x_test, y_test)),
                 "roc_auc": float(roc_auc_score(
                     y_test, peer.decision_function(x_test)))}
-    model, history, test = runs["one_cycle"]
+    model, history, (test, predicted) = runs["one_cycle"]
     kerastrain.io.save_model(model, os.path.join(out, "model.keras"))
     for label in runs:
         os.remove(os.path.join(out, f"best_{label}.keras"))
     common.write_history(history, os.path.join(out, "history.csv"))
     common.plot_history(history, os.path.join(out, "learning_curves.png"))
-    constant = runs["constant"][2]
+    common.plot_confusion_matrix(
+        y_test, predicted, os.path.join(out, "confusion_matrix.png"),
+        f"{NAME}: one-cycle, test accuracy {test['accuracy']:.2%}")
+    constant = runs["constant"][2][0]
     return common.finish(NAME, args, {
         "test": test,
         "baselines": {"constant_lr_same_budget": constant,

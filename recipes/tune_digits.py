@@ -74,7 +74,7 @@ def run(args):
     }, [("trials", len(rows)), ("best trial", best_trial),
         ("best validation accuracy", rows[0]["score"]),
         ("its test accuracy", accuracy), ("SVC peer, same split", svc)],
-        timer)
+        timer, tf_data=True)
 
 
 def main(argv=None):

@@ -1,5 +1,7 @@
 """The flags and exits every recipe shares (recipes/common.py)."""
 
+import os
+
 import keras
 import pytest
 
@@ -160,3 +162,122 @@ def test_the_fit_after_mixup_does_not_replay_the_first_fits_batches(
     first, second = (first_batch(*call) for call in training_calls)
     assert not np.array_equal(first, second)
     assert training_calls[0][1]["seed"] == 0  # the user's seed, first
+
+
+@pytest.mark.parametrize("seed", ["-1", str(common.MAX_SEED + 1),
+                                  str(2**32), "1.5", "one"])
+def test_a_seed_out_of_range_is_an_argparse_error(tmp_path, capsys, seed):
+    ran = []
+    out = tmp_path / "new"
+    with pytest.raises(SystemExit) as exit_info:
+        run_with(["--seed", seed, "--out", str(out)], ran.append)
+    assert exit_info.value.code == 2
+    assert "--seed" in capsys.readouterr().err
+    assert not ran and not out.exists()
+
+
+def test_the_largest_seed_seeds_keras_and_layers_seeded_from_it(tmp_path):
+    import numpy as np
+
+    def run(args):
+        keras.utils.set_random_seed(args.seed)
+        # The recipes' layers get `seed + i`; a ResNet-110 has 54 blocks.
+        # (On torch a layer's seed is an int32: 2**32 - 1 fails here.)
+        seed = args.seed + 100
+        kept = keras.layers.Dropout(0.5, seed=seed)(
+            np.ones((4, 8), "float32"), training=True)
+        keras.initializers.GlorotUniform(seed=seed)((8, 8))
+        seen.append(float(keras.ops.max(kept)))
+
+    seen = []
+    assert run_with(["--seed", str(common.MAX_SEED), "--out",
+                     str(tmp_path)], run) == 0
+    assert seen == [2.0]
+
+
+def test_any_failure_removes_the_folders_the_run_created_and_reraises(
+        tmp_path):
+    def broken(args):
+        raise ZeroDivisionError("a bug")
+
+    out = tmp_path / "nest" / "a" / "b"
+    with pytest.raises(ZeroDivisionError, match="a bug"):
+        run_with(["--out", str(out)], broken)
+    # Every folder os.makedirs made for --out, not only the last one.
+    assert os.listdir(tmp_path) == []
+
+
+def test_recipe_error_removes_new_parents_up_to_the_first_that_existed(
+        tmp_path, capsys):
+    def run(args):
+        raise common.RecipeError("no data here")
+
+    (tmp_path / "nest").mkdir()
+    assert run_with(["--out", str(tmp_path / "nest" / "a" / "b")], run) == 1
+    assert os.listdir(tmp_path) == ["nest"]
+    assert os.listdir(tmp_path / "nest") == []
+    assert "demo: error: no data here" in capsys.readouterr().err
+
+
+def test_a_failure_keeps_what_the_run_wrote(tmp_path):
+    def half_done(args):
+        with open(os.path.join(args.out, "partial.png"), "w"):
+            pass
+        raise ZeroDivisionError("a bug")
+
+    out = tmp_path / "a" / "b"
+    with pytest.raises(ZeroDivisionError):
+        run_with(["--out", str(out)], half_done)
+    assert os.listdir(out) == ["partial.png"]
+
+
+def test_environment_names_kerastrain_and_only_the_frameworks_used():
+    import argparse
+    import importlib
+    import importlib.metadata
+    import sys
+
+    import kerastrain
+
+    backend = keras.backend.backend()
+    # Import every framework, as Keras does jax on any backend and
+    # keras.utils.set_random_seed does tensorflow: imported is not used.
+    for framework in common.BACKENDS:
+        importlib.import_module(framework)
+    args = argparse.Namespace(seed=7, mixed_precision=False)
+    info = common.environment(args)
+    assert info["backend"] == backend and info["seed"] == 7
+    assert info["kerastrain"] == importlib.metadata.version("kerastrain") \
+        == kerastrain.__version__
+    assert info[backend] == importlib.metadata.version(backend)
+    assert set(common.BACKENDS) & set(info) == {backend}
+    for key in ("keras", "numpy", "scikit-learn", "python"):
+        assert key in info
+    # A tf.data pipeline feeding any backend runs TensorFlow too.
+    assert set(common.BACKENDS) & set(common.environment(
+        args, tf_data=True)) == {backend, "tensorflow"}
+    assert common.environment(args, tf_data=True)["tensorflow"] == \
+        importlib.metadata.version("tensorflow")
+    assert all(framework in sys.modules for framework in common.BACKENDS)
+
+
+def test_environment_names_the_optional_packages_once_imported(
+        monkeypatch):
+    import argparse
+    import importlib
+    import importlib.metadata
+    import sys
+
+    args = argparse.Namespace(seed=0, mixed_precision=False)
+    packages = {"imblearn": "imbalanced-learn",
+                "keras_tuner": "keras-tuner",
+                "tensorflow_datasets": "tensorflow-datasets"}
+    for module in packages:
+        importlib.import_module(module)
+    info = common.environment(args)
+    for distribution in packages.values():
+        assert info[distribution] == importlib.metadata.version(
+            distribution)
+    for module in packages:  # put back after the test
+        monkeypatch.delitem(sys.modules, module)
+    assert not set(packages.values()) & set(common.environment(args))

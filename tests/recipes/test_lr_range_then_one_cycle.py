@@ -1,3 +1,4 @@
+import importlib.metadata
 import json
 import math
 import os
@@ -10,14 +11,25 @@ from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
 from kerastrain.data import load, split, tabular_preprocessor
+from recipes import common
 from recipes import lr_range_then_one_cycle as recipe
 
 
-def test_quick_run_writes_reloadable_outputs(tmp_path, capsys):
+def test_quick_run_writes_reloadable_outputs(tmp_path, capsys,
+                                            monkeypatch):
+    drawn = []
+
+    def spy(y_true, y_pred, path, title):
+        drawn.append((np.asarray(y_true), np.asarray(y_pred)))
+        return real(y_true, y_pred, path, title)
+
+    real = common.plot_confusion_matrix
+    monkeypatch.setattr(common, "plot_confusion_matrix", spy)
     out = tmp_path / "run"
     assert recipe.main(["--quick", "--out", str(out), "--seed", "3"]) == 0
     assert {"model.keras", "metrics.json", "history.csv", "lr_finder.png",
-            "schedule.png", "learning_curves.png"} == set(os.listdir(out))
+            "schedule.png", "learning_curves.png",
+            "confusion_matrix.png"} == set(os.listdir(out))
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["seed"] == 3 and metrics["backend"] == \
         keras.backend.backend()
@@ -52,4 +64,12 @@ def test_quick_run_writes_reloadable_outputs(tmp_path, capsys):
     logits = np.asarray(model.predict(x_test, verbose=0))[:, 0]
     assert np.mean((logits > 0) == y_test) == pytest.approx(
         metrics["test"]["accuracy"], abs=1e-9)
+    # The confusion matrix is of that model on the test split.
+    [(y_true, y_pred)] = drawn
+    np.testing.assert_array_equal(y_true, y_test)
+    np.testing.assert_array_equal(y_pred, (logits > 0).astype(int))
+    assert metrics["kerastrain"] == importlib.metadata.version("kerastrain")
+    # NumPy input, no tf.data: the backend's framework is the only one.
+    assert {"tensorflow", "jax", "torch"} & set(metrics) == {
+        keras.backend.backend()}
     assert "suggested max_lr" in capsys.readouterr().out

@@ -41,3 +41,23 @@ def test_more_cycles_than_steps_is_a_clear_error(tmp_path, capsys):
     assert code == 1
     assert "--cycles 1000" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_cycles_that_do_not_divide_the_steps_still_give_that_many(tmp_path):
+    # --quick: 300 training digits in batches of 64 is 5 steps an epoch,
+    # 10 in 2 epochs; 4 cycles of 2 steps each use 8 of them.
+    out = tmp_path / "run"
+    assert recipe.main(["--quick", "--out", str(out), "--cycles", "4"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert sorted(os.listdir(out / "snapshots")) == [
+        f"snapshot_{i:04d}.keras" for i in (1, 2, 3, 4)]
+    assert metrics["cycles"] == 4
+    assert len(metrics["snapshot_test_accuracies"]) == 4
+    # The last snapshot is the end of training: taken after the 8th
+    # update, and no update (a restart at the peak rate) followed it.
+    last = keras.saving.load_model(out / "snapshots" / "snapshot_0004.keras")
+    assert int(to_numpy(last.optimizer.iterations)) == 8
+    assert metrics["steps_run"] == 8
+    # The tf.data pipeline ran TensorFlow beside the backend, if another.
+    assert {"tensorflow", "jax", "torch"} & set(metrics) == {
+        keras.backend.backend(), "tensorflow"}
