@@ -48,8 +48,8 @@ class WeightHistograms(keras.callbacks.Callback):
     """Writes histograms of every trainable weight, and of its gradient, to
     TensorBoard, on any backend.
 
-    Every `freq` epochs (and once before training, if the model is built),
-    each trainable variable
+    Every `freq` epochs (and once before training, at the step of the
+    first epoch, if the model is built), each trainable variable
     becomes a TensorBoard histogram `weights/<path>`; with `gradients=True`
     the gradient of the compiled loss on a fixed probe batch becomes
     `gradients/<path>`, and the gradient norm of each layer a scalar
@@ -117,10 +117,18 @@ class WeightHistograms(keras.callbacks.Callback):
         self.percentiles = {}
         self._steps = {}
         self._warned = False
-        # On TensorFlow, `fit` builds a model without an `Input` only after
-        # this hook: the first histograms then come after the first epoch.
-        if self.model.built:
-            self._write(step=0)
+        self._started = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # The weights before training, logged at the first epoch's start:
+        # after a backup's restore, and at the step a resumed or continued
+        # `fit` (`initial_epoch`) starts from. On TensorFlow, `fit` builds
+        # a model without an `Input` only in its first step: its first
+        # histograms then come after the first epoch.
+        if not self._started:
+            self._started = True
+            if self.model.built:
+                self._write(step=epoch)
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.freq == 0:

@@ -2,7 +2,7 @@
 
 import keras
 
-from kerastrain._validation import check_float, check_int
+from kerastrain._validation import check_float, check_int, check_seed
 
 
 @keras.saving.register_keras_serializable(package="kerastrain")
@@ -49,8 +49,8 @@ class DropPath(keras.layers.Dropout):
 
     def __init__(self, rate, seed=None, **kwargs):
         rate = check_float("rate", rate, low=0.0, high=1.0, high_closed=False)
-        if seed is not None:
-            check_int("seed", seed)
+        # Keras' torch backend holds layer seeds as int32.
+        check_seed("seed", seed, high=2**31)
         super().__init__(rate=rate, seed=seed, **kwargs)
 
     def call(self, inputs, training=False):

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from kerastrain._validation import check_float, check_int
+from kerastrain._validation import check_bool, check_float, check_int
 
 
 @keras.saving.register_keras_serializable(package="kerastrain")
@@ -87,8 +87,8 @@ class InstanceNormalization(keras.layers.GroupNormalization):
             groups=-1,
             axis=axis,
             epsilon=epsilon,
-            center=center,
-            scale=scale,
+            center=check_bool("center", center),
+            scale=check_bool("scale", scale),
             beta_initializer=beta_initializer,
             gamma_initializer=gamma_initializer,
             beta_regularizer=beta_regularizer,

@@ -1,13 +1,56 @@
 """The residual block of ResNet: basic or bottleneck, any normalization."""
 
+import copy
+
 import keras
 
-from kerastrain._validation import (check_float, check_int,
-                                    check_keras_identifier)
+from kerastrain._validation import (check_bool, check_float, check_int,
+                                    check_keras_identifier, check_seed)
 from kerastrain.layers.drop_path import DropPath
 from kerastrain.layers.normalization import check_norm, normalization
 
 BOTTLENECK_EXPANSION = 4
+# At most three branch convolutions and a projection: the seed offsets
+# a block gives its convolutions' initializers.
+CONVS_PER_BLOCK = 4
+# Layer seeds are int32 on torch; the models add block offsets to them.
+SEED_LIMIT = 2**30
+
+
+def fresh_initializer(initializer, offset=0):
+    """A new initializer like `initializer`, for one layer, with an integer
+    seed moved by `offset`.
+
+    Keras' random initializers draw the same values at every call (the
+    seed is fixed when the object is made), so one object shared by two
+    convolutions of the same shape would start them identical. From its
+    config, an unseeded initializer gets a seed of its own; a seeded one
+    gets `seed + offset`: reproducible, and distinct per layer.
+
+    Args:
+        initializer: A Keras initializer (object, name or config).
+        offset: Integer added to an integer seed.
+
+    Returns:
+        A new `keras.initializers.Initializer`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> init = keras.initializers.HeNormal(seed=1)
+    >>> a = fresh_initializer(init, 0)((3, 3))
+    >>> b = fresh_initializer(init, 1)((3, 3))
+    >>> bool(np.allclose(a, b))
+    False
+    """
+    config = keras.initializers.serialize(
+        keras.initializers.get(initializer))
+    seed = config.get("config", {}).get("seed") if isinstance(
+        config, dict) else None
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        config = copy.deepcopy(config)
+        config["config"]["seed"] = seed + offset
+    return keras.initializers.get(config)
 
 
 @keras.saving.register_keras_serializable(package="kerastrain")
@@ -37,13 +80,16 @@ class ResidualBlock(keras.layers.Layer):
             branch per sample in training (stochastic depth).
         activation: Name or function of the activation (any that
             `keras.activations.get` accepts).
-        kernel_initializer: Initializer of the convolutions.
+        kernel_initializer: Initializer of the convolutions; each gets a
+            copy of its own (`fresh_initializer`), so that two of the same
+            shape do not start identical.
         kernel_regularizer: Optional regularizer of the convolutions (for
             example `keras.regularizers.L2(1e-4)`).
         shortcut: If False, no skip connection (the plain block).
         groups: Integer >= 1, the number of groups for `norm="group"`,
             reduced to a divisor of the channel count.
-        seed: Optional integer seed of the DropPath masks.
+        seed: Optional integer seed of the DropPath masks, in
+            [0, 2**30).
         **kwargs: Base layer arguments (`name`, `dtype`, ...).
 
     Input shape:
@@ -84,7 +130,7 @@ class ResidualBlock(keras.layers.Layer):
         super().__init__(**kwargs)
         self.filters = check_int("filters", filters, min_value=1)
         self.strides = check_int("strides", strides, min_value=1)
-        self.bottleneck = bool(bottleneck)
+        self.bottleneck = check_bool("bottleneck", bottleneck)
         self.norm = check_norm(norm)
         self.drop_path_rate = check_float("drop_path_rate", drop_path_rate,
                                           low=0.0, high=1.0,
@@ -95,9 +141,9 @@ class ResidualBlock(keras.layers.Layer):
             "kernel_initializer", kernel_initializer, keras.initializers.get)
         self.kernel_regularizer = check_keras_identifier(
             "kernel_regularizer", kernel_regularizer, keras.regularizers.get)
-        self.shortcut = bool(shortcut)
+        self.shortcut = check_bool("shortcut", shortcut)
         self.groups = check_int("groups", groups, min_value=1)
-        self.seed = None if seed is None else check_int("seed", seed)
+        self.seed = check_seed("seed", seed, high=SEED_LIMIT)
         if not self.shortcut and self.drop_path_rate > 0:
             raise ValueError(
                 "Argument `drop_path_rate` needs `shortcut=True`: without a "
@@ -113,7 +159,7 @@ class ResidualBlock(keras.layers.Layer):
                       (self.out_channels, 1, 1)]
         else:
             branch = [(self.filters, 3, self.strides), (self.filters, 3, 1)]
-        self.convs = [self._conv(c, k, s, f"conv{i}")
+        self.convs = [self._conv(c, k, s, f"conv{i}", i)
                       for i, (c, k, s) in enumerate(branch)]
         self.norms = [self._norm(c, f"norm{i}")
                       for i, (c, _, _) in enumerate(branch)]
@@ -123,12 +169,13 @@ class ResidualBlock(keras.layers.Layer):
         self.projection = None
         self.projection_norm = None
 
-    def _conv(self, filters, kernel_size, strides, name):
+    def _conv(self, filters, kernel_size, strides, name, index):
         return keras.layers.Conv2D(
             filters, kernel_size, strides=strides, padding="same",
             # A bias before a normalization with an offset is redundant.
             use_bias=self.norm is None,
-            kernel_initializer=self.kernel_initializer,
+            kernel_initializer=fresh_initializer(self.kernel_initializer,
+                                                 index),
             kernel_regularizer=self.kernel_regularizer,
             name=name,
             dtype=self.dtype_policy,
@@ -151,7 +198,7 @@ class ResidualBlock(keras.layers.Layer):
         if self.shortcut and (self.strides != 1
                               or input_shape[-1] != self.out_channels):
             self.projection = self._conv(self.out_channels, 1, self.strides,
-                                         "projection")
+                                         "projection", CONVS_PER_BLOCK - 1)
             self.projection_norm = self._norm(self.out_channels,
                                               "projection_norm")
             _build_chain([self.projection, self.projection_norm],

@@ -2,6 +2,8 @@
 
 import keras
 
+from kerastrain._validation import check_bool
+
 
 def ensemble(models, from_logits=True, name="ensemble"):
     """Averages the softmax outputs of `models` in one Keras model.
@@ -37,6 +39,7 @@ def ensemble(models, from_logits=True, name="ensemble"):
         models = list(models)
     except TypeError:  # None, or one model rather than a list of them
         models = []
+    check_bool("from_logits", from_logits)
     if not models or not all(isinstance(m, keras.Model) for m in models):
         raise TypeError(
             "Argument `models` must be a non-empty list of Keras models. "

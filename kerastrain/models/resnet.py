@@ -2,11 +2,13 @@
 
 import keras
 
-from kerastrain._validation import (check_float, check_int,
-                                    check_keras_identifier)
+from kerastrain._validation import (check_bool, check_float, check_int,
+                                    check_keras_identifier, check_seed)
 from kerastrain.layers.drop_path import stochastic_depth_rates
 from kerastrain.layers.normalization import check_norm, normalization
-from kerastrain.layers.residual_block import ResidualBlock
+from kerastrain.layers.residual_block import (CONVS_PER_BLOCK, SEED_LIMIT,
+                                              ResidualBlock,
+                                              fresh_initializer)
 
 NUM_STAGES = 3
 
@@ -92,11 +94,13 @@ def resnet(
             (the "plain" net of the paper, which trains worse as it gets
             deeper: the degradation problem).
         activation: The activation after each block and the stem.
-        kernel_initializer: Initializer of every convolution.
+        kernel_initializer: Initializer of every convolution, each getting
+            a copy of its own (`fresh_initializer`: a seeded one gets a
+            distinct seed per convolution).
         kernel_regularizer: Optional regularizer of every convolution and
             the classifier, e.g. `keras.regularizers.L2(1e-4)`.
         groups: Integer, the number of groups for `norm="group"`.
-        seed: Optional integer; seeds the DropPath masks.
+        seed: Optional integer in [0, 2**30); seeds the DropPath masks.
         name: Optional model name, by default `"resnet{depth}"`.
 
     Returns:
@@ -125,8 +129,9 @@ def resnet(
     check_norm(norm)
     check_float("drop_path_rate", drop_path_rate, low=0.0, high=1.0,
                 high_closed=False)
-    if seed is not None:
-        check_int("seed", seed)
+    check_seed("seed", seed, high=SEED_LIMIT)
+    check_bool("bottleneck", bottleneck)
+    check_bool("shortcut", shortcut)
     if not shortcut and drop_path_rate > 0:
         raise ValueError(
             "Argument `drop_path_rate` needs `shortcut=True`: stochastic "
@@ -139,11 +144,16 @@ def resnet(
     # Resolve once so that a misspelt activation fails here, not deep in a
     # block, and name the argument.
     check_keras_identifier("activation", activation, keras.activations.get)
+    check_keras_identifier("kernel_initializer", kernel_initializer,
+                           keras.initializers.get)
+    check_keras_identifier("kernel_regularizer", kernel_regularizer,
+                           keras.regularizers.get)
 
     inputs = keras.Input(shape=input_shape)
     x = keras.layers.Conv2D(width, 3, padding="same",
                             use_bias=norm is None,
-                            kernel_initializer=kernel_initializer,
+                            kernel_initializer=fresh_initializer(
+                                kernel_initializer),
                             kernel_regularizer=kernel_regularizer,
                             name="stem_conv")(inputs)
     stem_norm = normalization(norm, width, groups, name="stem_norm")
@@ -160,7 +170,9 @@ def resnet(
                 norm=norm,
                 drop_path_rate=rates[index],
                 activation=activation,
-                kernel_initializer=kernel_initializer,
+                # A seeded initializer: distinct seeds for every block.
+                kernel_initializer=fresh_initializer(
+                    kernel_initializer, CONVS_PER_BLOCK * (index + 1)),
                 kernel_regularizer=kernel_regularizer,
                 shortcut=shortcut,
                 groups=groups,

@@ -38,7 +38,8 @@ class AdamW(ScheduledHyperparameters, keras.optimizers.AdamW):
 
     def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9,
                  **kwargs):
-        beta_1 = check_scheduled("beta_1", beta_1, 0, 1)
+        # beta_1 = 1 zeroes Adam's bias correction `1 - beta_1 ** t`.
+        beta_1 = check_scheduled("beta_1", beta_1, 0, 1, high_closed=False)
         super().__init__(learning_rate, weight_decay=weight_decay,
                          beta_1=beta_1 if isinstance(beta_1, float) else 0.9,
                          **kwargs)

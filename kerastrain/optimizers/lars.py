@@ -67,7 +67,13 @@ class LARS(ScheduledHyperparameters, keras.optimizers.Optimizer):
             "trust_coefficient", trust_coefficient, low=0, low_closed=False)
         if exclude_from_layer_adaptation is None:
             exclude_from_layer_adaptation = DEFAULT_EXCLUDED
-        if isinstance(exclude_from_layer_adaptation, str) or not all(
+        if not isinstance(exclude_from_layer_adaptation, str):
+            try:  # a generator would be used up by the check below
+                exclude_from_layer_adaptation = list(
+                    exclude_from_layer_adaptation)
+            except TypeError:
+                pass
+        if not isinstance(exclude_from_layer_adaptation, list) or not all(
                 isinstance(s, str) for s in exclude_from_layer_adaptation):
             raise TypeError(
                 "Argument `exclude_from_layer_adaptation` must be a list of "
@@ -92,7 +98,12 @@ class LARS(ScheduledHyperparameters, keras.optimizers.Optimizer):
         dtype = variable.dtype
         rate = ops.cast(learning_rate, dtype)
         gradient = ops.cast(gradient, dtype)
-        if self.adapts(variable):
+        # On TensorFlow `variable` is the backend's tf.Variable, named by
+        # its whole path: match on the Keras variable's own name, as on the
+        # other backends.
+        keras_variable = self._trainable_variables[
+            self._get_variable_index(variable)]
+        if self.adapts(keras_variable):
             decay = self.lars_weight_decay
             w_norm = ops.sqrt(ops.sum(ops.square(variable)))
             g_norm = ops.sqrt(ops.sum(ops.square(gradient)))

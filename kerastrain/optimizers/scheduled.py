@@ -103,11 +103,12 @@ def _learning_rate(optimizer):
     return type(optimizer)._get_current_learning_rate(optimizer)
 
 
-def check_scheduled(name, value, low, high):
-    """Returns `value` if it is a schedule, or a float in `[low, high]`."""
+def check_scheduled(name, value, low, high, high_closed=True):
+    """Returns `value` if it is a schedule, or a float in `[low, high]`
+    (`[low, high)` with `high_closed=False`)."""
     if isinstance(value, LearningRateSchedule):
         return value
-    return check_float(name, value, low, high)
+    return check_float(name, value, low, high, high_closed=high_closed)
 
 
 class ScheduledHyperparameters:

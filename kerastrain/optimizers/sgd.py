@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from kerastrain._validation import check_bool
 from kerastrain.optimizers.scheduled import (ScheduledHyperparameters,
                                              check_scheduled)
 
@@ -49,7 +50,8 @@ class SGD(ScheduledHyperparameters, keras.optimizers.SGD):
         # Keras' check wants a float; any non-zero one makes it build the
         # velocity slots.
         super().__init__(learning_rate, momentum=0.5 if scheduled else
-                         momentum, nesterov=nesterov, **kwargs)
+                         momentum, nesterov=check_bool("nesterov", nesterov),
+                         **kwargs)
         self.momentum = momentum
 
     def update_step(self, gradient, variable, learning_rate):

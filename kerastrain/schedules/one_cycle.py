@@ -2,7 +2,8 @@
 
 import keras
 
-from kerastrain._validation import check_choice, check_float, check_int
+from kerastrain._validation import (check_bool, check_choice, check_float,
+                                    check_int)
 from kerastrain.schedules.phases import PhaseSchedule
 
 
@@ -63,7 +64,7 @@ class OneCycle(PhaseSchedule):
             "final_div_factor", final_div_factor, low=0, low_closed=False)
         self.anneal_strategy = check_choice("anneal_strategy",
                                             anneal_strategy, ("cos", "linear"))
-        self.three_phase = bool(three_phase)
+        self.three_phase = check_bool("three_phase", three_phase)
         self.base_momentum = check_float("base_momentum", base_momentum, 0, 1)
         self.max_momentum = check_float("max_momentum", max_momentum, 0, 1)
         if self.base_momentum > self.max_momentum:

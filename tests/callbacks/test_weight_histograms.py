@@ -155,6 +155,21 @@ def test_plots_every_weight_matrix_not_only_kernels(tmp_path):
         np.percentile(table, [0, 5, 25, 50, 75, 95, 100]), rtol=1e-6)
 
 
+def test_a_fit_from_initial_epoch_logs_its_start_at_that_step(tmp_path):
+    """A resumed or continued `fit` (a Hyperband round, a restored
+    backup) starts from trained weights: they are logged at the step it
+    starts from, not as step 0."""
+    x, y = data()
+    model = make_model()
+    model.fit(x, y, epochs=2, verbose=0)
+    start = to_numpy(model.trainable_variables[0])
+    model.fit(x, y, initial_epoch=2, epochs=3, verbose=0, callbacks=[
+        WeightHistograms(tmp_path, gradients=False, plot=False)])
+    logged = read(tmp_path)["weights/net/hidden/kernel"]
+    assert [step for step, _ in logged] == [2, 3]
+    assert logged[0][1].sum == pytest.approx(start.sum(), abs=1e-5)
+
+
 def test_a_diverging_run_is_logged_to_its_end(tmp_path):
     """NaN weights would stop NumPy's binning (and `fit`): the histograms
     count the finite values, with a warning; the plot gets NaN rows."""

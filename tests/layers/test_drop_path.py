@@ -92,6 +92,9 @@ def test_bad_rate(rate, error):
 def test_bad_seed():
     with pytest.raises(TypeError, match="seed"):
         DropPath(0.1, seed=1.5)
+    for seed in (-1, 2**31):  # Keras: an OverflowError at the first call
+        with pytest.raises(ValueError, match="seed"):
+            DropPath(0.1, seed=seed)
 
 
 @pytest.mark.parametrize("num_blocks, final_rate", [(1, 0.5), (9, 0.2),

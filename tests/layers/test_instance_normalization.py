@@ -110,6 +110,8 @@ def test_mixed_precision_output_is_float16_and_close():
         (dict(axis=1.5), TypeError, "axis"),
         # The batch axis is refused before any input is seen.
         (dict(axis=0), ValueError, "`axis`.*batch axis.*Received: axis=0"),
+        (dict(center="no"), TypeError, "center"),
+        (dict(scale="no"), TypeError, "scale"),
     ],
 )
 def test_bad_arguments(kwargs, error, match):

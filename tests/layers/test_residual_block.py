@@ -179,11 +179,36 @@ def test_every_norm_trains_in_fit(norm):
         (dict(filters=4, drop_path_rate=0.1, shortcut=False), ValueError,
          "shortcut"),
         (dict(filters=4, groups=0), ValueError, "groups"),
+        (dict(filters=4, bottleneck="no"), TypeError, "bottleneck"),
+        (dict(filters=4, shortcut="no"), TypeError, "shortcut"),
+        (dict(filters=4, seed=-3, drop_path_rate=0.1), ValueError, "seed"),
     ],
 )
 def test_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         ResidualBlock(**kwargs)
+
+
+@pytest.mark.parametrize("initializer", [
+    "he_normal", keras.initializers.HeNormal(seed=0)])
+@pytest.mark.parametrize("bottleneck", [False, True])
+def test_convolutions_do_not_start_identical(initializer, bottleneck):
+    """Keras' random initializers draw the same values at every call: one
+    object shared by the block's same-shaped convolutions started them
+    identical (conv0 and conv1 of every basic block without a change of
+    width). A seeded initializer still builds the same block twice."""
+    def kernels():
+        block = ResidualBlock(16 if not bottleneck else 4,
+                              bottleneck=bottleneck,
+                              kernel_initializer=initializer)
+        block.build((None, 8, 8, 16))
+        return [to_numpy(v) for v in block.weights if v.name == "kernel"]
+
+    first = kernels()
+    assert len({k.tobytes() for k in first}) == len(first)
+    if not isinstance(initializer, str):
+        for a, b in zip(first, kernels()):
+            np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("shape", [(2, 8, 3), (2, 8, 8, None)])

@@ -65,6 +65,12 @@ def test_bad_models(models, received):
         ensemble(models)
 
 
+def test_from_logits_must_be_a_bool():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    with pytest.raises(TypeError, match="from_logits"):
+        ensemble([model], from_logits="no")  # would apply the softmax
+
+
 def test_mismatched_shapes():
     a = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
     b = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])

@@ -56,6 +56,7 @@ def test_config_round_trip_keeps_the_schedule():
 
 
 @pytest.mark.parametrize("beta_1, error", [(1.5, ValueError),
+                                           (1.0, ValueError),  # 0/0
                                            ([0.9], TypeError)])
 def test_bad_beta_1(beta_1, error):
     with pytest.raises(error, match="beta_1"):

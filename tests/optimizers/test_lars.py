@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 
@@ -43,6 +44,37 @@ def test_matches_the_papers_update(decay, excluded, adapted):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
+def test_exclusion_matches_variable_names_on_every_backend():
+    """On TensorFlow the step sees the backend's variable, named by its
+    whole path ("net/bn/gamma:0"): the layer name "bn" must not exclude
+    the gamma, nor "dense_bias_free" its kernel, on one backend only. A
+    generator of names is kept whole, not used up by the check."""
+    model = keras.Sequential([
+        keras.Input((4,)), keras.layers.Dense(3, name="dense_bias_free"),
+        keras.layers.BatchNormalization(name="bn"),
+        keras.layers.Dense(1, name="out")], name="net")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 4)).astype("float32")
+    y = rng.standard_normal((16, 1)).astype("float32")
+    optimizer = LARS(0.1, exclude_from_layer_adaptation=(
+        name for name in ["bias", "bn/"]))
+    assert optimizer.exclude_from_layer_adaptation == ["bias", "bn/"]
+    seen = {}
+    adapts = optimizer.adapts
+
+    def record(variable):
+        seen[variable.path] = adapts(variable)
+        return seen[variable.path]
+
+    optimizer.adapts = record
+    model.compile(optimizer, "mse", run_eagerly=True)
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    assert seen == {
+        "net/dense_bias_free/kernel": True, "net/dense_bias_free/bias": False,
+        "net/bn/gamma": True, "net/bn/beta": True,
+        "net/out/kernel": True, "net/out/bias": False}
+
+
 def test_a_zero_layer_takes_the_plain_rate():
     """At a zero kernel the trust ratio would be 0/0: LARS uses 1 there, so
     the first update is plain SGD's (the paper leaves this case open)."""
@@ -79,6 +111,8 @@ def test_config_round_trip():
     ({"trust_coefficient": 0.0}, ValueError, "trust_coefficient"),
     ({"momentum": 2.0}, ValueError, "momentum"),
     ({"exclude_from_layer_adaptation": "bias"}, TypeError,
+     "exclude_from_layer_adaptation"),
+    ({"exclude_from_layer_adaptation": 5}, TypeError,
      "exclude_from_layer_adaptation"),
 ])
 def test_bad_arguments(kwargs, error, match):

@@ -63,3 +63,8 @@ def test_config_round_trip_keeps_the_schedule():
 def test_bad_momentum(momentum, error):
     with pytest.raises(error, match="momentum"):
         SGD(0.1, momentum)
+
+
+def test_nesterov_must_be_a_bool():
+    with pytest.raises(TypeError, match="nesterov"):
+        SGD(0.1, 0.9, nesterov="no")  # would read as True

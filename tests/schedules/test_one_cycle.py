@@ -69,6 +69,11 @@ def test_bad_arguments_are_value_errors_naming_them(kwargs, match):
         OneCycle(**arguments)
 
 
+def test_three_phase_must_be_a_bool():
+    with pytest.raises(TypeError, match="three_phase"):
+        OneCycle(0.1, 100, three_phase="False")  # would read as True
+
+
 def test_non_numbers_are_type_errors():
     with pytest.raises(TypeError, match="total_steps"):
         OneCycle(0.1, 100.0)
