@@ -13,8 +13,8 @@ BOTTLENECK_EXPANSION = 4
 # At most three branch convolutions and a projection: the seed offsets
 # a block gives its convolutions' initializers.
 CONVS_PER_BLOCK = 4
-# Layer seeds are int32 on torch; the models add block offsets to them.
-SEED_LIMIT = 2**30
+# Layer seeds are int32 on Keras' torch backend.
+SEED_LIMIT = 2**31
 
 
 def fresh_initializer(initializer, offset=0):
@@ -89,7 +89,7 @@ class ResidualBlock(keras.layers.Layer):
         groups: Integer >= 1, the number of groups for `norm="group"`,
             reduced to a divisor of the channel count.
         seed: Optional integer seed of the DropPath masks, in
-            [0, 2**30).
+            [0, 2**31).
         **kwargs: Base layer arguments (`name`, `dtype`, ...).
 
     Input shape:

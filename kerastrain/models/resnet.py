@@ -6,11 +6,13 @@ from kerastrain._validation import (check_bool, check_float, check_int,
                                     check_keras_identifier, check_seed)
 from kerastrain.layers.drop_path import stochastic_depth_rates
 from kerastrain.layers.normalization import check_norm, normalization
-from kerastrain.layers.residual_block import (CONVS_PER_BLOCK, SEED_LIMIT,
-                                              ResidualBlock,
+from kerastrain.layers.residual_block import (CONVS_PER_BLOCK, ResidualBlock,
                                               fresh_initializer)
 
 NUM_STAGES = 3
+# Block i gets `seed + i`; a block's seed must stay below 2**31 (int32 on
+# torch), so the model's leaves room for any depth.
+SEED_LIMIT = 2**30
 
 
 def valid_depths(bottleneck=False, up_to=200):

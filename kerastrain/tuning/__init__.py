@@ -2,10 +2,12 @@
 callbacks made per-trial inside a search."""
 
 from kerastrain.tuning.mlp_hypermodel import MLPHyperModel
-from kerastrain.tuning.per_trial import per_trial_callbacks, trial_id_of
+from kerastrain.tuning.per_trial import (execution_of, per_trial_callbacks,
+                                         trial_id_of)
 from kerastrain.tuning.resnet_hypermodel import ResNetHyperModel
 from kerastrain.tuning.schedule_factory import (learning_rate_schedule,
                                                 make_optimizer)
 
-__all__ = ["MLPHyperModel", "ResNetHyperModel", "learning_rate_schedule",
-           "make_optimizer", "per_trial_callbacks", "trial_id_of"]
+__all__ = ["MLPHyperModel", "ResNetHyperModel", "execution_of",
+           "learning_rate_schedule", "make_optimizer", "per_trial_callbacks",
+           "trial_id_of"]

@@ -7,16 +7,21 @@ import math
 import keras_tuner
 import numpy as np
 
-from kerastrain._validation import is_dataset
+from kerastrain._validation import (check_bool, check_float, check_int,
+                                    is_dataset)
 
 from kerastrain.callbacks import (GradientAccumulation, LRFinder,
                                   WeightHistograms)
 from kerastrain.tuning._knob import knob_values
-from kerastrain.tuning.per_trial import per_trial_callbacks, trial_id_of
+from kerastrain.tuning.per_trial import (execution_of, per_trial_callbacks,
+                                         trial_id_of)
 
 # `build` runs before the data is seen, so it lays the trial's schedule
 # over this many updates; `fit` recompiles with the exact number.
 NOMINAL_STEPS = 1000
+# Layers are seeded with `seed + i`, and torch keeps layer seeds as int32:
+# seeds below this leave room for the offsets (as `models.resnet`).
+SEED_LIMIT = 2**30
 
 
 def batches_per_epoch(x, batch_size):
@@ -62,14 +67,29 @@ def accumulation_steps(accumulation, initial_epoch):
     return max(2, accumulation.steps_at(initial_epoch))
 
 
+def check_validation_split(validation_split):
+    """`validation_split` as a float in [0, 1); None means 0 (none)."""
+    if validation_split is None:
+        return 0.0
+    return check_float("validation_split", validation_split, low=0.0,
+                       high=1.0, high_closed=False)
+
+
 def split_validation(x, y, validation_split):
     """Keras' `validation_split`, done before any resampling: the last
-    `validation_split` of the samples, unshuffled, as Keras takes them."""
+    `validation_split` of the samples, unshuffled, as Keras takes them.
+    Both parts must hold samples."""
     if is_dataset(x):
         raise ValueError("`validation_split` needs NumPy arrays; with a "
                          "dataset pass `validation_data`.")
     x, y = np.asarray(x), np.asarray(y)
     at = int(len(x) * (1.0 - validation_split))
+    if at == 0 or at == len(x):
+        raise ValueError(
+            f"Argument `validation_split` leaves {at} of the {len(x)} "
+            "samples for training and the rest for validation; both need "
+            "at least one. Received: "
+            f"validation_split={validation_split!r}")
     return (x[:at], y[:at]), (x[at:], y[at:])
 
 
@@ -78,19 +98,27 @@ class ToolkitHyperModel(keras_tuner.HyperModel):
 
     A subclass lists its `Knob`s and says how to build, compile and feed
     the model: `build_model(values)`, `compile_model(model, values,
-    total_steps, gradient_accumulation_steps)`, `training_data(...)` and
-    `labels(y)`. Here: `build(hp)` registers every knob (so that the
-    tuner's first look at the space sees all of them) and compiles for
-    `NOMINAL_STEPS`; `fit` reads the same values, gives the callbacks their
-    per-trial files, recompiles with the schedule spanning exactly the
-    updates of this call (those of a Hyperband round), and trains.
+    total_steps, gradient_accumulation_steps)`, `training_data(...)`, and
+    `inputs(x)` and `labels(y)` (a batch as the compiled model sees it).
+    Here: `build(hp)` registers every knob (so that the tuner's first look
+    at the space sees all of them; with `tunable=False`, KerasTuner hands
+    `build` a copy, and only hyperparameters declared beforehand are
+    searched) and compiles for `NOMINAL_STEPS`; `fit` reads the same values
+    without registering anything, gives the callbacks their per-trial
+    files, recompiles with the schedule spanning exactly the updates of
+    this call (those of a Hyperband round), and trains.
 
-    After a search, `lr_finder_results[trial_id]` holds the
-    `LRFinderResult` of each trial that ran an `LRFinder`.
+    After a search, `lr_finder_results[trial_id]` holds, for each trial
+    that ran an `LRFinder`, a list of its `LRFinderResult`s, one per
+    execution (`executions_per_trial`), in order: `[result]` with one.
     """
 
     def __init__(self, knobs, name=None, tunable=True):
-        super().__init__(name=name, tunable=tunable)
+        if name is not None and not isinstance(name, str):
+            raise TypeError(
+                "Argument `name` must be None or a string. Received: "
+                f"name={name!r}")
+        super().__init__(name=name, tunable=check_bool("tunable", tunable))
         self.knobs = list(knobs)
         self.lr_finder_results = {}
 
@@ -98,6 +126,11 @@ class ToolkitHyperModel(keras_tuner.HyperModel):
         """`{knob: value}` for the trial `hp` describes (registering the
         knobs with `hp` where they are new)."""
         return knob_values(self.knobs, hp)
+
+    def inputs(self, x):
+        """Features `x` as the compiled model sees them (the probe of a
+        `WeightHistograms` goes through this and `labels`)."""
+        raise NotImplementedError
 
     def build(self, hp):
         values = self.trial_values(hp)
@@ -113,40 +146,73 @@ class ToolkitHyperModel(keras_tuner.HyperModel):
             initial_epoch=0, steps_per_epoch=None, **kwargs):
         """Trains `model` for the trial `hp`, like `model.fit`.
 
-        `x`, `y`, `validation_data` and `validation_split` are taken as the
-        subclass documents; other keyword arguments go to `model.fit`.
-        Returns the `History`.
+        `x`, `y`, `validation_data` and `validation_split` (a float in
+        [0, 1), the last part of NumPy `x`, `y`) are taken as the subclass
+        documents; other keyword arguments go to `model.fit`. With
+        `steps_per_epoch`, a training `tf.data.Dataset` is repeated, so
+        that every epoch runs that many batches and the schedule ends at
+        the last of them. Returns the `History`.
         """
-        values = self.trial_values(hp)
+        # Read from a copy, registering nothing: on the trial's own `hp`
+        # the oracle would add to its space the knobs of a `tunable=False`
+        # HyperModel (KerasTuner hands `build` a copy for that reason);
+        # `build` registered them where they belong.
+        values = self.trial_values(hp.copy())
+        validation_split = check_validation_split(validation_split)
+        if steps_per_epoch is not None:
+            steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch,
+                                        min_value=1)
         callbacks = list(callbacks or [])
         trial_id = trial_id_of(callbacks)
-        if trial_id is not None:
-            per_trial_callbacks(callbacks, trial_id)
-        if validation_split and validation_data is None:
-            (x, y), validation_data = split_validation(x, y,
-                                                       validation_split)
-        fit_kwargs, batches = self.training_data(
-            values, x, y, batch_size, validation_data, kwargs)
+        per_trial_callbacks(callbacks, trial_id)
+        fit_kwargs, batches = self._fit_data(
+            values, x, y, batch_size, validation_split, validation_data,
+            steps_per_epoch, kwargs)
         accumulation = _first(callbacks, GradientAccumulation)
         accumulate = None if accumulation is None else accumulation_steps(
             accumulation, initial_epoch)
         total_steps = scheduled_updates(steps_per_epoch or batches, epochs,
                                         initial_epoch, accumulation)
         self.compile_model(model, values, total_steps, accumulate)
-        for callback in callbacks:
-            if isinstance(callback, WeightHistograms) and (
-                    callback.probe is not None):
-                # The probe's loss is the compiled one: same labels.
-                probe_x, probe_y = callback.probe
-                callback.probe = (probe_x, self.labels(probe_y))
+        self._probe_as_trained(callbacks)
         history = model.fit(epochs=epochs, initial_epoch=initial_epoch,
                             steps_per_epoch=steps_per_epoch,
                             callbacks=callbacks, **fit_kwargs)
         finder = _first(callbacks, LRFinder)
         if trial_id is not None and finder is not None and (
                 finder.result is not None):
-            self.lr_finder_results[trial_id] = finder.result
+            # Position n is execution n; a trial run again (a retry)
+            # starts from execution 0 again.
+            results = self.lr_finder_results.setdefault(trial_id, [])
+            results[execution_of(callbacks):] = [finder.result]
         return history
+
+    def _fit_data(self, values, x, y, batch_size, validation_split,
+                  validation_data, steps_per_epoch, kwargs):
+        """`training_data` after the validation split, and the number of
+        batches in one pass."""
+        if validation_split and validation_data is None:
+            (x, y), validation_data = split_validation(x, y,
+                                                       validation_split)
+        fit_kwargs, batches = self.training_data(
+            values, x, y, batch_size, validation_data, kwargs)
+        if steps_per_epoch is not None and is_dataset(fit_kwargs["x"]):
+            # Keras does not restart a finite dataset within a fit given
+            # `steps_per_epoch`: it would run out of data, and the updates
+            # short of `steps_per_epoch * epochs` would leave the schedule
+            # unfinished (a one-cycle not annealed).
+            fit_kwargs["x"] = fit_kwargs["x"].repeat()
+        return fit_kwargs, batches
+
+    def _probe_as_trained(self, callbacks):
+        """Gives a `WeightHistograms` probe the inputs (scaled as in
+        training) and labels of the compiled loss."""
+        for callback in callbacks:
+            if isinstance(callback, WeightHistograms) and (
+                    callback.probe is not None):
+                probe_x, probe_y = callback.probe
+                callback.probe = (self.inputs(probe_x),
+                                  self.labels(probe_y))
 
     def __repr__(self):
         knobs = ", ".join(repr(knob) for knob in self.knobs)

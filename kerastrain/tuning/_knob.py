@@ -61,14 +61,18 @@ class Knob:
         step: For an integer range, the step (a factor with `"log"`).
         grid: Optional `grid(min, max)` giving the valid values inside a
             range, for knobs whose valid values are sparse (ResNet depths);
-            the range then becomes a choice among them.
+            the range then becomes a choice among them, and must hold one.
+        bounds: Optional `check(name, value)` of a range's bounds, by
+            default `check`; with a `grid`, a looser one lets the bounds
+            fall between valid values (`depth=(8, 21)`: 8, 14, 20).
     """
 
     def __init__(self, name, value, check, integer=False, sampling="linear",
-                 step=None, grid=None):
+                 step=None, grid=None, bounds=None):
         check_choice("sampling", sampling, SAMPLINGS)
         self.name, self.check, self.integer = name, check, integer
         self.sampling, self.step = sampling, step
+        self.check_bounds = check if bounds is None else bounds
         self.fixed = self.choices = self.range = None
         categorical = getattr(check, "categorical", False)
         if isinstance(value, list) or (categorical
@@ -105,7 +109,7 @@ class Knob:
                 f"Argument `{name}` as a tuple must be a range (min, max); "
                 f"pass a list for a set of choices. Received: "
                 f"{name}={bounds!r}")
-        low, high = (self.check(name, bound) for bound in bounds)
+        low, high = (self.check_bounds(name, bound) for bound in bounds)
         if low > high:
             raise ValueError(
                 f"Argument `{name}` must be a range (min, max) with "
@@ -116,7 +120,13 @@ class Knob:
                 f"must have min > 0 (fix it to 0 instead to turn it off). "
                 f"Received: {name}=({low!r}, {high!r})")
         if grid is not None:
-            self._set_choices(grid(low, high))
+            values = grid(low, high)
+            if not values:
+                raise ValueError(
+                    f"Argument `{name}` as a range (min, max) must hold at "
+                    f"least one valid value; ({low!r}, {high!r}) holds "
+                    f"none. Received: {name}={bounds!r}")
+            self._set_choices(values)
         elif low == high:
             self.fixed = low
         else:
@@ -144,6 +154,14 @@ class Knob:
     def boolean(self):
         value = self.fixed if self.choices is None else self.choices[0]
         return isinstance(value, bool)
+
+    @property
+    def values(self):
+        """The values the knob can take, for a fixed value or choices
+        (None for a range)."""
+        if self.fixed is not None:
+            return [self.fixed]
+        return None if self.choices is None else list(self.choices)
 
     def __repr__(self):
         if self.fixed is not None:

@@ -3,10 +3,10 @@
 import keras
 import numpy as np
 
-from kerastrain._validation import check_int
+from kerastrain._validation import check_int, check_seed
 from kerastrain.data.balance import METHODS, balance
 from kerastrain.layers.normalization import normalization
-from kerastrain.tuning._hypermodel import (ToolkitHyperModel,
+from kerastrain.tuning._hypermodel import (SEED_LIMIT, ToolkitHyperModel,
                                            batches_per_epoch, is_dataset)
 from kerastrain.tuning._knob import Knob, category, integer, number
 
@@ -52,7 +52,8 @@ class MLPHyperModel(ToolkitHyperModel):
         learning_rate: Adam's rate, > 0; ranges on a log scale.
         balancing: `"none"`, `"class_weight"`, `"smote"`, `"oversample"`
             and/or `"undersample"`.
-        seed: Optional integer seed of the resampling and dropout.
+        seed: Optional integer seed of the resampling and dropout, in
+            [0, 2**30) (dropout layer i gets `seed + i`).
         name: Optional name of the HyperModel.
         tunable: KerasTuner's flag: whether the knobs join the search
             space.
@@ -79,7 +80,7 @@ class MLPHyperModel(ToolkitHyperModel):
         self.input_dim = check_int("input_dim", input_dim, min_value=1)
         self.num_classes = check_int("num_classes", num_classes,
                                      min_value=2)
-        self.seed = None if seed is None else check_int("seed", seed)
+        self.seed = check_seed("seed", seed, high=SEED_LIMIT)
         super().__init__([
             Knob("num_layers", num_layers, integer(), integer=True),
             Knob("units", units, integer(), integer=True, sampling="log",
@@ -139,6 +140,10 @@ class MLPHyperModel(ToolkitHyperModel):
                 name="accuracy")]
         model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
 
+    def inputs(self, x):
+        """Features `x` as float32, as the model trains on them."""
+        return np.asarray(x, "float32")
+
     def labels(self, y):
         """Integer labels in [0, num_classes) from integer or one-hot `y`."""
         y = np.asarray(y)
@@ -161,8 +166,7 @@ class MLPHyperModel(ToolkitHyperModel):
         method = values["balancing"]
         if validation_data is not None and not is_dataset(validation_data):
             val_x, val_y = validation_data[:2]
-            validation_data = (np.asarray(val_x, "float32"),
-                               self.labels(val_y))
+            validation_data = (self.inputs(val_x), self.labels(val_y))
         if is_dataset(x):
             if method != "none":
                 raise ValueError(
@@ -171,7 +175,7 @@ class MLPHyperModel(ToolkitHyperModel):
                     "with balancing='none'.")
             return (dict(kwargs, x=x, validation_data=validation_data),
                     batches_per_epoch(x, batch_size))
-        x, y = np.asarray(x, "float32"), self.labels(y)
+        x, y = self.inputs(x), self.labels(y)
         if method == "class_weight":
             if kwargs.get("class_weight") is not None:
                 raise ValueError(

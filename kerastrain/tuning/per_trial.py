@@ -7,22 +7,45 @@ trial to the next; every kerastrain callback also resets its state in
 every trial's `CheckpointEarlyStopping` would write the same `.keras`
 file (and resume from the same backup), every `WeightHistograms` the same
 event folder, every `SnapshotEnsemble` the same snapshots (its `keep`
-deleting another trial's), every Keras `CSVLogger` the same file.
-KerasTuner moves a `TensorBoard` callback's `log_dir` into
-`<log_dir>/<trial_id>/...` (`Tuner._configure_tensorboard_dir`);
-`per_trial_callbacks` does the same for these. The HyperModels of
-`kerastrain.tuning` call it in their `fit`; call it in your own
-`HyperModel.fit` to get the same.
+deleting another trial's), every Keras `CSVLogger` the same file, and,
+on JAX and PyTorch, every Keras `TensorBoard` the same run: KerasTuner
+moves a `TensorBoard` callback's `log_dir` into
+`<log_dir>/<trial_id>/execution<n>` (`Tuner._configure_tensorboard_dir`)
+on the TensorFlow backend only. `per_trial_callbacks` gives each of them
+its own folder. The HyperModels of `kerastrain.tuning` call it in their
+`fit`; call it in your own `HyperModel.fit` to get the same.
+
+A tuner with `executions_per_trial > 1` trains each trial's model several
+times, each execution with fresh copies of the callbacks; each execution
+then gets its own folder, `<trial_id>/execution<n>` (n from 0, the names
+KerasTuner gives TensorBoard runs). With one execution, the folder is
+`<trial_id>` alone.
 """
 
 import os
+import re
+import weakref
 
 import keras
 
 from kerastrain.callbacks import (CheckpointEarlyStopping, SnapshotEnsemble,
                                   WeightHistograms)
 
-_CONFIGURED = "_kerastrain_trial_id"
+_CONFIGURED = "_kerastrain_trial_folder"
+_EXECUTION = "_kerastrain_execution"
+# Executions started so far, per run of a trial (see `_execution`); weak,
+# so that a finished run's entry goes with it.
+_STARTED = weakref.WeakKeyDictionary()
+
+
+def _tuner_callback(callbacks):
+    """The callback `Tuner.run_trial` appends (`TunerCallback`, holding the
+    tuner and the trial), or None outside a search."""
+    for callback in callbacks or ():
+        if getattr(callback, "trial", None) is not None and hasattr(
+                callback, "tuner"):
+            return callback
+    return None
 
 
 def trial_id_of(callbacks):
@@ -32,15 +55,50 @@ def trial_id_of(callbacks):
     `Tuner.run_trial` appends a callback holding the tuner and the trial
     (`TunerCallback`) to the callbacks it hands to `HyperModel.fit`.
     """
-    for callback in callbacks or ():
-        trial = getattr(callback, "trial", None)
-        if trial is not None and hasattr(callback, "tuner"):
-            return str(trial.trial_id)
-    return None
+    callback = _tuner_callback(callbacks)
+    return None if callback is None else str(callback.trial.trial_id)
 
 
-def in_trial_folder(path, trial_id):
-    """`folder/name` -> `folder/<trial_id>/name`.
+def execution_of(callbacks):
+    """Which execution of its KerasTuner trial `callbacks` were given to:
+    0, 1, ... up to the tuner's `executions_per_trial` - 1, or None outside
+    a search.
+
+    KerasTuner does not tell `HyperModel.fit` which execution it runs, so
+    they are counted: the executions of one `Tuner.run_trial` share its
+    best-epoch checkpoint (`SaveBestEpoch`) while each gets a new
+    `TunerCallback`. A trial that KerasTuner runs again (a retry after a
+    failure) counts from 0 again, as KerasTuner's own
+    `range(executions_per_trial)` does. Asking twice with the same
+    callbacks gives the same answer.
+    """
+    callback = _tuner_callback(callbacks)
+    if callback is None:
+        return None
+    if getattr(callback, _EXECUTION, None) is None:
+        run = next((c for c in callbacks
+                    if type(c).__name__ == "SaveBestEpoch"), callback.trial)
+        execution = _STARTED.get(run, 0)
+        _STARTED[run] = execution + 1
+        setattr(callback, _EXECUTION, execution)
+    return getattr(callback, _EXECUTION)
+
+
+def trial_folder(callbacks, trial_id):
+    """The folder, relative to a callback's own, of the trial `trial_id`
+    that `callbacks` were given to: `<trial_id>`, or
+    `<trial_id>/execution<n>` when the tuner runs several executions per
+    trial."""
+    trial_id = str(trial_id)
+    callback = _tuner_callback(callbacks)
+    if callback is None or getattr(callback.tuner, "executions_per_trial",
+                                   1) <= 1:
+        return trial_id
+    return os.path.join(trial_id, f"execution{execution_of(callbacks)}")
+
+
+def in_trial_folder(path, folder):
+    """`parent/name` -> `parent/<folder>/name`.
 
     Example:
 
@@ -48,36 +106,54 @@ def in_trial_folder(path, trial_id):
     ...     os.path.join("ckpt", "03", "best.keras"))
     True
     """
-    folder, name = os.path.split(os.fspath(path))
-    return os.path.join(folder, str(trial_id), name)
+    parent, name = os.path.split(os.fspath(path))
+    return os.path.join(parent, str(folder), name)
+
+
+def _placed_by_keras_tuner(log_dir, trial_id):
+    """Whether KerasTuner already moved a TensorBoard `log_dir` into
+    `<log_dir>/<trial_id>/execution<n>` (it does on TensorFlow)."""
+    parent, leaf = os.path.split(os.path.normpath(os.fspath(log_dir)))
+    return (os.path.basename(parent) == trial_id
+            and re.fullmatch(r"execution\d+", leaf) is not None)
 
 
 def per_trial_callbacks(callbacks, trial_id):
-    """Gives each file-writing toolkit callback its own files for a trial.
+    """Gives each file-writing callback its own files for a trial.
+
+    With `<trial>` the trial's folder, `<trial_id>` (or
+    `<trial_id>/execution<n>` for execution n when the tuner has
+    `executions_per_trial > 1`):
 
     - `CheckpointEarlyStopping`: `dir/best.keras` becomes
-      `dir/<trial_id>/best.keras`, and a `backup_dir` becomes
-      `backup_dir/<trial_id>`, so that a trial restores its own best model
+      `dir/<trial>/best.keras`, and a `backup_dir` becomes
+      `backup_dir/<trial>`, so that a trial restores its own best model
       and resumes only its own interrupted run.
-    - `WeightHistograms`: `log_dir` becomes `log_dir/<trial_id>`, one
+    - `WeightHistograms`: `log_dir` becomes `log_dir/<trial>`, one
       TensorBoard run per trial.
-    - `SnapshotEnsemble`: `directory` becomes `directory/<trial_id>`, each
+    - `SnapshotEnsemble`: `directory` becomes `directory/<trial>`, each
       trial's snapshots (and its `keep`) in their own folder.
     - Keras' `CSVLogger`: `dir/history.csv` becomes
-      `dir/<trial_id>/history.csv`, each trial's epochs in its own file.
+      `dir/<trial>/history.csv`, each trial's epochs in its own file.
+    - Keras' `TensorBoard`: `log_dir` becomes `log_dir/<trial>`, unless
+      KerasTuner already moved it to `log_dir/<trial_id>/execution<n>`
+      (it does on the TensorFlow backend only).
 
-    Other callbacks (`GradientAccumulation`, `LRFinder`, Keras' own) hold
-    no files and are left alone. The callbacks are changed in place, so
+    Other callbacks are left alone: `GradientAccumulation` and `LRFinder`
+    hold no files; Keras' `ModelCheckpoint` and `BackupAndRestore` do, and
+    are not moved. The callbacks are changed in place, so
     call this on the per-trial copies KerasTuner hands to
     `HyperModel.fit`, not on the list given to `search`; a callback
     already configured for this trial is left as it is.
 
     Args:
-        callbacks: A list of callbacks.
-        trial_id: The trial's id, e.g. `trial_id_of(callbacks)`.
+        callbacks: A list of callbacks, or None (no callbacks).
+        trial_id: The trial's id, e.g. `trial_id_of(callbacks)`; None means
+            no trial (outside a search): the callbacks are left as they
+            are.
 
     Returns:
-        `callbacks`.
+        `callbacks` (`[]` for None).
 
     Example:
 
@@ -86,27 +162,35 @@ def per_trial_callbacks(callbacks, trial_id):
     >>> callback.filepath == os.path.join("ckpt", "07", "b.keras")
     True
     """
+    if callbacks is None:
+        return []
+    if trial_id is None:
+        return callbacks
     trial_id = str(trial_id)
+    folder = trial_folder(callbacks, trial_id)
     for callback in callbacks:
-        if getattr(callback, _CONFIGURED, None) == trial_id:
+        if getattr(callback, _CONFIGURED, None) == folder:
             continue
         if isinstance(callback, CheckpointEarlyStopping):
-            callback.filepath = in_trial_folder(callback.filepath, trial_id)
+            callback.filepath = in_trial_folder(callback.filepath, folder)
             if callback.backup_dir is not None:
                 callback.backup_dir = os.path.join(callback.backup_dir,
-                                                   trial_id)
+                                                   folder)
                 # As CheckpointEarlyStopping.__init__ makes it.
                 callback._backup = keras.callbacks.BackupAndRestore(
                     callback.backup_dir, double_checkpoint=True)
         elif isinstance(callback, WeightHistograms):
-            callback.log_dir = os.path.join(callback.log_dir, trial_id)
+            callback.log_dir = os.path.join(callback.log_dir, folder)
         elif isinstance(callback, SnapshotEnsemble):
-            callback.directory = os.path.join(callback.directory, trial_id)
+            callback.directory = os.path.join(callback.directory, folder)
         elif isinstance(callback, keras.callbacks.CSVLogger):
-            callback.filename = in_trial_folder(callback.filename, trial_id)
+            callback.filename = in_trial_folder(callback.filename, folder)
             os.makedirs(os.path.dirname(callback.filename) or ".",
                         exist_ok=True)
+        elif isinstance(callback, keras.callbacks.TensorBoard):
+            if not _placed_by_keras_tuner(callback.log_dir, trial_id):
+                callback.log_dir = os.path.join(callback.log_dir, folder)
         else:
             continue
-        setattr(callback, _CONFIGURED, trial_id)
+        setattr(callback, _CONFIGURED, folder)
     return callbacks

@@ -1,20 +1,29 @@
 """The search space of a CIFAR-style ResNet and how it is trained."""
 
+import numbers
+
 import keras
 import numpy as np
 
-from kerastrain._validation import check_int
+from kerastrain._validation import check_int, check_seed
+from kerastrain.data._image_inputs import pixels
 from kerastrain.data.image_pipeline import (check_augment, image_pipeline,
                                             one_hot_labels)
-from kerastrain.models.resnet import (blocks_per_stage, resnet,
+from kerastrain.models.resnet import (NUM_STAGES, blocks_per_stage, resnet,
                                       valid_depths)
-from kerastrain.tuning._hypermodel import ToolkitHyperModel, batches_per_epoch
+from kerastrain.tuning._hypermodel import (SEED_LIMIT, ToolkitHyperModel,
+                                           batches_per_epoch)
 from kerastrain.tuning._knob import Knob, category, integer, number
 from kerastrain.tuning.schedule_factory import (OPTIMIZERS, SCHEDULES,
                                                 learning_rate_schedule,
                                                 make_optimizer)
 
 NORMS = ("batch", "instance", "group", "layer")
+# Norms that normalize each channel (group: each group of channels, one
+# channel a group at small widths) over the positions of the feature map.
+# On a 1x1 map that is over one value (or a few): instance norm outputs
+# zeros, and the logits stop depending on the image.
+SPATIAL_NORMS = ("instance", "group")
 
 
 def _check_depth(name, value):
@@ -30,7 +39,78 @@ def _check_depth(name, value):
 
 
 def _depths_between(low, high):
-    return [d for d in valid_depths(up_to=high) if d >= low]
+    depths = [d for d in valid_depths(up_to=high) if d >= low]
+    if not depths:
+        raise ValueError(
+            "Argument `depth` as a range (min, max) must hold a ResNet "
+            "depth 6n+2 with n >= 1 (8, 14, 20, ...). Received: "
+            f"depth=({low!r}, {high!r})")
+    return depths
+
+
+def final_feature_map(input_shape):
+    """Height and width of the last stage's feature map: each stage after
+    the first halves them (stride 2, "same" padding: rounded up).
+
+    Example:
+
+    >>> final_feature_map((32, 32, 3)), final_feature_map((4, 4, 1))
+    ((8, 8), (1, 1))
+    """
+    height, width = input_shape[:2]
+    for _ in range(NUM_STAGES - 1):
+        height, width = -(-height // 2), -(-width // 2)
+    return height, width
+
+
+def _check_input_shape(value):
+    """`(height, width, channels)` as a tuple of integers >= 1."""
+    shape = None
+    if not isinstance(value, (str, bytes)):
+        try:
+            shape = tuple(value)
+        except TypeError:
+            pass
+    if shape is None or len(shape) != 3:
+        raise (TypeError if shape is None else ValueError)(
+            "Argument `input_shape` must be (height, width, channels). "
+            f"Received: input_shape={value!r}")
+    if any(isinstance(d, bool) or not isinstance(d, numbers.Integral)
+           or d < 1 for d in shape):
+        raise ValueError(
+            "Argument `input_shape` must be (height, width, channels), "
+            f"integers >= 1. Received: input_shape={value!r}")
+    return tuple(int(d) for d in shape)
+
+
+def _check_augment(augment):
+    if augment is not None and not isinstance(augment, (str, tuple, list)):
+        raise TypeError(
+            "Argument `augment` must be an augmentation's name, or a tuple "
+            "or list of names, (name, options) pairs and callables. "
+            f"Received: augment={augment!r}")
+    return check_augment(augment)
+
+
+def _norm_check(input_shape):
+    """The check of `norm` for images of `input_shape`."""
+    check_name = category(*NORMS)
+    one_by_one = final_feature_map(input_shape) == (1, 1)
+
+    def check(name, value):
+        value = check_name(name, value)
+        if one_by_one and value in SPATIAL_NORMS:
+            raise ValueError(
+                f"Argument `{name}` cannot be {value!r} for images of "
+                f"input_shape={input_shape}: the last stage's feature map "
+                "is 1x1, and 'instance' and 'group' normalize over its "
+                "positions, so the logits would not depend on the image. "
+                "Use 'batch' or 'layer', or larger images. Received: "
+                f"{name}={value!r}, input_shape={input_shape}")
+        return value
+
+    check.categorical = True
+    return check
 
 
 class ResNetHyperModel(ToolkitHyperModel):
@@ -61,16 +141,22 @@ class ResNetHyperModel(ToolkitHyperModel):
     num_classes, training=False, normalize=False)`. The schedule spans
     exactly the updates of each `fit` call: with `Hyperband`, the epochs of
     the trial's round (from `initial_epoch` to `epochs`), so a one-cycle
-    ends annealed whatever the budget. `build` compiles for a nominal
+    ends annealed whatever the budget; with `steps_per_epoch`, the
+    pipeline is repeated so that every epoch runs that many batches.
+    `build` compiles for a nominal
     1,000 updates; `fit` recompiles, weights untouched.
 
     Args:
         input_shape: `(height, width, channels)`.
         num_classes: Number of classes, >= 2.
-        depth: Depths 6n+2 (8, 14, 20, ...); a range keeps the valid ones.
+        depth: Depths 6n+2 (8, 14, 20, ...); a range `(min, max)` keeps
+            the valid ones inside it (`(8, 21)`: 8, 14, 20) and must hold
+            one.
         width: Channels of the first stage; a range is sampled by powers of
             two from its minimum (`(8, 32)`: 8, 16, 32).
-        norm: `"batch"`, `"instance"`, `"group"` and/or `"layer"`.
+        norm: `"batch"`, `"instance"`, `"group"` and/or `"layer"`. Images
+            so small that the last stage's feature map is 1x1 (4x4 or
+            less) allow `"batch"` and `"layer"` only, the default then.
         drop_path_rate: Stochastic-depth rate of the last block, [0, 1).
         optimizer: `"sgd"` and/or `"adamw"`.
         schedule: `"one_cycle"`, `"cosine_warmup"`, `"cyclic"` and/or
@@ -83,7 +169,8 @@ class ResNetHyperModel(ToolkitHyperModel):
         augment: Augmentations of `image_pipeline` for every trial, e.g.
             `("flip", "shift")` (pad-and-crop) for CIFAR, or with options,
             `("shift", ("rotate", {"factor": 0.02}))`; none by default.
-        seed: Optional integer seed of the pipeline and of DropPath.
+        seed: Optional integer seed of the pipeline and of DropPath, in
+            [0, 2**30) (residual block i gets `seed + i`).
         name: Optional name of the HyperModel.
         tunable: KerasTuner's flag: whether the knobs join the search
             space.
@@ -109,23 +196,21 @@ class ResNetHyperModel(ToolkitHyperModel):
                  max_lr=(1e-3, 1e-1), weight_decay=(1e-5, 1e-2),
                  mixup_alpha=(0.0, 0.4), label_smoothing=(0.0, 0.2),
                  augment=(), seed=None, name=None, tunable=True):
-        input_shape = tuple(input_shape)
-        if len(input_shape) != 3:
-            raise ValueError(
-                "Argument `input_shape` must be (height, width, channels). "
-                f"Received: input_shape={input_shape}")
-        self.input_shape = tuple(check_int("input_shape", d, min_value=1)
-                                 for d in input_shape)
+        self.input_shape = _check_input_shape(input_shape)
         self.num_classes = check_int("num_classes", num_classes,
                                      min_value=2)
-        self.augment = check_augment(augment)
-        self.seed = None if seed is None else check_int("seed", seed)
+        self.augment = _check_augment(augment)
+        self.seed = check_seed("seed", seed, high=SEED_LIMIT)
+        if norm is NORMS and final_feature_map(self.input_shape) == (1, 1):
+            # The default: only the norms that work for these images.
+            norm = tuple(n for n in NORMS if n not in SPATIAL_NORMS)
+        depth = Knob("depth", depth, _check_depth, integer=True,
+                     grid=_depths_between, bounds=integer())
         super().__init__([
-            Knob("depth", depth, _check_depth, integer=True,
-                 grid=_depths_between),
+            depth,
             Knob("width", width, integer(), integer=True, sampling="log",
                  step=2),
-            Knob("norm", norm, category(*NORMS)),
+            Knob("norm", norm, _norm_check(self.input_shape)),
             Knob("drop_path_rate", drop_path_rate,
                  number(high=1.0, high_closed=False)),
             Knob("optimizer", optimizer, category(*OPTIMIZERS)),
@@ -136,6 +221,7 @@ class ResNetHyperModel(ToolkitHyperModel):
             Knob("label_smoothing", label_smoothing,
                  number(high=1.0, high_closed=False)),
         ], name=name, tunable=tunable)
+
 
     def build_model(self, values):
         return resnet(self.input_shape, self.num_classes,
@@ -156,6 +242,11 @@ class ResNetHyperModel(ToolkitHyperModel):
                 from_logits=True,
                 label_smoothing=values["label_smoothing"]),
             metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+
+    def inputs(self, x):
+        """Images `x` as the pipeline gives them to the model: integer
+        pixels scaled to [0, 1] (`training_data` does not standardize)."""
+        return pixels(x)
 
     def labels(self, y):
         """One-hot float32 labels from integer or one-hot `y`."""

@@ -141,13 +141,77 @@ def test_bayesian_optimization_with_an_lr_finder_per_trial(tmp_path):
     for trial, run in zip(trials(tuner), runs):
         assert run["restored"]
         assert len(run["result"].lrs) == 5  # its own test, not both
-        assert hypermodel.lr_finder_results[trial.trial_id] is run["result"]
+        # One execution: a list of one result.
+        results = hypermodel.lr_finder_results[trial.trial_id]
+        assert len(results) == 1 and results[0] is run["result"]
     best = tuner.get_best_models(1)[0]
     assert best.output.shape[-1] == 3
     # validation_split=0.25 held out the last 30 of the 120.
     _, accuracy = best.evaluate(x[90:120], y[90:120], verbose=0)
     assert accuracy == pytest.approx(
         tuner.oracle.get_best_trials(1)[0].score, abs=1e-6)
+
+
+def test_every_execution_of_a_trial_keeps_its_files_and_lr_finder_result(
+        tmp_path):
+    spies.reset()
+    (x, y), _ = diabetes_risk()
+    hypermodel = MLPHyperModel(10, 2, num_layers=1, units=8,
+                               balancing="none", seed=0)
+    tuner = kt.RandomSearch(hypermodel, objective="loss", max_trials=1,
+                            executions_per_trial=2, seed=0,
+                            directory=str(tmp_path / "tuner"),
+                            overwrite=True)
+    tuner.search(x[:64], y[:64], epochs=1, batch_size=16, verbose=0,
+                 callbacks=[spies.LRFinderSpy(1e-4, 1.0, num_steps=3),
+                            spies.CheckpointSpy(
+                                str(tmp_path / "ckpt" / "best.keras"),
+                                monitor="loss")])
+    (trial_id,) = tuner.oracle.trials
+    finders = spies.LRFinderSpy.runs
+    assert len({id(r["callback"]) for r in finders}) == 2
+    results = hypermodel.lr_finder_results[trial_id]
+    assert len(results) == 2
+    assert all(a is b["result"] for a, b in zip(results, finders))
+    assert [r["filepath"] for r in spies.CheckpointSpy.runs] == [
+        str(tmp_path / "ckpt" / trial_id / f"execution{n}" / "best.keras")
+        for n in (0, 1)]
+
+
+def test_tunable_false_searches_only_what_was_declared(tmp_path):
+    """KerasTuner's `tunable=False`: the hypermodel's knobs stay out of
+    the search space; only `units`, declared beforehand, is searched."""
+    (x, y), _ = diabetes_risk()
+    hp = kt.HyperParameters()
+    hp.Choice("units", [8, 16])
+    hypermodel = MLPHyperModel(10, 2, balancing="none", seed=0,
+                               tunable=False)
+    tuner = kt.RandomSearch(hypermodel, objective="loss", max_trials=1,
+                            hyperparameters=hp, seed=0,
+                            directory=str(tmp_path), overwrite=True)
+    tuner.search(x[:64], y[:64], epochs=1, batch_size=32, verbose=0,
+                 callbacks=[spies.Recorder()])
+    assert [p.name for p in tuner.oracle.get_space().space] == ["units"]
+    (trial,) = tuner.oracle.trials.values()
+    assert sorted(trial.hyperparameters.values) == ["units"]
+    model = spies.Recorder.runs[-1]["model"]
+    assert model.get_layer("dense1").units == trial.hyperparameters.get(
+        "units")
+
+
+@pytest.mark.parametrize("split, error", [
+    (1.5, ValueError), (-0.2, ValueError), (1.0, ValueError),
+    ("0.2", TypeError), (0.99, ValueError)])
+def test_validation_split_is_checked(split, error):
+    x, y = np.zeros((10, 4), "float32"), np.arange(10) % 2
+    hypermodel = MLPHyperModel(4, 2, num_layers=1, units=8,
+                               balancing="none")
+    hp = kt.HyperParameters()
+    model = hypermodel.build(hp)
+    # 0.99 of ten samples leaves none for training (Keras refuses too).
+    with pytest.raises(error, match="validation_split"):
+        hypermodel.fit(hp, model, x, y, validation_split=split, epochs=1,
+                       verbose=0)
 
 
 def test_each_dropout_layer_draws_its_own_mask():
@@ -234,6 +298,11 @@ def test_labels_and_training_data_errors():
     ({"units": 1.5}, TypeError, "units"),
     ({"input_dim": 0}, ValueError, "input_dim"),
     ({"num_classes": 1}, ValueError, "num_classes"),
+    ({"seed": -1}, ValueError, r"`seed` must be None or an integer >= 0"),
+    ({"seed": 2**30}, ValueError, "seed=1073741824"),
+    ({"seed": 1.5}, TypeError, "seed"),
+    ({"tunable": "no"}, TypeError, "`tunable` must be True or False"),
+    ({"name": 5}, TypeError, "`name` must be None or a string"),
 ])
 def test_bad_search_space_arguments(kwargs, error, match):
     arguments = dict(input_dim=10, num_classes=2)

@@ -4,11 +4,13 @@ import os
 import keras
 import keras_tuner as kt
 import numpy as np
+from tensorboard.backend.event_processing.event_accumulator import (
+    EventAccumulator)
 
 from kerastrain.callbacks import (CheckpointEarlyStopping,
                                   GradientAccumulation, LRFinder,
                                   SnapshotEnsemble, WeightHistograms)
-from kerastrain.tuning import per_trial_callbacks, trial_id_of
+from kerastrain.tuning import execution_of, per_trial_callbacks, trial_id_of
 from tests.tuning import spies
 
 
@@ -56,6 +58,58 @@ def test_file_writers_move_into_a_trial_folder_once(tmp_path):
     assert os.path.dirname(other.filepath) == str(tmp_path / "c" / "4")
 
 
+def test_no_trial_leaves_the_callbacks_alone(tmp_path):
+    """Outside a search `trial_id_of` gives None: a user's own `fit`
+    calling `per_trial_callbacks(callbacks, trial_id_of(callbacks))` must
+    then write where the callbacks say, not under "None"."""
+    path = str(tmp_path / "c" / "best.keras")
+    callbacks = [CheckpointEarlyStopping(path),
+                 keras.callbacks.CSVLogger(str(tmp_path / "log.csv"))]
+    assert per_trial_callbacks(callbacks, trial_id_of(callbacks)) is (
+        callbacks)
+    assert callbacks[0].filepath == path
+    assert callbacks[1].filename == str(tmp_path / "log.csv")
+    assert not (tmp_path / "None").exists()
+    assert per_trial_callbacks(None, None) == []
+    assert per_trial_callbacks(None, "3") == []
+
+
+def test_tensorboard_gets_a_trial_folder_unless_keras_tuner_gave_one(
+        tmp_path):
+    board = keras.callbacks.TensorBoard(str(tmp_path / "tb"))
+    per_trial_callbacks([board], "07")
+    assert os.path.normpath(board.log_dir) == str(tmp_path / "tb" / "07")
+    # Where KerasTuner put it (on TensorFlow), it stays.
+    placed = str(tmp_path / "tb" / "07" / "execution1")
+    board = keras.callbacks.TensorBoard(placed)
+    per_trial_callbacks([board], "07")
+    assert board.log_dir == placed
+
+
+class SaveBestEpoch(keras.callbacks.Callback):
+    """Stands for KerasTuner's: one object shared by the executions of one
+    run of a trial."""
+
+
+def test_executions_are_counted_per_run_of_a_trial():
+    trial = FakeTrial()
+
+    def execution(run):
+        tuner_callback = FakeTunerCallback()
+        tuner_callback.trial = trial
+        callbacks = [LRFinder(), tuner_callback, run]
+        first = execution_of(callbacks)
+        assert execution_of(callbacks) == first  # asked twice
+        return first
+
+    run = SaveBestEpoch()
+    assert [execution(run) for _ in range(3)] == [0, 1, 2]
+    # The trial run again (a retry): its executions count from 0 again.
+    again = SaveBestEpoch()
+    assert [execution(again) for _ in range(2)] == [0, 1]
+    assert execution_of([LRFinder()]) is None
+
+
 class TinyHyperModel(kt.HyperModel):
     """A user's own HyperModel, configuring its callbacks per trial."""
 
@@ -101,3 +155,43 @@ def test_snapshots_of_each_trial_stay_in_its_folder(tmp_path):
         saved = keras.saving.load_model(folder / "snapshot_0002.keras")
         assert saved.count_params() == 6 * units + 1
     assert {t.hyperparameters.get("units") for t in trials} == {2, 6}
+
+
+def test_each_execution_of_a_trial_gets_its_own_files(tmp_path):
+    """Two trials of two executions each: every execution writes its own
+    history, histograms and TensorBoard run (KerasTuner's own layout for
+    TensorBoard, `<log_dir>/<trial_id>/execution<n>`), on every backend."""
+    x = np.random.default_rng(0).standard_normal((16, 4)).astype("float32")
+    y = x[:, :1]
+    tuner = kt.RandomSearch(TinyHyperModel(), objective="loss",
+                            max_trials=2, executions_per_trial=2, seed=0,
+                            directory=str(tmp_path / "tuner"),
+                            overwrite=True)
+    tuner.search(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[
+        keras.callbacks.CSVLogger(str(tmp_path / "csv" / "history.csv")),
+        WeightHistograms(str(tmp_path / "logs"), gradients=False,
+                         plot=False),
+        keras.callbacks.TensorBoard(str(tmp_path / "tb"))])
+    ids = sorted(tuner.oracle.trials)
+    executions = ["execution0", "execution1"]
+    for top in ("csv", "logs", "tb"):
+        assert sorted(os.listdir(tmp_path / top)) == ids
+        for trial_id in ids:
+            assert sorted(os.listdir(tmp_path / top / trial_id)) == (
+                executions)
+    for trial_id in ids:
+        for execution in executions:
+            # One epoch each: a shared file would hold the last one only,
+            # a shared event folder two runs.
+            with open(tmp_path / "csv" / trial_id / execution /
+                      "history.csv") as f:
+                assert [line.split(",")[0] for line in f][1:] == ["0"]
+            folder = tmp_path / "logs" / trial_id / execution
+            assert len(os.listdir(folder)) == 1
+            events = EventAccumulator(str(folder),
+                                      size_guidance={"histograms": 0})
+            events.Reload()
+            tag = events.Tags()["histograms"][0]
+            assert [e.step for e in events.Histograms(tag)] == [0, 1]
+            board = tmp_path / "tb" / trial_id / execution
+            assert "train" in os.listdir(board)

@@ -9,6 +9,7 @@ from tensorboard.backend.event_processing.event_accumulator import (
 
 from kerastrain.callbacks import GradientAccumulation, WeightHistograms
 from kerastrain.data import image_pipeline
+from kerastrain.models import resnet
 from kerastrain.optimizers import SGD, AdamW
 from kerastrain.schedules import OneCycle
 from kerastrain.tuning import ResNetHyperModel
@@ -183,6 +184,97 @@ def test_hyperband_lays_one_cycle_over_each_rounds_epochs(tmp_path):
             final, rel=1e-4)
 
 
+# Knobs that only cost tracing time, fixed, for fits outside a search.
+CHEAP = dict(norm="batch", optimizer="sgd", schedule="one_cycle",
+             weight_decay=0.0, drop_path_rate=0.0, mixup_alpha=0.0,
+             label_smoothing=0.0)
+
+
+def test_steps_per_epoch_runs_and_the_schedule_ends_with_it():
+    """64 images in batches of 16 are 4 batches; 6 steps per epoch need
+    the pipeline repeated, and the one-cycle spans the 6 updates run."""
+    spies.reset()
+    (x, y), _ = digits(64)
+    model_maker = hypermodel(**CHEAP)
+    hp = kt.HyperParameters()
+    model = model_maker.build(hp)
+    model_maker.fit(hp, model, x, y, batch_size=BATCH, epochs=1,
+                    steps_per_epoch=6, verbose=0,
+                    callbacks=[spies.Recorder()])
+    (run,) = spies.Recorder.runs
+    schedule = run["learning_rate"]
+    assert run["updates"] == schedule.total_steps == 6
+    final = schedule.max_lr / schedule.div_factor / schedule.final_div_factor
+    assert float(schedule(run["updates"] - 1)) == pytest.approx(final,
+                                                                 rel=1e-4)
+
+
+def test_weight_histograms_probe_is_scaled_like_the_training_images(
+        tmp_path):
+    (x, y), _ = digits(64)
+    pixels = np.round(x * 255).astype("uint8")  # 8-bit images
+    model_maker = hypermodel(**CHEAP)
+    hp = kt.HyperParameters()
+    model = model_maker.build(hp)
+    histograms = WeightHistograms(str(tmp_path), probe=(pixels[:8], y[:8]),
+                                  plot=False)
+    model_maker.fit(hp, model, pixels, y, batch_size=BATCH, epochs=1,
+                    verbose=0, callbacks=[histograms])
+    probe_x, probe_y = histograms.probe
+    # The pipeline scales 8-bit pixels to [0, 1] and does not standardize.
+    np.testing.assert_allclose(probe_x, pixels[:8] / 255.0, rtol=1e-6)
+    np.testing.assert_array_equal(probe_y, np.eye(10)[y[:8]])
+
+
+def test_tiny_images_leave_out_norms_that_would_see_one_position():
+    # The premise, from the model itself: at 4x4 the last stage is 1x1 and
+    # instance norm makes the logits ignore the image; at 5x5 (2x2) not.
+    images = np.random.default_rng(0).random((2, 5, 5, 1), "float32")
+    for side, constant in ((4, True), (5, False)):
+        model = resnet((side, side, 1), 10, depth=8, width=8,
+                       norm="instance", seed=0)
+        logits = model.predict(images[:, :side, :side], verbose=0)
+        assert np.allclose(logits[0], logits[1], atol=1e-5) == constant
+    hp = kt.HyperParameters()
+    ResNetHyperModel((4, 4, 1), 10).trial_values(hp)
+    assert hp.get("norm") in ("batch", "layer")
+    assert {p.name: p for p in hp.space}["norm"].values == ["batch",
+                                                           "layer"]
+    hp = kt.HyperParameters()
+    ResNetHyperModel((5, 5, 1), 10).trial_values(hp)
+    assert {p.name: p for p in hp.space}["norm"].values == [
+        "batch", "instance", "group", "layer"]
+    for norm in ("instance", ["batch", "group"]):
+        with pytest.raises(ValueError, match=r"`norm` cannot be .*"
+                           r"input_shape=\(4, 4, 1\)"):
+            ResNetHyperModel((4, 4, 1), 10, norm=norm)
+    fixed = kt.HyperParameters()
+    fixed.Fixed("norm", "group")
+    with pytest.raises(ValueError, match="`norm` cannot be 'group'"):
+        ResNetHyperModel((4, 4, 1), 10, depth=8, width=8).build(fixed)
+
+
+def test_the_largest_seed_allowed_builds():
+    # ResNet-8 has 3 blocks: seeds seed, seed + 1, seed + 2.
+    model = hypermodel(seed=2**30 - 1).build(kt.HyperParameters())
+    assert model.get_layer("stage3_block1").seed == 2**30 + 1
+
+
+def test_a_depth_range_keeps_the_valid_depths_inside_it():
+    for bounds, depths in (((8, 21), [8, 14, 20]), ((9, 26), [14, 20, 26])):
+        hp = kt.HyperParameters()
+        ResNetHyperModel((8, 8, 1), 10, depth=bounds).trial_values(hp)
+        assert {p.name: p for p in hp.space}["depth"].values == depths
+    hp = kt.HyperParameters()
+    ResNetHyperModel((8, 8, 1), 10, depth=(10, 19)).trial_values(hp)
+    depth = {p.name: p for p in hp.space}["depth"]
+    assert isinstance(depth, kt.engine.hyperparameters.Fixed)
+    assert depth.value == 14
+    with pytest.raises(ValueError, match=r"6n\+2.*Received: "
+                       r"depth=\(9, 13\)"):
+        ResNetHyperModel((8, 8, 1), 10, depth=(9, 13))
+
+
 def test_search_space_from_constructor_arguments():
     hp = kt.HyperParameters()
     values = ResNetHyperModel((8, 8, 1), 10, depth=(8, 20), width=(8, 32),
@@ -240,6 +332,14 @@ def test_hyperparameters_set_beforehand_win_and_are_checked():
     ({"augment": (("rotate", {"seed": 1}),)}, ValueError, "seed"),
     ({"num_classes": 1}, ValueError, "num_classes"),
     ({"input_shape": (8, 8)}, ValueError, "input_shape"),
+    ({"input_shape": 5}, TypeError, "`input_shape` must be"),
+    ({"input_shape": (8, 0, 1)}, ValueError, "input_shape=\\(8, 0, 1\\)"),
+    ({"augment": 5}, TypeError, "`augment` must be.*Received: augment=5"),
+    ({"tunable": "no"}, TypeError, "`tunable` must be True or False"),
+    ({"name": 5}, TypeError, "`name` must be None or a string"),
+    ({"seed": -1}, ValueError, r"`seed` must be None or an integer >= 0"),
+    ({"seed": 2**30}, ValueError, "seed=1073741824"),
+    ({"seed": 1.5}, TypeError, "seed"),
 ])
 def test_bad_search_space_arguments(kwargs, error, match):
     arguments = dict(input_shape=(8, 8, 1), num_classes=10)
