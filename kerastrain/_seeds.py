@@ -4,6 +4,12 @@ import numpy as np
 
 from kerastrain._validation import check_int
 
+# Keras' torch backend keeps a layer's seed as an int32.
+LAYER_SEED_LIMIT = 2**31
+# A model seeds its layers with `seed + i`: its own seed stays below this,
+# leaving room for the offsets under `LAYER_SEED_LIMIT`.
+MODEL_SEED_LIMIT = 2**30
+
 
 def spawn_seeds(seed, count):
     """Returns `count` independent integer seeds derived from `seed`.
@@ -33,7 +39,7 @@ def spawn_seeds(seed, count):
         return [None] * count
     seed = check_int("seed", seed, min_value=0)
     # 31 bits: a valid seed for every backend's integer type.
-    return [int(s) & 0x7FFFFFFF
+    return [int(s) % LAYER_SEED_LIMIT
             for s in np.random.SeedSequence(seed).generate_state(count)]
 
 

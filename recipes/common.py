@@ -18,7 +18,9 @@ BACKENDS = ("tensorflow", "jax", "torch")
 # The largest --seed. numpy (keras.utils.set_random_seed) takes up to
 # 2**32 - 1, but on torch a Keras layer's seed is an int32, and the recipes
 # seed their layers with `seed + i` (i up to a ResNet's block count):
-# 2**30 - 1 leaves them room on every backend.
+# 2**30 - 1 leaves them room on every backend. It is
+# `kerastrain._seeds.MODEL_SEED_LIMIT - 1`, written out: importing
+# kerastrain imports Keras, which must wait for --backend.
 MAX_SEED = 2**30 - 1
 # Packages some recipes use, by import name: recorded in metrics.json when
 # the run imported them (imbalanced-learn for SMOTE, KerasTuner for a

@@ -199,11 +199,11 @@ def find_lr(model, x, y=None, batch_size=32, start_lr=1e-7, end_lr=10.0,
     else:
         check_int("batch_size", batch_size, min_value=1)
         count = _num_samples("x", x)
-        if y is not None and _num_samples("y", y) != count:
+        labels = count if y is None else _num_samples("y", y)
+        if labels != count:
             raise ValueError(
                 "Arguments `x` and `y` must have the same number of "
-                f"samples. Received: {count} in x, {_num_samples('y', y)} "
-                "in y")
+                f"samples. Received: {count} in x, {labels} in y")
         order = np.random.default_rng(seed).permutation(count)
         x, y = _take(x, order), None if y is None else _take(y, order)
         epochs = math.ceil(num_steps / math.ceil(count / batch_size))

@@ -2,6 +2,7 @@
 
 import keras
 
+from kerastrain._seeds import LAYER_SEED_LIMIT
 from kerastrain._validation import check_float, check_int, check_seed
 
 
@@ -49,8 +50,7 @@ class DropPath(keras.layers.Dropout):
 
     def __init__(self, rate, seed=None, **kwargs):
         rate = check_float("rate", rate, low=0.0, high=1.0, high_closed=False)
-        # Keras' torch backend holds layer seeds as int32.
-        check_seed("seed", seed, high=2**31)
+        check_seed("seed", seed, high=LAYER_SEED_LIMIT)
         super().__init__(rate=rate, seed=seed, **kwargs)
 
     def call(self, inputs, training=False):

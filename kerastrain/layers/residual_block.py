@@ -4,6 +4,7 @@ import copy
 
 import keras
 
+from kerastrain._seeds import LAYER_SEED_LIMIT
 from kerastrain._validation import (check_bool, check_float, check_int,
                                     check_keras_identifier, check_seed)
 from kerastrain.layers.drop_path import DropPath
@@ -13,8 +14,6 @@ BOTTLENECK_EXPANSION = 4
 # At most three branch convolutions and a projection: the seed offsets
 # a block gives its convolutions' initializers.
 CONVS_PER_BLOCK = 4
-# Layer seeds are int32 on Keras' torch backend.
-SEED_LIMIT = 2**31
 
 
 def fresh_initializer(initializer, offset=0):
@@ -143,7 +142,7 @@ class ResidualBlock(keras.layers.Layer):
             "kernel_regularizer", kernel_regularizer, keras.regularizers.get)
         self.shortcut = check_bool("shortcut", shortcut)
         self.groups = check_int("groups", groups, min_value=1)
-        self.seed = check_seed("seed", seed, high=SEED_LIMIT)
+        self.seed = check_seed("seed", seed, high=LAYER_SEED_LIMIT)
         if not self.shortcut and self.drop_path_rate > 0:
             raise ValueError(
                 "Argument `drop_path_rate` needs `shortcut=True`: without a "

@@ -2,6 +2,7 @@
 
 import keras
 
+from kerastrain._seeds import MODEL_SEED_LIMIT
 from kerastrain._validation import (check_bool, check_float, check_int,
                                     check_keras_identifier, check_seed)
 from kerastrain.layers.drop_path import stochastic_depth_rates
@@ -10,9 +11,6 @@ from kerastrain.layers.residual_block import (CONVS_PER_BLOCK, ResidualBlock,
                                               fresh_initializer)
 
 NUM_STAGES = 3
-# Block i gets `seed + i`; a block's seed must stay below 2**31 (int32 on
-# torch), so the model's leaves room for any depth.
-SEED_LIMIT = 2**30
 
 
 def valid_depths(bottleneck=False, up_to=200):
@@ -131,7 +129,8 @@ def resnet(
     check_norm(norm)
     check_float("drop_path_rate", drop_path_rate, low=0.0, high=1.0,
                 high_closed=False)
-    check_seed("seed", seed, high=SEED_LIMIT)
+    # Block i gets `seed + i`.
+    check_seed("seed", seed, high=MODEL_SEED_LIMIT)
     check_bool("bottleneck", bottleneck)
     check_bool("shortcut", shortcut)
     if not shortcut and drop_path_rate > 0:

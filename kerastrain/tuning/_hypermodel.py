@@ -19,9 +19,6 @@ from kerastrain.tuning.per_trial import (execution_of, per_trial_callbacks,
 # `build` runs before the data is seen, so it lays the trial's schedule
 # over this many updates; `fit` recompiles with the exact number.
 NOMINAL_STEPS = 1000
-# Layers are seeded with `seed + i`, and torch keeps layer seeds as int32:
-# seeds below this leave room for the offsets (as `models.resnet`).
-SEED_LIMIT = 2**30
 
 
 def batches_per_epoch(x, batch_size):

@@ -3,10 +3,11 @@
 import keras
 import numpy as np
 
+from kerastrain._seeds import MODEL_SEED_LIMIT
 from kerastrain._validation import check_int, check_seed
 from kerastrain.data.balance import METHODS, balance
 from kerastrain.layers.normalization import normalization
-from kerastrain.tuning._hypermodel import (SEED_LIMIT, ToolkitHyperModel,
+from kerastrain.tuning._hypermodel import (ToolkitHyperModel,
                                            batches_per_epoch, is_dataset)
 from kerastrain.tuning._knob import Knob, category, integer, number
 
@@ -80,7 +81,7 @@ class MLPHyperModel(ToolkitHyperModel):
         self.input_dim = check_int("input_dim", input_dim, min_value=1)
         self.num_classes = check_int("num_classes", num_classes,
                                      min_value=2)
-        self.seed = check_seed("seed", seed, high=SEED_LIMIT)
+        self.seed = check_seed("seed", seed, high=MODEL_SEED_LIMIT)
         super().__init__([
             Knob("num_layers", num_layers, integer(), integer=True),
             Knob("units", units, integer(), integer=True, sampling="log",

@@ -5,13 +5,14 @@ import numbers
 import keras
 import numpy as np
 
+from kerastrain._seeds import MODEL_SEED_LIMIT
 from kerastrain._validation import check_int, check_seed
 from kerastrain.data._image_inputs import pixels
 from kerastrain.data.image_pipeline import (check_augment, image_pipeline,
                                             one_hot_labels)
 from kerastrain.models.resnet import (NUM_STAGES, blocks_per_stage, resnet,
                                       valid_depths)
-from kerastrain.tuning._hypermodel import (SEED_LIMIT, ToolkitHyperModel,
+from kerastrain.tuning._hypermodel import (ToolkitHyperModel,
                                            batches_per_epoch)
 from kerastrain.tuning._knob import Knob, category, integer, number
 from kerastrain.tuning.schedule_factory import (OPTIMIZERS, SCHEDULES,
@@ -200,7 +201,7 @@ class ResNetHyperModel(ToolkitHyperModel):
         self.num_classes = check_int("num_classes", num_classes,
                                      min_value=2)
         self.augment = _check_augment(augment)
-        self.seed = check_seed("seed", seed, high=SEED_LIMIT)
+        self.seed = check_seed("seed", seed, high=MODEL_SEED_LIMIT)
         if norm is NORMS and final_feature_map(self.input_shape) == (1, 1):
             # The default: only the norms that work for these images.
             norm = tuple(n for n in NORMS if n not in SPATIAL_NORMS)

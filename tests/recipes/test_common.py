@@ -281,3 +281,11 @@ def test_environment_names_the_optional_packages_once_imported(
     for module in packages:  # put back after the test
         monkeypatch.delitem(sys.modules, module)
     assert not set(packages.values()) & set(common.environment(args))
+
+
+def test_the_largest_seed_is_the_models_limit():
+    """`MAX_SEED` is written out (the module must not import kerastrain
+    before --backend is set); it must stay kerastrain's model seed limit."""
+    from kerastrain._seeds import MODEL_SEED_LIMIT
+
+    assert common.MAX_SEED == MODEL_SEED_LIMIT - 1
