@@ -5,6 +5,7 @@ import numpy as np
 
 from kerastrain._seeds import spawn_seeds
 from kerastrain._validation import check_float, check_int
+from kerastrain.data._equalization import count_bins_once
 from kerastrain.data._image_inputs import (check_normalize,
                                            check_normalize_channels,
                                            check_randaugment_input,
@@ -61,11 +62,14 @@ def _augmenters(augment, seeds):
             # and MixUp's float32 weights clash.
             kwargs["dtype"] = "float32"
         try:
-            result.append(cls(**kwargs))
+            layer = cls(**kwargs)
         except (TypeError, ValueError) as error:
             raise type(error)(
                 f"Augmentation {name!r} ({cls.__name__}) rejected the "
                 f"options {options!r} in `augment`: {error}") from error
+        if name == "randaugment":
+            count_bins_once(layer.equalization)
+        result.append(layer)
     return result
 
 
