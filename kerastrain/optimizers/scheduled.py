@@ -7,6 +7,8 @@ too, evaluates it inside the step at the same step count as the learning
 rate (`schedule_step`), and (de)serializes it with the optimizer.
 """
 
+import numbers
+
 import keras
 from keras import ops
 
@@ -101,6 +103,16 @@ def _learning_rate(optimizer):
     if isinstance(rate, LearningRateSchedule):
         return rate(schedule_step(optimizer))
     return type(optimizer)._get_current_learning_rate(optimizer)
+
+
+def check_learning_rate(learning_rate):
+    """Returns `learning_rate` if it is a schedule, a callable or a
+    variable, or a number that is finite and >= 0. Keras takes NaN or
+    infinity as a rate and trains the weights to NaN; PyTorch's optimizers
+    refuse a negative rate, which would climb the loss."""
+    if isinstance(learning_rate, numbers.Real):  # bools included: refused
+        return check_float("learning_rate", learning_rate, low=0)
+    return learning_rate
 
 
 def check_scheduled(name, value, low, high, high_closed=True):

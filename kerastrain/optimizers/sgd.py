@@ -5,6 +5,7 @@ from keras import ops
 
 from kerastrain._validation import check_bool
 from kerastrain.optimizers.scheduled import (ScheduledHyperparameters,
+                                             check_learning_rate,
                                              check_scheduled)
 
 
@@ -49,7 +50,7 @@ class SGD(ScheduledHyperparameters, keras.optimizers.SGD):
         scheduled = not isinstance(momentum, float)
         # Keras' check wants a float; any non-zero one makes it build the
         # velocity slots.
-        super().__init__(learning_rate, momentum=0.5 if scheduled else
+        super().__init__(check_learning_rate(learning_rate), momentum=0.5 if scheduled else
                          momentum, nesterov=check_bool("nesterov", nesterov),
                          **kwargs)
         self.momentum = momentum
