@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from bench.timing import interleaved_best
+from kerastrain._seeds import spawn_seeds
 from kerastrain.data import image_pipeline
 from kerastrain.data.image_pipeline import _augmenters
 
@@ -38,7 +39,8 @@ def seconds_for(dataset, batches):
 
 
 def naive(x, labels, seed):
-    layers = _augmenters(("flip", "rotate", "crop"), seed)
+    augment = ("flip", "rotate", "crop")
+    layers = _augmenters(augment, spawn_seeds(seed, len(augment)))
     mixup = keras.layers.MixUp(alpha=0.2, seed=seed)
 
     def per_example(image, label):

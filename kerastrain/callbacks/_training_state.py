@@ -4,6 +4,11 @@ import keras
 import numpy as np
 
 
+# Set by `GradientAccumulation` on an optimizer whose
+# `gradient_accumulation_steps` it drives: the number it set last.
+ACCUMULATION_MARK = "_kerastrain_accumulation_steps"
+
+
 def retrace(model):
     """Makes the next train step rebuild its compiled function.
 
@@ -43,8 +48,8 @@ def iterations(optimizer):
 
 
 def snapshot(model):
-    """Copies of every model and optimizer variable, and the learning-rate
-    object, for `restore`."""
+    """Copies of every model and optimizer variable, the learning-rate
+    object and the accumulation setting, for `restore`."""
     optimizer = model.optimizer
     if not optimizer.built:  # as BackupAndRestore does: all slots exist
         optimizer.build(model.trainable_variables)
@@ -54,7 +59,16 @@ def snapshot(model):
         "optimizer": [np.array(keras.ops.convert_to_numpy(v))
                       for v in optimizer.variables],
         "learning_rate": base_optimizer(optimizer)._learning_rate,
+        "accumulation": _accumulation(base_optimizer(optimizer)),
     }
+
+
+def _accumulation(optimizer):
+    """The number of batches per update, and the number a
+    `GradientAccumulation` callback set last (None if none did): Python
+    attributes, which the variables do not hold."""
+    return (optimizer.gradient_accumulation_steps,
+            getattr(optimizer, ACCUMULATION_MARK, None))
 
 
 def restore(model, state):
@@ -64,6 +78,15 @@ def restore(model, state):
         variable.assign(value)
     for variable, value in zip(optimizer.variables, state["optimizer"]):
         variable.assign(value)
+    base = base_optimizer(optimizer)
+    if _accumulation(base) != state["accumulation"]:
+        steps, mark = state["accumulation"]
+        base.gradient_accumulation_steps = steps
+        if mark is None:
+            vars(base).pop(ACCUMULATION_MARK, None)
+        else:
+            setattr(base, ACCUMULATION_MARK, mark)
+        retrace(model)
     restore_learning_rate(model, state)
 
 

@@ -5,7 +5,8 @@ import warnings
 import keras
 
 from kerastrain._validation import check_int
-from kerastrain.callbacks._training_state import (base_optimizer,
+from kerastrain.callbacks._training_state import (ACCUMULATION_MARK,
+                                                  base_optimizer,
                                                   iterations, retrace)
 from kerastrain.optimizers.scheduled import (has_schedules,
                                              schedules_count_updates)
@@ -60,10 +61,6 @@ def count_after_change(count, old, new):
     6
     """
     return -(-count // old) * new
-
-
-# Marks an optimizer whose `gradient_accumulation_steps` this callback set.
-_SET_BY_US = "_kerastrain_accumulation_steps"
 
 
 def _apply_pending(model, updates, pending):
@@ -213,7 +210,7 @@ class GradientAccumulation(keras.callbacks.Callback):
         optimizer = base_optimizer(self.model.optimizer)
         if self._first_epoch:
             self._first_epoch = False
-            if getattr(optimizer, _SET_BY_US, None) is None and epoch > 0:
+            if getattr(optimizer, ACCUMULATION_MARK, None) is None and epoch > 0:
                 # A new optimizer object resuming at `epoch` (restored by
                 # a backup, or loaded): its count was accumulated under the
                 # number of the epoch before, not its constructor's.
@@ -222,7 +219,7 @@ class GradientAccumulation(keras.callbacks.Callback):
                 retrace(self.model)
         new = self.steps_at(epoch)
         old = optimizer.gradient_accumulation_steps
-        setattr(optimizer, _SET_BY_US, new)
+        setattr(optimizer, ACCUMULATION_MARK, new)
         if new == old:
             return
         count = iterations(optimizer)

@@ -9,6 +9,7 @@ from kerastrain._validation import (check_bool, check_float, check_int,
                                     is_dataset)
 from kerastrain.callbacks import _training_state as state
 from kerastrain.callbacks.lr_finder_result import LRFinderResult
+from kerastrain.optimizers.scheduled import counts_batches
 from kerastrain.schedules.phases import PhaseSchedule
 
 
@@ -103,22 +104,43 @@ class LRFinder(keras.callbacks.Callback):
             self._initial_rate = keras.ops.convert_to_numpy(
                 optimizer._learning_rate)
         else:
-            first = state.iterations(optimizer)
-            optimizer._learning_rate = PhaseSchedule(
-                [first, first + self.num_steps - 1],
-                [self.start_lr, self.end_lr], anneal="exp",
-                name="lr_range_test")
-            state.retrace(model)
+            self._lay_ramp(optimizer, state.iterations(optimizer))
         self._lrs, self._losses, self._smoothed = [], [], []
         self._average, self._best = 0.0, math.inf
+        self._new_epoch = True
+
+    def _lay_ramp(self, optimizer, first):
+        """Swaps in the ramp as a schedule whose step `first` is the test's
+        first batch, and has the train step traced again for it."""
+        self._first = first
+        ramp = PhaseSchedule([first, first + self.num_steps - 1],
+                             [self.start_lr, self.end_lr], anneal="exp",
+                             name="lr_range_test")
+        # One rate per batch, as recorded, also while a GradientAccumulation
+        # callback has the optimizer's schedules count updates.
+        counts_batches(ramp)
+        optimizer._learning_rate = ramp
+        state.retrace(self.model)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._new_epoch = True
 
     def on_train_batch_begin(self, batch, logs=None):
         # Keras logs the running mean of the epoch; reset it so that the
         # logged loss is this batch's.
         self.model.reset_metrics()
+        optimizer = state.base_optimizer(self.model.optimizer)
         if self._settable:
-            state.base_optimizer(self.model.optimizer)._learning_rate.assign(
-                self.lr_at(len(self._losses)))
+            optimizer._learning_rate.assign(self.lr_at(len(self._losses)))
+        elif self._new_epoch:
+            # Between epochs another callback may have moved the step count
+            # (GradientAccumulation does when its number changes): lay the
+            # ramp again from where the count now stands. (Read at an
+            # epoch's first batch, where JAX's state is in the variables.)
+            first = state.iterations(optimizer) - len(self._losses)
+            if first != self._first:
+                self._lay_ramp(optimizer, first)
+        self._new_epoch = False
 
     def on_train_batch_end(self, batch, logs=None):
         step = len(self._losses)

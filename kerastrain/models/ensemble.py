@@ -44,22 +44,31 @@ def ensemble(models, from_logits=True, name="ensemble"):
         raise TypeError(
             "Argument `models` must be a non-empty list of Keras models. "
             f"Received: models={received!r}")
-    shapes = {(tuple(m.inputs[0].shape[1:]), tuple(m.outputs[0].shape[1:]))
-              for m in models if len(m.inputs) == 1 and len(m.outputs) == 1}
-    if len(shapes) != 1 or any(len(m.inputs) != 1 for m in models):
+    single = all(len(m.inputs) == 1 and len(m.outputs) == 1 for m in models)
+    if not single or len({_signature(m) for m in models}) != 1:
         raise ValueError(
             "Argument `models` must hold single-input, single-output models "
-            "with the same input and output shapes. Received shapes: "
-            f"{[(m.inputs[0].shape, m.outputs[0].shape) for m in models]}")
+            "with the same input shape and dtype and the same output shape. "
+            "Received (input shape, dtype, output shape): "
+            f"{[_signature(m) for m in models]}")
     seen = set()
     for i, model in enumerate(models):
         if model.name in seen:
             model.name = f"{model.name}_{i}"
         seen.add(model.name)
-    inputs = keras.Input(shape=models[0].inputs[0].shape[1:])
+    # The members' input dtype too: token ids must stay integers.
+    inputs = keras.Input(shape=models[0].inputs[0].shape[1:],
+                         dtype=models[0].inputs[0].dtype)
     outputs = [m(inputs) for m in models]
     if from_logits:
         outputs = [keras.layers.Softmax(dtype="float32")(o) for o in outputs]
     averaged = (keras.layers.Average()(outputs) if len(outputs) > 1
                 else outputs[0])
     return keras.Model(inputs, averaged, name=name)
+
+
+def _signature(model):
+    """(input shape, input dtype, output shape) of a model's first input
+    and output, batch axis left out."""
+    return (tuple(model.inputs[0].shape[1:]), model.inputs[0].dtype,
+            tuple(model.outputs[0].shape[1:]))

@@ -18,6 +18,8 @@ LearningRateSchedule = keras.optimizers.schedules.LearningRateSchedule
 
 # Set on an optimizer while its schedules count applied updates.
 _COUNTS_UPDATES = "_kerastrain_schedules_count_updates"
+# Set on a learning-rate schedule that counts batches all the same.
+_COUNTS_BATCHES = "_kerastrain_counts_batches"
 
 
 def schedule_step(optimizer):
@@ -87,6 +89,21 @@ def schedules_count_updates(optimizer, on=True):
             delattr(optimizer, name)
 
 
+def counts_batches(schedule):
+    """Marks a learning-rate schedule to be evaluated at the batch count
+    (`optimizer._iterations`) even while `schedules_count_updates` is on:
+    the LR range test's ramp, which sets one rate per batch.
+
+    Args:
+        schedule: A `LearningRateSchedule`.
+
+    Returns:
+        `schedule`.
+    """
+    setattr(schedule, _COUNTS_BATCHES, True)
+    return schedule
+
+
 def has_schedules(optimizer):
     """Whether `optimizer` evaluates anything at a step: a learning-rate
     schedule, or a scheduled hyperparameter of kerastrain's optimizers.
@@ -101,7 +118,8 @@ def _learning_rate(optimizer):
     # `schedule_step` (read at call time: LRFinder may swap the rate).
     rate = optimizer._learning_rate
     if isinstance(rate, LearningRateSchedule):
-        return rate(schedule_step(optimizer))
+        return rate(optimizer._iterations if getattr(
+            rate, _COUNTS_BATCHES, False) else schedule_step(optimizer))
     return type(optimizer)._get_current_learning_rate(optimizer)
 
 

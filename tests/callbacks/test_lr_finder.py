@@ -8,7 +8,8 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.preprocessing import StandardScaler
 
 from kerastrain import find_lr
-from kerastrain.callbacks import LRFinder, LRFinderResult
+from kerastrain.callbacks import (GradientAccumulation, LRFinder,
+                                  LRFinderResult)
 from kerastrain.schedules import OneCycle
 from tests.support import to_numpy
 
@@ -133,6 +134,45 @@ def test_under_loss_scaling_the_inner_optimizer_gets_the_rates():
     np.testing.assert_allclose(record.rates[:12], expected, rtol=1e-5)
     assert float(to_numpy(model.optimizer.learning_rate)) == \
         pytest.approx(0.01)
+
+
+class RecordUsedRate(keras.callbacks.Callback):
+    """The rate the optimizer computes for the coming step, from its step
+    count as it stands (JAX keeps it outside the variables during an
+    epoch: synced first)."""
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if hasattr(self.model, "jax_state_sync"):
+            self.model.jax_state_sync()
+        self.rates = getattr(self, "rates", [])
+        self.rates.append(float(to_numpy(self.model.optimizer.learning_rate)))
+
+
+@pytest.mark.parametrize("rate", ["schedule", "float"])
+def test_with_gradient_accumulation_in_the_same_fit(rate):
+    """GradientAccumulation makes the schedules count updates, and moves
+    the step count when its number changes (16 -> 32 here, at epoch 1):
+    the test's rates are still those used, one per batch, and everything
+    comes back, the accumulation setting included."""
+    x, y = data()
+    model = make_model(keras.optimizers.SGD(
+        OneCycle(0.1, 100) if rate == "schedule" else 0.01, momentum=0.9,
+        gradient_accumulation_steps=2))
+    model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
+    before = variables(model)
+    finder, record = LRFinder(1e-5, 1e-1, num_steps=20), RecordUsedRate()
+    model.fit(x, y, batch_size=32, epochs=3, shuffle=False, verbose=0,
+              callbacks=[finder, GradientAccumulation({0: 2, 1: 4}),
+                         record])
+    assert len(finder.result.lrs) == 20  # past the change, no divergence
+    np.testing.assert_allclose(record.rates[:20], finder.result.lrs,
+                               rtol=1e-5)
+    for got, want in zip(variables(model), before):
+        np.testing.assert_array_equal(got, want)
+    assert model.optimizer.gradient_accumulation_steps == 2
+    assert not hasattr(model.optimizer, "_kerastrain_accumulation_steps")
+    assert isinstance(model.optimizer._learning_rate,
+                      OneCycle if rate == "schedule" else keras.Variable)
 
 
 def test_find_lr_runs_one_step_at_a_time_under_steps_per_execution():

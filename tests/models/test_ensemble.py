@@ -74,5 +74,40 @@ def test_from_logits_must_be_a_bool():
 def test_mismatched_shapes():
     a = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
     b = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-    with pytest.raises(ValueError, match="same input and output shapes"):
+    with pytest.raises(ValueError, match="same input shape and dtype"):
         ensemble([a, b])
+
+
+def test_a_member_with_two_outputs_is_refused():
+    one = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    inputs = keras.Input((4,))
+    two = keras.Model(inputs, [keras.layers.Dense(3)(inputs),
+                               keras.layers.Dense(3)(inputs)])
+    with pytest.raises(ValueError, match="single-output"):
+        ensemble([one, two])
+
+
+def token_model(dtype="int32"):
+    return keras.Sequential([keras.Input((5,), dtype=dtype),
+                             keras.layers.Embedding(20, 4),
+                             keras.layers.Flatten(), keras.layers.Dense(3)])
+
+
+def test_integer_inputs_stay_integers(tmp_path):
+    keras.utils.set_random_seed(0)
+    models = [token_model(), token_model()]
+    combined = ensemble(models)
+    assert combined.inputs[0].dtype == "int32"  # was float32
+    tokens = np.random.default_rng(0).integers(0, 20, (6, 5)).astype("int32")
+    expected = np.mean([softmax(to_numpy(m.predict(tokens, verbose=0)))
+                        for m in models], axis=0)
+    np.testing.assert_allclose(to_numpy(combined.predict(tokens, verbose=0)),
+                               expected, rtol=1e-5, atol=1e-6)
+    path = str(tmp_path / "tokens.keras")
+    combined.save(path)
+    assert keras.saving.load_model(path).inputs[0].dtype == "int32"
+
+
+def test_members_of_different_input_dtypes_are_refused():
+    with pytest.raises(ValueError, match=r"dtype.*int32.*float32"):
+        ensemble([token_model("int32"), token_model("float32")])

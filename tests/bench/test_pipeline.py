@@ -1,0 +1,16 @@
+"""The benchmark's own pipelines build and give what they claim; its
+timings are not tested (machines are shared and noisy)."""
+
+import numpy as np
+
+from bench.pipeline import BATCH, CLASSES, naive
+
+
+def test_the_naive_per_example_pipeline_augments_and_mixes():
+    rng = np.random.default_rng(0)
+    x = rng.random((BATCH, 32, 32, 3)).astype("float32")
+    labels = np.eye(CLASSES, dtype="float32")[np.arange(BATCH) % CLASSES]
+    images, mixed = (np.asarray(t) for t in next(iter(naive(x, labels, 0))))
+    assert images.shape == x.shape and mixed.shape == labels.shape
+    np.testing.assert_allclose(mixed.sum(axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(images, x, atol=1e-3)  # augmented and mixed
