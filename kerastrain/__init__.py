@@ -5,11 +5,11 @@ Keras' serialization, so a `.keras` file that uses them loads with plain
 `keras.saving.load_model`.
 """
 
-from kerastrain import (callbacks, data, layers, models, optimizers,
+from kerastrain import (callbacks, data, io, layers, models, optimizers,
                         schedules)
 from kerastrain.callbacks import find_lr
 
 __version__ = "0.1.0"
 
-__all__ = ["callbacks", "data", "find_lr", "layers", "models", "optimizers",
-           "schedules", "__version__"]
+__all__ = ["callbacks", "data", "find_lr", "io", "layers", "models",
+           "optimizers", "schedules", "__version__"]
