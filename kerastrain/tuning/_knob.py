@@ -65,12 +65,16 @@ class Knob:
         bounds: Optional `check(name, value)` of a range's bounds, by
             default `check`; with a `grid`, a looser one lets the bounds
             fall between valid values (`depth=(8, 21)`: 8, 14, 20).
+        parent: Optional `(knob name, value)`: the knob exists only in the
+            trials where that (earlier) knob takes that value (KerasTuner's
+            `conditional_scope`), e.g. `("optimizer", "sgd")`.
     """
 
     def __init__(self, name, value, check, integer=False, sampling="linear",
-                 step=None, grid=None, bounds=None):
+                 step=None, grid=None, bounds=None, parent=None):
         check_choice("sampling", sampling, SAMPLINGS)
         self.name, self.check, self.integer = name, check, integer
+        self.parent = parent
         self.sampling, self.step = sampling, step
         self.check_bounds = check if bounds is None else bounds
         self.fixed = self.choices = self.range = None
@@ -133,7 +137,15 @@ class Knob:
             self.range = (low, high)
 
     def declare(self, hp):
-        """Registers the knob with `hp` and returns the trial's value."""
+        """Registers the knob with `hp` and returns the trial's value
+        (None where a `parent` condition leaves it out)."""
+        if self.parent is not None:
+            name, value = self.parent
+            with hp.conditional_scope(name, [value]):
+                return self._declare(hp)
+        return self._declare(hp)
+
+    def _declare(self, hp):
         if self.fixed is not None:
             value = hp.Fixed(self.name, self.fixed)
         elif self.choices is not None:
@@ -144,6 +156,8 @@ class Knob:
                            sampling=self.sampling)
         else:
             value = hp.Float(self.name, *self.range, sampling=self.sampling)
+        if value is None:  # in a conditional scope that is not active
+            return None
         if self.boolean and value in (0, 1):
             value = bool(value)  # KerasTuner may hand bools back as 0/1
         # A value set beforehand in the tuner's HyperParameters bypasses
@@ -172,5 +186,9 @@ class Knob:
 
 
 def knob_values(knobs, hp):
-    """`{name: value}` of the trial, every knob registered with `hp`."""
-    return {knob.name: knob.declare(hp) for knob in knobs}
+    """`{name: value}` of the trial, every knob registered with `hp`; a
+    knob whose `parent` condition does not hold in this trial is left
+    out."""
+    values = {knob.name: knob.declare(hp) for knob in knobs}
+    return {name: value for name, value in values.items()
+            if value is not None}

@@ -114,6 +114,27 @@ def _norm_check(input_shape):
     return check
 
 
+def _max_lr_knobs(max_lr, optimizer):
+    """The peak rate: one `max_lr` knob for every optimizer, or, from a
+    dict `{optimizer: value, choices or range}`, a `max_lr_<optimizer>`
+    knob per optimizer the `optimizer` knob can take, present only in its
+    trials."""
+    check = number(low_closed=False)
+    if not isinstance(max_lr, dict):
+        return [Knob("max_lr", max_lr, check, sampling="log")]
+    searched = optimizer.values
+    if (not set(max_lr) <= set(OPTIMIZERS)
+            or not set(searched) <= set(max_lr)):
+        raise ValueError(
+            "Argument `max_lr` as a dict must give a peak rate (a value, "
+            "choices or a range) for each optimizer searched, "
+            f"{', '.join(map(repr, searched))}, keyed by its name among "
+            f"{', '.join(map(repr, OPTIMIZERS))}. Received: "
+            f"max_lr={max_lr!r}")
+    return [Knob(f"max_lr_{name}", max_lr[name], check, sampling="log",
+                 parent=("optimizer", name)) for name in searched]
+
+
 class ResNetHyperModel(ToolkitHyperModel):
     """KerasTuner search space of a CIFAR-style ResNet and its training.
 
@@ -163,6 +184,10 @@ class ResNetHyperModel(ToolkitHyperModel):
         schedule: `"one_cycle"`, `"cosine_warmup"`, `"cyclic"` and/or
             `"constant"` (see `schedule_factory.learning_rate_schedule`).
         max_lr: Peak learning rate, > 0; ranges are sampled on a log scale.
+            A dict gives each optimizer its own, e.g. `{"sgd": (0.02, 0.5),
+            "adamw": (3e-4, 1e-2)}` (SGD's good rates are 10-100x Adam's):
+            knobs `max_lr_sgd` and `max_lr_adamw`, each in the trials of
+            its optimizer only (KerasTuner's conditional scope).
         weight_decay: Decoupled weight decay, >= 0; ranges on a log scale
             (fix it to 0 to turn it off).
         mixup_alpha: Mixup's Beta parameter, >= 0 (0: no mixup).
@@ -207,6 +232,7 @@ class ResNetHyperModel(ToolkitHyperModel):
             norm = tuple(n for n in NORMS if n not in SPATIAL_NORMS)
         depth = Knob("depth", depth, _check_depth, integer=True,
                      grid=_depths_between, bounds=integer())
+        optimizer = Knob("optimizer", optimizer, category(*OPTIMIZERS))
         super().__init__([
             depth,
             Knob("width", width, integer(), integer=True, sampling="log",
@@ -214,9 +240,9 @@ class ResNetHyperModel(ToolkitHyperModel):
             Knob("norm", norm, _norm_check(self.input_shape)),
             Knob("drop_path_rate", drop_path_rate,
                  number(high=1.0, high_closed=False)),
-            Knob("optimizer", optimizer, category(*OPTIMIZERS)),
+            optimizer,
             Knob("schedule", schedule, category(*SCHEDULES)),
-            Knob("max_lr", max_lr, number(low_closed=False), sampling="log"),
+            *_max_lr_knobs(max_lr, optimizer),
             Knob("weight_decay", weight_decay, number(), sampling="log"),
             Knob("mixup_alpha", mixup_alpha, number()),
             Knob("label_smoothing", label_smoothing,
@@ -233,8 +259,10 @@ class ResNetHyperModel(ToolkitHyperModel):
 
     def compile_model(self, model, values, total_steps,
                       gradient_accumulation_steps=None):
+        max_lr = values.get("max_lr", values.get(
+            f"max_lr_{values['optimizer']}"))
         rate, momentum = learning_rate_schedule(
-            values["schedule"], values["max_lr"], total_steps)
+            values["schedule"], max_lr, total_steps)
         model.compile(
             optimizer=make_optimizer(values["optimizer"], rate, momentum,
                                      values["weight_decay"],

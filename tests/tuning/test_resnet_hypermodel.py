@@ -295,6 +295,58 @@ def test_search_space_from_constructor_arguments():
         "label_smoothing"])
 
 
+RATES = {"sgd": (0.05, 0.5), "adamw": (1e-4, 1e-3)}
+
+
+def test_a_peak_rate_range_per_optimizer():
+    hp = kt.HyperParameters()
+    hypermodel(max_lr=RATES).trial_values(hp)
+    space = {p.name: p for p in hp.space}
+    assert "max_lr" not in space
+    for name, (low, high) in RATES.items():
+        knob = space[f"max_lr_{name}"]
+        assert (knob.min_value, knob.max_value, knob.sampling) == (
+            low, high, "log")
+    # KerasTuner's oracle draws each optimizer's rate from its own range,
+    # and only that one.
+    oracle = kt.oracles.RandomSearchOracle(objective="val_loss",
+                                           max_trials=40, seed=0)
+    oracle.update_space(hp)
+    drawn = {"sgd": [], "adamw": []}
+    for trial in range(40):
+        values = oracle.populate_space(str(trial))["values"]
+        other = "adamw" if values["optimizer"] == "sgd" else "sgd"
+        assert f"max_lr_{other}" not in values
+        drawn[values["optimizer"]].append(
+            values[f"max_lr_{values['optimizer']}"])
+    for name, (low, high) in RATES.items():
+        assert len(drawn[name]) >= 5
+        assert all(low <= rate <= high for rate in drawn[name])
+
+
+@pytest.mark.parametrize("optimizer, cls", [("sgd", SGD), ("adamw", AdamW)])
+def test_each_optimizer_trains_at_its_own_peak_rate(optimizer, cls):
+    hp = kt.HyperParameters()
+    hp.Fixed("optimizer", optimizer)
+    hp.Fixed("schedule", "one_cycle")
+    model = hypermodel(max_lr=RATES).build(hp)
+    assert type(model.optimizer) is cls
+    rate = model.optimizer._learning_rate
+    assert isinstance(rate, OneCycle)
+    assert rate.max_lr == pytest.approx(RATES[optimizer][0])  # the minimum
+    assert hp.values[f"max_lr_{optimizer}"] == rate.max_lr
+
+
+@pytest.mark.parametrize("max_lr, optimizer", [
+    ({"sgd": 0.1}, ("sgd", "adamw")),  # no rate for adamw
+    ({"sgd": 0.1, "adam": 1e-3}, "sgd"),  # no such optimizer
+])
+def test_a_peak_rate_dict_must_cover_the_optimizers(max_lr, optimizer):
+    with pytest.raises(ValueError, match=r"`max_lr` as a dict.*Received: "
+                       r"max_lr=\{"):
+        hypermodel(max_lr=max_lr, optimizer=optimizer)
+
+
 def test_hyperparameters_set_beforehand_win_and_are_checked():
     hp = kt.HyperParameters()
     hp.Choice("norm", ["instance"])
