@@ -13,4 +13,9 @@ def test_the_naive_per_example_pipeline_augments_and_mixes():
     images, mixed = (np.asarray(t) for t in next(iter(naive(x, labels, 0))))
     assert images.shape == x.shape and mixed.shape == labels.shape
     np.testing.assert_allclose(mixed.sum(axis=1), 1.0, atol=1e-5)
-    assert not np.allclose(images, x, atol=1e-3)  # augmented and mixed
+    assert (mixed.max(axis=1) < 1 - 1e-4).any()  # labels were mixed
+    # Augmented: one example run through the augmentations alone moves.
+    alone = np.asarray(next(iter(naive(x[:1].repeat(BATCH, axis=0),
+                                       labels[:1].repeat(BATCH, axis=0),
+                                       0)))[0])
+    assert not np.allclose(alone, x[:1], atol=1e-3)

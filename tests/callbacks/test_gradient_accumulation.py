@@ -248,12 +248,25 @@ def test_a_fit_resumed_from_a_backup_matches_the_uninterrupted_one(tmp_path):
 
 
 def test_the_schedule_is_back_to_keras_after_fit():
+    """After `fit`, the rate and a scheduled momentum are evaluated at
+    Keras' batch count again (the callback counted updates during it)."""
+    from kerastrain.optimizers.scheduled import schedule_step
+
     x, y = data()
-    model = make_model(keras.optimizers.SGD(schedule(),
-                                            gradient_accumulation_steps=2))
+    momentum = keras.optimizers.schedules.PolynomialDecay(0.9, 20, 0.5)
+    model = make_model(optimizers.SGD(schedule(), momentum,
+                                      gradient_accumulation_steps=2))
     model.fit(x, y, batch_size=8, epochs=1, verbose=0,
               callbacks=[GradientAccumulation(2)])
-    assert "_get_current_learning_rate" not in vars(model.optimizer)
+    optimizer = model.optimizer
+    batches = int(to_numpy(optimizer._iterations))
+    assert (batches, int(to_numpy(optimizer.iterations))) == (4, 2)
+    assert int(to_numpy(schedule_step(optimizer))) == batches
+    np.testing.assert_allclose(to_numpy(optimizer.learning_rate),
+                               to_numpy(schedule()(batches)), rtol=1e-6)
+    np.testing.assert_allclose(
+        to_numpy(optimizer.current("momentum", "float32")),
+        to_numpy(momentum(batches)), rtol=1e-6)
 
 
 def test_pending_batches_at_a_change_warn():

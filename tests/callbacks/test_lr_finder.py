@@ -136,37 +136,100 @@ def test_under_loss_scaling_the_inner_optimizer_gets_the_rates():
         pytest.approx(0.01)
 
 
-class RecordUsedRate(keras.callbacks.Callback):
-    """The rate the optimizer computes for the coming step, from its step
-    count as it stands (JAX keeps it outside the variables during an
-    epoch: synced first)."""
+class RecordKernel(keras.callbacks.Callback):
+    """A linear model's kernel before training and after every batch
+    (JAX keeps the weights outside the variables during an epoch: synced
+    first)."""
 
-    def on_train_batch_begin(self, batch, logs=None):
+    def on_train_begin(self, logs=None):
+        self.kernels = [self.kernel()]
+
+    def on_train_batch_end(self, batch, logs=None):
         if hasattr(self.model, "jax_state_sync"):
             self.model.jax_state_sync()
-        self.rates = getattr(self, "rates", [])
-        self.rates.append(float(to_numpy(self.model.optimizer.learning_rate)))
+        self.kernels.append(self.kernel())
+
+    def kernel(self):
+        return to_numpy(self.model.layers[-1].kernel).astype("float64")
+
+
+def linear_data(n=256, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 2)).astype("float32")
+    return x, (x @ [1.0, -2.0] + 0.1 * rng.standard_normal(n)).astype(
+        "float32")[:, None]
+
+
+def applied_updates(kernels, x, y, batch_size):
+    """Replays plain SGD on the mean squared error of a linear model in
+    NumPy: for each update that moved the kernel, the batch index it was
+    applied at, the number of batches it averaged, and the learning rate
+    that explains the move (-(dw . g) / (g . g), g the mean gradient)."""
+    batches = len(x) // batch_size
+    updates, pending = [], []
+    for i in range(len(kernels) - 1):
+        w = kernels[i]
+        start = (i % batches) * batch_size
+        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+        pending.append(2.0 / batch_size * xb.T @ (xb @ w - yb))
+        move = kernels[i + 1] - w
+        if np.abs(move).max() > 0:
+            g = np.mean(pending, axis=0)
+            updates.append((i, len(pending),
+                            -np.sum(move * g) / np.sum(g * g)))
+            pending = []
+    return updates
+
+
+def linear_model(learning_rate, accumulation=None):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((2,)),
+                              keras.layers.Dense(1, use_bias=False)])
+    model.compile(keras.optimizers.SGD(
+        learning_rate, gradient_accumulation_steps=accumulation), "mse")
+    return model
+
+
+@pytest.mark.parametrize("rate", ["schedule", "float"])
+def test_the_ramp_is_the_rate_that_trains(rate):
+    """Read from the weights: each update moves them by the ramp's rate,
+    also on a model whose train step was traced with its own schedule."""
+    x, y = linear_data()
+    model = linear_model(OneCycle(0.05, 100) if rate == "schedule" else 0.01)
+    model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
+    finder, record = LRFinder(1e-4, 1e-1, num_steps=12), RecordKernel()
+    model.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0,
+              callbacks=[finder, record])
+    updates = applied_updates(record.kernels, x, y, 32)
+    assert [(i, n) for i, n, _ in updates] == [(i, 1) for i in range(12)]
+    np.testing.assert_allclose([lr for _, _, lr in updates],
+                               finder.result.lrs, rtol=1e-3)
 
 
 @pytest.mark.parametrize("rate", ["schedule", "float"])
 def test_with_gradient_accumulation_in_the_same_fit(rate):
     """GradientAccumulation makes the schedules count updates, and moves
     the step count when its number changes (16 -> 32 here, at epoch 1):
-    the test's rates are still those used, one per batch, and everything
-    comes back, the accumulation setting included."""
-    x, y = data()
-    model = make_model(keras.optimizers.SGD(
-        OneCycle(0.1, 100) if rate == "schedule" else 0.01, momentum=0.9,
-        gradient_accumulation_steps=2))
+    each update is still applied at the ramp's rate of the batch that
+    completes it, and everything comes back, the accumulation setting
+    included."""
+    x, y = linear_data()
+    model = linear_model(OneCycle(0.05, 100) if rate == "schedule" else 0.01,
+                         accumulation=2)
     model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
     before = variables(model)
-    finder, record = LRFinder(1e-5, 1e-1, num_steps=20), RecordUsedRate()
+    finder, record = LRFinder(1e-4, 1e-1, num_steps=20), RecordKernel()
     model.fit(x, y, batch_size=32, epochs=3, shuffle=False, verbose=0,
               callbacks=[finder, GradientAccumulation({0: 2, 1: 4}),
                          record])
     assert len(finder.result.lrs) == 20  # past the change, no divergence
-    np.testing.assert_allclose(record.rates[:20], finder.result.lrs,
-                               rtol=1e-5)
+    updates = applied_updates(record.kernels, x, y, 32)
+    # 2 batches per update in epoch 0 (batches 0-7), 4 from epoch 1 on.
+    assert [(i, n) for i, n, _ in updates] == [
+        (1, 2), (3, 2), (5, 2), (7, 2), (11, 4), (15, 4), (19, 4)]
+    np.testing.assert_allclose(
+        [lr for _, _, lr in updates],
+        [finder.result.lrs[i] for i, _, _ in updates], rtol=1e-3)
     for got, want in zip(variables(model), before):
         np.testing.assert_array_equal(got, want)
     assert model.optimizer.gradient_accumulation_steps == 2
@@ -190,8 +253,12 @@ def test_find_lr_runs_one_step_at_a_time_under_steps_per_execution():
     np.testing.assert_allclose(results[4].lrs, results[1].lrs)
     np.testing.assert_allclose(results[4].losses, results[1].losses,
                                rtol=1e-5)
-    # (Keras on torch refuses steps_per_execution > 1 in any `fit`.)
-    with pytest.raises(ValueError, match="steps_per_execution"):
+    # The callback alone refuses it; Keras on torch refuses
+    # steps_per_execution > 1 in any `fit`, before the callbacks start.
+    match = ("must be 1 with the PyTorch backend"
+             if keras.backend.backend() == "torch"
+             else "LRFinder sets the learning rate before each batch")
+    with pytest.raises(ValueError, match=match):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[LRFinder()])
 
 

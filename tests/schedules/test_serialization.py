@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from kerastrain import optimizers, schedules
+from tests.optimizers import linear
+from tests.optimizers.test_sgd import keras_sgd_in_numpy
 from tests.support import to_numpy
 
 SCHEDULES = [
@@ -41,12 +43,21 @@ def test_round_trip_through_keras_serialization(schedule):
 
 @pytest.mark.parametrize("schedule", SCHEDULES, ids=IDS)
 def test_runs_inside_the_compiled_train_step(schedule, tmp_path):
-    """The rate the optimizer used at each step is the schedule's; it is
+    """The rate the optimizer used at each step is the schedule's (the
+    weights are NumPy's replay of SGD at the schedule's values); it is
     kept in the model's `.keras` file, with the update count."""
-    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model = keras.Sequential([keras.Input((linear.D,)),
+                              keras.layers.Dense(linear.UNITS)])
+    model.set_weights(linear.initial_weights())
     model.compile(optimizers.SGD(schedule, momentum=0.5), "mse")
-    x, y = np.ones((8, 2), "float32"), np.zeros((8, 1), "float32")
-    model.fit(x, y, batch_size=2, epochs=1, verbose=0)  # 4 steps
+    x, y = linear.data()
+    model.fit(x, y, batch_size=linear.N, epochs=4, shuffle=False,
+              verbose=0)  # 4 steps
+    expected = linear.numpy_fit(keras_sgd_in_numpy(
+        values(schedule), [0.5] * len(STEPS), nesterov=False), 4)
+    for got, want in zip(model.weights, expected):
+        np.testing.assert_allclose(to_numpy(got), want, rtol=1e-5,
+                                   atol=1e-6)
     optimizer = model.optimizer
     np.testing.assert_allclose(to_numpy(optimizer.learning_rate),
                                values(schedule)[4], rtol=1e-6)
