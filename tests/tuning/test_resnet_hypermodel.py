@@ -325,7 +325,7 @@ def test_a_peak_rate_range_per_optimizer():
 
 
 @pytest.mark.parametrize("optimizer, cls", [("sgd", SGD), ("adamw", AdamW)])
-def test_each_optimizer_trains_at_its_own_peak_rate(optimizer, cls):
+def test_each_optimizer_is_compiled_with_its_own_peak_rate(optimizer, cls):
     hp = kt.HyperParameters()
     hp.Fixed("optimizer", optimizer)
     hp.Fixed("schedule", "one_cycle")
