@@ -61,15 +61,127 @@ def test_gradients_on_the_probe_equal_the_closed_form():
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
 
 
-def assert_histogram_of(histogram, value):
-    """The buckets hold every value once; the summary is the values'."""
-    value = np.asarray(value, dtype="float64")
+def make_probe_model():
+    """Dense, BatchNormalization, Dropout(0.5), Dense: in training mode the
+    batch statistics and the dropout mask would change the gradient, and
+    the moving statistics would move. The normalization's weights and
+    statistics are set away from their defaults."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)),
+                              keras.layers.Dense(3, name="hidden"),
+                              keras.layers.BatchNormalization(name="bn"),
+                              keras.layers.Dropout(0.5, name="drop"),
+                              keras.layers.Dense(2, name="out")], name="net")
+    model.compile(keras.optimizers.SGD(0.05), "mse")
+    bn = model.get_layer("bn")
+    rng = np.random.default_rng(5)
+    for variable, value in ((bn.gamma, rng.uniform(0.5, 1.5, 3)),
+                            (bn.beta, rng.standard_normal(3) * 0.3),
+                            (bn.moving_mean, rng.standard_normal(3) * 0.5),
+                            (bn.moving_variance, rng.uniform(0.5, 2.0, 3))):
+        variable.assign(value.astype("float32"))
+    return model
+
+
+def numpy_inference_gradients(model, x, y):
+    """Mean squared error of the probe model at inference, by hand: the
+    normalization uses its moving statistics, the dropout is the
+    identity. Returns the gradients in `trainable_variables` order."""
+    layer = model.get_layer
+    k1, b1 = (to_numpy(w).astype("float64")
+              for w in layer("hidden").weights)
+    bn = layer("bn")
+    gamma, beta, mean, var = (to_numpy(w).astype("float64") for w in (
+        bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance))
+    k2, b2 = (to_numpy(w).astype("float64") for w in layer("out").weights)
+    h = x @ k1 + b1
+    scale = 1 / np.sqrt(var + bn.epsilon)
+    z = (h - mean) * scale
+    a = gamma * z + beta
+    residual = a @ k2 + b2 - y
+    d_out = 2 * residual / residual.size
+    d_a = d_out @ k2.T
+    d_h = d_a * gamma * scale
+    return [x.T @ d_h, d_h.sum(0), (d_a * z).sum(0), d_a.sum(0),
+            a.T @ d_out, d_out.sum(0)]
+
+
+def test_gradients_are_taken_at_inference(tmp_path):
+    """With dropout and batch normalization: the gradients are the
+    inference-mode closed form (no dropout mask, moving statistics, not
+    the batch's) and the moving statistics do not move, both from
+    `GradientFunction` and from the callback's logging."""
+    x, y = data()
+    probe = (x[:16], y[:16])
+    model = make_probe_model()
+    paths = [v.path for v in model.trainable_variables]
+    assert paths == ["net/hidden/kernel", "net/hidden/bias", "net/bn/gamma",
+                     "net/bn/beta", "net/out/kernel", "net/out/bias"]
+    bn = model.get_layer("bn")
+    statistics = [to_numpy(bn.moving_mean).copy(),
+                  to_numpy(bn.moving_variance).copy()]
+    expected = numpy_inference_gradients(model, *probe)
+    gradient_fn = GradientFunction(model)
+    for _ in range(2):  # twice: the second call reuses the compiled one
+        for got, want in zip(gradient_fn(*probe), expected):
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    callback = WeightHistograms(tmp_path, plot=False, probe=probe)
+    callback.set_model(model)
+    callback.on_train_begin()
+    callback.on_epoch_begin(0)  # the model is built: logs step 0
+    callback.on_train_end()
+    for before, variable in zip(statistics, (bn.moving_mean,
+                                             bn.moving_variance)):
+        np.testing.assert_array_equal(to_numpy(variable), before)
+    logged = read(tmp_path)
+    for path, grad in zip(paths, expected):
+        (step, histogram), = logged[f"gradients/{path}"]
+        assert step == 0
+        assert_histogram_of(histogram, grad, rtol=1e-5)
+
+
+def assert_histogram_of(histogram, value, rtol=0.0):
+    """The buckets are NumPy's 30 equal-width bins of the values (right
+    edges as the limits, counts in order); the summary is the values'.
+
+    `rtol` (relative to the values' range) is how far `value`, a
+    reference, may be from what was binned: a value that close to an edge
+    may sit in either neighbouring bucket."""
+    value = np.asarray(value, dtype="float64").ravel()
     assert sum(histogram.bucket) == histogram.num == value.size
     assert histogram.min == pytest.approx(value.min(), rel=1e-4, abs=1e-7)
     assert histogram.max == pytest.approx(value.max(), rel=1e-4, abs=1e-7)
     assert histogram.sum == pytest.approx(value.sum(), rel=1e-4, abs=1e-6)
     assert histogram.sum_squares == pytest.approx(np.sum(value * value),
                                                   rel=1e-4, abs=1e-9)
+    # The bins written out: 30 of width (max - min) / 30 from the minimum,
+    # the last one closed at the maximum.
+    low, high = value.min(), value.max()
+    edges = low + (high - low) * np.arange(31) / 30
+    edges[-1] = high
+    counts = np.histogram(value, edges)[0]
+    assert len(histogram.bucket_limit) == len(histogram.bucket) == 30
+    np.testing.assert_allclose(histogram.bucket_limit, edges[1:],
+                               rtol=1e-5, atol=1e-7 + rtol * (high - low))
+    near_an_edge = np.sum(np.abs(value[:, None] - edges[None, 1:-1])
+                          <= 1e-7 + rtol * (high - low))
+    moved = np.abs(np.array(histogram.bucket) - counts).sum()
+    assert moved <= 2 * near_an_edge, (list(histogram.bucket),
+                                       counts.tolist())
+
+
+def test_histogram_buckets_are_the_equal_width_bins_of_the_values():
+    """Counts in bin order, right edges as limits, on values whose bins are
+    known by hand: the range [0, 30] gives the bins [k, k + 1]; k + 0.5
+    puts one value in each, and 0, 0.25 and 30 two more in the first and
+    one more in the last."""
+    from kerastrain.callbacks.weight_histograms import histogram
+
+    value = np.concatenate([np.arange(30.0) + 0.5, [0.0, 0.25, 30.0]])
+    proto = histogram("t", value).histo
+    assert list(proto.bucket) == [3] + [1] * 28 + [2]
+    np.testing.assert_allclose(proto.bucket_limit, np.arange(1.0, 31.0))
+    assert_histogram_of(proto, value)
 
 
 def test_writes_histograms_and_norms_tensorboard_can_read(tmp_path):
@@ -93,7 +205,8 @@ def test_writes_histograms_and_norms_tensorboard_can_read(tmp_path):
         for path, grad in zip(paths, grads):
             steps = dict(logged[f"gradients/{path}"])
             assert sorted(steps) == [0, 2, 4]
-            assert_histogram_of(steps[step], grad)
+            # float32 autodiff against the float64 closed form.
+            assert_histogram_of(steps[step], grad, rtol=1e-5)
         for layer, layer_grads in (("net/hidden", grads[:2]),
                                    ("net/out", grads[2:])):
             norm = dict(logged[f"gradient_norm/{layer}"])[step]

@@ -33,10 +33,19 @@ def test_every_class_ends_equally_frequent(method, count, capsys):
         assert all(tuple(r) in originals for r in x_new.tolist())
 
 
-def test_seeded_results_repeat():
+@pytest.mark.parametrize("method", ["undersample", "oversample", "smote"])
+def test_seeded_results_repeat(method):
+    """The same seed gives the same samples and labels; another seed
+    draws other samples (the seed reaches the sampler)."""
     x, y = skewed()
-    a, b = balance(x, y, seed=4, verbose=0), balance(x, y, seed=4, verbose=0)
+
+    def run(seed):
+        return balance(x, y, method, seed=seed, verbose=0)
+
+    a, b = run(4), run(4)
     np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], run(5)[0])
 
 
 @pytest.mark.parametrize("args, match", [

@@ -69,11 +69,19 @@ def test_a_seed_repeats_the_boxes():
 
     def run(seed):
         mix = CutMix(1.0, seed=seed)
-        return [np.asarray(mix({"images": images, "labels": labels})[
-            "labels"]) for _ in range(3)]
+        batches = [mix({"images": images, "labels": labels})
+                   for _ in range(3)]
+        return [np.asarray(batch[key]) for batch in batches
+                for key in ("images", "labels")]
 
-    for a, b in zip(run(5), run(5)):
+    first = run(5)
+    second = run(5)
+    assert len(first) == len(second) == 6
+    for a, b in zip(first, second):
         np.testing.assert_array_equal(a, b)
+    # Another seed draws other boxes (the seed reaches the generator).
+    other = run(6)
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other))
 
 
 @pytest.mark.parametrize("kwargs, error", [

@@ -109,6 +109,7 @@ def test_evaluation_mode_is_normalization_only_and_deterministic():
                              training=False)
     first = [np.asarray(b[0]) for b in dataset]
     second = [np.asarray(b[0]) for b in dataset]
+    assert len(first) == len(second) == 3
     for a, b in zip(first, second):
         np.testing.assert_array_equal(a, b)
     expected = (x.astype("float32") / 255 - stats[0]) / stats[1]
@@ -196,8 +197,11 @@ def test_an_existing_dataset_gives_the_same_batches_as_arrays(batched):
     source = tf.data.Dataset.from_tensor_slices((x, y))
     if batched:
         source = source.batch(5)
-    from_arrays = image_pipeline(x, y, 4, 3, training=False)
-    from_dataset = image_pipeline(source, None, 4, 3, training=False)
+    from_arrays = list(image_pipeline(x, y, 4, 3, training=False))
+    from_dataset = list(image_pipeline(source, None, 4, 3, training=False))
+    # Batches of 4 of the 12 samples, each sample once, in both.
+    assert len(from_arrays) == len(from_dataset) == 3
+    assert sum(len(a) for a, _ in from_dataset) == len(x)
     for (a, la), (b, lb) in zip(from_arrays, from_dataset):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
         np.testing.assert_array_equal(np.asarray(la), np.asarray(lb))
@@ -217,6 +221,7 @@ def test_a_seed_gives_the_same_augmented_mixed_batches_every_time():
         return [(np.asarray(a), np.asarray(b)) for a, b in dataset]
 
     first, second = batches(3), batches(3)
+    assert len(first) == len(second) == 96 // 8
     for (a, la), (b, lb) in zip(first, second):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(la, lb)

@@ -53,16 +53,21 @@ def test_matches_torch_instance_norm_in_training_and_inference(dims, axis):
                                    expected, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("axis", [-1, 1])
 @pytest.mark.parametrize("dims", [1, 2, 3])
-def test_input_gradient_matches_torch(dims):
-    x, gamma, beta, y_torch, x_torch = _case(dims, axis=-1, seed=1)
+def test_input_gradient_matches_torch(dims, axis):
+    x, gamma, beta, y_torch, x_torch = _case(dims, axis=axis, seed=1)
     weights = np.random.default_rng(2).standard_normal(x.shape).astype(
         "float32")
-    layer = _layer(x, gamma, beta, axis=-1)
+    layer = _layer(x, gamma, beta, axis=axis)
     grad = input_grad(lambda v: keras.ops.multiply(layer(v), weights), x)
+    # `y_torch` and `weights` are in the layer's layout; torch's input
+    # gradient is channels-first.
     (y_torch * torch.from_numpy(weights)).sum().backward()
-    expected = x_torch.grad.numpy().transpose(
-        (0,) + tuple(range(2, dims + 2)) + (1,))
+    expected = x_torch.grad.numpy()
+    if axis == -1:
+        expected = expected.transpose((0,) + tuple(range(2, dims + 2)) +
+                                      (1,))
     np.testing.assert_allclose(grad, expected, atol=1e-5, rtol=0)
 
 

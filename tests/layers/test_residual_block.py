@@ -28,11 +28,14 @@ def _t(variable):
     return torch.from_numpy(to_numpy(variable))
 
 
-def _conv_same(x, conv):
+def _conv_same(x, conv, kernel_size, stride):
     """Keras `padding="same"` by TensorFlow's documented rule: pad
-    `max((out - 1) * stride + k - in, 0)` in total, the extra pixel after."""
+    `max((out - 1) * stride + k - in, 0)` in total, the extra pixel after.
+    The kernel size and the stride are the specification's, not the
+    layer's: the kernel's shape must agree with them."""
     kernel = _t(conv.kernel).permute(3, 2, 0, 1)
-    k, stride, size = kernel.shape[-1], conv.strides[0], x.shape[-1]
+    assert tuple(kernel.shape[-2:]) == (kernel_size, kernel_size)
+    k, size = kernel_size, x.shape[-1]
     total = max((math.ceil(size / stride) - 1) * stride + k - size, 0)
     before = total // 2
     x = F.pad(x, (before, total - before, before, total - before))
@@ -52,20 +55,43 @@ def _norm(layer, x):
                            eps=layer.epsilon)
 
 
+def branch_spec(bottleneck, strides):
+    """(kernel size, stride) of each branch convolution, as ResNet (and the
+    block's docstring) specify: the stride sits on the 3x3 convolution,
+    the first of a basic block, the middle one of a 1x1-3x3-1x1
+    bottleneck."""
+    if bottleneck:
+        return [(1, 1), (3, strides), (1, 1)]
+    return [(3, strides), (3, 1)]
+
+
+def assert_convs_follow_the_spec(block):
+    spec = branch_spec(block.bottleneck, block.strides)
+    assert [(c.kernel_size, c.strides) for c in block.convs] == [
+        ((k, k), (s, s)) for k, s in spec]
+    if block.projection is not None:
+        assert block.projection.kernel_size == (1, 1)
+        assert block.projection.strides == (block.strides, block.strides)
+
+
 def torch_reference(block, x_nhwc, branch_scale=1.0):
     """The block in inference mode, rewritten with torch.nn.functional:
-    relu(branch_scale * branch(x) + shortcut(x))."""
+    relu(branch_scale * branch(x) + shortcut(x)), with each convolution's
+    kernel size and stride taken from `branch_spec`."""
+    spec = branch_spec(block.bottleneck, block.strides)
+    assert len(block.convs) == len(block.norms) == len(spec)
     x = torch.from_numpy(x_nhwc).permute(0, 3, 1, 2)
     h = x
-    for i, (conv, norm) in enumerate(zip(block.convs, block.norms)):
-        h = _norm(norm, _conv_same(h, conv))
-        if i < len(block.convs) - 1:
+    for i, (conv, norm, (k, stride)) in enumerate(
+            zip(block.convs, block.norms, spec)):
+        h = _norm(norm, _conv_same(h, conv, k, stride))
+        if i < len(spec) - 1:
             h = F.relu(h)
     if block.shortcut:
         skip = x
         if block.projection is not None:
             skip = _norm(block.projection_norm,
-                         _conv_same(x, block.projection))
+                         _conv_same(x, block.projection, 1, block.strides))
         h = branch_scale * h + skip
     return F.relu(h).permute(0, 2, 3, 1).numpy()
 
@@ -86,6 +112,7 @@ def test_matches_torch_reference(norm, bottleneck, strides, channels):
     _randomize(block)
     expects_projection = strides != 1 or channels != block.out_channels
     assert (block.projection is not None) == expects_projection
+    assert_convs_follow_the_spec(block)
     np.testing.assert_allclose(to_numpy(block(x, training=False)),
                                torch_reference(block, x), atol=1e-5)
 
@@ -99,6 +126,7 @@ def test_plain_block_has_no_shortcut(bottleneck):
     block.build(x.shape)
     _randomize(block)
     assert block.projection is None
+    assert_convs_follow_the_spec(block)
     np.testing.assert_allclose(to_numpy(block(x)), torch_reference(block, x),
                                atol=1e-5)
 

@@ -65,7 +65,21 @@ def test_missing_data_set_is_a_clear_error_and_writes_nothing(tmp_path,
 
 
 def test_depth_choices_are_the_resnet_depths():
+    """The recipe's own parser accepts exactly the basic-block ResNet
+    depths 6n + 2 up to 110 (ResNet-8 to ResNet-110), as the models
+    accept them."""
     with pytest.raises(SystemExit):
         recipe.main(["--depth", "21"])
-    parser_depths = list(range(8, 111, 6))
-    assert parser_depths == valid_depths(up_to=110)
+    parser = argparse.ArgumentParser()
+    recipe.add_arguments(parser)
+    spec = [6 * n + 2 for n in range(1, 19)]
+    assert spec[0] == 8 and spec[-1] == 110
+    assert spec == valid_depths(up_to=110)
+    depth = next(a for a in parser._actions if a.dest == "depth")
+    assert list(depth.choices) == spec
+    assert parser.parse_args([]).depth == 20
+    for value in spec:
+        assert parser.parse_args(["--depth", str(value)]).depth == value
+    for value in (2, 7, 9, 21, 109, 111, 116, 1202):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--depth", str(value)])

@@ -32,15 +32,47 @@ def test_trial_id_is_read_from_the_tuners_callback():
     assert trial_id_of(None) is None
 
 
+PLAIN = (type(None), bool, int, float, str, bytes)
+
+
+def _is_plain(value):
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(_is_plain(k) and _is_plain(v) for k, v in value.items())
+    return isinstance(value, PLAIN)
+
+
+def attributes(callback):
+    """The callback's attributes: plain values (numbers, strings and
+    containers of them) copied, other objects as themselves."""
+    return {name: copy.deepcopy(value) if _is_plain(value) else value
+            for name, value in vars(callback).items()}
+
+
+def assert_unchanged(callback, before):
+    """Same attribute names; equal plain values; the same objects."""
+    after = vars(callback)
+    assert after.keys() == before.keys()
+    for name, value in before.items():
+        if _is_plain(value):
+            assert after[name] == value, (type(callback).__name__, name)
+        else:
+            assert after[name] is value, (type(callback).__name__, name)
+
+
 def test_file_writers_move_into_a_trial_folder_once(tmp_path):
     checkpoint = CheckpointEarlyStopping(str(tmp_path / "c" / "best.keras"),
                                          backup_dir=str(tmp_path / "bak"))
     histograms = WeightHistograms(str(tmp_path / "logs"), gradients=False)
     csv_logger = keras.callbacks.CSVLogger(str(tmp_path / "h" / "log.csv"))
     snapshots = SnapshotEnsemble(5, str(tmp_path / "snaps"), keep=2)
-    others = [GradientAccumulation(2), LRFinder(),
-              keras.callbacks.EarlyStopping()]
-    originals = [copy.deepcopy(c.__dict__) for c in others]
+    # Not at their defaults, so that a reset to a default shows.
+    others = [GradientAccumulation(2), LRFinder(start_lr=1e-5, num_steps=50),
+              keras.callbacks.EarlyStopping(patience=3, min_delta=0.01)]
+    originals = [attributes(c) for c in others]
+    # The check below compares values, not only names.
+    assert originals[2]["patience"] == 3
     callbacks = [checkpoint, histograms, csv_logger, snapshots] + others
     for _ in range(2):  # configuring twice changes nothing more
         assert per_trial_callbacks(callbacks, 3) is callbacks
@@ -50,8 +82,8 @@ def test_file_writers_move_into_a_trial_folder_once(tmp_path):
     assert histograms.log_dir == str(tmp_path / "logs" / "3")
     assert csv_logger.filename == str(tmp_path / "h" / "3" / "log.csv")
     assert snapshots.directory == str(tmp_path / "snaps" / "3")
-    assert [c.__dict__.keys() for c in others] == [
-        d.keys() for d in originals]
+    for callback, before in zip(others, originals):
+        assert_unchanged(callback, before)
     # Another trial's copy of the original goes elsewhere.
     other = per_trial_callbacks([CheckpointEarlyStopping(
         str(tmp_path / "c" / "best.keras"))], "4")[0]
