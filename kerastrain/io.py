@@ -10,7 +10,7 @@ one, never a truncated mix.
 import contextlib
 import json
 import os
-import tempfile
+import secrets
 
 
 @contextlib.contextmanager
@@ -20,7 +20,10 @@ def atomic_path(path):
     as it was.
 
     The temporary name keeps the extension of `path` (Keras insists on
-    `.keras` for models, matplotlib picks the format from it).
+    `.keras` for models and `.weights.h5` for weights, matplotlib picks the
+    format from it). The content is flushed to the disk (`fsync`) before
+    the rename, and the rename after it, so that a crash of the machine
+    too leaves the old file or the new one, not an empty one.
 
     Example:
 
@@ -36,25 +39,65 @@ def atomic_path(path):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     base = os.path.basename(path)
-    extension = os.path.splitext(base)[1]
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{extension}",
-                               dir=folder)
-    os.close(fd)
+    extension = WEIGHTS_EXTENSION if base.endswith(WEIGHTS_EXTENSION) else (
+        os.path.splitext(base)[1])
+    tmp = _create_beside(folder, base, extension)
     try:
         yield tmp
-        # mkstemp makes private (0600) files; give the result the
-        # permissions an ordinary open() would have.
-        os.chmod(tmp, 0o666 & ~_umask())
+        _fsync(tmp)
         os.replace(tmp, path)
+        _fsync_folder(folder)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+WEIGHTS_EXTENSION = ".weights.h5"
+
+
+def _fsync(path):
+    """Flushes the content of the file `path` to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_folder(folder):
+    """Flushes a folder's entries (a rename in it) to the disk, where the
+    system can (not on Windows, which cannot open a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _create_beside(folder, base, extension):
+    """Creates an empty file of a new name in `folder` and returns its path.
+
+    Created as `open()` creates files (mode 0666 less the umask), unlike
+    `tempfile.mkstemp` (0600), whose result would need a `chmod` to the
+    umask: reading the umask means setting it, for a moment, for every
+    thread of the process."""
+    for _ in range(100):
+        tmp = os.path.join(
+            folder, f".{base}.{secrets.token_hex(4)}.tmp{extension}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                         | getattr(os, "O_BINARY", 0), 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"No free temporary name beside {base} in "
+                          f"{folder}")
 
 
 def save_model(model, path):

@@ -12,6 +12,7 @@ import io
 import os
 import platform
 import sys
+import tempfile
 import time
 
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -152,9 +153,10 @@ def ensure_writable(folder):
     created = missing_folders(folder)
     try:
         os.makedirs(folder, exist_ok=True)
-        probe = os.path.join(folder, ".write-test")
-        with open(probe, "w"):
-            pass
+        # A name of its own: a fixed one would empty and delete a file of
+        # the user's, or another run's probe.
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+        os.close(fd)
         os.remove(probe)
     except OSError as error:
         remove_empty(created)
@@ -262,11 +264,39 @@ def _run_with_policy(run, args):
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
+# Where a run writes its models while it trains; `finish` moves them into
+# `out`. A run into a folder of an earlier run, interrupted, thus leaves
+# that run's models with its metrics.json and preprocessor.pkl.
+STAGING = ".unfinished"
+
+
+def staged(args, *names):
+    """The path where a run writes `out/<names>` (a model, a folder of
+    snapshots) until `finish` publishes it: `out/.unfinished/<names>`."""
+    return os.path.join(args.out, STAGING, *names)
+
+
+def publish_staged(args):
+    """Moves the files under `staged(args)` to the same place in `out`
+    (each atomically), then removes the emptied staging folders."""
+    root = staged(args)
+    folders = []
+    for folder, _, files in os.walk(root):
+        folders.append(folder)
+        target = os.path.join(args.out, os.path.relpath(folder, root))
+        os.makedirs(target, exist_ok=True)
+        for name in sorted(files):
+            os.replace(os.path.join(folder, name),
+                       os.path.join(target, name))
+    remove_empty(folders[::-1])
+
+
 def finish(name, args, metrics, rows, timer, *, tf_data=False):
-    """Completes `metrics` (wall time, `--quick`, `environment`: pass
-    `tf_data=True` where a tf.data pipeline fed the model), writes
-    `metrics.json` atomically and prints the summary table `rows` with the
-    wall time and the output folder. Returns the metrics."""
+    """Publishes the models the run staged (`staged`), completes `metrics`
+    (wall time, `--quick`, `environment`: pass `tf_data=True` where a
+    tf.data pipeline fed the model), writes `metrics.json` atomically and
+    prints the summary table `rows` with the wall time and the output
+    folder. Returns the metrics."""
     import os
 
     import keras
@@ -275,6 +305,7 @@ def finish(name, args, metrics, rows, timer, *, tf_data=False):
 
     metrics.update({"wall_time_s": round(timer(), 1), "quick": args.quick,
                     **environment(args, tf_data)})
+    publish_staged(args)
     write_json(metrics, os.path.join(args.out, "metrics.json"))
     print_summary(f"{name} (seed {args.seed}, {keras.backend.backend()})",
                   rows + [("wall time (s)", f"{timer():.0f}"),
@@ -403,10 +434,10 @@ def fit_image_classifier(model, train, val, args, *, max_lr, weight_decay,
     validation loss alike.
 
     The best epoch on validation loss is kept by CheckpointEarlyStopping in
-    `args.out/model.keras`, among the last 10% of the epochs (where the rate
-    is below 5% of its peak: on the digits' 270 validation images, a lucky
-    high-rate epoch otherwise wins and scores worse on the test split than
-    the annealed ones) and with patience for the whole budget (one-cycle
+    `args.out/model.keras` (staged until `finish`), among the last 10% of
+    the epochs (where the rate is below 5% of its peak: on the digits' 270
+    validation images, a lucky high-rate epoch otherwise wins and scores
+    worse on the test split than the annealed ones) and with patience for the whole budget (one-cycle
     plans all its epochs). Writes `schedule.png`.
 
     Returns the Keras `History` of all epochs.
@@ -433,7 +464,7 @@ def fit_image_classifier(model, train, val, args, *, max_lr, weight_decay,
                     seed=args.seed)
     validation = image_pipeline(*val, training=False, **pipeline)
     checkpoint = CheckpointEarlyStopping(
-        os.path.join(args.out, "model.keras"), monitor="val_loss",
+        staged(args, "model.keras"), monitor="val_loss",
         patience=args.epochs, start_from_epoch=int(0.9 * args.epochs))
     mixed_epochs = int(round(args.epochs * (1 - mixup_off))) if (
         mixup_alpha > 0) else 0

@@ -150,7 +150,7 @@ def run(args):
                                                  y_val.astype("float32")),
             verbose=2 if method == "smote" else 0,
             callbacks=[CheckpointEarlyStopping(
-                os.path.join(out, filename), patience=30)])
+                common.staged(args, filename), patience=30)])
         logits = np.asarray(model.predict(x_test, verbose=0))[:, 0]
         candidates = {"mlp": (logits, 0.0)}
         for peer_name, peer in peers(x, y, args.seed).items():
@@ -166,7 +166,7 @@ def run(args):
         results[f"mlp_tuned/{method}"] = scores(y_test, logits, 0.0)
         curves[f"mlp tuned, {method}"] = logits
 
-    with atomic_path(os.path.join(out, "preprocessor.pkl")) as tmp:
+    with atomic_path(common.staged(args, "preprocessor.pkl")) as tmp:
         with open(tmp, "wb") as f:
             pickle.dump(scaler, f)
     history = histories["smote"]

@@ -38,6 +38,38 @@ def test_files_get_ordinary_permissions(tmp_path):
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~umask
 
 
+def test_a_weights_file_keeps_its_double_extension(tmp_path):
+    # Keras' save_weights insists on `.weights.h5`.
+    with io.atomic_path(tmp_path / "latest.weights.h5") as tmp:
+        assert tmp.endswith(".weights.h5")
+        dense_model().save_weights(tmp)
+    assert os.listdir(tmp_path) == ["latest.weights.h5"]
+
+
+def test_the_content_is_on_the_disk_before_the_rename(tmp_path, monkeypatch):
+    # Without fsync, a machine crash after the rename can leave an empty
+    # file where the old good one was.
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (
+        events.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda a, b: (
+        events.append("replace"), real_replace(a, b))[1])
+    io.write_text("x", tmp_path / "notes.txt")
+    assert events[:2] == ["fsync", "replace"]
+
+
+def test_the_umask_is_never_changed(tmp_path, monkeypatch):
+    # Reading it by setting it to 0 made the files another thread created
+    # meanwhile world-writable.
+    calls = []
+    real_umask = os.umask
+    monkeypatch.setattr(os, "umask", lambda mask: (
+        calls.append(mask), real_umask(mask))[1])
+    io.write_text("x", tmp_path / "notes.txt")
+    assert calls == []
+
+
 def dense_model():
     return keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
 

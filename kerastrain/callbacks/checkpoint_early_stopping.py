@@ -2,14 +2,82 @@
 
 import json
 import os
+import shutil
 
+import h5py
 import keras
 
 from kerastrain._validation import (check_bool, check_choice, check_float,
                                     check_int, check_path)
-from kerastrain.io import save_model, write_json
+from kerastrain.io import atomic_path, save_model, write_json, write_text
 
 STATE_FILE = "early_stopping.json"
+# The epoch to resume from, stored in the backup's weights file itself.
+EPOCH_ATTRIBUTE = "kerastrain_epoch"
+
+
+class _Backup(keras.callbacks.BackupAndRestore):
+    """Keras' `BackupAndRestore` with a double checkpoint, every file of it
+    written atomically (Keras writes them in place: an interrupt mid-write
+    leaves a truncated `training_metadata.json` that the next `fit` cannot
+    read), and, at the end of training, only its own files removed (Keras
+    removes the whole folder, with whatever else was in it); the folder
+    goes too when that leaves it empty.
+
+    The epoch to resume from is also stored in the weights file: Keras
+    writes the weights, then `training_metadata.json`, and a crash between
+    the two would resume one epoch early, with weights that already hold
+    its updates. The weights file, renamed into place at once, is the
+    single record of where training stands."""
+
+    def __init__(self, backup_dir):
+        super().__init__(backup_dir, double_checkpoint=True,
+                         delete_checkpoint=False)
+
+    def files(self):
+        return [self._weights_path, self._prev_weights_path,
+                self._training_metadata_path,
+                self._prev_training_metadata_path]
+
+    def _save_model(self):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        for source, backup in (
+                (self._weights_path, self._prev_weights_path),
+                (self._training_metadata_path,
+                 self._prev_training_metadata_path)):
+            if os.path.exists(source):
+                with atomic_path(backup) as tmp:
+                    shutil.copyfile(source, tmp)
+        with atomic_path(self._weights_path) as tmp:
+            self.model.save_weights(tmp, overwrite=True)
+            with h5py.File(tmp, "a") as f:
+                f.attrs[EPOCH_ATTRIBUTE] = self._current_epoch
+        write_text(json.dumps({"epoch": self._current_epoch,
+                               "batch": self._last_batch_seen}),
+                   self._training_metadata_path)
+
+    def _load_model(self):
+        super()._load_model()
+        if os.path.exists(self._weights_path):
+            with h5py.File(self._weights_path, "r") as f:
+                epoch = f.attrs.get(EPOCH_ATTRIBUTE)
+            if epoch is not None:
+                self.model._initial_epoch = int(epoch)
+
+    def on_train_end(self, logs=None):
+        remove_files(self.files(), self.backup_dir)
+
+
+def remove_files(paths, folder):
+    """Removes the files `paths` that exist, then `folder` if it is left
+    empty."""
+    for path in paths:
+        if os.path.exists(path):
+            os.remove(path)
+    try:
+        os.rmdir(folder)
+    except OSError:  # missing, or holds files that are not ours
+        pass
 
 
 class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
@@ -41,7 +109,9 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
         patience: Epochs without improvement before stopping, >= 0.
         min_delta: Smallest change that counts as an improvement, >= 0.
         restore_best: Whether to load the best model's weights at the end.
-        backup_dir: Folder for the resumable training state, or None.
+        backup_dir: Folder for the resumable training state, or None. At
+            the end of training the backup's files are removed, and the
+            folder if that leaves it empty; other files in it stay.
         start_from_epoch: Epochs to train before watching `monitor` (as
             in Keras' `EarlyStopping`): nothing is saved, and patience does
             not run, before it. With one-cycle, set it to where the rate
@@ -83,8 +153,12 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
             "backup_dir", backup_dir)
         self._backup = None
         if self.backup_dir is not None:
-            self._backup = keras.callbacks.BackupAndRestore(
-                self.backup_dir, double_checkpoint=True)
+            self._backup = self._new_backup()
+
+    def _new_backup(self):
+        """The `BackupAndRestore` of `backup_dir` (atomic writes; at the
+        end it removes its own files only)."""
+        return _Backup(self.backup_dir)
 
     def set_model(self, model):
         super().set_model(model)
@@ -165,4 +239,7 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
                 print(f"Restored the best weights (epoch "
                       f"{self.best_epoch + 1}) from {self.filepath}")
         if self._backup is not None:
-            self._backup.on_train_end(logs)
+            # Only the backup's own files go: the folder may hold others
+            # (it may be the folder of `filepath`).
+            remove_files([self._state_path(), *self._backup.files()],
+                         self.backup_dir)

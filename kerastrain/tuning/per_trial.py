@@ -177,8 +177,7 @@ def per_trial_callbacks(callbacks, trial_id):
                 callback.backup_dir = os.path.join(callback.backup_dir,
                                                    folder)
                 # As CheckpointEarlyStopping.__init__ makes it.
-                callback._backup = keras.callbacks.BackupAndRestore(
-                    callback.backup_dir, double_checkpoint=True)
+                callback._backup = callback._new_backup()
         elif isinstance(callback, WeightHistograms):
             callback.log_dir = os.path.join(callback.log_dir, folder)
         elif isinstance(callback, SnapshotEnsemble):

@@ -142,6 +142,79 @@ def test_an_interrupted_fit_resumes_and_stops_like_an_uninterrupted_one(
     assert not os.path.exists(tmp_path / "backup")  # cleaned up at the end
 
 
+def test_the_end_of_training_removes_only_the_backups_own_files(tmp_path):
+    # The backup folder is the folder of the best model, with a file of the
+    # user's in it: Keras' BackupAndRestore removed the whole folder.
+    (tmp_path / "notes.txt").write_text("mine")
+    fit(make_model(), [CheckpointEarlyStopping(
+        str(tmp_path / "best.keras"), patience=3, backup_dir=str(tmp_path))],
+        epochs=3)
+    assert sorted(os.listdir(tmp_path)) == ["best.keras", "notes.txt"]
+
+
+def interrupt_writes_of(monkeypatch, name, count, before_open=False):
+    """Makes the `count`-th open for writing of a file whose name contains
+    `name` (not a `.bkp` copy) raise KeyboardInterrupt: at the open, or at
+    the first write (the file is then open, truncated)."""
+    import builtins
+
+    real_open, opened = builtins.open, [0]
+
+    class Interrupted:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, text):
+            raise KeyboardInterrupt("simulated Ctrl-C mid-write")
+
+    def patched(path, mode="r", *args, **kwargs):
+        base = os.path.basename(os.fspath(path))
+        hit = "w" in mode and name in base and ".bkp" not in base
+        if hit:
+            opened[0] += 1
+            hit = opened[0] == count
+        if hit and before_open:
+            raise KeyboardInterrupt("simulated Ctrl-C before the write")
+        f = real_open(path, mode, *args, **kwargs)
+        return Interrupted(f) if hit else f
+
+    monkeypatch.setattr(builtins, "open", patched)
+
+
+@pytest.mark.parametrize("before_open", [False, True])
+def test_an_interrupt_while_the_backup_is_written_resumes_exactly(
+        tmp_path, monkeypatch, before_open):
+    # Mid-write, Keras left an empty training_metadata.json (the resume
+    # failed with JSONDecodeError); between the weights and it, the resume
+    # started an epoch early and trained that epoch twice.
+    reference = make_model()
+    fit(reference, [CheckpointEarlyStopping(
+        str(tmp_path / "ref.keras"), patience=50, restore_best=False)],
+        epochs=4)
+
+    def callback():
+        return CheckpointEarlyStopping(
+            str(tmp_path / "best.keras"), patience=50, restore_best=False,
+            backup_dir=str(tmp_path / "backup"))
+
+    with monkeypatch.context() as patch:
+        interrupt_writes_of(patch, "training_metadata.json", 3, before_open)
+        with pytest.raises(KeyboardInterrupt):
+            fit(make_model(), [callback()], epochs=4)
+    model = make_model()
+    history = fit(model, [callback()], epochs=4)
+    assert history.epoch[0] == 3  # the weights hold epochs 0 to 2
+    for a, b in zip(weights(model), weights(reference)):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert not os.path.exists(tmp_path / "backup")
+
+
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"filepath": "best.h5"}, ValueError, "filepath"),
     ({"filepath": None}, ValueError, "filepath"),

@@ -231,6 +231,13 @@ def test_a_failure_keeps_what_the_run_wrote(tmp_path):
     assert os.listdir(out) == ["partial.png"]
 
 
+def test_the_write_probe_leaves_a_file_of_the_same_name_alone(tmp_path):
+    (tmp_path / ".write-test").write_text("mine")
+    assert common.ensure_writable(str(tmp_path)) == []
+    assert os.listdir(tmp_path) == [".write-test"]
+    assert (tmp_path / ".write-test").read_text() == "mine"
+
+
 def test_environment_names_kerastrain_and_only_the_frameworks_used():
     import argparse
     import importlib

@@ -51,6 +51,31 @@ def test_quick_run_scores_every_model_on_the_same_test_split(first_run):
         metrics["test"]["mlp/smote"]["roc_auc"], abs=1e-9)
 
 
+def test_an_interrupted_rerun_leaves_the_earlier_runs_model(
+        tmp_path, monkeypatch):
+    # A rerun into the same folder wrote its checkpoints over model.keras
+    # while it trained: interrupted, it left the new run's model beside the
+    # earlier run's preprocessor.pkl and metrics.json.
+    out = quick_run(tmp_path / "run")
+    before = {name: (out / name).read_bytes() for name in (
+        "model.keras", "model_unbalanced.keras", "preprocessor.pkl",
+        "metrics.json")}
+    real_peers = recipe.peers
+    calls = []
+
+    def interrupted_peers(*args, **kwargs):  # after each method's fit
+        calls.append(1)
+        if len(calls) == 2:  # after the SMOTE model's fit
+            raise KeyboardInterrupt("simulated Ctrl-C")
+        return real_peers(*args, **kwargs)
+
+    monkeypatch.setattr(recipe, "peers", interrupted_peers)
+    with pytest.raises(KeyboardInterrupt):
+        recipe.main(["--quick", "--out", str(out), "--seed", "3"])
+    for name, content in before.items():
+        assert (out / name).read_bytes() == content, name
+
+
 def test_scores_match_a_hand_count():
     y = np.array([0, 0, 0, 1, 1])
     score = np.array([0.1, 0.6, 0.2, 0.9, 0.4])
