@@ -57,6 +57,40 @@ def test_saves_the_best_stops_and_restores_it_from_the_file(tmp_path):
                                val[best_epoch], rtol=1e-5)
 
 
+def early_stopping_in_numpy(values, min_delta, patience):
+    """Keras' rule, written out: an epoch improves when its value is below
+    the best so far by more than `min_delta`; training stops once
+    `patience` epochs in a row have not. Returns (best epoch, epochs
+    run)."""
+    best, best_epoch, wait = np.inf, None, 0
+    for epoch, value in enumerate(values):
+        if value < best - min_delta:
+            best, best_epoch, wait = value, epoch, 0
+        else:
+            wait += 1
+            if wait >= patience:
+                return best_epoch, epoch + 1
+    return best_epoch, len(values)
+
+
+def test_min_delta_ignores_small_improvements(tmp_path):
+    # The same run without early stopping gives the validation losses.
+    losses = fit(make_model(), [], epochs=25).history["val_loss"]
+    steps = np.abs(np.diff(losses))
+    min_delta = float(np.quantile(steps, 0.6))  # most late steps are below
+    best_epoch, epochs_run = early_stopping_in_numpy(losses, min_delta, 3)
+    plain_best, plain_run = early_stopping_in_numpy(losses, 0.0, 3)
+    assert (best_epoch, epochs_run) != (plain_best, plain_run)  # it matters
+    path = str(tmp_path / "best.keras")
+    callback = CheckpointEarlyStopping(path, patience=3, min_delta=min_delta)
+    model = make_model()
+    history = fit(model, [callback], epochs=25)
+    assert len(history.history["val_loss"]) == epochs_run
+    assert callback.best_epoch == best_epoch
+    np.testing.assert_allclose(history.history["val_loss"],
+                               losses[:epochs_run], rtol=1e-6)
+
+
 def test_max_mode_and_restore_off(tmp_path):
     callback = CheckpointEarlyStopping(str(tmp_path / "m.keras"),
                                        monitor="val_loss", mode="max",
