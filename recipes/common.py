@@ -11,6 +11,7 @@ import importlib
 import io
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -234,12 +235,16 @@ def run_main(name, doc, run, argv=None, *, epochs, batch_size, **flags):
     Returns the exit code: 0, or 1 after printing a `RecipeError`. Any
     other exception propagates, traceback and all. On any failure the
     folders this run created for `--out` are removed while they are empty
-    (what the run wrote there before failing stays).
+    (what the run wrote there before failing stays, its staged models
+    until the next run into that folder starts).
     """
     args = parse_args(name, doc.split("\n\n")[0], argv, epochs=epochs,
                       batch_size=batch_size, **flags)
     if args.quick:
         args.epochs = min(args.epochs, 2)
+    # What an interrupted run staged was never published; this run stages
+    # its own (publishing the old files with it would mix two runs).
+    shutil.rmtree(staged(args), ignore_errors=True)
     try:
         _run_with_policy(run, args)
     except BaseException as error:  # KeyboardInterrupt too

@@ -231,6 +231,24 @@ def test_a_failure_keeps_what_the_run_wrote(tmp_path):
     assert os.listdir(out) == ["partial.png"]
 
 
+def test_a_run_publishes_only_what_it_staged_itself(tmp_path):
+    # An interrupted run left a snapshot the next run does not make.
+    stale = tmp_path / common.STAGING / "snapshots" / "snapshot_0009.keras"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("an earlier run's")
+
+    def run(args):
+        path = common.staged(args, "snapshots", "snapshot_0001.keras")
+        os.makedirs(os.path.dirname(path))
+        with open(path, "w") as f:
+            f.write("this run's")
+        common.finish("demo", args, {}, [], lambda: 0.0)
+
+    assert run_with(["--out", str(tmp_path)], run) == 0
+    assert os.listdir(tmp_path / "snapshots") == ["snapshot_0001.keras"]
+    assert not os.path.exists(tmp_path / common.STAGING)
+
+
 def test_the_write_probe_leaves_a_file_of_the_same_name_alone(tmp_path):
     (tmp_path / ".write-test").write_text("mine")
     assert common.ensure_writable(str(tmp_path)) == []
