@@ -442,8 +442,9 @@ def fit_image_classifier(model, train, val, args, *, max_lr, weight_decay,
     `args.out/model.keras` (staged until `finish`), among the last 10% of
     the epochs (where the rate is below 5% of its peak: on the digits' 270
     validation images, a lucky high-rate epoch otherwise wins and scores
-    worse on the test split than the annealed ones) and with patience for the whole budget (one-cycle
-    plans all its epochs). Writes `schedule.png`.
+    worse on the test split than the annealed ones) and with patience for
+    the whole budget (one-cycle plans all its epochs). Writes
+    `schedule.png`.
 
     Returns the Keras `History` of all epochs.
     """

@@ -20,9 +20,9 @@ class _Backup(keras.callbacks.BackupAndRestore):
     """Keras' `BackupAndRestore` with a double checkpoint, every file of it
     written atomically (Keras writes them in place: an interrupt mid-write
     leaves a truncated `training_metadata.json` that the next `fit` cannot
-    read), and, at the end of training, only its own files removed (Keras
-    removes the whole folder, with whatever else was in it); the folder
-    goes too when that leaves it empty.
+    read), and nothing removed at the end of training (Keras would remove
+    the whole folder, with whatever else was in it): its owner removes
+    `files()`.
 
     The epoch to resume from is also stored in the weights file: Keras
     writes the weights, then `training_metadata.json`, and a crash between
@@ -63,9 +63,6 @@ class _Backup(keras.callbacks.BackupAndRestore):
                 epoch = f.attrs.get(EPOCH_ATTRIBUTE)
             if epoch is not None:
                 self.model._initial_epoch = int(epoch)
-
-    def on_train_end(self, logs=None):
-        remove_files(self.files(), self.backup_dir)
 
 
 def remove_files(paths, folder):

@@ -210,7 +210,8 @@ class GradientAccumulation(keras.callbacks.Callback):
         optimizer = base_optimizer(self.model.optimizer)
         if self._first_epoch:
             self._first_epoch = False
-            if getattr(optimizer, ACCUMULATION_MARK, None) is None and epoch > 0:
+            if (getattr(optimizer, ACCUMULATION_MARK, None) is None
+                    and epoch > 0):
                 # A new optimizer object resuming at `epoch` (restored by
                 # a backup, or loaded): its count was accumulated under the
                 # number of the epoch before, not its constructor's.

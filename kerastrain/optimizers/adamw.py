@@ -41,7 +41,8 @@ class AdamW(ScheduledHyperparameters, keras.optimizers.AdamW):
                  **kwargs):
         # beta_1 = 1 zeroes Adam's bias correction `1 - beta_1 ** t`.
         beta_1 = check_scheduled("beta_1", beta_1, 0, 1, high_closed=False)
-        super().__init__(check_learning_rate(learning_rate), weight_decay=weight_decay,
+        super().__init__(check_learning_rate(learning_rate),
+                         weight_decay=weight_decay,
                          beta_1=beta_1 if isinstance(beta_1, float) else 0.9,
                          **kwargs)
         self.beta_1 = beta_1

@@ -60,7 +60,8 @@ class LARS(ScheduledHyperparameters, keras.optimizers.Optimizer):
     def __init__(self, learning_rate=0.1, momentum=0.9, weight_decay=0.0,
                  trust_coefficient=0.001, exclude_from_layer_adaptation=None,
                  name="lars", **kwargs):
-        super().__init__(check_learning_rate(learning_rate), name=name, **kwargs)
+        super().__init__(check_learning_rate(learning_rate), name=name,
+                         **kwargs)
         self.momentum = check_scheduled("momentum", momentum, 0, 1)
         self.lars_weight_decay = check_float("weight_decay", weight_decay,
                                              low=0)

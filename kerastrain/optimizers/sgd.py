@@ -50,9 +50,9 @@ class SGD(ScheduledHyperparameters, keras.optimizers.SGD):
         scheduled = not isinstance(momentum, float)
         # Keras' check wants a float; any non-zero one makes it build the
         # velocity slots.
-        super().__init__(check_learning_rate(learning_rate), momentum=0.5 if scheduled else
-                         momentum, nesterov=check_bool("nesterov", nesterov),
-                         **kwargs)
+        super().__init__(check_learning_rate(learning_rate),
+                         momentum=0.5 if scheduled else momentum,
+                         nesterov=check_bool("nesterov", nesterov), **kwargs)
         self.momentum = momentum
 
     def update_step(self, gradient, variable, learning_rate):
