@@ -193,20 +193,31 @@ def write_text(text, path):
             f.write(text)
 
 
-def pyplot():
-    """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
-    import matplotlib
+def new_figure(nrows=1, ncols=1, *, figsize, squeeze=True):
+    """A matplotlib figure and its axes (`Figure.subplots`), made without
+    pyplot: the display backend is neither chosen nor changed (a notebook's
+    or a desktop's stays as the user set it, its open figures open), no
+    display is needed, and nothing is left in pyplot's list of figures.
+    In a notebook, a returned figure shows as the cell's value.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Args:
+        nrows, ncols: The grid of axes.
+        figsize: `(width, height)` in inches.
+        squeeze: As in `Figure.subplots`: a single `Axes` for a 1x1 grid.
 
-    return plt
+    Returns:
+        `(figure, axes)`.
+    """
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=figsize)
+    return figure, figure.subplots(nrows, ncols, squeeze=squeeze)
 
 
 def save_figure(figure, path):
-    """Saves a matplotlib figure to `path` atomically and closes it. A path
-    without an extension gets matplotlib's default format's, as
-    `figure.savefig` does (`.png`)."""
+    """Saves a matplotlib figure to `path` atomically. A path without an
+    extension gets matplotlib's default format's, as `figure.savefig` does
+    (`.png`)."""
     path = os.fspath(path)
     if not os.path.splitext(path)[1]:
         import matplotlib
@@ -214,7 +225,6 @@ def save_figure(figure, path):
         path = f"{path}.{matplotlib.rcParams['savefig.format']}"
     with atomic_path(path) as tmp:
         figure.savefig(tmp, dpi=120, bbox_inches="tight")
-    pyplot().close(figure)
 
 
 def _plain(value):

@@ -334,15 +334,12 @@ def write_history(history, path):
 
 def plot_history(history, path):
     """Learning curves: each metric, training and validation, per epoch."""
-    from kerastrain.io import pyplot, save_figure
-
-    plt = pyplot()
+    from kerastrain.io import new_figure, save_figure
 
     metrics = [k for k in history.history if not k.startswith("val_")
                and k != "learning_rate"]
-    figure, axes = plt.subplots(1, len(metrics),
-                                figsize=(5 * len(metrics), 3.8),
-                                squeeze=False)
+    figure, axes = new_figure(1, len(metrics),
+                              figsize=(5 * len(metrics), 3.8), squeeze=False)
     epochs = [e + 1 for e in history.epoch]
     for ax, metric in zip(axes[0], metrics):
         ax.plot(epochs, history.history[metric], label="training")
@@ -357,12 +354,10 @@ def plot_history(history, path):
 
 
 def plot_confusion_matrix(y_true, y_pred, path, title):
-    from kerastrain.io import pyplot, save_figure
-
-    plt = pyplot()
+    from kerastrain.io import new_figure, save_figure
     from sklearn.metrics import ConfusionMatrixDisplay
 
-    figure, ax = plt.subplots(figsize=(5.5, 5))
+    figure, ax = new_figure(figsize=(5.5, 5))
     ConfusionMatrixDisplay.from_predictions(y_true, y_pred, ax=ax,
                                             colorbar=False)
     ax.set_title(title)
@@ -378,15 +373,14 @@ def plot_misclassified(images, y_true, y_pred, path, limit=40):
     to their own range. Returns the positions drawn."""
     import numpy as np
 
-    from kerastrain.io import pyplot, save_figure
+    from kerastrain.io import new_figure, save_figure
 
-    plt = pyplot()
     wrong = np.flatnonzero(np.asarray(y_pred) != np.asarray(y_true))
     shown = wrong[:limit]
     columns = 8
     rows = max(1, -(-len(shown) // columns))
-    figure, axes = plt.subplots(rows, columns, squeeze=False,
-                                figsize=(columns * 1.2, rows * 1.4 + 0.6))
+    figure, axes = new_figure(rows, columns, squeeze=False,
+                              figsize=(columns * 1.2, rows * 1.4 + 0.6))
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, shown):
@@ -611,7 +605,7 @@ def search_report(tuner, out, histories, top=5):
 
     Returns `(best_hyperparameters_dict, rows)`, rows sorted best first.
     """
-    from kerastrain.io import pyplot, save_figure, write_json, write_text
+    from kerastrain.io import new_figure, save_figure, write_json, write_text
 
     trials = [t for t in tuner.oracle.trials.values() if t.score is not None]
     direction = tuner.oracle.objective.direction
@@ -634,7 +628,7 @@ def search_report(tuner, out, histories, top=5):
     writer.writerows(rows)
     write_text(buffer.getvalue(), os.path.join(out, "trials.csv"))
 
-    figure, ax = pyplot().subplots(figsize=(6, 3.5))
+    figure, ax = new_figure(figsize=(6, 3.5))
     # Ids are numbers as text ("3", "12" or zero-padded "03", "12").
     chronological = sorted(trials, key=lambda t: (len(t.trial_id),
                                                   t.trial_id))

@@ -106,9 +106,9 @@ def plot_roc(curves, y_test, path):
     """ROC curves of every model on the test split, one figure."""
     from sklearn.metrics import RocCurveDisplay
 
-    from kerastrain.io import pyplot, save_figure
+    from kerastrain.io import new_figure, save_figure
 
-    figure, ax = pyplot().subplots(figsize=(6, 5.5))
+    figure, ax = new_figure(figsize=(6, 5.5))
     for label, score in curves.items():
         RocCurveDisplay.from_predictions(y_test, score, name=label, ax=ax)
     ax.plot([0, 1], [0, 1], "k:", lw=1)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from kerastrain import io
-from tests.support import other_backends, run_python, to_numpy
+from tests.support import to_numpy
 
 
 def test_write_json_replaces_the_file_and_leaves_no_temporary(tmp_path):
@@ -120,36 +120,26 @@ def test_torch_only_optimizer_classes_are_saved_as_public_ones():
     assert io._public_optimizers(own) == own
 
 
-LOAD_AND_TRAIN = """
-import json, numpy as np, keras, kerastrain
-model = keras.saving.load_model({path!r})
-fresh = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-fresh.compile(optimizer="adam", loss="mse")
-before = keras.ops.convert_to_numpy(model.layers[0].kernel).copy()
-model.fit(np.ones((4, 3), "float32"), np.zeros((4, 2), "float32"), verbose=0)
-after = keras.ops.convert_to_numpy(model.layers[0].kernel)
-print(json.dumps([model.jit_compile, fresh.jit_compile,
-                  type(model.optimizer).__module__,
-                  type(fresh.optimizer).__module__,
-                  bool(np.any(before != after))]))
-"""
 
+def test_plots_leave_the_users_pyplot_alone(tmp_path):
+    # Choosing Agg for pyplot switched a user's backend (a notebook's, a
+    # desktop's) and so closed every figure the user had open.
+    import matplotlib
+    import matplotlib.pyplot as plt
 
-def test_a_saved_model_trains_on_other_backends_as_if_compiled_there(
-        tmp_path):
-    # Compiled with Keras' own Adam and the default jit_compile: saved on
-    # torch, Keras' file names a torch-only class; saved on jax, it turns
-    # on torch.compile where it loads on torch.
-    model = dense_model()
-    model.compile(optimizer="adam", loss="mse")
-    model.fit(np.ones((4, 3), "float32"), np.zeros((4, 2), "float32"),
-              verbose=0)
-    path = str(tmp_path / "model.keras")
-    io.save_model(model, path)
-    assert "get_compile_config" not in vars(model)
-    assert model.get_compile_config()["jit_compile"] == model.jit_compile
-    for backend in other_backends():
-        jit, fresh_jit, module, fresh_module, trained = json.loads(
-            run_python(backend, LOAD_AND_TRAIN.format(path=path)))
-        assert (jit, module) == (fresh_jit, fresh_module), backend
-        assert trained, backend
+    from kerastrain.schedules import OneCycle, plot_schedule
+
+    before = matplotlib.get_backend()
+    plt.switch_backend("pdf")  # any backend but Agg, display-free
+    try:
+        users = plt.figure()
+        figure, axes = io.new_figure(1, 2, figsize=(4, 2))
+        assert axes.shape == (2,) and figure.axes == list(axes)
+        io.save_figure(figure, tmp_path / "two")
+        plot_schedule(OneCycle(0.1, 10), 10, tmp_path / "schedule.png")
+        assert matplotlib.get_backend() == "pdf"
+        assert plt.get_fignums() == [users.number]
+        assert sorted(os.listdir(tmp_path)) == ["schedule.png", "two.png"]
+    finally:
+        plt.close("all")
+        plt.switch_backend(before)

@@ -3,7 +3,7 @@
 import numpy as np
 
 from kerastrain._validation import check_choice
-from kerastrain.io import pyplot, save_figure
+from kerastrain.io import new_figure, save_figure
 
 
 def _valley(lrs, losses):
@@ -115,8 +115,7 @@ class LRFinderResult:
         Returns:
             The matplotlib `Figure`.
         """
-        plt = pyplot()
-        figure, ax = plt.subplots(figsize=(6.5, 4))
+        figure, ax = new_figure(figsize=(6.5, 4))
         ax.plot(self.lrs, self.losses, color="tab:blue", alpha=0.25,
                 label="loss")
         ax.plot(self.lrs, self.smoothed_losses, color="tab:blue",

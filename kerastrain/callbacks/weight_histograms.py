@@ -13,7 +13,7 @@ from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 from kerastrain._validation import check_bool, check_int, check_path
 from kerastrain.callbacks._gradients import GradientFunction
-from kerastrain.io import pyplot, save_figure
+from kerastrain.io import new_figure, save_figure
 
 PERCENTILES = (0, 5, 25, 50, 75, 95, 100)
 BINS = 30
@@ -187,12 +187,11 @@ class WeightHistograms(keras.callbacks.Callback):
         return finite
 
     def _plot(self):
-        plt = pyplot()
         folder = os.path.join(self.log_dir, "plots")
         os.makedirs(folder, exist_ok=True)
         for path, rows in self.percentiles.items():
             rows, epochs = np.array(rows), self._steps[path]
-            figure, ax = plt.subplots(figsize=(6, 3.6))
+            figure, ax = new_figure(figsize=(6, 3.6))
             ax.fill_between(epochs, rows[:, 0], rows[:, 6], alpha=0.12,
                             color="tab:blue", label="min-max")
             ax.fill_between(epochs, rows[:, 1], rows[:, 5], alpha=0.25,

@@ -4,7 +4,7 @@ import numpy as np
 from keras import ops
 
 from kerastrain._validation import check_int
-from kerastrain.io import pyplot, save_figure
+from kerastrain.io import new_figure, save_figure
 
 
 def schedule_values(schedule, steps):
@@ -37,7 +37,7 @@ def plot_schedule(schedule, steps, path=None, momentum=None, title=None):
         title: Figure title; defaults to the schedule's class name.
 
     Returns:
-        The matplotlib `Figure` (already closed if `path` was given).
+        The matplotlib `Figure`.
 
     Example:
 
@@ -46,10 +46,9 @@ def plot_schedule(schedule, steps, path=None, momentum=None, title=None):
     >>> [ax.get_ylabel() for ax in figure.axes]
     ['learning rate', 'momentum']
     """
-    plt = pyplot()
     momentum = momentum or getattr(schedule, "momentum_schedule", None)
     x = np.arange(steps)
-    figure, ax = plt.subplots(figsize=(6.5, 3.8))
+    figure, ax = new_figure(figsize=(6.5, 3.8))
     ax.plot(x, schedule_values(schedule, steps), color="tab:blue")
     ax.set_xlabel("step")
     ax.set_ylabel("learning rate")
