@@ -1,7 +1,8 @@
 """A `.keras` file saved on one backend loads and predicts the same on the
-others (each backend's run saves, and subprocesses load on the other two).
-Saved as kerastrain's callbacks and recipes save, with `io.save_model`
-(whose portable compile config `tests/test_io.py` checks)."""
+others, and trains there (each backend's run saves, and one subprocess per
+other backend loads everything). Saved as kerastrain's callbacks and
+recipes save, with `io.save_model` (whose portable compile config
+`tests/test_io.py` checks)."""
 
 import json
 
@@ -23,6 +24,21 @@ x = np.load({x_path!r})
 np.save({out_path!r}, keras.ops.convert_to_numpy(model.predict(x, verbose=0)))
 print(json.dumps([[type(l).__name__ for l in model.layers],
                   model.optimizer.get_config()], default=str))
+"""
+# Compiled with Keras' own Adam and the default jit_compile: saved on
+# torch, Keras' file names a torch-only class; saved on jax, it turns on
+# torch.compile where it loads on torch. Loaded, it must train as a model
+# compiled on the loading backend would.
+TRAIN_LIKE_A_FRESH_MODEL = """
+fresh = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+fresh.compile(optimizer="adam", loss="mse")
+before = keras.ops.convert_to_numpy(model.layers[0].kernel).copy()
+model.fit(np.ones((4, 3), "float32"), np.zeros((4, 2), "float32"), verbose=0)
+after = keras.ops.convert_to_numpy(model.layers[0].kernel)
+print(json.dumps([model.jit_compile, fresh.jit_compile,
+                  type(model.optimizer).__module__,
+                  type(fresh.optimizer).__module__,
+                  bool(np.any(before != after))]))
 """
 
 
@@ -47,7 +63,8 @@ def model_with_every_layer():
     return model
 
 
-def test_saved_models_load_and_predict_the_same_on_other_backends(tmp_path):
+def test_saved_models_load_predict_the_same_and_train_on_other_backends(
+        tmp_path):
     one_cycle = OneCycle(0.1, 100, three_phase=True)
     members = [keras.Sequential([
         keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3),
@@ -62,14 +79,24 @@ def test_saved_models_load_and_predict_the_same_on_other_backends(tmp_path):
                    SGD(one_cycle, one_cycle.momentum_schedule,
                        nesterov=True)),
         "ensemble": (ensemble(members), LARS(0.1, weight_decay=1e-4)),
+        # Last: the script trains the model it loaded last.
+        "keras_adam": (keras.Sequential([keras.Input((3,)),
+                                         keras.layers.Dense(2)]), "adam"),
     }
     script, expected, configs = HEADER, {}, {}
     for key, (model, optimizer) in models.items():
         model.compile(optimizer=optimizer, loss="mse")
+        if key == "keras_adam":  # a built optimizer, with its state
+            model.fit(np.ones((4, 3), "float32"),
+                      np.zeros((4, 2), "float32"), verbose=0)
+            assert "get_compile_config" not in vars(model)
+            assert model.get_compile_config()["jit_compile"] == (
+                model.jit_compile)
+        optimizer = model.optimizer
         configs[key] = json.loads(json.dumps(optimizer.get_config(),
                                              default=str))
         x = np.random.default_rng(1).standard_normal(
-            (4,) + tuple(model.input.shape[1:])).astype("float32")
+            (4,) + tuple(model.input_shape[1:])).astype("float32")
         expected[key] = to_numpy(model.predict(x, verbose=0))
         path = str(tmp_path / f"{key}.keras")
         x_path = str(tmp_path / f"{key}_x.npy")
@@ -82,11 +109,13 @@ def test_saved_models_load_and_predict_the_same_on_other_backends(tmp_path):
         script += LOAD_AND_PREDICT.format(
             path=path, x_path=x_path,
             out_path=str(tmp_path / f"{key}_{{backend}}.npy"))
+    script += TRAIN_LIKE_A_FRESH_MODEL
 
     # One subprocess per other backend loads every model.
     for backend in other_backends():
         lines = run_python(backend, script.replace("{backend}", backend))
         lines = lines.strip().splitlines()
+        assert len(lines) == len(models) + 1, lines
         for (key, (model, _)), line in zip(models.items(), lines):
             names, optimizer_config = json.loads(line)
             assert names == [type(l).__name__ for l in model.layers]
@@ -94,6 +123,9 @@ def test_saved_models_load_and_predict_the_same_on_other_backends(tmp_path):
             np.testing.assert_allclose(
                 np.load(tmp_path / f"{key}_{backend}.npy"), expected[key],
                 atol=1e-5, err_msg=f"{key} loaded on {backend}")
+        jit, fresh_jit, module, fresh_module, trained = json.loads(lines[-1])
+        assert (jit, module) == (fresh_jit, fresh_module), backend
+        assert trained, backend
 
 
 def test_layers_are_registered_under_the_kerastrain_package():

@@ -1,6 +1,7 @@
 import json
 import os
 import pickle
+import shutil
 
 import keras
 import numpy as np
@@ -52,11 +53,12 @@ def test_quick_run_scores_every_model_on_the_same_test_split(first_run):
 
 
 def test_an_interrupted_rerun_leaves_the_earlier_runs_model(
-        tmp_path, monkeypatch):
+        first_run, tmp_path, monkeypatch):
     # A rerun into the same folder wrote its checkpoints over model.keras
     # while it trained: interrupted, it left the new run's model beside the
     # earlier run's preprocessor.pkl and metrics.json.
-    out = quick_run(tmp_path / "run")
+    out = tmp_path / "run"
+    shutil.copytree(first_run, out)
     before = {name: (out / name).read_bytes() for name in (
         "model.keras", "model_unbalanced.keras", "preprocessor.pkl",
         "metrics.json")}
