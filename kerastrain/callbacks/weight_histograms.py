@@ -63,7 +63,10 @@ class WeightHistograms(keras.callbacks.Callback):
     With `plot=True`, at the end of training a PNG per weight matrix (or
     tensor: kernels, embeddings; not biases or norm scales) shows
     how its weight distribution moved across epochs (median, 25-75% and
-    5-95% bands, extremes): the "weights during learning" picture.
+    5-95% bands, extremes): the "weights during learning" picture. A
+    `fit` that continues an earlier one with the same callback
+    (`initial_epoch`, or a resume from `BackupAndRestore`) extends the
+    picture; one that starts again at epoch 0 draws it anew.
 
     The event files are written with TensorBoard's own writer and
     protocol buffers, histograms binned by NumPy (no TensorFlow op runs);
@@ -107,15 +110,14 @@ class WeightHistograms(keras.callbacks.Callback):
                 f"probe={type(probe).__name__}")
         self.probe = probe
         self._writer = None
-        self.percentiles = {}
+        self.percentiles = {}  # weight path: percentile rows, one per step
+        self._steps = {}  # weight path: the steps of those rows
 
     def on_train_begin(self, logs=None):
         os.makedirs(self.log_dir, exist_ok=True)
         self._writer = EventFileWriter(self.log_dir)
         self._gradient_fn = (GradientFunction(self.model) if self.gradients
                              else None)
-        self.percentiles = {}
-        self._steps = {}
         self._warned = False
         self._started = False
 
@@ -127,8 +129,19 @@ class WeightHistograms(keras.callbacks.Callback):
         # histograms then come after the first epoch.
         if not self._started:
             self._started = True
+            self._forget_from(epoch)
             if self.model.built:
                 self._write(step=epoch)
+
+    def _forget_from(self, step):
+        """Drops the plot's rows from `step` on: a `fit` continuing an
+        earlier one (`initial_epoch`) or resumed from a backup extends its
+        picture, one starting over at epoch 0 replaces it."""
+        for path in list(self._steps):
+            keep = sum(s < step for s in self._steps[path])
+            del self._steps[path][keep:], self.percentiles[path][keep:]
+            if not keep:
+                del self._steps[path], self.percentiles[path]
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.freq == 0:

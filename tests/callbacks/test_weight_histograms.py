@@ -8,6 +8,7 @@ from tensorboard.backend.event_processing.event_accumulator import (
     EventAccumulator)
 
 from kerastrain.callbacks import WeightHistograms
+from kerastrain.callbacks.weight_histograms import PERCENTILES
 from kerastrain.callbacks._gradients import GradientFunction
 from tests.support import to_numpy
 
@@ -337,3 +338,29 @@ def test_bad_arguments(kwargs, error, match):
                                               np.zeros((2, 2))), **kwargs}
     with pytest.raises(error, match=match):
         WeightHistograms(**arguments)
+
+
+def test_a_continued_fit_extends_the_picture_and_a_new_one_replaces_it(
+        tmp_path):
+    x, y = data()
+    model = make_model()
+    callback = WeightHistograms(tmp_path, gradients=False)
+    kernels = []
+
+    class Kernel(keras.callbacks.Callback):  # the reference: read directly
+        def on_epoch_end(self, epoch, logs=None):
+            kernels.append((epoch + 1, keras.ops.convert_to_numpy(
+                self.model.get_layer("hidden").kernel).copy()))
+
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[callback, Kernel()])
+    model.fit(x, y, initial_epoch=2, epochs=4, verbose=0,
+              callbacks=[callback, Kernel()])
+    assert callback._steps["net/hidden/kernel"] == [0, 1, 2, 3, 4]
+    rows = callback.percentiles["net/hidden/kernel"]
+    for step, kernel in kernels:
+        np.testing.assert_allclose(rows[step], np.percentile(
+            kernel, PERCENTILES), rtol=1e-6)
+    # Starting again at epoch 0 (a new training) draws a new picture.
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+    assert callback._steps["net/hidden/kernel"] == [0, 1]
+    assert len(callback.percentiles["net/hidden/kernel"]) == 2
