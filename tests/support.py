@@ -1,4 +1,5 @@
-"""Helpers shared by the tests: backend autodiff and backend subprocesses."""
+"""Helpers shared by the tests: NumPy references, backend autodiff and
+backend subprocesses."""
 
 import os
 import subprocess
@@ -13,6 +14,24 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def to_numpy(x):
     return keras.ops.convert_to_numpy(x)
+
+
+def softmax(z):
+    """NumPy's softmax over the last axis."""
+    z = z - z.max(axis=-1, keepdims=True)
+    return np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True)
+
+
+def shifted(x, dy, dx):
+    """`x` (N, H, W, C) moved `dy` rows down and `dx` columns right, the
+    vacated pixels zero: written out index by index."""
+    out = np.zeros_like(x)
+    height, width = x.shape[1:3]
+    for i in range(height):
+        for j in range(width):
+            if 0 <= i - dy < height and 0 <= j - dx < width:
+                out[:, i, j] = x[:, i - dy, j - dx]
+    return out
 
 
 def input_grad(fn, x):

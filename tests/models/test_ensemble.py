@@ -3,12 +3,7 @@ import numpy as np
 import pytest
 
 from kerastrain.models import ensemble, resnet
-from tests.support import to_numpy
-
-
-def softmax(z):
-    z = z - z.max(axis=1, keepdims=True)
-    return np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+from tests.support import softmax, to_numpy
 
 
 def members(n=3, seed=0):

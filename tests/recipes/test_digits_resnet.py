@@ -10,11 +10,12 @@ from sklearn.model_selection import train_test_split
 from sklearn.svm import SVC
 
 from recipes import digits_resnet
-from tests.support import to_numpy
+from tests.support import shifted, softmax, to_numpy
 
-EXPECTED_FILES = {"model.keras", "metrics.json", "history.csv",
-                  "learning_curves.png", "confusion_matrix.png",
-                  "misclassified.png", "schedule.png"}
+EXPECTED_FILES = {"model.keras", "model_tta.keras", "metrics.json",
+                  "history.csv", "learning_curves.png",
+                  "confusion_matrix.png", "misclassified.png",
+                  "schedule.png"}
 
 
 def test_quick_run_writes_reloadable_outputs(tmp_path, capsys):
@@ -44,6 +45,23 @@ def test_quick_run_writes_reloadable_outputs(tmp_path, capsys):
     assert metrics["misclassified"] == [
         {"index": int(i), "label": int(y_test[i]),
          "predicted": int(predicted[i])} for i in wrong]
+
+    # model_tta.keras averages the softmax of the digit and its four
+    # one-pixel shifts (NumPy's, here) and reproduces the TTA metrics.
+    views = [x_test] + [shifted(x_test, dy, dx) for dy, dx in (
+        (1, 0), (-1, 0), (0, 1), (0, -1))]
+    averaged = np.mean([softmax(to_numpy(model(v))) for v in views], 0)
+    tta_model = keras.saving.load_model(out / "model_tta.keras")
+    np.testing.assert_allclose(to_numpy(tta_model(x_test)), averaged,
+                               rtol=1e-5, atol=1e-6)
+    predicted = np.argmax(averaged, -1)
+    assert np.mean(predicted == y_test) == pytest.approx(
+        metrics["test_accuracy_tta"], abs=1e-6)
+    assert metrics["misclassified_tta"] == [
+        {"index": int(i), "label": int(y_test[i]),
+         "predicted": int(predicted[i])}
+        for i in np.flatnonzero(predicted != y_test)]
+    assert metrics["test_errors_tta"] == len(metrics["misclassified_tta"])
 
     # It is the best epoch on validation loss among the last 10% of the
     # epochs (CheckpointEarlyStopping with start_from_epoch).

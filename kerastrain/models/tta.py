@@ -1,0 +1,75 @@
+"""Test-time augmentation: one model that averages its predictions over
+shifted copies of the input image."""
+
+import keras
+
+from kerastrain._validation import check_bool, check_int
+
+
+def tta(model, shift=1, from_logits=True, name="tta"):
+    """Averages `model`'s class probabilities over the image and four
+    copies of it shifted by `shift` pixels (down, up, right, left).
+
+    Test-time augmentation as fastai's `Learner.tta` does it, for shifts:
+    a model trained on randomly translated images (`image_pipeline`'s
+    `"shift"`) scores each test image as the mean of five views, the
+    vacated border filled with zeros like `RandomTranslation`'s
+    `fill_mode="constant"`. The result is a functional model built from
+    Keras' own `ZeroPadding2D` and `Cropping2D` and `model` itself (its
+    weights shared, not copied): it predicts five times the work of one
+    view, and saves and loads as `.keras` like any other model, on any
+    backend.
+
+    Args:
+        model: A Keras model with one input of images, `(batch, height,
+            width, channels)` (or channels first, following Keras'
+            `image_data_format`), and one output of class scores.
+        shift: Pixels to shift by, >= 1 and smaller than the height and the
+            width.
+        from_logits: Whether `model` outputs logits (softmax is applied to
+            each view) or probabilities (averaged as they are).
+        name: Name of the new model.
+
+    Returns:
+        A `keras.Model` with `model`'s input, giving probabilities.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> net = keras.Sequential([keras.Input((8, 8, 1)),
+    ...                         keras.layers.Flatten(), keras.layers.Dense(3)])
+    >>> tta(net).predict(np.ones((2, 8, 8, 1)), verbose=0).sum(-1).round(5)
+    array([1., 1.], dtype=float32)
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError("Argument `model` must be a Keras model. Received: "
+                        f"model={model!r}")
+    shift = check_int("shift", shift, min_value=1)
+    check_bool("from_logits", from_logits)
+    inputs = model.inputs
+    if len(inputs) != 1 or len(model.outputs) != 1 or len(
+            inputs[0].shape) != 4:
+        raise ValueError(
+            "Argument `model` must have one input of images (batch, height, "
+            "width, channels) and one output. Received: inputs "
+            f"{[tuple(i.shape) for i in inputs]}, "
+            f"{len(model.outputs)} output(s)")
+    channels_last = keras.config.image_data_format() == "channels_last"
+    size = inputs[0].shape[1:3] if channels_last else inputs[0].shape[2:4]
+    if any(s is None or shift >= s for s in size):
+        raise ValueError(
+            "Argument `shift` must be smaller than the image's height and "
+            f"width (known in the model's input). Received: shift={shift} "
+            f"for images of {tuple(size)}")
+    image = keras.Input(shape=inputs[0].shape[1:], dtype=inputs[0].dtype)
+    outputs = [model(image)]
+    # (top, bottom) and (left, right) padding; the crop takes as much from
+    # the other side, so the size stays.
+    for rows, cols in (((shift, 0), (0, 0)), ((0, shift), (0, 0)),
+                       ((0, 0), (shift, 0)), ((0, 0), (0, shift))):
+        padded = keras.layers.ZeroPadding2D((rows, cols))(image)
+        shifted = keras.layers.Cropping2D((rows[::-1], cols[::-1]))(padded)
+        outputs.append(model(shifted))
+    if from_logits:
+        outputs = [keras.layers.Softmax(dtype="float32")(o) for o in outputs]
+    return keras.Model(image, keras.layers.Average()(outputs), name=name)

@@ -1,0 +1,72 @@
+import keras
+import numpy as np
+import pytest
+
+from kerastrain.models import resnet, tta
+from tests.support import shifted, softmax, to_numpy
+
+
+def images(shape=(5, 8, 6, 2), seed=0):
+    return np.random.default_rng(seed).uniform(0, 1, shape).astype(
+        "float32")
+
+
+@pytest.mark.parametrize("shift", [1, 2])
+def test_averages_the_softmax_over_the_image_and_four_shifts(tmp_path,
+                                                             shift):
+    keras.utils.set_random_seed(0)
+    model = resnet((8, 6, 2), 4, depth=8, width=4)
+    x = images()
+    views = [x] + [shifted(x, dy, dx) for dy, dx in (
+        (shift, 0), (-shift, 0), (0, shift), (0, -shift))]
+    expected = np.mean([softmax(to_numpy(model.predict(v, verbose=0)))
+                        for v in views], axis=0)
+    combined = tta(model, shift=shift)
+    got = to_numpy(combined.predict(x, verbose=0))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    # The weights are the model's own, not a copy.
+    assert {id(w) for w in combined.weights} == {id(w)
+                                                 for w in model.weights}
+
+    path = str(tmp_path / "tta.keras")
+    combined.save(path)
+    reloaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(to_numpy(reloaded.predict(x, verbose=0)), got,
+                               atol=1e-6)
+
+
+def test_probabilities_are_averaged_as_they_are():
+    model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(3),
+                              keras.layers.Softmax()])
+    x = images((3, 4, 4, 1))
+    views = [x] + [shifted(x, dy, dx) for dy, dx in (
+        (1, 0), (-1, 0), (0, 1), (0, -1))]
+    expected = np.mean([to_numpy(model.predict(v, verbose=0))
+                        for v in views], axis=0)
+    got = to_numpy(tta(model, from_logits=False).predict(x, verbose=0))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_bad_arguments_are_clear_errors():
+    model = keras.Sequential([keras.Input((4, 3, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(2)])
+    with pytest.raises(TypeError, match="`model` must be a Keras model"):
+        tta("model.keras")
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="`shift` must be an integer "
+                           ">= 1"):
+            tta(model, shift=bad)
+    for bad in (1.5, True, "1"):
+        with pytest.raises(TypeError, match="`shift` must be an integer"):
+            tta(model, shift=bad)
+    with pytest.raises(ValueError, match=r"smaller than .* shift=3 for "
+                       r"images of \(4, 3\)"):
+        tta(model, shift=3)
+    with pytest.raises(TypeError, match="`from_logits` must be True or "
+                       "False"):
+        tta(model, from_logits="yes")
+    flat = keras.Sequential([keras.Input((6,)), keras.layers.Dense(2)])
+    with pytest.raises(ValueError,
+                       match=r"one input of images .*\(None, 6\)"):
+        tta(flat)
