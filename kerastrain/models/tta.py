@@ -10,9 +10,11 @@ def tta(model, shift=1, from_logits=True, name="tta"):
     """Averages `model`'s class probabilities over the image and four
     copies of it shifted by `shift` pixels (down, up, right, left).
 
-    Test-time augmentation as fastai's `Learner.tta` does it, for shifts:
-    a model trained on randomly translated images (`image_pipeline`'s
-    `"shift"`) scores each test image as the mean of five views, the
+    Test-time augmentation, for shifts (fastai's `Learner.tta` averages
+    predictions over the training's random augmentations and blends in
+    the plain one; here the five fixed views weigh the same): a model
+    trained on randomly translated images (`image_pipeline`'s `"shift"`)
+    scores each test image as the mean of five views, the
     vacated border filled with zeros like `RandomTranslation`'s
     `fill_mode="constant"`. The result is a functional model built from
     Keras' own `ZeroPadding2D` and `Cropping2D` and `model` itself (its
