@@ -1,6 +1,7 @@
 """Snapshot ensembles: one model saved at the end of each cosine cycle."""
 
 import glob
+import json
 import math
 import os
 import warnings
@@ -8,7 +9,9 @@ import warnings
 import keras
 
 from kerastrain._validation import check_int
-from kerastrain.io import save_model
+from kerastrain.io import save_model, write_json
+
+MANIFEST = "snapshots.json"
 
 CosineDecayRestarts = keras.optimizers.schedules.CosineDecayRestarts
 
@@ -36,11 +39,14 @@ class SnapshotEnsemble(keras.callbacks.Callback):
 
     `snapshots` lists the files this training wrote, oldest first: the
     members of its ensemble. With `keep`, only the last `keep` of them
-    stay on disk. Files already in `directory` that this training did not
-    write (another run's, or those written before a resume in a new
-    process) are never listed nor deleted: a warning names them at the
-    start of `fit`, and those with the number of a cycle this training
-    ends are overwritten. Give each run an empty folder.
+    stay on disk. The list is also kept in `directory/snapshots.json`
+    (written atomically with each snapshot): a training resumed in a new
+    process (`BackupAndRestore`), or continued with a new callback, finds
+    the snapshots of the cycles its optimizer has already passed there.
+    Other files in `directory` (another run's) are never listed nor
+    deleted: a warning names them at the start of `fit`, and those with
+    the number of a cycle this training ends are overwritten. Give each
+    run an empty folder.
 
     Args:
         cycle_steps: Steps per cycle, >= 1; the `first_decay_steps` of the
@@ -161,6 +167,8 @@ class SnapshotEnsemble(keras.callbacks.Callback):
         # A snapshot of a later cycle than the optimizer has reached (all
         # of them, for an optimizer at 0) is from another training.
         first = self._step // self.cycle_steps
+        if not self._saved and first:
+            self._saved = self._read_manifest()
         self._saved = [(c, p) for c, p in self._saved if c <= first]
         ours = {os.path.abspath(p) for p in self.snapshots}
         others = [p for p in sorted(glob.glob(os.path.join(
@@ -187,3 +195,21 @@ class SnapshotEnsemble(keras.callbacks.Callback):
                 if os.path.exists(old):
                     os.remove(old)
             del self._saved[:-self.keep]
+        write_json({"cycle_steps": self.cycle_steps, "snapshots": [
+            [c, os.path.basename(p)] for c, p in self._saved]},
+            os.path.join(self.directory, MANIFEST))
+
+    def _read_manifest(self):
+        """The `(cycle, path)` list the training this one continues wrote
+        in `directory/snapshots.json`, its files still there; [] without
+        one, or one written with other `cycle_steps`."""
+        try:
+            with open(os.path.join(self.directory, MANIFEST)) as f:
+                manifest = json.load(f)
+        except (OSError, ValueError):
+            return []
+        if manifest.get("cycle_steps") != self.cycle_steps:
+            return []
+        saved = [(int(c), os.path.join(self.directory, name))
+                 for c, name in manifest.get("snapshots", [])]
+        return [(c, p) for c, p in saved if os.path.exists(p)]

@@ -34,7 +34,9 @@ def test_saves_one_snapshot_per_cycle_and_keeps_the_last(tmp_path):
               callbacks=[callback])
     names = sorted(os.listdir(tmp_path))
     assert names == ["snapshot_0002.keras", "snapshot_0003.keras",
-                     "snapshot_0004.keras"]  # and no temporary file left
+                     "snapshot_0004.keras",  # and no temporary file left
+                     "snapshots.json"]
+    names = names[:-1]
     assert callback.snapshots == [str(tmp_path / n) for n in names]
     last = keras.saving.load_model(callback.snapshots[-1])
     for saved, current in zip(last.weights, model.weights):
@@ -230,8 +232,8 @@ def test_files_of_an_earlier_run_are_never_members_nor_pruned(tmp_path):
         np.testing.assert_array_equal(to_numpy(saved), to_numpy(current))
     # keep pruned only this run's cycle 1 (written over the stale file);
     # the earlier run's later cycles are left as they were.
-    assert sorted(os.listdir(tmp_path)) == sorted(set(stale)
-                                                  - {"snapshot_0001.keras"})
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        set(stale) - {"snapshot_0001.keras"} | {"snapshots.json"})
     for cycle in range(4, 17):
         name = f"snapshot_{cycle:04d}.keras"
         assert (tmp_path / name).read_bytes() == stale[name]
@@ -244,6 +246,61 @@ def test_files_of_an_earlier_run_are_never_members_nor_pruned(tmp_path):
     assert [os.path.basename(p) for p in callback.snapshots] == [
         "snapshot_0001.keras"]
     assert (tmp_path / "snapshot_0003.keras").exists()
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Stops `fit` with an error at the end of epoch `epoch`, after the
+    callbacks listed before it (a backup) have run."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt("simulated crash")
+
+
+def test_a_resume_in_a_new_process_keeps_the_earlier_snapshots(tmp_path):
+    # A new model and new callbacks stand for the new process: the
+    # training resumes from the backup, the snapshots from snapshots.json.
+    (x, y), snaps = data(), tmp_path / "snaps"
+
+    def fit(*extra):
+        model = make_model()
+        callback = SnapshotEnsemble(CYCLE, snaps, keep=3)
+        model.fit(x, y, batch_size=16, epochs=5, shuffle=False, verbose=0,
+                  callbacks=[callback, keras.callbacks.BackupAndRestore(
+                      str(tmp_path / "backup")), *extra])
+        return model, callback
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(Interrupt(epoch=3))  # after cycles 1-4, keeping 2-4
+    model, callback = fit()
+    assert [os.path.basename(p) for p in callback.snapshots] == [
+        "snapshot_0003.keras", "snapshot_0004.keras", "snapshot_0005.keras"]
+    # keep pruned the first training's cycle 2 as well.
+    assert sorted(os.listdir(snaps)) == [
+        "snapshot_0003.keras", "snapshot_0004.keras", "snapshot_0005.keras",
+        "snapshots.json"]
+    last = keras.saving.load_model(callback.snapshots[-1])
+    for saved, current in zip(last.weights, model.weights):
+        np.testing.assert_array_equal(to_numpy(saved), to_numpy(current))
+
+
+def test_a_manifest_of_other_cycles_is_ignored(tmp_path):
+    x, y = data()
+    model = make_model(cycle=CYCLE * 2)
+    model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0,
+              callbacks=[SnapshotEnsemble(CYCLE * 2, tmp_path)])
+    # Continued with another cycle length: the first callback's snapshot
+    # (cycle 1 of 10 steps) is not one of this training's.
+    callback = SnapshotEnsemble(CYCLE, tmp_path)
+    with pytest.warns(UserWarning, match="holds 1 snapshot file"):
+        model.fit(x, y, batch_size=16, initial_epoch=2, epochs=3,
+                  shuffle=False, verbose=0, callbacks=[callback])
+    assert [os.path.basename(p) for p in callback.snapshots] == [
+        "snapshot_0003.keras"]
 
 
 @pytest.mark.parametrize("kwargs, error, match", [

@@ -15,8 +15,13 @@ def test_quick_run_reports_each_snapshot_and_their_average(tmp_path):
     out = tmp_path / "run"
     assert recipe.main(["--quick", "--out", str(out), "--cycles", "2"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    snapshots = sorted(os.listdir(out / "snapshots"))
+    # The folder holds the snapshots and the list of them, which a
+    # resumed training reads.
+    manifest = json.loads((out / "snapshots" / "snapshots.json").read_text())
+    snapshots = [name for _, name in manifest["snapshots"]]
     assert snapshots == ["snapshot_0001.keras", "snapshot_0002.keras"]
+    assert sorted(os.listdir(out / "snapshots")) == snapshots + [
+        "snapshots.json"]
     assert len(metrics["snapshot_test_accuracies"]) == 2
     assert {"model.keras", "best_single.keras", "schedule.png",
             "history.csv", "confusion_matrix.png",
@@ -50,7 +55,7 @@ def test_cycles_that_do_not_divide_the_steps_still_give_that_many(tmp_path):
     assert recipe.main(["--quick", "--out", str(out), "--cycles", "4"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert sorted(os.listdir(out / "snapshots")) == [
-        f"snapshot_{i:04d}.keras" for i in (1, 2, 3, 4)]
+        f"snapshot_{i:04d}.keras" for i in (1, 2, 3, 4)] + ["snapshots.json"]
     assert metrics["cycles"] == 4
     assert len(metrics["snapshot_test_accuracies"]) == 4
     # The last snapshot is the end of training: taken after the 8th

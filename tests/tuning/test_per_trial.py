@@ -181,7 +181,8 @@ def test_snapshots_of_each_trial_stay_in_its_folder(tmp_path):
         assert run["directory"] == str(folder)
         assert run["snapshots"] == [str(folder / "snapshot_0002.keras")]
         # The later trial's `keep` left the earlier trial's file alone.
-        assert os.listdir(folder) == ["snapshot_0002.keras"]
+        assert sorted(os.listdir(folder)) == ["snapshot_0002.keras",
+                                              "snapshots.json"]
         # Each file is its own trial's model (2 and 6 hidden units).
         units = trial.hyperparameters.get("units")
         saved = keras.saving.load_model(folder / "snapshot_0002.keras")
