@@ -86,9 +86,9 @@ def run(args):
         NAME, model, history, *test, args)
     # Test-time augmentation: the checkpoint's softmax averaged over the
     # digit and its four one-pixel shifts, the training's shifts.
-    shifted = tta(model, shift=1)
-    save_model(shifted, common.staged(args, "model_tta.keras"))
-    tta_predictions = np.argmax(np.asarray(shifted.predict(
+    tta_model = tta(model, shift=1)
+    save_model(tta_model, common.staged(args, "model_tta.keras"))
+    tta_predictions = np.argmax(np.asarray(tta_model.predict(
         test[0], verbose=0)), axis=-1)
     tta_accuracy = float(np.mean(tta_predictions == test[1]))
     svc = svc_accuracy(train, val, test)

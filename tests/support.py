@@ -34,6 +34,13 @@ def shifted(x, dy, dx):
     return out
 
 
+def shift_views(x, shift=1):
+    """`x` and its four copies `shifted` by `shift` pixels down, up, right
+    and left: the views `kerastrain.models.tta` averages over."""
+    return [x] + [shifted(x, dy, dx) for dy, dx in (
+        (shift, 0), (-shift, 0), (0, shift), (0, -shift))]
+
+
 def input_grad(fn, x):
     """Gradient of `sum(fn(x))` with respect to the NumPy array `x`,
     computed by the current backend's own autodiff."""

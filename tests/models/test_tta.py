@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from kerastrain.models import resnet, tta
-from tests.support import shifted, softmax, to_numpy
+from tests.support import shift_views, softmax, to_numpy
 
 
 def images(shape=(5, 8, 6, 2), seed=0):
@@ -17,10 +17,8 @@ def test_averages_the_softmax_over_the_image_and_four_shifts(tmp_path,
     keras.utils.set_random_seed(0)
     model = resnet((8, 6, 2), 4, depth=8, width=4)
     x = images()
-    views = [x] + [shifted(x, dy, dx) for dy, dx in (
-        (shift, 0), (-shift, 0), (0, shift), (0, -shift))]
     expected = np.mean([softmax(to_numpy(model.predict(v, verbose=0)))
-                        for v in views], axis=0)
+                        for v in shift_views(x, shift)], axis=0)
     combined = tta(model, shift=shift)
     got = to_numpy(combined.predict(x, verbose=0))
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
@@ -40,10 +38,8 @@ def test_probabilities_are_averaged_as_they_are():
                               keras.layers.Dense(3),
                               keras.layers.Softmax()])
     x = images((3, 4, 4, 1))
-    views = [x] + [shifted(x, dy, dx) for dy, dx in (
-        (1, 0), (-1, 0), (0, 1), (0, -1))]
     expected = np.mean([to_numpy(model.predict(v, verbose=0))
-                        for v in views], axis=0)
+                        for v in shift_views(x)], axis=0)
     got = to_numpy(tta(model, from_logits=False).predict(x, verbose=0))
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 

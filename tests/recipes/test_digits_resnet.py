@@ -10,7 +10,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.svm import SVC
 
 from recipes import digits_resnet
-from tests.support import shifted, softmax, to_numpy
+from tests.support import shift_views, softmax, to_numpy
 
 EXPECTED_FILES = {"model.keras", "model_tta.keras", "metrics.json",
                   "history.csv", "learning_curves.png",
@@ -48,9 +48,8 @@ def test_quick_run_writes_reloadable_outputs(tmp_path, capsys):
 
     # model_tta.keras averages the softmax of the digit and its four
     # one-pixel shifts (NumPy's, here) and reproduces the TTA metrics.
-    views = [x_test] + [shifted(x_test, dy, dx) for dy, dx in (
-        (1, 0), (-1, 0), (0, 1), (0, -1))]
-    averaged = np.mean([softmax(to_numpy(model(v))) for v in views], 0)
+    averaged = np.mean([softmax(to_numpy(model(v)))
+                        for v in shift_views(x_test)], 0)
     tta_model = keras.saving.load_model(out / "model_tta.keras")
     np.testing.assert_allclose(to_numpy(tta_model(x_test)), averaged,
                                rtol=1e-5, atol=1e-6)
