@@ -214,17 +214,19 @@ def new_figure(nrows=1, ncols=1, *, figsize, squeeze=True):
     return figure, figure.subplots(nrows, ncols, squeeze=squeeze)
 
 
-def save_figure(figure, path):
+def save_figure(figure, path, bbox_inches="tight"):
     """Saves a matplotlib figure to `path` atomically. A path without an
     extension gets matplotlib's default format's, as `figure.savefig` does
-    (`.png`)."""
+    (`.png`). `bbox_inches="tight"` fits the picture to what is drawn, at
+    the price of drawing it twice; a figure laid out by hand
+    (`Figure.subplots_adjust`) passes None."""
     path = os.fspath(path)
     if not os.path.splitext(path)[1]:
         import matplotlib
 
         path = f"{path}.{matplotlib.rcParams['savefig.format']}"
     with atomic_path(path) as tmp:
-        figure.savefig(tmp, dpi=120, bbox_inches="tight")
+        figure.savefig(tmp, dpi=120, bbox_inches=bbox_inches)
 
 
 def _plain(value):
