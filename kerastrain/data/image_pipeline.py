@@ -3,7 +3,7 @@
 
 import numpy as np
 
-from kerastrain._seeds import spawn_seeds
+from kerastrain._seeds import spawn_seeds, tf_generator
 from kerastrain._validation import check_float, check_int
 from kerastrain.data._equalization import count_bins_once
 from kerastrain.data._image_inputs import (check_normalize,
@@ -212,6 +212,9 @@ def image_pipeline(x, y, batch_size, num_classes,
                                          dtype="float32"), True))
     if training and cutmix_alpha > 0:
         steps.append((CutMix(cutmix_alpha, seed=cutmix_seed), True))
+    # Stateful, made here: an op-seeded draw would restart with each
+    # iterator, picking the same mixer for a batch in every epoch.
+    picker = tf_generator(pick_seed)
 
     def transform(batch_images, batch_labels):
         mixers = [layer for layer, mixes in steps if mixes]
@@ -219,7 +222,7 @@ def image_pipeline(x, y, batch_size, num_classes,
             if not mixes:
                 batch_images = layer(batch_images)
         if len(mixers) == 2:  # one of the two per batch, as timm does
-            pick = tf.random.uniform([], seed=pick_seed) < 0.5
+            pick = picker.uniform([]) < 0.5
             mixed_a = mixers[0]({"images": batch_images,
                                  "labels": batch_labels})
             mixed_b = mixers[1]({"images": batch_images,

@@ -58,11 +58,13 @@ def test_cutmix_labels_are_the_share_of_pixels_pasted(side):
 
 def test_mixup_or_cutmix_per_batch_never_both():
     x, y = distinct_images()
+    dataset = image_pipeline(x, y, N, CLASSES, augment=(), mixup_alpha=0.4,
+                             cutmix_alpha=1.0, normalize=False, seed=0)
     kinds = []
-    for images, _ in image_pipeline(x, y, N, CLASSES, augment=(),
-                                    mixup_alpha=0.4, cutmix_alpha=1.0,
-                                    normalize=False, seed=0).repeat(30):
-        images = np.asarray(images).reshape(N, -1)
+    # One batch an epoch, each from a new iterator as `fit` makes them:
+    # the pick must change between epochs, not only within one.
+    for _ in range(30):
+        images = one_batch(dataset)[0].reshape(N, -1)
         constant = (images == images[:, :1]).all()  # mixup: blends of
         whole = np.allclose(images, np.round(images), atol=1e-6)  # constants
         kinds.append("mixup" if constant and not whole else
