@@ -15,6 +15,16 @@ def _columns(x):
     return list(range(np.asarray(x).shape[1])), []
 
 
+def _select(x, columns):
+    """The `columns` of `x` as `ColumnTransformer` reads them: a
+    DataFrame's by name, or by position for integers."""
+    if not hasattr(x, "select_dtypes"):
+        return np.asarray(x, dtype="float64")[:, columns]
+    if all(isinstance(c, (int, np.integer)) for c in columns):
+        return x.iloc[:, columns]
+    return x[columns]
+
+
 def reject_missing(values, columns):
     """Returns `values` (the numeric columns) unchanged, or raises if any is
     missing (NaN): the check of a preprocessor fitted with `impute=False`,
@@ -44,7 +54,8 @@ def tabular_preprocessor(x_train, numeric=None, categorical=None,
     Args:
         x_train: Training features: a 2-D array or a pandas DataFrame.
         numeric: Numeric columns (names or indices). Defaults to every
-            column of an array, the numeric dtypes of a DataFrame.
+            column of an array, the numeric dtypes of a DataFrame, less
+            the `categorical` columns.
         categorical: Categorical columns. Defaults to the rest of a
             DataFrame's columns.
         scaling: `"standard"` (zero mean, unit variance), `"minmax"`
@@ -78,13 +89,19 @@ def tabular_preprocessor(x_train, numeric=None, categorical=None,
             "`x_train` must be 2-D (samples, features). Received shape "
             f"{np.shape(x_train)}")
     default_numeric, default_categorical = _columns(x_train)
-    numeric = default_numeric if numeric is None else list(numeric)
     categorical = (default_categorical if categorical is None
                    else list(categorical))
+    if numeric is None:  # a column named categorical is not also scaled
+        numeric = [c for c in default_numeric if c not in categorical]
+    numeric = list(numeric)
+    both = [c for c in numeric if c in categorical]
+    if both:
+        raise ValueError(
+            f"Columns {both} are in both `numeric` and `categorical`: each "
+            "column is either scaled or one-hot encoded. Received: "
+            f"numeric={numeric}, categorical={categorical}")
     if not impute:
-        reject_missing(
-            x_train[numeric] if hasattr(x_train, "select_dtypes")
-            else np.asarray(x_train, dtype="float64")[:, numeric], numeric)
+        reject_missing(_select(x_train, numeric), numeric)
     scaler = {"standard": StandardScaler, "minmax": MinMaxScaler,
               "robust": RobustScaler}[scaling]()
     # Without imputation the check is a step of the pipeline, so the saved

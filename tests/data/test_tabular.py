@@ -86,3 +86,28 @@ def test_without_imputation_new_data_with_nan_is_refused_after_pickling():
     with pytest.raises(ValueError, match=r"columns \[2\] with impute=False"):
         preprocessor.transform(new)
     assert np.isnan(new).sum() == 1  # not modified
+
+
+def test_categorical_columns_alone_are_left_out_of_the_numeric_default():
+    x = np.array([[1.0, 0.0], [2.0, 1.0], [3.0, 2.0], [4.0, 1.0]])
+    z = tabular_preprocessor(x, categorical=[1]).transform(x)
+    # Column 0 standardized, column 1 one-hot only (never also scaled).
+    np.testing.assert_allclose(z[:, 0], (x[:, 0] - 2.5) / np.sqrt(1.25))
+    np.testing.assert_array_equal(z[:, 1:], np.eye(3)[[0, 1, 2, 1]])
+
+
+def test_a_column_both_numeric_and_categorical_is_refused():
+    with pytest.raises(ValueError, match=r"Columns \[1\] are in both"):
+        tabular_preprocessor(table(), numeric=[0, 1], categorical=[1])
+
+
+def test_dataframe_columns_by_position_are_checked_for_missing_values():
+    pandas = pytest.importorskip("pandas")
+    frame = pandas.DataFrame(table(), columns=["a", "b", "c"])
+    with pytest.raises(ValueError, match=r"columns \[1\] with impute=False"):
+        tabular_preprocessor(frame, numeric=[0, 1], impute=False)
+    z = tabular_preprocessor(frame, numeric=[0, 2], impute=False).transform(
+        frame)
+    kept = frame[["a", "c"]]
+    np.testing.assert_allclose(z, (kept - kept.mean()) / kept.std(ddof=0),
+                               atol=1e-12)
