@@ -82,6 +82,10 @@ def one_hot_labels(y, num_classes):
             f"(N, {num_classes}). Received: y.shape={y.shape}, "
             f"num_classes={num_classes}")
     y = y.reshape(-1)
+    if y.size == 0:
+        raise ValueError(
+            "Argument `y` must hold one label per image. Received: no "
+            "labels")
     if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or (
             y.max() >= num_classes):
         raise ValueError(
@@ -204,7 +208,7 @@ def _is_batched(spec, num_classes):
         return True
     batched_gray = image.rank == 3 and (label.rank == 2 or (
         label.rank == 1 and label[0] != num_classes and (
-            label[0] is None or label[0] == image[0])))
+            label[0] == image[0])))  # both the batch size, or None
     if batched_gray:
         raise ValueError(
             "A `tf.data.Dataset` given as `x` seems to yield batches of "

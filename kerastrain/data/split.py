@@ -9,7 +9,15 @@ SEED_LIMIT = 2**32
 
 
 def check_same_length(x, y):
-    """Raises if `x` and `y` do not hold the same number of samples."""
+    """Raises if `x` and `y` do not hold the same number of samples, or
+    if either is not a sequence of samples (None, a number)."""
+    for name, value in (("x", x), ("y", y)):
+        try:
+            len(value)
+        except TypeError:
+            raise TypeError(
+                f"Argument `{name}` must be an array-like of samples "
+                f"(samples first). Received: {name}={value!r}") from None
     if len(x) != len(y):
         raise ValueError(
             f"`x` and `y` must hold the same number of samples. Received: "

@@ -158,6 +158,7 @@ def test_augmented_training_batches_feed_model_fit():
     ({"augment": (("shift", {"seed": 3}),)}, ValueError, "seed"),
     ({"batch_size": 0}, ValueError, "batch_size"),
     ({"y": None}, ValueError, r"Argument `y`.*Received: y=None"),
+    ({"y": np.zeros(0, int)}, ValueError, r"`y` must hold one label.*no"),
     ({"x": np.zeros((0, 8, 8, 3)), "y": np.zeros(0, int)}, ValueError,
      r"`x` must hold at least one image.*\(0, 8, 8, 3\)"),
     ({"y": np.array([0, 1, 2, 5])}, ValueError, r"Argument `y`.*\[0, 5\]"),
@@ -413,4 +414,12 @@ def test_a_batched_dataset_of_images_without_channels_is_refused():
     rgb = tf.data.Dataset.from_tensor_slices((
         np.zeros((8, 6, 6, 3), "float32"), np.eye(2)[np.arange(8) % 2]))
     _, labels = one_batch(image_pipeline(rgb, None, 8, 2, training=False))
+    np.testing.assert_array_equal(labels, np.eye(2)[np.arange(8) % 2])
+    # Also when the label length is unknown, as from a generator: only a
+    # label as long as the first image axis could be a batch's.
+    unknown = tf.data.Dataset.from_generator(
+        lambda: iter(rgb.as_numpy_iterator()), output_signature=(
+            tf.TensorSpec((6, 6, 3)), tf.TensorSpec((None,))))
+    _, labels = one_batch(image_pipeline(unknown, None, 8, 2,
+                                         training=False))
     np.testing.assert_array_equal(labels, np.eye(2)[np.arange(8) % 2])

@@ -74,6 +74,10 @@ def test_a_class_too_small_to_stratify_names_the_counts():
 def test_mismatched_lengths():
     with pytest.raises(ValueError, match=r"len\(x\)=10, len\(y\)=9"):
         split(np.zeros((10, 2)), np.zeros(9))
+    with pytest.raises(TypeError, match="Argument `y`.*Received: y=None"):
+        split(np.zeros((10, 2)), None)
+    with pytest.raises(TypeError, match="Argument `x`.*Received: x=3"):
+        split(3, np.zeros(9))
 
 
 def test_class_counts():
