@@ -5,7 +5,8 @@ import numpy as np
 
 
 # Set by `GradientAccumulation` on an optimizer whose
-# `gradient_accumulation_steps` it drives: the number it set last.
+# `gradient_accumulation_steps` it drives, at each epoch end: the raw step
+# count then and the number it was accumulated under.
 ACCUMULATION_MARK = "_kerastrain_accumulation_steps"
 
 

@@ -115,12 +115,16 @@ class GradientAccumulation(keras.callbacks.Callback):
     Every update is thus the mean of the gradients of the batches it
     contains, and counts as one step of the schedules.
 
-    **Resuming.** The optimizer's step count is read as counted under the
-    number this callback set last. In a new process (a `fit` resumed by
-    `BackupAndRestore` or `CheckpointEarlyStopping(backup_dir=...)`, or
-    a reloaded model trained on from `initial_epoch`), the count is taken
-    as accumulated under `steps_at(initial_epoch - 1)`: resume with the
-    same `steps` as the interrupted run.
+    **Resuming.** At each epoch end the callback notes on the optimizer its
+    step count and the number it was accumulated under. A `fit` resumed
+    on the same model object (by `BackupAndRestore` or
+    `CheckpointEarlyStopping(backup_dir=...)` after a crash, or a second
+    `fit` going on) finds the count it noted and goes on under that
+    number, even though the crashed epoch had set another. In a new
+    process (a fresh optimizer restored by a backup, or a reloaded model
+    trained on from `initial_epoch`), the count is taken as accumulated
+    under `steps_at(initial_epoch - 1)`: resume with the same `steps` as
+    the interrupted run.
 
     Args:
         steps: Integer >= 1, or a dict `{epoch: steps}`.
@@ -210,17 +214,12 @@ class GradientAccumulation(keras.callbacks.Callback):
         optimizer = base_optimizer(self.model.optimizer)
         if self._first_epoch:
             self._first_epoch = False
-            if (getattr(optimizer, ACCUMULATION_MARK, None) is None
-                    and epoch > 0):
-                # A new optimizer object resuming at `epoch` (restored by
-                # a backup, or loaded): its count was accumulated under the
-                # number of the epoch before, not its constructor's.
-                optimizer.gradient_accumulation_steps = self.steps_at(
-                    epoch - 1)
+            counted = self._counted_under(optimizer, epoch)
+            if counted != optimizer.gradient_accumulation_steps:
+                optimizer.gradient_accumulation_steps = counted
                 retrace(self.model)
         new = self.steps_at(epoch)
         old = optimizer.gradient_accumulation_steps
-        setattr(optimizer, ACCUMULATION_MARK, new)
         if new == old:
             return
         count = iterations(optimizer)
@@ -236,6 +235,32 @@ class GradientAccumulation(keras.callbacks.Callback):
         # Keep `iterations` (= raw count // steps) the number of updates.
         optimizer._iterations.assign(count_after_change(count, old, new))
         retrace(self.model)
+
+    def on_epoch_end(self, epoch, logs=None):
+        optimizer = base_optimizer(self.model.optimizer)
+        # What a backup written now holds, and how it was counted.
+        setattr(optimizer, ACCUMULATION_MARK, (
+            iterations(optimizer), optimizer.gradient_accumulation_steps))
+
+    def _counted_under(self, optimizer, epoch):
+        """The number of batches per update that the optimizer's step
+        count was accumulated under, as a fit starts at `epoch`."""
+        mark = getattr(optimizer, ACCUMULATION_MARK, None)
+        if mark is None:
+            # A new optimizer object (restored by a backup, or loaded): a
+            # count from the end of the epoch before, under its number,
+            # not the constructor's.
+            return (self.steps_at(epoch - 1) if epoch > 0
+                    else optimizer.gradient_accumulation_steps)
+        count, steps = mark
+        if iterations(optimizer) == count:
+            # Where an epoch ended (and a backup was written), in this
+            # object: a fit that went on after it, or restored to it after
+            # a crash in the next epoch, which set its own number.
+            return steps
+        # Stopped inside an epoch, nothing restored: counted under the
+        # number set last.
+        return optimizer.gradient_accumulation_steps
 
     def on_train_end(self, logs=None):
         if self._patched is not None:

@@ -226,8 +226,8 @@ def test_a_fit_resumed_from_a_backup_matches_the_uninterrupted_one(tmp_path):
     (epoch 2's number), not under the new optimizer's constructor value."""
     x, y = data()
 
-    def run(callbacks, backup=None):
-        model = make_model(keras.optimizers.SGD(
+    def run(callbacks, backup=None, model=None):
+        model = model or make_model(keras.optimizers.SGD(
             schedule(), gradient_accumulation_steps=2))
         callbacks = [GradientAccumulation({0: 4, 3: 8}), *callbacks]
         if backup:
@@ -245,6 +245,38 @@ def test_a_fit_resumed_from_a_backup_matches_the_uninterrupted_one(tmp_path):
         np.testing.assert_allclose(got, want, atol=1e-6)
     assert int(to_numpy(resumed.optimizer.iterations)) == int(
         to_numpy(uninterrupted.optimizer.iterations)) == 2 * 3 + 1 * 2
+    # The same model object resumed in the same process: the crashed
+    # epoch 3 had set 8 batches per update, but the restored count is the
+    # end of epoch 2's, accumulated under 4.
+    crashed = make_model(keras.optimizers.SGD(
+        schedule(), gradient_accumulation_steps=2))
+    backup = str(tmp_path / "same-model")
+    with pytest.raises(KeyboardInterrupt):
+        run([Crash()], backup, crashed)
+    run([], backup, crashed)
+    for got, want in zip(weights(crashed), weights(uninterrupted)):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_a_second_fit_from_epoch_zero_goes_on_from_the_first():
+    """fit(epochs=2) with 4 batches per update, then fit(epochs=2) with 2
+    (initial_epoch 0 again, nothing restored): the count was accumulated
+    under 4, as in one fit whose epochs 2-3 use 2."""
+    x, y = data()
+
+    def sgd():
+        return keras.optimizers.SGD(schedule(),
+                                    gradient_accumulation_steps=2)
+
+    twice = make_model(sgd())
+    for steps in (4, 2):
+        twice.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0,
+                  callbacks=[GradientAccumulation(steps)])
+    once = make_model(sgd())
+    once.fit(x, y, batch_size=4, epochs=4, shuffle=False, verbose=0,
+             callbacks=[GradientAccumulation({0: 4, 2: 2})])
+    for got, want in zip(weights(twice), weights(once)):
+        np.testing.assert_allclose(got, want, atol=1e-6)
 
 
 def test_the_schedule_is_back_to_keras_after_fit():
