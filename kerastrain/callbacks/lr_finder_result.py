@@ -63,10 +63,16 @@ class LRFinderResult:
             num_steps)
 
     def __repr__(self):
-        return (f"LRFinderResult({len(self.lrs)} steps, lr "
-                f"{self.lrs[0]:.2g} to {self.lrs[-1]:.2g}, valley "
-                f"{self.suggestion():.2g})" if len(self.lrs) > 2
-                else f"LRFinderResult({len(self.lrs)} steps)")
+        text = f"LRFinderResult({len(self.lrs)} steps"
+        if len(self.lrs):
+            text += f", lr {self.lrs[0]:.2g} to {self.lrs[-1]:.2g}"
+        if self._suggests():  # a repr never raises
+            text += f", valley {self.suggestion():.2g}"
+        return text + ")"
+
+    def _suggests(self):
+        """Whether enough of the curve is usable for a suggestion."""
+        return len(self._curve()[0]) >= 3
 
     def _curve(self):
         """fastai's window: skip the first tenth of the steps asked for
@@ -96,7 +102,7 @@ class LRFinderResult:
         """
         check_choice("method", method, tuple(SUGGESTIONS))
         lrs, losses = self._curve()
-        if len(lrs) < 3:
+        if not self._suggests():
             raise ValueError(
                 f"The range test recorded {len(self.lrs)} steps "
                 f"({len(lrs)} usable): too few to suggest a rate. Run more "
@@ -121,7 +127,7 @@ class LRFinderResult:
         ax.plot(self.lrs, self.smoothed_losses, color="tab:blue",
                 label="smoothed loss")
         lrs, losses = self._curve()
-        if len(lrs) >= 3:
+        if self._suggests():
             for (name, marker), color in zip(
                     (("valley", "o"), ("steep", "^"), ("minimum", "s")),
                     ("tab:red", "tab:green", "tab:purple")):

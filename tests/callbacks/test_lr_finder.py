@@ -510,3 +510,20 @@ def test_without_restore_only_the_learning_rate_comes_back(learning_rate):
             pytest.approx(0.02)
     else:
         assert model.optimizer._learning_rate is learning_rate
+
+
+@pytest.mark.parametrize("recorded", [0, 1, 3, 17])
+def test_repr_of_a_test_stopped_too_early_to_suggest(recorded):
+    """17 of 100 steps asked for leave 2 inside fastai's window (from step
+    10 to 5 before the end), too few: no suggestion, so the repr names
+    none instead of raising."""
+    lrs, losses = known_curve()
+    result = LRFinderResult(lrs[:recorded], losses[:recorded],
+                            losses[:recorded], num_steps=100)
+    with pytest.raises(ValueError, match="too few to suggest"):
+        result.suggestion()
+    assert repr(result).startswith(f"LRFinderResult({recorded} steps")
+    assert "valley" not in repr(result)
+    result.plot()  # the curve alone
+    full = LRFinderResult(lrs, losses, losses)
+    assert f"valley {full.suggestion():.2g}" in repr(full)
