@@ -99,6 +99,11 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
     available keys, instead of Keras' warning and a callback that never
     fires.
 
+    Each `fit` watches anew, as Keras' `EarlyStopping` does: a callback
+    used for a second `fit` (a fine-tuning stage) saves that fit's best,
+    overwriting the file even if an earlier fit's model scored better.
+    Give each stage its own `filepath` to keep both.
+
     Args:
         filepath: Where to save the best model; must end in `.keras`.
         monitor: Quantity to watch, e.g. `"val_loss"`, `"val_accuracy"`.
