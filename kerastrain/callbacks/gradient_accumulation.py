@@ -113,7 +113,9 @@ class GradientAccumulation(keras.callbacks.Callback):
     like the short last batch of an epoch (one batch of p*b), and a
     warning says so. The new number then starts from an empty accumulator.
     Every update is thus the mean of the gradients of the batches it
-    contains, and counts as one step of the schedules.
+    contains, and counts as one step of the schedules. While the number
+    stays, an update may span the end of an epoch, as in Keras: the
+    batches left over carry into the next epoch's first update.
 
     **Resuming.** At each epoch end the callback notes on the optimizer its
     step count and the number it was accumulated under. A `fit` resumed

@@ -33,6 +33,10 @@ def pixels(x):
         raise ValueError(
             "Argument `x` must hold at least one image. Received: "
             f"x.shape={x.shape}")
+    if 0 in x.shape[1:]:
+        raise ValueError(
+            "Argument `x` must hold images with at least one pixel and one "
+            f"channel (N, H, W, C). Received: x.shape={x.shape}")
     if np.issubdtype(x.dtype, np.integer):
         low, high = x.min(), x.max()
         if low < 0 or high > 255:

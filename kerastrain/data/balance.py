@@ -27,7 +27,8 @@ def balance(x, y, method="smote", seed=None, verbose=1):
 
     Returns:
         `(x_resampled, y_resampled)`, new arrays (the inputs are not
-        modified).
+        modified). With `smote`, integer features come back as float64:
+        a new sample lies between two real ones, rarely on integers.
 
     Example:
 
@@ -66,6 +67,10 @@ def balance(x, y, method="smote", seed=None, verbose=1):
                 f"{before}")
         sampler = SMOTE(random_state=seed,
                         k_neighbors=min(5, smallest - 1))
+        if not np.issubdtype(x.dtype, np.floating):
+            # imbalanced-learn casts the new samples to the input's dtype:
+            # integers would be truncated, each pulled toward zero.
+            x = x.astype("float64")
     elif method == "oversample":
         sampler = RandomOverSampler(random_state=seed)
     else:

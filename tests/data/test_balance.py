@@ -75,3 +75,15 @@ def test_one_hot_labels_are_refused_with_the_fix():
 def test_bad_seeds_name_the_argument(seed, error):
     with pytest.raises(error, match=r"Argument `seed`.*Received: seed="):
         balance(*skewed(), "oversample", seed=seed, verbose=0)
+
+
+def test_smote_on_integer_features_is_smote_on_their_float_values():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 16, (60, 4))
+    y = np.repeat([0, 1], [50, 10])
+    got, labels = balance(x, y, seed=0, verbose=0)
+    want, _ = balance(x.astype("float64"), y, seed=0, verbose=0)
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(got, np.round(got))  # between the integers
+    np.testing.assert_array_equal(got[:60], x)  # the originals kept

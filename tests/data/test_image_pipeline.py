@@ -161,6 +161,10 @@ def test_augmented_training_batches_feed_model_fit():
     ({"y": np.zeros(0, int)}, ValueError, r"`y` must hold one label.*no"),
     ({"x": np.zeros((0, 8, 8, 3)), "y": np.zeros(0, int)}, ValueError,
      r"`x` must hold at least one image.*\(0, 8, 8, 3\)"),
+    ({"x": np.zeros((4, 0, 8, 3))}, ValueError,
+     r"at least one pixel and one channel.*\(4, 0, 8, 3\)"),
+    ({"x": np.zeros((4, 8, 8, 0), "uint8")}, ValueError,
+     r"at least one pixel and one channel.*\(4, 8, 8, 0\)"),
     ({"y": np.array([0, 1, 2, 5])}, ValueError, r"Argument `y`.*\[0, 5\]"),
     # Integer one-hot rows of another width than num_classes.
     ({"y": np.eye(3, dtype=int)[[0, 1, 2, 0]]}, ValueError,
