@@ -59,9 +59,10 @@ def load_data(args):
     except FileNotFoundError:
         raise common.RecipeError(
             "CIFAR-10 is not in "
-            f"{args.data_dir or 'the TFDS folder (~/tensorflow_datasets)'}."
-            " Pass --data-dir pointing at a TensorFlow Datasets folder that "
-            "holds cifar10, or --download to fetch it (needs internet)."
+            f"{args.data_dir or 'the TFDS folder (~/tensorflow_datasets)'}"
+            ", or not completely. Pass --data-dir pointing at a TensorFlow "
+            "Datasets folder that holds cifar10, or --download to fetch it "
+            "(needs internet; remove a partial copy first)."
         ) from None
     if args.quick:
         x, y = x[:QUICK_SAMPLES + 64], y[:QUICK_SAMPLES + 64]

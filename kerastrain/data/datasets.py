@@ -95,18 +95,32 @@ def _tfds(name, split, data_dir, download):
     if not name:
         raise ValueError("Argument `name` must name a TFDS data set after "
                          "'tfds:', e.g. 'tfds:cifar10'.")
-    _check_fixed_shapes(name, tfds.builder(name, data_dir=data_dir).info)
+    folder = data_dir or "TFDS default folder (~/tensorflow_datasets)"
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.DatasetNotFoundError:
+        raise  # an unknown name: TFDS lists the close ones
+    except Exception as error:  # a damaged dataset_info.json, ...
+        raise FileNotFoundError(
+            f"TFDS data set {name!r} in {folder} is damaged: its "
+            "description does not load. Remove that copy and prepare it "
+            "again (`download=True` needs internet), or point `data_dir` "
+            f"at a complete one. TFDS said: {type(error).__name__}: {error}"
+        ) from error
+    _check_fixed_shapes(name, builder.info)
     # Batched iteration, not `batch_size=-1`: that one aborts the process
     # (TensorFlow's get_single_element) on TFDS's mock data.
     try:
         dataset = tfds.load(name, split=split, data_dir=data_dir,
                             download=download, as_supervised=True)
-    except AssertionError as error:  # TFDS's "could not find data"
+    # AssertionError: no data found; KeyError: a description without the
+    # prepared splits (a copy whose preparation stopped half-way).
+    except (AssertionError, KeyError) as error:
         raise FileNotFoundError(
-            f"TFDS data set {name!r} is not prepared in "
-            f"{data_dir or 'TFDS default folder (~/tensorflow_datasets)'}. "
-            "Point `data_dir` at a folder holding it, or allow "
-            f"`download=True` (needs internet). TFDS said: {error}"
+            f"TFDS data set {name!r} is not prepared, or not completely, "
+            f"in {folder}. Point `data_dir` at a folder holding it whole, "
+            "or remove a partial copy and allow `download=True` (needs "
+            f"internet). TFDS said: {error}"
         ) from None
     dataset = dataset.batch(1024)
     batches = list(tfds.as_numpy(dataset))

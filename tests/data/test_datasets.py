@@ -47,6 +47,27 @@ def test_a_missing_tfds_data_set_without_download_names_the_folder(tmp_path):
         load("tfds:mnist", data_dir=str(tmp_path), download=False)
 
 
+@pytest.mark.parametrize("damage, match", [
+    ("no splits", "not prepared, or not completely"),
+    ("bad description", "is damaged.*ParseError"),
+])
+def test_a_partial_tfds_copy_is_a_clear_error(tmp_path, damage, match):
+    """What a preparation stopped half-way leaves: the description of the
+    data set without its prepared splits, or a description cut short."""
+    import os
+
+    folder = tfds.builder("mnist", data_dir=str(tmp_path)).data_dir
+    os.makedirs(folder)
+    if damage == "no splits":
+        tfds.builder("mnist").info.write_to_directory(folder)
+    else:
+        with open(os.path.join(folder, "dataset_info.json"), "w") as f:
+            f.write('{"name": "mni')
+    with pytest.raises(FileNotFoundError, match=match) as error:
+        load("tfds:mnist", data_dir=str(tmp_path), download=False)
+    assert str(tmp_path) in str(error.value)
+
+
 def test_a_tfds_data_set_of_varying_image_sizes_is_refused(tmp_path):
     # tf_flowers' images differ in size; the mock draws them so too.
     with tfds.testing.mock_data(num_examples=6):
