@@ -232,27 +232,42 @@ def run_main(name, doc, run, argv=None, *, epochs, batch_size, **flags):
     caps the epochs at 2), the precision policy (for the run only), then
     `run(args)`.
 
+    The run writes into a staging folder, `args.out` (`.unfinished/`
+    inside the output folder, `args.publish_to`), and `finish` publishes
+    it, so the output folder only ever holds whole runs.
+
     Returns the exit code: 0, or 1 after printing a `RecipeError`. Any
-    other exception propagates, traceback and all. On any failure the
-    folders this run created for `--out` are removed while they are empty
-    (what the run wrote there before failing stays, its staged models
-    until the next run into that folder starts).
+    other exception propagates, traceback and all. On any failure nothing
+    is published; what the run staged stays in `.unfinished/` (a
+    checkpoint of a long run may be worth keeping) until the next run into
+    that folder starts, and the folders this run created are removed
+    while they are empty.
     """
     args = parse_args(name, doc.split("\n\n")[0], argv, epochs=epochs,
                       batch_size=batch_size, **flags)
     if args.quick:
         args.epochs = min(args.epochs, 2)
+    args.publish_to = args.out
+    args.out = os.path.join(args.publish_to, STAGING)
     # What an interrupted run staged was never published; this run stages
     # its own (publishing the old files with it would mix two runs).
-    shutil.rmtree(staged(args), ignore_errors=True)
+    shutil.rmtree(args.out, ignore_errors=True)
+    os.makedirs(args.out)
     try:
         _run_with_policy(run, args)
     except BaseException as error:  # KeyboardInterrupt too
-        remove_empty(args.created_folders)
+        if isinstance(error, RecipeError):
+            shutil.rmtree(args.out, ignore_errors=True)
+        remove_empty([args.out, *args.created_folders])
+        if os.path.isdir(args.out):
+            print(f"{name}: stopped; nothing was published to "
+                  f"{args.publish_to}. What the run wrote is in {args.out}"
+                  " until the next run there starts.", file=sys.stderr)
         if not isinstance(error, RecipeError):
             raise
         print(f"{name}: error: {error}", file=sys.stderr)
         return 1
+    remove_empty([args.out])  # a run that published nothing
     return 0
 
 
@@ -269,52 +284,78 @@ def _run_with_policy(run, args):
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
-# Where a run writes its models while it trains; `finish` moves them into
-# `out`. A run into a folder of an earlier run, interrupted, thus leaves
-# that run's models with its metrics.json and preprocessor.pkl.
+# Where a run writes its outputs while it runs (`args.out`); `finish`
+# moves them into the output folder. An interrupted rerun thus leaves the
+# earlier run's outputs whole.
 STAGING = ".unfinished"
 
 
-def staged(args, *names):
-    """The path where a run writes `out/<names>` (a model, a folder of
-    snapshots) until `finish` publishes it: `out/.unfinished/<names>`."""
-    return os.path.join(args.out, STAGING, *names)
+def publish(args):
+    """Moves everything the run staged in `args.out` into
+    `args.publish_to`, each file or folder by one rename, replacing what
+    an earlier run published under the same name and removing what it
+    published that this run did not (the `outputs` of its
+    `metrics.json`; nothing else of the folder is touched). The earlier
+    `metrics.json` goes first: until `finish` writes this run's, the
+    folder does not claim to hold a finished run.
+
+    Returns the names published, sorted."""
+    metrics_path = os.path.join(args.publish_to, "metrics.json")
+    earlier = _published_before(metrics_path)
+    if os.path.exists(metrics_path):
+        os.remove(metrics_path)
+    names = sorted(os.listdir(args.out))
+    for entry in names:
+        target = os.path.join(args.publish_to, entry)
+        _remove(target)
+        os.replace(os.path.join(args.out, entry), target)
+    for entry in earlier - set(names):
+        _remove(os.path.join(args.publish_to, entry))
+    os.rmdir(args.out)
+    return names
 
 
-def publish_staged(args):
-    """Moves the files under `staged(args)` to the same place in `out`
-    (each atomically), then removes the emptied staging folders."""
-    root = staged(args)
-    folders = []
-    for folder, _, files in os.walk(root):
-        folders.append(folder)
-        target = os.path.join(args.out, os.path.relpath(folder, root))
-        os.makedirs(target, exist_ok=True)
-        for name in sorted(files):
-            os.replace(os.path.join(folder, name),
-                       os.path.join(target, name))
-    remove_empty(folders[::-1])
+def _published_before(metrics_path):
+    """The names an earlier run's `metrics.json` lists as its outputs:
+    plain names inside the folder only, none for a file of another
+    version or none at all."""
+    import json
+
+    try:
+        with open(metrics_path) as f:
+            outputs = json.load(f).get("outputs", [])
+    except (OSError, ValueError, AttributeError):
+        return set()
+    return {entry for entry in outputs if isinstance(entry, str)
+            and entry == os.path.basename(entry)
+            and entry not in ("", os.curdir, os.pardir, STAGING)}
+
+
+def _remove(path):
+    """Removes a file or a folder tree, if there."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.remove(path)
 
 
 def finish(name, args, metrics, rows, timer, *, tf_data=False):
-    """Publishes the models the run staged (`staged`), completes `metrics`
-    (wall time, `--quick`, `environment`: pass `tf_data=True` where a
-    tf.data pipeline fed the model), writes `metrics.json` atomically and
-    prints the summary table `rows` with the wall time and the output
-    folder. Returns the metrics."""
-    import os
-
+    """Publishes what the run wrote (`publish`), completes `metrics` (wall
+    time, `--quick`, `environment`: pass `tf_data=True` where a tf.data
+    pipeline fed the model, and `outputs`, the names published), writes
+    `metrics.json` atomically, last, and prints the summary table `rows`
+    with the wall time and the output folder. Returns the metrics."""
     import keras
 
     from kerastrain.io import write_json
 
     metrics.update({"wall_time_s": round(timer(), 1), "quick": args.quick,
                     **environment(args, tf_data)})
-    publish_staged(args)
-    write_json(metrics, os.path.join(args.out, "metrics.json"))
+    metrics["outputs"] = publish(args)
+    write_json(metrics, os.path.join(args.publish_to, "metrics.json"))
     print_summary(f"{name} (seed {args.seed}, {keras.backend.backend()})",
                   rows + [("wall time (s)", f"{timer():.0f}"),
-                          ("outputs", args.out)])
+                          ("outputs", args.publish_to)])
     return metrics
 
 
@@ -420,6 +461,25 @@ class Timer:
         return time.perf_counter() - self.start
 
 
+def one_cycle_steps(args, samples):
+    """The training steps of `args.epochs` epochs of `samples` in batches
+    of `args.batch_size`, or a `RecipeError` when they are too few for a
+    one-cycle schedule (a large `--batch-size` on a small set), before
+    any training."""
+    from kerastrain.schedules import OneCycle
+
+    steps = args.epochs * -(-samples // args.batch_size)
+    try:
+        OneCycle(1.0, steps)  # what the recipes build, at their max_lr
+    except ValueError as error:
+        raise RecipeError(
+            f"--epochs {args.epochs} and --batch-size {args.batch_size} on "
+            f"{samples} training samples make {steps} training steps, too "
+            f"few for the one-cycle schedule: {error} Raise --epochs or "
+            "lower --batch-size.") from None
+    return steps
+
+
 def fit_image_classifier(model, train, val, args, *, max_lr, weight_decay,
                          augment, mixup_alpha, mixup_off=0.25,
                          label_smoothing=0.0):
@@ -433,7 +493,7 @@ def fit_image_classifier(model, train, val, args, *, max_lr, weight_decay,
     validation loss alike.
 
     The best epoch on validation loss is kept by CheckpointEarlyStopping in
-    `args.out/model.keras` (staged until `finish`), among the last 10% of
+    `args.out/model.keras` (published by `finish`), among the last 10% of
     the epochs (where the rate is below 5% of its peak: on the digits' 270
     validation images, a lucky high-rate epoch otherwise wins and scores
     worse on the test split than the annealed ones) and with patience for
@@ -450,7 +510,7 @@ def fit_image_classifier(model, train, val, args, *, max_lr, weight_decay,
     from kerastrain.optimizers import SGD
     from kerastrain.schedules import OneCycle, plot_schedule
 
-    steps = args.epochs * -(-len(train[0]) // args.batch_size)
+    steps = one_cycle_steps(args, len(train[0]))
     one_cycle = OneCycle(max_lr, steps)
     model.compile(
         optimizer=SGD(one_cycle, momentum=one_cycle.momentum_schedule,
@@ -464,7 +524,7 @@ def fit_image_classifier(model, train, val, args, *, max_lr, weight_decay,
                     seed=args.seed)
     validation = image_pipeline(*val, training=False, **pipeline)
     checkpoint = CheckpointEarlyStopping(
-        staged(args, "model.keras"), monitor="val_loss",
+        os.path.join(args.out, "model.keras"), monitor="val_loss",
         patience=args.epochs, start_from_epoch=int(0.9 * args.epochs))
     mixed_epochs = int(round(args.epochs * (1 - mixup_off))) if (
         mixup_alpha > 0) else 0
@@ -527,13 +587,15 @@ def add_search_arguments(parser, max_trials):
     parser.add_argument("--max-trials", type=positive_int,
                         default=max_trials,
                         help=f"trials to run (default {max_trials}; "
-                        "Hyperband: its max_epochs is --epochs instead)")
+                        "Hyperband: its max_epochs, the most epochs a "
+                        "trial trains, instead)")
 
 
-def make_tuner(hypermodel, args, objective, out):
+def make_tuner(hypermodel, args, objective, out, epochs):
     """The KerasTuner tuner `args.tuner` names, seeded, searching in
     `out/search` (overwritten: a recipe run is one search); `--quick` runs
-    2 trials."""
+    2 trials. `epochs`, the most a trial trains, is Hyperband's
+    `max_epochs`."""
     import keras_tuner
 
     common = dict(objective=keras_tuner.Objective(*objective),
@@ -541,7 +603,7 @@ def make_tuner(hypermodel, args, objective, out):
                   project_name="search", overwrite=True, seed=args.seed)
     if args.tuner == "hyperband":
         return keras_tuner.Hyperband(hypermodel, max_epochs=max(
-            2, args.epochs), factor=3, **common)
+            2, epochs), factor=3, **common)
     tuner_class = (keras_tuner.RandomSearch if args.tuner == "random"
                    else keras_tuner.BayesianOptimization)
     return tuner_class(hypermodel, max_trials=min(args.max_trials, 2) if (

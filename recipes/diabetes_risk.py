@@ -48,11 +48,12 @@ def tuned_mlp(train, val, args):
     from kerastrain.tuning import MLPHyperModel
 
     folder = os.path.join(args.out, "tuning")
+    epochs = min(args.epochs, SEARCH_EPOCHS)
     tuner = common.make_tuner(MLPHyperModel(train[0].shape[1], 2,
                                             seed=args.seed),
-                              args, ("val_auc", "max"), folder)
+                              args, ("val_auc", "max"), folder, epochs)
     model, best, _ = common.run_search(
-        tuner, folder, train, val, epochs=min(args.epochs, SEARCH_EPOCHS),
+        tuner, folder, train, val, epochs=epochs,
         batch_size=args.batch_size, patience=15)
     return model, best["balancing"]
 
@@ -150,7 +151,7 @@ def run(args):
                                                  y_val.astype("float32")),
             verbose=2 if method == "smote" else 0,
             callbacks=[CheckpointEarlyStopping(
-                common.staged(args, filename), patience=30)])
+                os.path.join(args.out, filename), patience=30)])
         logits = np.asarray(model.predict(x_test, verbose=0))[:, 0]
         candidates = {"mlp": (logits, 0.0)}
         for peer_name, peer in peers(x, y, args.seed).items():
@@ -166,7 +167,7 @@ def run(args):
         results[f"mlp_tuned/{method}"] = scores(y_test, logits, 0.0)
         curves[f"mlp tuned, {method}"] = logits
 
-    with atomic_path(common.staged(args, "preprocessor.pkl")) as tmp:
+    with atomic_path(os.path.join(args.out, "preprocessor.pkl")) as tmp:
         with open(tmp, "wb") as f:
             pickle.dump(scaler, f)
     history = histories["smote"]

@@ -20,6 +20,7 @@ and plots to `saved_models/digits_resnet/`.
 Run: python -m recipes.digits_resnet [--epochs 40] [--seed 0] [--backend jax]
 """
 
+import os
 import sys
 
 from recipes import common
@@ -87,7 +88,7 @@ def run(args):
     # Test-time augmentation: the checkpoint's softmax averaged over the
     # digit and its four one-pixel shifts, the training's shifts.
     tta_model = tta(model, shift=1)
-    save_model(tta_model, common.staged(args, "model_tta.keras"))
+    save_model(tta_model, os.path.join(args.out, "model_tta.keras"))
     tta_predictions = np.argmax(np.asarray(tta_model.predict(
         test[0], verbose=0)), axis=-1)
     tta_accuracy = float(np.mean(tta_predictions == test[1]))

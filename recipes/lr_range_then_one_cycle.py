@@ -63,7 +63,8 @@ def run(args):
     x_train, x_val, x_test = (scaler.transform(x).astype("float32")
                               for x in (x_train, val[0], x_test))
     y_train, y_val = y_train.astype("float32"), val[1].astype("float32")
-    steps = args.epochs * -(-len(x_train) // args.batch_size)
+    # Checked before the finder spends its steps.
+    steps = common.one_cycle_steps(args, len(x_train))
 
     finder = find_lr(build_model(args.seed, SGD(0.01, momentum=0.9)),
                      x_train, y_train, batch_size=args.batch_size,

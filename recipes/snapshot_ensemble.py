@@ -84,7 +84,7 @@ def run(args):
     print(f"{NAME}: {len(train[0])} train digits, {args.cycles} cycles of "
           f"{cycle_steps} steps{skip}, backend {keras.backend.backend()}")
     snapshots = SnapshotEnsemble(cycle_steps,
-                                 common.staged(args, "snapshots"))
+                                 os.path.join(args.out, "snapshots"))
 
     def stop_after_last_cycle(batch, logs=None):
         # Past the last cycle's snapshot the schedule restarts at its peak.
@@ -100,7 +100,7 @@ def run(args):
         callbacks=[snapshots, keras.callbacks.LambdaCallback(
             on_train_batch_end=stop_after_last_cycle),
             CheckpointEarlyStopping(
-                common.staged(args, "best_single.keras"),
+                os.path.join(args.out, "best_single.keras"),
                 patience=args.epochs, restore_best=False)])
     steps_run = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
     plot_schedule(schedule, steps_run, os.path.join(out, "schedule.png"))
@@ -109,11 +109,11 @@ def run(args):
                snapshots.snapshots]
     per_snapshot = [accuracy(member, *test) for member in members]
     averaged = ensemble(members)
-    kerastrain.io.save_model(averaged, common.staged(args, "model.keras"))
+    kerastrain.io.save_model(averaged, os.path.join(args.out, "model.keras"))
     ensemble_accuracy, _ = common.report_classifier(
         NAME, averaged, history, *test, args)
     best_single = accuracy(keras.saving.load_model(
-        common.staged(args, "best_single.keras")), *test)
+        os.path.join(args.out, "best_single.keras")), *test)
     svc = svc_accuracy(train, val, test)
     return common.finish(NAME, args, {
         "test_accuracy": ensemble_accuracy,

@@ -48,7 +48,7 @@ def run(args):
         (8, 8, 1), 10, depth=[8, 14], width=[16, 32],
         augment=AUGMENT, seed=args.seed)
     tuner = common.make_tuner(hypermodel, args, ("val_accuracy", "max"),
-                              out)
+                              out, args.epochs)
     print(f"{NAME}: {args.tuner} search, {len(train[0])} train / "
           f"{len(val[0])} validation digits, backend "
           f"{keras.backend.backend()}")

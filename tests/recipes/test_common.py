@@ -1,5 +1,6 @@
 """The flags and exits every recipe shares (recipes/common.py)."""
 
+import json
 import os
 
 import keras
@@ -220,34 +221,87 @@ def test_recipe_error_removes_new_parents_up_to_the_first_that_existed(
     assert "demo: error: no data here" in capsys.readouterr().err
 
 
-def test_a_failure_keeps_what_the_run_wrote(tmp_path):
+def write(path, text):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def publishing(outputs, text):
+    """A run that writes `outputs` (paths inside its folder), each holding
+    `text`, then finishes."""
+    def run(args):
+        for name in outputs:
+            write(os.path.join(args.out, name), text)
+        common.finish("demo", args, {"run": text}, [], lambda: 0.0)
+    return run
+
+
+def test_a_failure_publishes_nothing_and_keeps_what_it_wrote_aside(
+        tmp_path, capsys):
     def half_done(args):
-        with open(os.path.join(args.out, "partial.png"), "w"):
-            pass
+        write(os.path.join(args.out, "partial.png"), "")
         raise ZeroDivisionError("a bug")
 
     out = tmp_path / "a" / "b"
     with pytest.raises(ZeroDivisionError):
         run_with(["--out", str(out)], half_done)
-    assert os.listdir(out) == ["partial.png"]
+    assert os.listdir(out) == [common.STAGING]
+    assert os.listdir(out / common.STAGING) == ["partial.png"]
+    assert "nothing was published" in capsys.readouterr().err
 
 
-def test_a_run_publishes_only_what_it_staged_itself(tmp_path):
-    # An interrupted run left a snapshot the next run does not make.
-    stale = tmp_path / common.STAGING / "snapshots" / "snapshot_0009.keras"
-    stale.parent.mkdir(parents=True)
-    stale.write_text("an earlier run's")
+def test_an_interrupted_rerun_leaves_the_earlier_run_whole(tmp_path):
+    out = str(tmp_path)
+    assert run_with(["--out", out], publishing(
+        ["model.keras", "history.csv", "snapshots/s1.keras"], "first")) == 0
+    before = {p: p.read_text() for p in tmp_path.rglob("*") if p.is_file()}
 
-    def run(args):
-        path = common.staged(args, "snapshots", "snapshot_0001.keras")
-        os.makedirs(os.path.dirname(path))
-        with open(path, "w") as f:
-            f.write("this run's")
-        common.finish("demo", args, {}, [], lambda: 0.0)
+    def interrupted(args):
+        write(os.path.join(args.out, "history.csv"), "second")
+        write(os.path.join(args.out, "model.keras"), "second")
+        raise KeyboardInterrupt
 
-    assert run_with(["--out", str(tmp_path)], run) == 0
-    assert os.listdir(tmp_path / "snapshots") == ["snapshot_0001.keras"]
-    assert not os.path.exists(tmp_path / common.STAGING)
+    with pytest.raises(KeyboardInterrupt):
+        run_with(["--out", out], interrupted)
+    published = {p: p.read_text() for p in tmp_path.rglob("*")
+                 if p.is_file() and common.STAGING not in p.parts}
+    assert published == before
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["run"] == "first"
+    assert metrics["outputs"] == ["history.csv", "model.keras", "snapshots"]
+
+
+def test_a_run_replaces_the_outputs_of_the_run_before(tmp_path):
+    out = str(tmp_path)
+    (tmp_path / "notes.txt").write_text("the user's")
+    assert run_with(["--out", out], publishing(
+        ["model.keras", "tuning/model.keras", "snapshots/s1.keras",
+         "snapshots/s2.keras"], "first")) == 0
+    # A stale file an interrupted run staged is discarded, not published.
+    write(os.path.join(out, common.STAGING, "stale.png"), "interrupted")
+    assert run_with(["--out", out], publishing(
+        ["model.keras", "snapshots/s1.keras"], "second")) == 0
+    files = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")
+                   if p.is_file())
+    # The first run's tuning/ and snapshot 2 are gone; the user's file
+    # stays (only what a run listed in its metrics.json is replaced).
+    assert files == ["metrics.json", "model.keras", "notes.txt",
+                     os.path.join("snapshots", "s1.keras")]
+    assert (tmp_path / "model.keras").read_text() == "second"
+    assert (tmp_path / "notes.txt").read_text() == "the user's"
+
+
+def test_an_earlier_metrics_file_cannot_remove_what_is_not_in_the_folder(
+        tmp_path):
+    out = tmp_path / "out"
+    (tmp_path / "keep.txt").write_text("outside")
+    out.mkdir()
+    (out / "metrics.json").write_text(
+        '{"outputs": ["../keep.txt", "/etc", ".", ".unfinished"]}')
+    assert run_with(["--out", str(out)], publishing(["a.csv"], "x")) == 0
+    assert (tmp_path / "keep.txt").read_text() == "outside"
+    assert sorted(os.listdir(out)) == ["a.csv", "metrics.json"]
 
 
 def test_the_write_probe_leaves_a_file_of_the_same_name_alone(tmp_path):

@@ -117,3 +117,15 @@ def test_unwritable_output_folder_is_an_error(tmp_path, capsys):
     with pytest.raises(SystemExit):
         digits_resnet.main(["--quick", "--out", str(blocker / "run")])
     assert "cannot write" in capsys.readouterr().err
+
+
+def test_too_few_steps_for_one_cycle_is_an_error_before_training(
+        tmp_path, capsys):
+    # 1,257 training digits in batches of 2,048: one step, where a
+    # one-cycle schedule needs a warm-up and an annealing phase.
+    out = tmp_path / "run"
+    assert digits_resnet.main(["--epochs", "1", "--batch-size", "2048",
+                               "--out", str(out)]) == 1
+    error = capsys.readouterr().err
+    assert "make 1 training steps" in error and "--batch-size" in error
+    assert not out.exists()

@@ -73,3 +73,11 @@ def test_quick_run_writes_reloadable_outputs(tmp_path, capsys,
     assert {"tensorflow", "jax", "torch"} & set(metrics) == {
         keras.backend.backend()}
     assert "suggested max_lr" in capsys.readouterr().out
+
+
+def test_too_few_steps_is_an_error_before_the_finder_runs(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert recipe.main(["--epochs", "2", "--batch-size", "100000",
+                        "--out", str(out)]) == 1
+    assert "make 2 training steps" in capsys.readouterr().err
+    assert not out.exists()  # no lr_finder.png either
