@@ -10,6 +10,26 @@ import keras
 import numpy as np
 
 
+def _metric_values(model):
+    """`{id(variable): value}` of the model's metric variables."""
+    return {id(v): keras.ops.convert_to_numpy(v)
+            for v in model.metrics_variables}
+
+
+def _put_back_metrics(model, saved):
+    """Undoes what a call of `compute_loss` did to the metrics: on
+    TensorFlow and torch it updates the compiled loss's trackers (one per
+    output), and the epoch's logs must not count the probe. (JAX's is
+    functional: its updates are dropped.) A metric it built (the first
+    call, before any training step) is reset: it held nothing before."""
+    for metric in model.metrics:
+        if all(id(v) in saved for v in metric.variables):
+            for variable in metric.variables:
+                variable.assign(saved[id(variable)])
+        else:
+            metric.reset_state()
+
+
 class GradientFunction:
     """`fn(x, y)` -> the gradient of `model`'s compiled loss on `(x, y)`
     (at inference: dropout off, batch-norm statistics untouched) with
@@ -29,7 +49,9 @@ class GradientFunction:
             self._compiled = getattr(
                 self, f"_{keras.backend.backend()}")()
         variables = self.model.trainable_variables
+        saved = _metric_values(self.model)
         grads = self._compiled(x, y)
+        _put_back_metrics(self.model, saved)
         return [np.zeros(v.shape, "float32") if g is None
                 else np.asarray(keras.ops.convert_to_numpy(g))
                 for g, v in zip(grads, variables)]

@@ -1,5 +1,8 @@
 """Histograms of weights and gradients, for TensorBoard and as pictures."""
 
+import collections
+import copy
+import hashlib
 import os
 import re
 import time
@@ -17,6 +20,8 @@ from kerastrain.io import new_figure, save_figure
 
 PERCENTILES = (0, 5, 25, 50, 75, 95, 100)
 BINS = 30
+# Attributes that live for one `fit` and are not copied.
+_PER_FIT = ("_writer", "_gradient_fn")
 
 
 def histogram(tag, values):
@@ -105,7 +110,8 @@ class WeightHistograms(keras.callbacks.Callback):
         self.gradients = check_bool("gradients", gradients)
         self.plot = check_bool("plot", plot)
         if self.gradients and (not isinstance(probe, (tuple, list))
-                               or len(probe) != 2):
+                               or len(probe) != 2 or probe[0] is None
+                               or probe[1] is None):
             raise ValueError(
                 "Argument `probe` must be a fixed batch `(x, y)` when "
                 "gradients=True (the gradient histograms are computed on "
@@ -116,7 +122,20 @@ class WeightHistograms(keras.callbacks.Callback):
         self.percentiles = {}  # weight path: percentile rows, one per step
         self._steps = {}  # weight path: the steps of those rows
 
+    def __deepcopy__(self, memo):
+        # KerasTuner copies callbacks for each trial. The event file and
+        # the compiled probe gradient belong to one `fit` (and neither
+        # copies); the copy makes its own in its `fit`.
+        duplicate = self.__class__.__new__(self.__class__)
+        memo[id(self)] = duplicate
+        for key, value in vars(self).items():
+            setattr(duplicate, key, None if key in _PER_FIT
+                    else copy.deepcopy(value, memo))
+        return duplicate
+
     def on_train_begin(self, logs=None):
+        if self._writer is not None:  # a `fit` that was interrupted
+            self._writer.close()
         self._writer = EventFile(self.log_dir)
         self._gradient_fn = (GradientFunction(self.model) if self.gradients
                              else None)
@@ -151,7 +170,7 @@ class WeightHistograms(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self._writer.close()
-        self._writer = None
+        self._writer = self._gradient_fn = None
         if self.plot:
             self._plot()
 
@@ -204,6 +223,7 @@ class WeightHistograms(keras.callbacks.Callback):
     def _plot(self):
         folder = os.path.join(self.log_dir, "plots")
         os.makedirs(folder, exist_ok=True)
+        names = _file_names(self.percentiles)
         for path, rows in self.percentiles.items():
             rows, epochs = np.array(rows), self._steps[path]
             figure, ax = new_figure(figsize=(6, 3.6))
@@ -223,6 +243,17 @@ class WeightHistograms(keras.callbacks.Callback):
             ax.legend(fontsize="small", loc="upper left")
             figure.subplots_adjust(left=0.16, right=0.97, bottom=0.14,
                                    top=0.9)
-            name = re.sub(r"[^A-Za-z0-9_.-]+", "_", path)
-            save_figure(figure, os.path.join(folder, f"{name}.png"),
+            save_figure(figure, os.path.join(folder, f"{names[path]}.png"),
                         bbox_inches=None)
+
+
+def _file_names(paths):
+    """A file name for each weight path: the path with `/` (and any
+    character unsafe in a file name) as `_`, and where two paths give the
+    same name (`blk/fc/kernel`, `blk_fc/kernel`), a short hash of the path
+    after it, so that no picture overwrites another."""
+    names = {path: re.sub(r"[^A-Za-z0-9_.-]+", "_", path) for path in paths}
+    taken = collections.Counter(names.values())
+    return {path: name if taken[name] == 1 else
+            f"{name}-{hashlib.sha1(path.encode()).hexdigest()[:8]}"
+            for path, name in names.items()}

@@ -332,6 +332,7 @@ def test_a_model_fit_builds_late_is_logged_from_its_first_epoch(tmp_path):
     ({"freq": "epoch"}, TypeError, "freq"),
     ({"probe": None}, ValueError, "probe"),
     ({"probe": np.zeros((4, 2))}, ValueError, "probe"),
+    ({"probe": (None, None)}, ValueError, "probe"),
 ])
 def test_bad_arguments(kwargs, error, match):
     arguments = {"log_dir": "logs", "probe": (np.zeros((2, 4)),
@@ -364,3 +365,75 @@ def test_a_continued_fit_extends_the_picture_and_a_new_one_replaces_it(
     model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
     assert callback._steps["net/hidden/kernel"] == [0, 1]
     assert len(callback.percentiles["net/hidden/kernel"]) == 2
+
+
+def test_the_probe_does_not_count_in_the_logged_losses(tmp_path):
+    """A two-output model logs a loss per output, from metrics that the
+    compiled loss updates; the probe (here with a loss 10,000 times the
+    training one) must not add to them."""
+    x, y = data()
+
+    def fit(callbacks):
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((4,))
+        hidden = keras.layers.Dense(3)(inputs)
+        model = keras.Model(inputs, {
+            "a": keras.layers.Dense(1, name="a")(hidden),
+            "b": keras.layers.Dense(1, name="b")(hidden)})
+        model.compile(keras.optimizers.SGD(0.01), {"a": "mse", "b": "mse"})
+        return model.fit(x, {"a": y[:, :1], "b": y[:, 1:]}, batch_size=16,
+                         epochs=2, shuffle=False, verbose=0,
+                         callbacks=callbacks).history
+
+    probe = (x[:8] * 100, {"a": y[:8, :1] * 100, "b": y[:8, 1:] * 100})
+    plain = fit([])
+    probed = fit([WeightHistograms(tmp_path, probe=probe, plot=False)])
+    assert {"a_loss", "b_loss", "loss"} <= set(plain)
+    for key, values in plain.items():
+        np.testing.assert_allclose(probed[key], values, rtol=1e-5)
+
+
+def test_a_used_callback_copies_for_the_next_trial(tmp_path):
+    x, y = data()
+    callback = WeightHistograms(tmp_path / "first", probe=(x[:8], y[:8]))
+    make_model().fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt
+
+    # After a finished fit (TensorFlow keeps a compiled function) and an
+    # interrupted one (its event file still open).
+    interrupted = WeightHistograms(tmp_path / "second", probe=(x[:8], y[:8]))
+    with pytest.raises(KeyboardInterrupt):
+        make_model().fit(x, y, epochs=2, verbose=0,
+                         callbacks=[interrupted, Interrupt()])
+    for used in (callback, interrupted):
+        duplicate = copy.deepcopy(used)
+        duplicate.log_dir = str(tmp_path / f"copy-{id(used)}")
+        model = make_model()
+        model.fit(x, y, epochs=2, verbose=0, callbacks=[duplicate])
+        paths = [v.path for v in model.trainable_variables]
+        logged = read(duplicate.log_dir)
+        assert [s for s, _ in logged[f"weights/{paths[0]}"]] == [0, 1, 2]
+    # The interrupted fit's file is closed by the callback's next fit.
+    interrupted.log_dir = str(tmp_path / "third")
+    make_model().fit(x, y, epochs=1, verbose=0, callbacks=[interrupted])
+    assert interrupted._writer is None
+
+
+def test_weight_paths_that_flatten_alike_get_pictures_of_their_own(
+        tmp_path):
+    inner = keras.Sequential([keras.layers.Dense(2, name="fc")], name="blk")
+    inputs = keras.Input((4,))
+    outputs = keras.layers.Dense(2, name="blk_fc")(inner(inputs))
+    model = keras.Model(inputs, outputs)
+    model.compile(keras.optimizers.SGD(0.05), "mse")
+    x, y = data()
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[WeightHistograms(
+        tmp_path, gradients=False)])
+    kernels = [v.path for v in model.trainable_variables
+               if len(v.shape) == 2]
+    assert sorted(kernels) == ["blk/fc/kernel", "blk_fc/kernel"]
+    pictures = os.listdir(tmp_path / "plots")
+    assert len(pictures) == 2 and len(set(pictures)) == 2
