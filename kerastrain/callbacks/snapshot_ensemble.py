@@ -8,7 +8,8 @@ import warnings
 
 import keras
 
-from kerastrain._validation import check_int
+from kerastrain._validation import check_int, check_path
+from kerastrain.callbacks._training_state import base_optimizer
 from kerastrain.io import save_model, write_json
 
 MANIFEST = "snapshots.json"
@@ -74,13 +75,9 @@ class SnapshotEnsemble(keras.callbacks.Callback):
         self.cycle_steps = check_int("cycle_steps", cycle_steps, min_value=1)
         if keep is not None:
             keep = check_int("keep", keep, min_value=1)
-        if not isinstance(directory, (str, os.PathLike)):
-            raise TypeError(
-                "Argument `directory` must be a path. Received: "
-                f"directory={directory!r}")
-        self.directory = os.fspath(directory)
+        self.directory = check_path("directory", directory)
         self.keep = keep
-        self.verbose = verbose
+        self.verbose = check_int("verbose", verbose, min_value=0)
         self._saved = []  # (cycle, path) of this training, oldest first
         self._step = None  # updates at the last read; None: not read yet
         self._batches = 0  # batches run since that read
@@ -97,7 +94,9 @@ class SnapshotEnsemble(keras.callbacks.Callback):
         # The update count is read at the first batch, once every
         # `on_train_begin` has run (BackupAndRestore restores it there).
         self._step = None
-        optimizer = self.model.optimizer
+        # The schedule and the accumulation are the inner optimizer's
+        # under loss scaling (mixed_float16).
+        optimizer = base_optimizer(self.model.optimizer)
         accumulation = getattr(optimizer, "gradient_accumulation_steps",
                                None) or 1
         if math.ceil(self.model.steps_per_execution

@@ -60,8 +60,12 @@ def test_snapshots_fall_mid_epoch_and_survive_deepcopy(tmp_path):
     assert len(callback.snapshots) == 3
 
 
-def test_warns_when_the_schedule_restarts_elsewhere(tmp_path):
+@pytest.mark.parametrize("loss_scaling", [False, True])
+def test_warns_when_the_schedule_restarts_elsewhere(tmp_path, loss_scaling):
     model, (x, y) = make_model(cycle=7), data()
+    if loss_scaling:  # what mixed_float16 puts around the optimizer
+        model.compile(keras.optimizers.LossScaleOptimizer(model.optimizer),
+                      model.loss)
     with pytest.warns(UserWarning, match="restarts after 7 steps"):
         model.fit(x, y, batch_size=16, epochs=1, verbose=0,
                   callbacks=[SnapshotEnsemble(CYCLE, tmp_path)])
@@ -308,6 +312,9 @@ def test_a_manifest_of_other_cycles_is_ignored(tmp_path):
     ({"cycle_steps": 2.5}, TypeError, "cycle_steps"),
     ({"keep": 0}, ValueError, "keep"),
     ({"directory": None}, TypeError, "directory"),
+    ({"directory": ""}, TypeError, "directory"),
+    ({"verbose": -1}, ValueError, "verbose"),
+    ({"verbose": "loud"}, TypeError, "verbose"),
 ])
 def test_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
