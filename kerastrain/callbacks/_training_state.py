@@ -99,3 +99,25 @@ def restore_learning_rate(model, state):
         # The public setter refuses to put a variable back over a schedule.
         optimizer._learning_rate = state["learning_rate"]
         retrace(model)
+
+
+def global_random_state():
+    """The global random states that a `fit` draws from outside the
+    model's own seed generators: NumPy's, and on torch, torch's (Keras'
+    torch backend gives every epoch's data loader a seed from it). For
+    `restore_global_random_state`."""
+    saved = {"numpy": np.random.get_state()}
+    if keras.backend.backend() == "torch":
+        import torch
+
+        saved["torch"] = torch.get_rng_state()
+    return saved
+
+
+def restore_global_random_state(saved):
+    """Puts back what `global_random_state` took."""
+    np.random.set_state(saved["numpy"])
+    if "torch" in saved:
+        import torch
+
+        torch.set_rng_state(saved["torch"])

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 
 from kerastrain._validation import (check_bool, check_float, check_int,
-                                    is_dataset)
+                                    check_seed, is_dataset)
 from kerastrain.callbacks import _training_state as state
 from kerastrain.callbacks.lr_finder_result import LRFinderResult
 from kerastrain.optimizers.scheduled import counts_batches
@@ -185,6 +185,10 @@ def find_lr(model, x, y=None, batch_size=32, start_lr=1e-7, end_lr=10.0,
     trains exactly as if `find_lr` had never run. A model compiled with
     `steps_per_execution` > 1 runs the test one step at a time and gets
     its setting back; a model not built yet is built on the first batch.
+    A `tf.data.Dataset` that reshuffles each iteration cannot be put back:
+    the test iterates it, so the next `fit` gets the shuffle order after
+    (pass NumPy arrays, or a dataset without `.shuffle`, for a following
+    `fit` identical to one without the test).
 
     Args:
         model: A compiled Keras model.
@@ -193,8 +197,11 @@ def find_lr(model, x, y=None, batch_size=32, start_lr=1e-7, end_lr=10.0,
         y: Targets, with NumPy `x`: as many samples as `x`.
         batch_size: Batch size, with NumPy `x`.
         start_lr, end_lr, num_steps, beta, diverge_factor: See `LRFinder`.
-        seed: Seed of the order in which NumPy samples are drawn (a private
-            generator: the global random state is not touched).
+        seed: None or an integer >= 0: the seed of the order in which
+            NumPy samples are drawn (a private generator). The global
+            random states (NumPy's, and torch's, which Keras' torch
+            backend draws a seed from for every epoch's data loader) are
+            put back as they were.
 
     Returns:
         An `LRFinderResult`: `lrs`, `losses`, `smoothed_losses`,
@@ -215,7 +222,13 @@ def find_lr(model, x, y=None, batch_size=32, start_lr=1e-7, end_lr=10.0,
         raise ValueError("find_lr needs a compiled model: call "
                          "`model.compile(optimizer, loss)` first.")
     finder = LRFinder(start_lr, end_lr, num_steps, beta, diverge_factor)
+    seed = check_seed("seed", seed)
     if is_dataset(x):
+        if y is not None:
+            raise ValueError(
+                "Argument `y` must be None when `x` is a `tf.data.Dataset` "
+                "of (x, y) batches: the targets come from it. Received: y "
+                f"of type {type(y).__name__}")
         fit_args = dict(x=x.repeat(), steps_per_epoch=num_steps, epochs=1,
                         shuffle=False)
     else:
@@ -226,6 +239,9 @@ def find_lr(model, x, y=None, batch_size=32, start_lr=1e-7, end_lr=10.0,
             raise ValueError(
                 "Arguments `x` and `y` must have the same number of "
                 f"samples. Received: {count} in x, {labels} in y")
+        if not count:
+            raise ValueError("Argument `x` must hold at least one sample. "
+                             "Received: 0 samples")
         order = np.random.default_rng(seed).permutation(count)
         x, y = _take(x, order), None if y is None else _take(y, order)
         epochs = math.ceil(num_steps / math.ceil(count / batch_size))
@@ -239,10 +255,12 @@ def find_lr(model, x, y=None, batch_size=32, start_lr=1e-7, end_lr=10.0,
     if steps_per_execution != 1:
         # `fit` makes its train function anew when there is none.
         model.steps_per_execution, model.train_function = 1, None
+    random_state = state.global_random_state()
     try:
         model.fit(**fit_args, verbose=0, callbacks=[finder])
     finally:
         finder.put_back()  # also when fit was interrupted
+        state.restore_global_random_state(random_state)
         if steps_per_execution != 1:
             model.steps_per_execution = steps_per_execution
             model.train_function = None

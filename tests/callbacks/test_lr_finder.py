@@ -84,6 +84,27 @@ def test_the_model_trains_afterwards_as_if_it_never_ran(kind, accumulation):
         np.testing.assert_array_equal(got, want)
 
 
+def test_a_shuffled_fit_afterwards_draws_as_if_it_never_ran():
+    """From the same global seed, the next `fit` with `shuffle=True` draws
+    the same order (on torch its data loader seeds from torch's global
+    generator, which the test's own fit would have moved)."""
+    x, y = data()
+    model = make_model(keras.optimizers.SGD(0.05, momentum=0.9))
+    twin = make_model(keras.optimizers.SGD(0.05, momentum=0.9))
+    for m in (model, twin):  # a first fit draws for itself: done here
+        m.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
+    twin.set_weights(model.get_weights())
+    for a, b in zip(twin.optimizer.variables, model.optimizer.variables):
+        a.assign(to_numpy(b))
+    keras.utils.set_random_seed(11)
+    find_lr(model, x, y, num_steps=20)
+    model.fit(x, y, batch_size=32, epochs=2, verbose=0)
+    keras.utils.set_random_seed(11)
+    twin.fit(x, y, batch_size=32, epochs=2, verbose=0)
+    for got, want in zip(variables(model), variables(twin)):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_a_float_learning_rate_is_put_back():
     x, y = data()
     model = make_model(keras.optimizers.Adam(3e-3))
@@ -318,6 +339,23 @@ def test_bad_inputs(x, y, error, match):
     model = make_model(keras.optimizers.SGD(0.01))
     with pytest.raises(error, match=match):
         find_lr(model, x, y)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"seed": -1}, ValueError, "seed"),
+    ({"seed": 1.5}, TypeError, "seed"),
+    ({"seed": "a"}, TypeError, "seed"),
+    ({"x": np.zeros((0, 8)), "y": np.zeros(0)}, ValueError,
+     "at least one sample"),
+    ({"x": "dataset", "y": np.zeros(4)}, ValueError, "`y` must be None"),
+])
+def test_bad_find_lr_arguments(kwargs, error, match):
+    x, y = data()
+    arguments = {"x": x, "y": y, **kwargs}
+    if isinstance(arguments["x"], str):
+        arguments["x"] = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    with pytest.raises(error, match=match):
+        find_lr(make_model(keras.optimizers.SGD(0.01)), **arguments)
 
 
 def test_each_loss_is_its_batch_not_kerass_running_mean():
