@@ -56,6 +56,20 @@ class _Backup(keras.callbacks.BackupAndRestore):
                                "batch": self._last_batch_seen}),
                    self._training_metadata_path)
 
+    def save_start(self, epoch):
+        """Backs up the state a `fit` starts from, when there is no backup
+        yet: a crash in its first epoch then resumes from there, also in
+        the same model object, which the crash left half-trained (Keras'
+        first backup comes at the end of the first epoch)."""
+        if os.path.exists(self._weights_path) or not self.model.built:
+            return
+        optimizer = self.model.optimizer
+        if optimizer is not None and not optimizer.built:
+            # Its slots are restored too, so they must be in the file.
+            optimizer.build(self.model.trainable_variables)
+        self._current_epoch = epoch
+        self._save_model()
+
     def _load_model(self):
         super()._load_model()
         if os.path.exists(self._weights_path):
@@ -90,9 +104,12 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
 
     With `backup_dir`, the training state is backed up at the end of every
     epoch (Keras' `BackupAndRestore`, with a double checkpoint) together
-    with the early-stopping state (best value, epochs waited); an
-    interrupted `fit`, called again with the same arguments, resumes at the
-    epoch where it stopped and stops where the uninterrupted run would have.
+    with the early-stopping state (best value, epochs waited), and at the
+    start of a `fit` that has no backup yet; an interrupted `fit`, called
+    again with the same arguments (on a new model, or the one the crash
+    left), resumes at the epoch where it stopped and stops where the
+    uninterrupted run would have, without another epoch when it had
+    already decided to stop.
 
     The early-stopping logic is Keras' `EarlyStopping` (improvement, mode,
     patience); a `monitor` missing from the logs is an error that lists the
@@ -191,15 +208,24 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
                 self.best, self.best_epoch = state["best"], state["best_epoch"]
                 self.wait, self._saved = state["wait"], state["saved"]
                 self.stopped_epoch = state["stopped_epoch"]
+        if self.stopped_epoch and self.stopped_epoch == resume_epoch - 1:
+            # The crash came after the decision to stop (in a later
+            # callback, or at the end of training): no epoch is left.
+            self.model._initial_epoch = self.params["epochs"]
 
     # -- fit hooks -------------------------------------------------------
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        self._saved = False
+        self._saved = self._started = False
         if self._backup is not None:
             self._backup.on_train_begin(logs)
             self._load_state()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._backup is not None and not self._started:
+            self._backup.save_start(epoch)
+        self._started = True
 
     def get_monitor_value(self, logs):
         logs = logs or {}
@@ -235,6 +261,10 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
 
     def on_train_end(self, logs=None):
         super().on_train_end(logs)  # restore_best_weights is off: no-op
+        if self._backup is not None:
+            # Where the backup resumed this fit; Keras never clears it, and
+            # a later `fit` would start there.
+            self.model._initial_epoch = None
         if self.restore_best and self._saved:
             self.model.load_weights(self.filepath)
             if self.verbose:

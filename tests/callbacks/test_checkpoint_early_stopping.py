@@ -176,6 +176,52 @@ def test_an_interrupted_fit_resumes_and_stops_like_an_uninterrupted_one(
     assert not os.path.exists(tmp_path / "backup")  # cleaned up at the end
 
 
+class CrashAtEpochEnd(keras.callbacks.Callback):
+    """Placed after the checkpoint: it has decided and backed up."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt("simulated crash")
+
+
+@pytest.mark.parametrize("crash", ["first epoch", "after the stop"])
+def test_the_same_model_resumes_like_an_uninterrupted_fit(tmp_path, crash):
+    """Resumed on the model object the crash left: from a backup of the
+    start when the first epoch crashed, and without another epoch when the
+    crash came after the decision to stop. `restore_best=False`, so that
+    an extra epoch would show in the final weights."""
+    reference = CheckpointEarlyStopping(str(tmp_path / "ref.keras"),
+                                        patience=2, restore_best=False)
+    uninterrupted = make_model()
+    fit(uninterrupted, [reference])
+    assert reference.stopped_epoch > 0
+
+    def callback():
+        return CheckpointEarlyStopping(
+            str(tmp_path / "best.keras"), patience=2, restore_best=False,
+            backup_dir=str(tmp_path / "backup"))
+
+    model = make_model()
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, [callback(), Crash(0) if crash == "first epoch" else
+                    CrashAtEpochEnd(reference.stopped_epoch)])
+    resumed = callback()
+    history = fit(model, [resumed])
+    assert resumed.stopped_epoch == reference.stopped_epoch
+    assert resumed.best_epoch == reference.best_epoch
+    if crash == "after the stop":
+        assert history.epoch == []
+    for a, b in zip(weights(model), weights(uninterrupted)):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    # A later fit starts at its own initial epoch, not where the backup
+    # resumed this one.
+    assert fit(model, [], epochs=2).epoch == [0, 1]
+
+
 def test_the_end_of_training_removes_only_the_backups_own_files(tmp_path):
     # The backup folder is the folder of the best model, with a file of the
     # user's in it: Keras' BackupAndRestore removed the whole folder.
@@ -238,7 +284,8 @@ def test_an_interrupt_while_the_backup_is_written_resumes_exactly(
             backup_dir=str(tmp_path / "backup"))
 
     with monkeypatch.context() as patch:
-        interrupt_writes_of(patch, "training_metadata.json", 3, before_open)
+        # The 4th write: the backup of the start, then epochs 0, 1, 2.
+        interrupt_writes_of(patch, "training_metadata.json", 4, before_open)
         with pytest.raises(KeyboardInterrupt):
             fit(make_model(), [callback()], epochs=4)
     model = make_model()
