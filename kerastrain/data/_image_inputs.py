@@ -193,8 +193,19 @@ def read_dataset(dataset, num_classes):
             "Received: an infinite dataset")
     if _is_batched(spec, num_classes):
         dataset = dataset.unbatch()
-    batches = [] if size == 0 else list(
-        dataset.batch(4096).as_numpy_iterator())
+    try:
+        batches = [] if size == 0 else list(
+            dataset.batch(4096).as_numpy_iterator())
+    except tf.errors.InvalidArgumentError as error:
+        if "different shapes" not in str(error):
+            raise
+        raise ValueError(
+            "A `tf.data.Dataset` given as `x` must hold images of one size "
+            "(and labels of one shape): they are read into one array. "
+            "Resize them first, e.g. `dataset.map(lambda image, label: "
+            "(tf.image.resize(image, (32, 32)), label))`. TensorFlow said: "
+            f"{error.message.split('}} ')[-1].split(' [Op:')[0]}"
+        ) from None
     if not batches:
         raise ValueError(
             "A `tf.data.Dataset` given as `x` must hold at least one "

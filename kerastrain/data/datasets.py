@@ -43,7 +43,7 @@ OFFLINE = {
 }
 
 
-def load(name, split="train", data_dir=None, download=True):
+def load(name, split=None, data_dir=None, download=True):
     """Loads a data set as NumPy arrays `(x, y)`.
 
     Offline, from scikit-learn: `"digits"` (8x8x1 images in [0, 1], 10
@@ -59,9 +59,10 @@ def load(name, split="train", data_dir=None, download=True):
 
     Args:
         name: A name above.
-        split: The TFDS split (`"train"`, `"test"`, `"train[:10%]"`...);
-            ignored by the offline data sets, which come whole (use
-            `kerastrain.data.split`).
+        split: The TFDS split, one string (`"train"`, the default,
+            `"test"`, `"train[:10%]"`...). The offline data sets come
+            whole and take none (a split is a `ValueError`): cut them with
+            `kerastrain.data.split`.
         data_dir: TFDS data folder (default: TFDS's own).
         download: Whether TFDS may download and prepare a data set that
             is not in `data_dir` yet; with False, a missing one is a
@@ -80,12 +81,24 @@ def load(name, split="train", data_dir=None, download=True):
         raise TypeError(f"Argument `name` must be a string. Received: "
                         f"name={name!r}")
     if name.startswith("tfds:"):
+        if split is None:
+            split = "train"
+        if not isinstance(split, str):  # a list gives one dataset each
+            raise TypeError(
+                "Argument `split` must be one TFDS split as a string, e.g. "
+                "'train' or 'train[:80%]+test' (call `load` once per split "
+                f"for several). Received: split={split!r}")
         return _tfds(name[len("tfds:"):], split, data_dir, download)
     if name not in OFFLINE:
         raise ValueError(
             f"Unknown data set {name!r}. Known: {sorted(OFFLINE)}, or "
             "'tfds:<name>' for a TensorFlow Datasets data set of "
             "fixed-shape inputs (e.g. 'tfds:cifar10').")
+    if split is not None:
+        raise ValueError(
+            f"The offline data set {name!r} comes whole: it has no splits. "
+            "Cut it with `kerastrain.data.split`. Received: "
+            f"split={split!r}")
     return OFFLINE[name]()
 
 

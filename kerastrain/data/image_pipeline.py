@@ -4,7 +4,7 @@
 import numpy as np
 
 from kerastrain._seeds import spawn_seeds, tf_generator
-from kerastrain._validation import check_float, check_int
+from kerastrain._validation import check_bool, check_float, check_int
 from kerastrain.data._equalization import count_bins_once
 from kerastrain.data._image_inputs import (check_normalize,
                                            check_normalize_channels,
@@ -16,6 +16,7 @@ from kerastrain.data.random_resized_crop import RandomResizedCrop
 from kerastrain.data.split import check_same_length
 
 AUGMENTATIONS = ("flip", "shift", "rotate", "crop", "randaugment")
+FLIPS = ("horizontal", "vertical", "horizontal_and_vertical")
 
 
 def channel_stats(x):
@@ -61,10 +62,18 @@ def _augmenters(augment, seeds):
             # mixed_float16 the Keras layers would compute in float16,
             # and MixUp's float32 weights clash.
             kwargs["dtype"] = "float32"
+        if cls is keras.layers.RandomFlip and kwargs["mode"] not in FLIPS:
+            # Keras takes any mode, and flips nothing for one it does not
+            # know.
+            raise ValueError(
+                f"Augmentation 'flip' in `augment` takes a `mode` among "
+                f"{', '.join(FLIPS)}. Received: mode={kwargs['mode']!r}")
         try:
             layer = cls(**kwargs)
-        except (TypeError, ValueError) as error:
-            raise type(error)(
+        except (TypeError, ValueError, NotImplementedError) as error:
+            # Keras raises NotImplementedError for an unknown fill_mode.
+            raise (TypeError if isinstance(error, TypeError) else
+                   ValueError)(
                 f"Augmentation {name!r} ({cls.__name__}) rejected the "
                 f"options {options!r} in `augment`: {error}") from error
         if name == "randaugment":
@@ -96,9 +105,21 @@ def _name_and_options(entry):
 def check_augment(augment):
     """`augment` as a tuple of names, `(name, options)` pairs and
     callables (one name alone: a 1-tuple), or a clear error."""
-    augment = (augment,) if isinstance(augment, str) else tuple(
-        augment or ())
+    if isinstance(augment, str):
+        augment = (augment,)
+    try:
+        augment = tuple(augment or ())
+    except TypeError:
+        raise TypeError(
+            "Argument `augment` must be a sequence of augmentation names, "
+            "(name, options) pairs or callables on a batch of images. "
+            f"Received: augment={augment!r}") from None
     for entry in augment:
+        if isinstance(entry, type):  # a layer class is callable too
+            raise TypeError(
+                f"Argument `augment` holds the class {entry.__name__}: pass "
+                f"an instance, e.g. {entry.__name__}(...), or a name from "
+                f"{', '.join(AUGMENTATIONS)}")
         if not callable(entry):
             _name_and_options(entry)
     return augment
@@ -186,6 +207,13 @@ def image_pipeline(x, y, batch_size, num_classes,
     cutmix_alpha = check_float("cutmix_alpha", cutmix_alpha, low=0)
     augment = check_augment(augment)
     normalize = check_normalize(normalize)
+    shuffle = check_bool("shuffle", shuffle)
+    cache = check_bool("cache", cache)
+    training = check_bool("training", training)
+    if deterministic is not None and not isinstance(deterministic, bool):
+        raise TypeError(
+            "Argument `deterministic` must be None, True or False. "
+            f"Received: deterministic={deterministic!r}")
     # One stream each: layers seeded alike draw alike (a flip would decide
     # the rotation's direction).
     shuffle_seed, mixup_seed, cutmix_seed, pick_seed, *augment_seeds = (

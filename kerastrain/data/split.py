@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from kerastrain._validation import check_float, check_seed
+from kerastrain._validation import check_bool, check_float, check_seed
 
 # scikit-learn's `random_state` is a NumPy seed: below 2**32.
 SEED_LIMIT = 2**32
@@ -44,7 +44,8 @@ def split(x, y, val_size=0.15, test_size=0.15, stratify=True, seed=None):
         y: Labels (class labels when `stratify=True`).
         val_size: Fraction of all samples for validation, in [0, 1).
         test_size: Fraction of all samples for testing, in (0, 1).
-        stratify: Whether to keep the class proportions.
+        stratify: Whether to keep the class proportions (of `y`): True or
+            False.
         seed: None or an integer in [0, 2**32), for reproducible
             splits.
 
@@ -62,6 +63,9 @@ def split(x, y, val_size=0.15, test_size=0.15, stratify=True, seed=None):
     from sklearn.model_selection import train_test_split
 
     seed = check_seed("seed", seed, high=SEED_LIMIT)
+    # `stratify=y`, scikit-learn's way, would fail deep in NumPy; here the
+    # labels to keep are always `y`'s.
+    stratify = check_bool("stratify", stratify)
     check_same_length(x, y)
     test_size = check_float("test_size", test_size, 0, 1, low_closed=False,
                             high_closed=False)
@@ -73,26 +77,31 @@ def split(x, y, val_size=0.15, test_size=0.15, stratify=True, seed=None):
             f"test_size={test_size}")
     y_array = np.asarray(y)
 
-    def cut(features, labels, size):
+    def cut(features, labels, size, argument):
         try:
             return train_test_split(
                 features, labels, test_size=size, random_state=seed,
                 stratify=np.asarray(labels) if stratify else None)
         except ValueError as error:
+            # scikit-learn names its own `test_size` in both cuts.
             raise ValueError(
-                f"Cannot split {len(labels)} samples with "
-                f"{'stratification' if stratify else 'these sizes'}: "
-                f"{error} Class counts: {class_counts(labels)}. Use "
-                "larger sizes, merge rare classes, or stratify=False."
+                f"Cannot split off {argument} of {len(labels)} samples "
+                f"with {'stratification' if stratify else 'these sizes'}"
+                f" (scikit-learn: {error}). Class counts: "
+                f"{class_counts(labels)}. Received: val_size={val_size}, "
+                f"test_size={test_size}. Use larger sizes, merge rare "
+                "classes, or stratify=False."
             ) from None
 
-    x_rest, x_test, y_rest, y_test = cut(x, y_array, test_size)
+    x_rest, x_test, y_rest, y_test = cut(x, y_array, test_size,
+                                         "`test_size`")
     if val_size == 0:
         empty = slice(0, 0)
         return (x_rest, y_rest), (x_rest[empty], y_rest[empty]), (x_test,
                                                                    y_test)
     # A count, not the fraction val_size / (1 - test_size), which float
     # rounding can push one sample over (scikit-learn rounds it up).
-    x_train, x_val, y_train, y_val = cut(x_rest, y_rest,
-                                         max(1, round(val_size * len(y))))
+    x_train, x_val, y_train, y_val = cut(
+        x_rest, y_rest, max(1, round(val_size * len(y))),
+        "`val_size` (what is left after the test split)")
     return (x_train, y_train), (x_val, y_val), (x_test, y_test)

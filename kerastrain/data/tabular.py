@@ -19,17 +19,31 @@ def _select(x, columns):
     """The `columns` of `x` as `ColumnTransformer` reads them: a
     DataFrame's by name, or by position for integers."""
     if not hasattr(x, "select_dtypes"):
-        return np.asarray(x, dtype="float64")[:, columns]
+        return np.asarray(x)[:, columns]
     if all(isinstance(c, (int, np.integer)) for c in columns):
         return x.iloc[:, columns]
     return x[columns]
+
+
+def _numbers(values, columns):
+    """The numeric columns' `values` as float64, or a clear error naming
+    them when some entry is not a number (a category left among them)."""
+    try:
+        if hasattr(values, "to_numpy"):  # pandas' NA as NaN
+            return values.to_numpy(dtype="float64", na_value=np.nan)
+        return np.asarray(values, dtype="float64")
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"Numeric columns {columns} hold values that are not numbers "
+            f"({error}). Name the categorical ones in `categorical`."
+        ) from None
 
 
 def reject_missing(values, columns):
     """Returns `values` (the numeric columns) unchanged, or raises if any is
     missing (NaN): the check of a preprocessor fitted with `impute=False`,
     run by its `transform` as well as on the training data."""
-    missing = np.isnan(np.asarray(values, dtype="float64")).any(axis=0)
+    missing = np.isnan(_numbers(values, columns)).any(axis=0)
     if missing.any():
         raise ValueError(
             "Missing values (NaN) in numeric columns "
@@ -100,8 +114,19 @@ def tabular_preprocessor(x_train, numeric=None, categorical=None,
             f"Columns {both} are in both `numeric` and `categorical`: each "
             "column is either scaled or one-hot encoded. Received: "
             f"numeric={numeric}, categorical={categorical}")
+    values = _numbers(_select(x_train, numeric), numeric)
     if not impute:
-        reject_missing(_select(x_train, numeric), numeric)
+        reject_missing(values, numeric)
+    elif len(values):
+        # scikit-learn's imputer drops such a column (with a warning), and
+        # every later column would move one place to the left.
+        empty = np.isnan(values).all(axis=0)
+        if empty.any():
+            raise ValueError(
+                "Numeric columns "
+                f"{[c for c, e in zip(numeric, empty) if e]} have no value "
+                "at all in `x_train`: imputation has nothing to fill them "
+                "with. Drop them, or fill them before.")
     scaler = {"standard": StandardScaler, "minmax": MinMaxScaler,
               "robust": RobustScaler}[scaling]()
     # Without imputation the check is a step of the pipeline, so the saved

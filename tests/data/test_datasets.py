@@ -42,6 +42,13 @@ def test_unknown_names_list_the_known_ones():
         load(3)
 
 
+def test_splits_are_one_string_and_only_for_tfds(tmp_path):
+    with pytest.raises(ValueError, match=r"'wine' comes whole.*split='test'"):
+        load("wine", split="test")
+    with pytest.raises(TypeError, match=r"one TFDS split.*\['train', 'test'"):
+        load("tfds:mnist", split=["train", "test"], data_dir=str(tmp_path))
+
+
 def test_a_missing_tfds_data_set_without_download_names_the_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match=str(tmp_path)):
         load("tfds:mnist", data_dir=str(tmp_path), download=False)

@@ -182,6 +182,20 @@ def test_augmented_training_batches_feed_model_fit():
      r"normalize\[1\]"),
     ({"normalize": ([0.5] * 3, [np.nan] * 3)}, ValueError,
      r"normalize\[1\]"),
+    ({"augment": 3}, TypeError, r"Argument `augment`.*Received: augment=3"),
+    # Keras' RandomFlip takes any mode and flips nothing for an unknown one.
+    ({"augment": (("flip", {"mode": "diagonal"}),)}, ValueError,
+     r"'flip'.*horizontal, vertical.*mode='diagonal'"),
+    # Keras raises NotImplementedError for it.
+    ({"augment": (("rotate", {"fill_mode": "bogus"}),)}, ValueError,
+     r"'rotate' \(RandomRotation\) rejected.*fill_mode"),
+    ({"augment": ("flip", keras.layers.RandomFlip)}, TypeError,
+     r"`augment` holds the class RandomFlip: pass an instance"),
+    ({"training": "no"}, TypeError, r"`training` must be True or False"),
+    ({"shuffle": 0}, TypeError, r"`shuffle` must be True or False"),
+    ({"cache": "yes"}, TypeError, r"`cache` must be True or False"),
+    ({"deterministic": 1}, TypeError,
+     r"`deterministic` must be None, True or False"),
     ({"augment": ("randaugment",), "x": np.zeros((4, 8, 8, 2))}, ValueError,
      r"1 or 3 channels.*x.shape=\(4, 8, 8, 2\)"),
     ({"augment": ("randaugment",), "x": np.zeros((4, 8, 8, 4))}, ValueError,
@@ -400,6 +414,20 @@ def test_an_infinite_or_empty_dataset_is_refused():
     # Of unknown size, and empty once read.
     with pytest.raises(ValueError, match=empty):
         image_pipeline(source.filter(lambda a, b: b > 5), None, 4, 2)
+
+
+def test_a_dataset_of_images_of_different_sizes_is_refused():
+    import tensorflow as tf
+
+    def images():
+        for side in (4, 6, 5):
+            yield np.zeros((side, side, 3), "float32"), 1
+
+    source = tf.data.Dataset.from_generator(images, output_signature=(
+        tf.TensorSpec((None, None, 3)), tf.TensorSpec((), tf.int32)))
+    with pytest.raises(ValueError, match=r"images of one size.*Resize.*"
+                       r"shape \[4,4,3\].*\[6,6,3\]"):
+        image_pipeline(source, None, 2, 2)
 
 
 def test_a_batched_dataset_of_images_without_channels_is_refused():

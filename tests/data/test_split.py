@@ -71,6 +71,22 @@ def test_a_class_too_small_to_stratify_names_the_counts():
         split(x, y, seed=0)
 
 
+def test_a_val_size_too_small_to_stratify_is_named_as_such():
+    # scikit-learn calls the size of its second cut `test_size`.
+    with pytest.raises(ValueError, match=r"split off `val_size`.*"
+                       r"val_size=0.01, test_size=0.15"):
+        split(*data(100), val_size=0.01, seed=0)
+
+
+@pytest.mark.parametrize("stratify", ["no", None, np.arange(10) % 2])
+def test_stratify_is_true_or_false(stratify):
+    # A string read as True, and scikit-learn's `stratify=y` failing deep
+    # in NumPy, both were possible.
+    with pytest.raises(TypeError, match=r"Argument `stratify` must be True "
+                       r"or False"):
+        split(*data(10), stratify=stratify)
+
+
 def test_mismatched_lengths():
     with pytest.raises(ValueError, match=r"len\(x\)=10, len\(y\)=9"):
         split(np.zeros((10, 2)), np.zeros(9))

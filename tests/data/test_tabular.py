@@ -57,6 +57,24 @@ def test_nan_without_imputation_names_the_column():
         tabular_preprocessor(table(), impute=False)
 
 
+def test_a_numeric_column_without_any_value_is_refused():
+    # scikit-learn's imputer would drop it, shifting the later columns.
+    x = np.array([[1.0, np.nan, 5.0], [2.0, np.nan, 6.0], [3.0, np.nan, 7.0]])
+    with pytest.raises(ValueError, match=r"columns \[1\] have no value"):
+        tabular_preprocessor(x)
+
+
+def test_categories_among_object_columns_without_imputation():
+    x = np.array([[1.0, "a"], [3.0, "b"]], dtype=object)
+    z = tabular_preprocessor(x, numeric=[0], categorical=[1],
+                             impute=False).transform(x)
+    np.testing.assert_array_equal(z, [[-1, 1, 0], [1, 0, 1]])
+    # A category among the numeric columns is named, not NumPy's error.
+    with pytest.raises(ValueError, match=r"columns \[0, 1\] hold values "
+                       r"that are not numbers.*`categorical`"):
+        tabular_preprocessor(x, impute=False)
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"scaling": "zscore"}, "scaling"),
     ({"x_train": np.zeros(5)}, "2-D"),
