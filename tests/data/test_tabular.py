@@ -52,6 +52,13 @@ def test_categorical_columns_are_one_hot_encoded():
     np.testing.assert_array_equal(z[:, 1:], [[0, 1, 0], [0, 0, 0]])
 
 
+def test_a_missing_category_becomes_the_most_frequent_one():
+    x = np.array([[1.0, 7.0], [2.0, np.nan], [3.0, 7.0], [4.0, 9.0]])
+    z = tabular_preprocessor(x, numeric=[0], categorical=[1]).transform(x)
+    # Categories 7 and 9 in that order; 7 appears twice, 9 once.
+    np.testing.assert_array_equal(z[:, 1:], [[1, 0], [1, 0], [1, 0], [0, 1]])
+
+
 def test_nan_without_imputation_names_the_column():
     with pytest.raises(ValueError, match=r"columns \[1\] with impute=False"):
         tabular_preprocessor(table(), impute=False)
