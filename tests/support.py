@@ -1,5 +1,5 @@
-"""Helpers shared by the tests: NumPy references, backend autodiff and
-backend subprocesses."""
+"""Helpers shared by the tests: NumPy references, backend autodiff,
+backend subprocesses and a simulated crash."""
 
 import os
 import subprocess
@@ -10,6 +10,27 @@ import numpy as np
 
 BACKENDS = ("tensorflow", "jax", "torch")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class CrashAt(keras.callbacks.Callback):
+    """Interrupts `fit` (KeyboardInterrupt, as a Ctrl-C) in epoch `epoch`:
+    after its batch `batch`, or at its end (after the callbacks listed
+    before this one, such as a backup) when `batch` is None."""
+
+    def __init__(self, epoch, batch=None):
+        super().__init__()
+        self.epoch, self.batch = epoch, batch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self._epoch, batch) == (self.epoch, self.batch):
+            raise KeyboardInterrupt("simulated crash")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.batch is None and epoch == self.epoch:
+            raise KeyboardInterrupt("simulated crash")
 
 
 def to_numpy(x):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from kerastrain.callbacks import CheckpointEarlyStopping
-from tests.support import to_numpy
+from tests.support import CrashAt, to_numpy
 
 
 def data():
@@ -134,19 +134,6 @@ def test_missing_monitor_lists_the_available_keys(tmp_path):
                                     monitor="val_accuracy")])
 
 
-class Crash(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self._epoch == self.epoch and batch == 1:
-            raise KeyboardInterrupt("simulated crash")
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
-
-
 def test_an_interrupted_fit_resumes_and_stops_like_an_uninterrupted_one(
         tmp_path):
     reference = CheckpointEarlyStopping(str(tmp_path / "ref.keras"),
@@ -162,7 +149,7 @@ def test_an_interrupted_fit_resumes_and_stops_like_an_uninterrupted_one(
     model = make_model()
     crash_epoch = reference.best_epoch + 2  # while waiting for improvement
     with pytest.raises(KeyboardInterrupt):
-        fit(model, [callback(), Crash(crash_epoch)])
+        fit(model, [callback(), CrashAt(crash_epoch, batch=1)])
     assert os.path.exists(tmp_path / "backup" / "early_stopping.json")
     resumed_callback = copy.deepcopy(callback())
     history = fit(make_model(), [resumed_callback])
@@ -174,18 +161,6 @@ def test_an_interrupted_fit_resumes_and_stops_like_an_uninterrupted_one(
                     weights(keras.saving.load_model(tmp_path / "ref.keras"))):
         np.testing.assert_allclose(a, b, atol=1e-6)
     assert not os.path.exists(tmp_path / "backup")  # cleaned up at the end
-
-
-class CrashAtEpochEnd(keras.callbacks.Callback):
-    """Placed after the checkpoint: it has decided and backed up."""
-
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt("simulated crash")
 
 
 @pytest.mark.parametrize("crash", ["first epoch", "after the stop"])
@@ -207,8 +182,10 @@ def test_the_same_model_resumes_like_an_uninterrupted_fit(tmp_path, crash):
 
     model = make_model()
     with pytest.raises(KeyboardInterrupt):
-        fit(model, [callback(), Crash(0) if crash == "first epoch" else
-                    CrashAtEpochEnd(reference.stopped_epoch)])
+        # At its end the checkpoint, listed before, has decided and backed
+        # up.
+        fit(model, [callback(), CrashAt(0, batch=1) if crash == "first epoch"
+                    else CrashAt(reference.stopped_epoch)])
     resumed = callback()
     history = fit(model, [resumed])
     assert resumed.stopped_epoch == reference.stopped_epoch

@@ -7,7 +7,7 @@ import pytest
 from kerastrain import optimizers
 from kerastrain.callbacks import GradientAccumulation
 from kerastrain.callbacks.gradient_accumulation import count_after_change
-from tests.support import to_numpy
+from tests.support import CrashAt, to_numpy
 
 N = 32
 
@@ -212,15 +212,6 @@ def test_under_loss_scaling_it_drives_the_inner_optimizer():
         np.testing.assert_allclose(got, want, atol=1e-5)
 
 
-class Crash(keras.callbacks.Callback):
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.epoch == 3 and batch == 1:
-            raise KeyboardInterrupt("simulated crash")
-
-
 def test_a_fit_resumed_from_a_backup_matches_the_uninterrupted_one(tmp_path):
     """The restored step count was accumulated under 4 batches per update
     (epoch 2's number), not under the new optimizer's constructor value."""
@@ -239,7 +230,7 @@ def test_a_fit_resumed_from_a_backup_matches_the_uninterrupted_one(tmp_path):
     uninterrupted = run([])
     backup = str(tmp_path / "backup")
     with pytest.raises(KeyboardInterrupt):
-        run([Crash()], backup)
+        run([CrashAt(3, batch=1)], backup)
     resumed = run([], backup)
     for got, want in zip(weights(resumed), weights(uninterrupted)):
         np.testing.assert_allclose(got, want, atol=1e-6)
@@ -252,7 +243,7 @@ def test_a_fit_resumed_from_a_backup_matches_the_uninterrupted_one(tmp_path):
         schedule(), gradient_accumulation_steps=2))
     backup = str(tmp_path / "same-model")
     with pytest.raises(KeyboardInterrupt):
-        run([Crash()], backup, crashed)
+        run([CrashAt(3, batch=1)], backup, crashed)
     run([], backup, crashed)
     for got, want in zip(weights(crashed), weights(uninterrupted)):
         np.testing.assert_allclose(got, want, atol=1e-6)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from kerastrain.callbacks import GradientAccumulation, SnapshotEnsemble
-from tests.support import to_numpy
+from tests.support import CrashAt, to_numpy
 
 CYCLE = 5  # steps per cycle: one epoch of 80 samples in batches of 16
 
@@ -252,19 +252,6 @@ def test_files_of_an_earlier_run_are_never_members_nor_pruned(tmp_path):
     assert (tmp_path / "snapshot_0003.keras").exists()
 
 
-class Interrupt(keras.callbacks.Callback):
-    """Stops `fit` with an error at the end of epoch `epoch`, after the
-    callbacks listed before it (a backup) have run."""
-
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt("simulated crash")
-
-
 def test_a_resume_in_a_new_process_keeps_the_earlier_snapshots(tmp_path):
     # A new model and new callbacks stand for the new process: the
     # training resumes from the backup, the snapshots from snapshots.json.
@@ -279,7 +266,7 @@ def test_a_resume_in_a_new_process_keeps_the_earlier_snapshots(tmp_path):
         return model, callback
 
     with pytest.raises(KeyboardInterrupt):
-        fit(Interrupt(epoch=3))  # after cycles 1-4, keeping 2-4
+        fit(CrashAt(3))  # after cycles 1-4, keeping 2-4
     model, callback = fit()
     assert [os.path.basename(p) for p in callback.snapshots] == [
         "snapshot_0003.keras", "snapshot_0004.keras", "snapshot_0005.keras"]

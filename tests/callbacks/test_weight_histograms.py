@@ -10,7 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import (
 from kerastrain.callbacks import WeightHistograms
 from kerastrain.callbacks.weight_histograms import PERCENTILES
 from kerastrain.callbacks._gradients import GradientFunction
-from tests.support import to_numpy
+from tests.support import CrashAt, to_numpy
 
 
 def data():
@@ -398,16 +398,12 @@ def test_a_used_callback_copies_for_the_next_trial(tmp_path):
     callback = WeightHistograms(tmp_path / "first", probe=(x[:8], y[:8]))
     make_model().fit(x, y, epochs=1, verbose=0, callbacks=[callback])
 
-    class Interrupt(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            raise KeyboardInterrupt
-
     # After a finished fit (TensorFlow keeps a compiled function) and an
     # interrupted one (its event file still open).
     interrupted = WeightHistograms(tmp_path / "second", probe=(x[:8], y[:8]))
     with pytest.raises(KeyboardInterrupt):
         make_model().fit(x, y, epochs=2, verbose=0,
-                         callbacks=[interrupted, Interrupt()])
+                         callbacks=[interrupted, CrashAt(0)])
     for used in (callback, interrupted):
         duplicate = copy.deepcopy(used)
         duplicate.log_dir = str(tmp_path / f"copy-{id(used)}")
