@@ -201,7 +201,14 @@ def find_lr(model, x, y=None, batch_size=32, start_lr=1e-7, end_lr=10.0,
             NumPy samples are drawn (a private generator). The global
             random states (NumPy's, and torch's, which Keras' torch
             backend draws a seed from for every epoch's data loader) are
-            put back as they were.
+            put back as they were. One draw cannot be: on JAX and torch,
+            the first `fit` (or `evaluate`) of a freshly compiled model
+            reads one extra batch to build its compiled loss, which
+            shuffles (JAX) or seeds a data loader (torch) once more. Run
+            on such a model, `find_lr` takes that draw, so a following
+            shuffled `fit` (or, on torch, unseeded dropout) differs from a
+            fresh copy's; on a model that has been fitted or evaluated
+            before, it does not.
 
     Returns:
         An `LRFinderResult`: `lrs`, `losses`, `smoothed_losses`,

@@ -81,8 +81,8 @@ class WeightHistograms(keras.callbacks.Callback):
     autodiff, compiled once per `fit` on JAX and TensorFlow.
 
     Cost (`bench/callbacks.py`, a small ResNet on two CPU cores): about
-    1-2.5 s per `fit` (the PNGs, about 0.08 s each, and compiling the
-    probe gradient, 0.9 s on JAX and 0.4 s on TensorFlow) plus 25-35 ms
+    1.2-2.7 s per `fit` (the PNGs, 0.08-0.17 s each, and compiling the
+    probe gradient, about 1 s on JAX and 0.4 s on TensorFlow) plus 30-40 ms
     per logged epoch, most of it the probe's forward and backward pass. On
     sub-second epochs, raise `freq` or pass `plot=False`.
 
