@@ -57,6 +57,48 @@ def test_saves_the_best_stops_and_restores_it_from_the_file(tmp_path):
                                val[best_epoch], rtol=1e-5)
 
 
+def test_the_best_weights_come_from_the_file_not_from_memory(tmp_path):
+    # A file changed on disk before the end of training is what the model
+    # ends with: a copy kept in memory would not show the change.
+    path = tmp_path / "best.keras"
+    marked = make_model()
+    for variable in marked.trainable_variables:
+        variable.assign(np.full(variable.shape, 0.125, "float32"))
+
+    class OverwriteTheBest(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 5:
+                marked.save(path)
+
+    model = make_model()
+    fit(model, [CheckpointEarlyStopping(str(path), patience=40),
+                OverwriteTheBest()], epochs=6)
+    for variable in model.trainable_variables:
+        np.testing.assert_array_equal(to_numpy(variable), 0.125)
+
+
+def test_a_crash_while_saving_a_better_model_keeps_the_previous_file(
+        tmp_path):
+    path = tmp_path / "best.keras"
+    model = make_model()
+    real_save, saved = model.save, []
+
+    def save_then_crash(target, *args, **kwargs):
+        saved.append(weights(model))
+        if len(saved) == 1:
+            return real_save(target, *args, **kwargs)
+        with open(target, "wb") as half_written:
+            half_written.write(b"PK\x03\x04 cut short")
+        raise KeyboardInterrupt("simulated Ctrl-C mid-save")
+
+    model.save = save_then_crash
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, [CheckpointEarlyStopping(str(path), patience=40)])
+    assert len(saved) == 2 and os.listdir(tmp_path) == ["best.keras"]
+    for a, b in zip(weights(keras.saving.load_model(path)), saved[0]):
+        np.testing.assert_array_equal(a, b)
+
+
 def early_stopping_in_numpy(values, min_delta, patience):
     """Keras' rule, written out: an epoch improves when its value is below
     the best so far by more than `min_delta`; training stops once
