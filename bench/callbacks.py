@@ -31,9 +31,9 @@ from sklearn.datasets import load_digits
 
 from bench.timing import interleaved_best
 from kerastrain import find_lr
-from kerastrain.callbacks._training_state import restore, snapshot
 from kerastrain.callbacks import (CheckpointEarlyStopping,
                                   GradientAccumulation, WeightHistograms)
+from kerastrain.callbacks._training_state import restore, snapshot
 from kerastrain.models import resnet
 
 FIXED_HOOKS = ("on_train_begin", "on_train_end")
