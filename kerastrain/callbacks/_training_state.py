@@ -8,6 +8,8 @@ import numpy as np
 # `gradient_accumulation_steps` it drives, at each epoch end: the raw step
 # count then and the number it was accumulated under.
 ACCUMULATION_MARK = "_kerastrain_accumulation_steps"
+# The functions `fit`, `evaluate` and `predict` trace and keep.
+COMPILED_FUNCTIONS = ("train_function", "test_function", "predict_function")
 
 
 def retrace(model):
@@ -99,6 +101,45 @@ def restore_learning_rate(model, state):
         # The public setter refuses to put a variable back over a schedule.
         optimizer._learning_rate = state["learning_rate"]
         retrace(model)
+
+
+def unbuilt_compile_state(model):
+    """What `unbuild` needs to make `model`'s compiled loss and metrics
+    unbuilt again, if they are not built yet (a model never fitted or
+    evaluated), and its compiled functions as they are.
+
+    A model's first `fit` or `evaluate` reads one batch before its first
+    step, to build them: an extra shuffle of NumPy data on JAX, an extra
+    data-loader seed from torch's global generator. A range test that
+    builds them takes that draw; unbuilt again, the next `fit` makes it as
+    it would have.
+    """
+    parts = [part for part in (model._compile_loss, model._compile_metrics)
+             if part is not None and not part.built]
+    return {
+        # The attributes as they are, and the items of each list among
+        # them: building appends to some (a loss tracker per output).
+        "parts": [(part, dict(vars(part)),
+                   {key: list(value) for key, value in vars(part).items()
+                    if isinstance(value, list)}) for part in parts],
+        # Traced with the metrics' variables (TensorFlow captures them):
+        # the next `fit` traces its functions anew with the new ones.
+        "functions": {name: getattr(model, name, None)
+                      for name in COMPILED_FUNCTIONS},
+    }
+
+
+def unbuild(model, saved):
+    """Puts back what `unbuilt_compile_state` took, if it took any part."""
+    if not saved["parts"]:
+        return
+    for part, attributes, lists in saved["parts"]:
+        for key, items in lists.items():
+            attributes[key][:] = items  # in place: trackers hold the list
+        vars(part).clear()
+        vars(part).update(attributes)
+    for name, function in saved["functions"].items():
+        setattr(model, name, function)
 
 
 def global_random_state():

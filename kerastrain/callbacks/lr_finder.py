@@ -201,14 +201,11 @@ def find_lr(model, x, y=None, batch_size=32, start_lr=1e-7, end_lr=10.0,
             NumPy samples are drawn (a private generator). The global
             random states (NumPy's, and torch's, which Keras' torch
             backend draws a seed from for every epoch's data loader) are
-            put back as they were. One draw cannot be: on JAX and torch,
-            the first `fit` (or `evaluate`) of a freshly compiled model
-            reads one extra batch to build its compiled loss, which
-            shuffles (JAX) or seeds a data loader (torch) once more. Run
-            on such a model, `find_lr` takes that draw, so a following
-            shuffled `fit` (or, on torch, unseeded dropout) differs from a
-            fresh copy's; on a model that has been fitted or evaluated
-            before, it does not.
+            put back as they were. So is the one extra draw of a model
+            never fitted or evaluated: its first `fit` reads a batch to
+            build its compiled loss and metrics (a shuffle on JAX, a data
+            loader's seed on torch); `find_lr` leaves them unbuilt, as
+            it found them, so that `fit` still makes the draw.
 
     Returns:
         An `LRFinderResult`: `lrs`, `losses`, `smoothed_losses`,
@@ -263,11 +260,13 @@ def find_lr(model, x, y=None, batch_size=32, start_lr=1e-7, end_lr=10.0,
         # `fit` makes its train function anew when there is none.
         model.steps_per_execution, model.train_function = 1, None
     random_state = state.global_random_state()
+    unbuilt = state.unbuilt_compile_state(model)
     try:
         model.fit(**fit_args, verbose=0, callbacks=[finder])
     finally:
         finder.put_back()  # also when fit was interrupted
         state.restore_global_random_state(random_state)
+        state.unbuild(model, unbuilt)
         if steps_per_execution != 1:
             model.steps_per_execution = steps_per_execution
             model.train_function = None

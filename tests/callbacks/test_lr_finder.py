@@ -105,6 +105,58 @@ def test_a_shuffled_fit_afterwards_draws_as_if_it_never_ran():
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("metrics", [[], ["accuracy"]])
+def test_a_new_models_first_fit_afterwards_draws_as_if_it_never_ran(
+        metrics):
+    """A model never fitted or evaluated reads one extra batch in its first
+    `fit`, to build its compiled loss and metrics: a shuffle on JAX, a data
+    loader's seed on torch. `find_lr` leaves them unbuilt, as it found
+    them, so that first `fit` still makes that draw."""
+    x, y = data()
+    histories, weights = [], []
+    for run_finder in (True, False):
+        model = make_model(keras.optimizers.SGD(0.05, momentum=0.9))
+        if metrics:
+            model.compile(model.optimizer, model.loss, metrics=metrics)
+        keras.utils.set_random_seed(11)
+        if run_finder:
+            find_lr(model, x, y, num_steps=20)
+        histories.append(model.fit(x, y, batch_size=32, epochs=2,
+                                   validation_split=0.25,
+                                   verbose=0).history)
+        weights.append(variables(model))
+    assert histories[0].keys() == histories[1].keys()
+    for key, values in histories[1].items():
+        np.testing.assert_array_equal(histories[0][key], values)
+    for got, want in zip(*weights):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_a_new_two_output_model_logs_each_loss_once_afterwards():
+    """Keras adds a loss tracker per output when it builds the compiled
+    loss; built again after `find_lr`, it must not add a second set."""
+    x, y = data()
+    histories = []
+    for run_finder in (True, False):
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((8,))
+        hidden = keras.layers.Dense(3)(inputs)
+        model = keras.Model(inputs, {
+            "a": keras.layers.Dense(1, name="a")(hidden),
+            "b": keras.layers.Dense(1, name="b")(hidden)})
+        model.compile(keras.optimizers.SGD(0.01), {"a": "mse", "b": "mse"})
+        targets = {"a": y[:, None], "b": -y[:, None]}
+        if run_finder:
+            find_lr(model, x, targets, num_steps=10)
+        histories.append(model.fit(x, targets, batch_size=32, epochs=2,
+                                   shuffle=False, verbose=0).history)
+        losses = model._compile_loss.metrics
+        assert sorted(m.name for m in losses) == ["a_loss", "b_loss"]
+    assert histories[0].keys() == histories[1].keys()
+    for key, values in histories[1].items():
+        np.testing.assert_array_equal(histories[0][key], values)
+
+
 def test_a_float_learning_rate_is_put_back():
     x, y = data()
     model = make_model(keras.optimizers.Adam(3e-3))
