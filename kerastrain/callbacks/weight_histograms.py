@@ -21,7 +21,7 @@ from kerastrain.io import new_figure, save_figure
 PERCENTILES = (0, 5, 25, 50, 75, 95, 100)
 BINS = 30
 # Attributes that live for one `fit` and are not copied.
-_PER_FIT = ("_writer", "_gradient_fn")
+_PER_FIT = ("_writer", "_gradient_fn", "_initial")
 
 
 def histogram(tag, values):
@@ -81,9 +81,11 @@ class WeightHistograms(keras.callbacks.Callback):
     autodiff, compiled once per `fit` on JAX and TensorFlow.
 
     Cost (`bench/callbacks.py`, a small ResNet on two CPU cores): about
-    1.2-2.7 s per `fit` (the PNGs, 0.08-0.17 s each, and compiling the
-    probe gradient, about 1 s on JAX and 0.4 s on TensorFlow) plus 30-40 ms
-    per logged epoch, most of it the probe's forward and backward pass. On
+    1.2-1.7 s per `fit` (the PNGs, 0.08-0.17 s each, and tracing the probe
+    gradient: 0.3 s on TensorFlow; on JAX 0.2 s, and XLA's compilation, a
+    further 1.2 s, runs on a worker thread beside the first epoch, whose
+    end logs the initial weights) plus 30-40 ms per logged epoch, most of
+    it the probe's forward and backward pass and the histograms. On
     sub-second epochs, raise `freq` or pass `plot=False`.
 
     Args:
@@ -118,7 +120,7 @@ class WeightHistograms(keras.callbacks.Callback):
                 "it); pass one, or gradients=False. Received: "
                 f"probe={type(probe).__name__}")
         self.probe = probe
-        self._writer = None
+        self._writer = self._initial = None
         self.percentiles = {}  # weight path: percentile rows, one per step
         self._steps = {}  # weight path: the steps of those rows
 
@@ -135,7 +137,10 @@ class WeightHistograms(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         if self._writer is not None:  # a `fit` that was interrupted
+            if self._initial and self._gradient_fn.model is self.model:
+                self._write_initial()  # in its first epoch
             self._writer.close()
+        self._initial = None  # (step, weights) not logged yet
         self._writer = EventFile(self.log_dir)
         self._gradient_fn = (GradientFunction(self.model) if self.gradients
                              else None)
@@ -151,7 +156,13 @@ class WeightHistograms(keras.callbacks.Callback):
         if not self._started:
             self._started = True
             self._forget_from(epoch)
-            if self.model.built:
+            if not self.model.built:
+                return
+            if self.gradients and self._gradient_fn.start(*self.probe):
+                # Compiling beside the first epoch (JAX): the gradients
+                # of these weights are logged at its end.
+                self._initial = (epoch, self._gradient_fn.state())
+            else:
                 self._write(step=epoch)
 
     def _forget_from(self, step):
@@ -165,20 +176,31 @@ class WeightHistograms(keras.callbacks.Callback):
                 del self._steps[path], self.percentiles[path]
 
     def on_epoch_end(self, epoch, logs=None):
+        self._write_initial()
         if (epoch + 1) % self.freq == 0:
             self._write(step=epoch + 1)
 
     def on_train_end(self, logs=None):
+        self._write_initial()
         self._writer.close()
         self._writer = self._gradient_fn = None
         if self.plot:
             self._plot()
 
-    def _write(self, step):
+    def _write_initial(self):
+        if self._initial is not None:
+            step, state = self._initial
+            self._initial = None
+            self._write(step, state)
+
+    def _write(self, step, state=None):
+        """Logs the weights (or those `state` holds, from
+        `GradientFunction.state`) and their gradients at `step`."""
         variables = self.model.trainable_variables
-        values = [np.asarray(keras.ops.convert_to_numpy(v))
-                  for v in variables]
-        grads = self._gradient_fn(*self.probe) if self.gradients else []
+        values = state[0] if state else [
+            np.asarray(keras.ops.convert_to_numpy(v)) for v in variables]
+        grads = (self._gradient_fn(*self.probe, state=state)
+                 if self.gradients else [])
         summaries = []
         for variable, value in zip(variables, values):
             finite = self._finite(f"weights/{variable.path}", value, step)

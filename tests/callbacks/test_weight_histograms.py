@@ -393,6 +393,34 @@ def test_the_probe_does_not_count_in_the_logged_losses(tmp_path):
         np.testing.assert_allclose(probed[key], values, rtol=1e-5)
 
 
+def test_a_fit_interrupted_in_its_first_epoch_keeps_its_start(tmp_path):
+    """On JAX the initial weights' gradients wait for the probe's
+    compilation, beside the first epoch; a crash inside that epoch must
+    not lose them: the callback's next `fit` writes them to the
+    interrupted run's file (on TensorFlow and torch they are already
+    there), at the initial weights."""
+    x, y = data()
+    probe = (x[:16], y[:16])
+    callback = WeightHistograms(tmp_path / "first", probe=probe, plot=False)
+    model = make_model()
+    initial = model.get_weights()
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, epochs=2, batch_size=16, verbose=0,
+                  callbacks=[callback, CrashAt(0, batch=1)])
+    callback.log_dir = str(tmp_path / "second")
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0,
+              callbacks=[callback])
+    logged = read(tmp_path / "first")
+    paths = [v.path for v in model.trainable_variables]
+    for path, grad, weight in zip(paths, numpy_gradients(initial, *probe),
+                                  initial):
+        assert [s for s, _ in logged[f"gradients/{path}"]] == [0]
+        assert_histogram_of(logged[f"gradients/{path}"][0][1], grad,
+                            rtol=1e-5)
+        if weight.ndim == 2:  # the biases start at zero: one value
+            assert_histogram_of(logged[f"weights/{path}"][0][1], weight)
+
+
 def test_a_used_callback_copies_for_the_next_trial(tmp_path):
     x, y = data()
     callback = WeightHistograms(tmp_path / "first", probe=(x[:8], y[:8]))
