@@ -480,6 +480,24 @@ def one_cycle_steps(args, samples):
     return steps
 
 
+def once_per_fit(train, validation, samples, batch_size, validation_samples):
+    """`fit` arguments that feed `train` and `validation` (finite tf.data
+    pipelines of `samples` and `validation_samples` in batches of
+    `batch_size`) a pass per epoch, as `fit(train, validation_data=
+    validation)` does, but from one iterator each per `fit`: repeated,
+    with `steps_per_epoch` and `validation_steps`. Keras starts a finite
+    pipeline anew every epoch, and on jax those starts (now and then
+    stalling for half a second) cost the digits recipe about a tenth of
+    its run. `image_pipeline` reshuffles and redraws its augmentations at
+    each pass either way (the repeated batches equal those of passes
+    started anew, tested). One difference: a model's first `fit` reads a
+    batch to build its compiled loss and metrics, here the first of the
+    repeated stream, so that fit's epochs start a batch into each pass."""
+    return dict(x=train.repeat(), validation_data=validation.repeat(),
+                steps_per_epoch=-(-samples // batch_size),
+                validation_steps=-(-validation_samples // batch_size))
+
+
 def fit_image_classifier(model, train, val, args, *, max_lr, weight_decay,
                          augment, mixup_alpha, mixup_off=0.25,
                          label_smoothing=0.0):
@@ -539,9 +557,11 @@ def fit_image_classifier(model, train, val, args, *, max_lr, weight_decay,
         if stop <= start:
             continue
         part = model.fit(
-            image_pipeline(*train, augment=augment, mixup_alpha=alpha,
-                           **{**pipeline, "seed": seed}),
-            validation_data=validation, initial_epoch=start, epochs=stop,
+            **once_per_fit(
+                image_pipeline(*train, augment=augment, mixup_alpha=alpha,
+                               **{**pipeline, "seed": seed}),
+                validation, len(train[0]), args.batch_size, len(val[0])),
+            initial_epoch=start, epochs=stop,
             verbose=2, shuffle=False,  # the pipeline reshuffles itself
             callbacks=[checkpoint] if stop == args.epochs else [])
         history = part if history is None else _extend(history, part)

@@ -166,6 +166,73 @@ def test_the_fit_after_mixup_does_not_replay_the_first_fits_batches(
     assert training_calls[0][1]["seed"] == 0  # the user's seed, first
 
 
+def digits_pipeline(seed, **options):
+    import numpy as np
+
+    from kerastrain.data import image_pipeline
+
+    rng = np.random.default_rng(0)
+    images, labels = rng.random((40, 8, 8, 1), "float32"), np.arange(40) % 4
+    return image_pipeline(images, labels, batch_size=16, num_classes=4,
+                          augment=("shift", ("rotate", {"factor": 0.02})),
+                          normalize=False, seed=seed, **options)
+
+
+def test_once_per_fit_repeats_the_passes_a_fit_would_start_anew():
+    import numpy as np
+
+    arguments = common.once_per_fit(
+        digits_pipeline(3, mixup_alpha=0.2),
+        digits_pipeline(3, training=False), 40, 16, 40)
+    # 40 images in batches of 16: two full batches and one of 8.
+    assert arguments["steps_per_epoch"] == 3
+    assert arguments["validation_steps"] == 3
+    anew = digits_pipeline(3, mixup_alpha=0.2)
+    passes = [batch for _ in range(3) for batch in anew]
+    repeated = list(arguments["x"].take(len(passes)))
+    assert [len(images) for images, _ in repeated] == [16, 16, 8] * 3
+    for (images, labels), (again, labels_again) in zip(passes, repeated):
+        np.testing.assert_array_equal(np.asarray(images), np.asarray(again))
+        np.testing.assert_array_equal(np.asarray(labels),
+                                      np.asarray(labels_again))
+    # Each pass reshuffles: repetition does not replay the first.
+    assert not np.array_equal(np.asarray(passes[0][0]),
+                              np.asarray(passes[3][0]))
+    validation = [np.asarray(images) for images, _ in
+                  arguments["validation_data"].take(6)]
+    for first, second in zip(validation[:3], validation[3:]):
+        np.testing.assert_array_equal(first, second)
+
+
+def test_fit_goes_through_once_per_fits_pipelines_a_pass_per_epoch():
+    import numpy as np
+
+    from kerastrain.models import resnet
+
+    class Batches(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.counts = dict(train=0, test=0)
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.counts["train"] += 1
+
+        def on_test_batch_end(self, batch, logs=None):
+            self.counts["test"] += 1
+
+        def on_epoch_end(self, epoch, logs=None):
+            epochs.append(self.counts)
+
+    epochs = []
+    model = resnet((8, 8, 1), 4, depth=8, width=4)
+    model.compile("sgd", "categorical_crossentropy")
+    model.fit(**common.once_per_fit(
+        digits_pipeline(0), digits_pipeline(0, training=False), 40, 16, 40),
+        epochs=2, shuffle=False, verbose=0, callbacks=[Batches()])
+    assert epochs == [dict(train=3, test=3)] * 2
+    assert np.isfinite(model.evaluate(digits_pipeline(0, training=False),
+                                      verbose=0))
+
+
 @pytest.mark.parametrize("seed", ["-1", str(common.MAX_SEED + 1),
                                   str(2**32), "1.5", "one"])
 def test_a_seed_out_of_range_is_an_argparse_error(tmp_path, capsys, seed):
