@@ -45,8 +45,10 @@ def stopwatch(callbacks, seconds):
     their wall time adds up in `seconds[(callback class, "fixed" or
     "epoch")]`. The first `on_epoch_begin` of a `fit` counts as fixed: it
     is where work done once per `fit` happens when it needs a built
-    model (`WeightHistograms` logs the initial weights there, compiling
-    its probe gradient). Hooks a callback leaves at Keras' default stay
+    model (`WeightHistograms` starts its probe gradient there; on jax it
+    compiles beside the first epoch, whose end then waits for it and
+    logs the initial weights, a cost this splits between the columns).
+    Hooks a callback leaves at Keras' default stay
     unwrapped: Keras dispatches batch hooks asynchronously only when no
     callback implements them."""
     for callback in callbacks:
