@@ -33,6 +33,19 @@ class CrashAt(keras.callbacks.Callback):
             raise KeyboardInterrupt("simulated crash")
 
 
+def two_output_model(features):
+    """A compiled model of `features` inputs with two scalar outputs, `a`
+    and `b`, each with its own mean squared error: Keras then tracks a
+    loss per output besides the total."""
+    inputs = keras.Input((features,))
+    hidden = keras.layers.Dense(3)(inputs)
+    model = keras.Model(inputs, {
+        "a": keras.layers.Dense(1, name="a")(hidden),
+        "b": keras.layers.Dense(1, name="b")(hidden)})
+    model.compile(keras.optimizers.SGD(0.01), {"a": "mse", "b": "mse"})
+    return model
+
+
 def to_numpy(x):
     return keras.ops.convert_to_numpy(x)
 

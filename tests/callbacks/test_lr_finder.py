@@ -11,7 +11,7 @@ from kerastrain import find_lr
 from kerastrain.callbacks import (GradientAccumulation, LRFinder,
                                   LRFinderResult)
 from kerastrain.schedules import OneCycle
-from tests.support import to_numpy
+from tests.support import to_numpy, two_output_model
 
 
 def data(n=256, seed=0):
@@ -139,12 +139,7 @@ def test_a_new_two_output_model_logs_each_loss_once_afterwards():
     histories = []
     for run_finder in (True, False):
         keras.utils.set_random_seed(0)
-        inputs = keras.Input((8,))
-        hidden = keras.layers.Dense(3)(inputs)
-        model = keras.Model(inputs, {
-            "a": keras.layers.Dense(1, name="a")(hidden),
-            "b": keras.layers.Dense(1, name="b")(hidden)})
-        model.compile(keras.optimizers.SGD(0.01), {"a": "mse", "b": "mse"})
+        model = two_output_model(8)
         targets = {"a": y[:, None], "b": -y[:, None]}
         if run_finder:
             find_lr(model, x, targets, num_steps=10)

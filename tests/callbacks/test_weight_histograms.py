@@ -10,7 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import (
 from kerastrain.callbacks import WeightHistograms
 from kerastrain.callbacks.weight_histograms import PERCENTILES
 from kerastrain.callbacks._gradients import GradientFunction
-from tests.support import CrashAt, to_numpy
+from tests.support import CrashAt, to_numpy, two_output_model
 
 
 def data():
@@ -375,12 +375,7 @@ def test_the_probe_does_not_count_in_the_logged_losses(tmp_path):
 
     def fit(callbacks):
         keras.utils.set_random_seed(0)
-        inputs = keras.Input((4,))
-        hidden = keras.layers.Dense(3)(inputs)
-        model = keras.Model(inputs, {
-            "a": keras.layers.Dense(1, name="a")(hidden),
-            "b": keras.layers.Dense(1, name="b")(hidden)})
-        model.compile(keras.optimizers.SGD(0.01), {"a": "mse", "b": "mse"})
+        model = two_output_model(4)
         return model.fit(x, {"a": y[:, :1], "b": y[:, 1:]}, batch_size=16,
                          epochs=2, shuffle=False, verbose=0,
                          callbacks=callbacks).history
