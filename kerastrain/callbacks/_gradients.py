@@ -6,8 +6,17 @@ TensorFlow, JAX and PyTorch directly. It runs in a callback, between
 training steps, never inside the compiled step.
 """
 
+import collections
+
 import keras
 import numpy as np
+
+GradientState = collections.namedtuple(
+    "GradientState", ["paths", "trainable", "non_trainable", "metrics"])
+GradientState.__doc__ = """What a gradient depends on, copied at one
+moment (`GradientFunction.state`): the trainable variables' paths (the
+gradients' names) and the values of the trainable, non-trainable and
+metric variables."""
 
 
 def _metric_values(model):
@@ -28,6 +37,12 @@ def _put_back_metrics(model, saved):
                 variable.assign(saved[id(variable)])
         else:
             metric.reset_state()
+
+
+def _signature(data):
+    """The shapes and dtypes of the arrays in `data`."""
+    return [(np.shape(a), keras.backend.standardize_dtype(a.dtype))
+            for a in keras.tree.flatten(data)]
 
 
 class GradientFunction:
@@ -57,13 +72,18 @@ class GradientFunction:
         return True
 
     def state(self):
-        """Copies of the values the gradient depends on (trainable and
-        non-trainable variables), for `fn(x, y, state)` later: JAX's
-        train step reuses the buffers of the values it replaces."""
-        return tuple([np.array(keras.ops.convert_to_numpy(v)) for v in
-                      variables] for variables in (
-            self.model.trainable_variables,
-            self.model.non_trainable_variables))
+        """A `GradientState` of the model now, for `fn(x, y, state)`
+        later: copies, since JAX's train step reuses the buffers of the
+        values it replaces. The gradient at a state needs nothing else
+        from the model, so it holds after the model is recompiled or
+        some of its layers are frozen."""
+        model = self.model
+        return GradientState(
+            [v.path for v in model.trainable_variables],
+            *([np.array(keras.ops.convert_to_numpy(v)) for v in variables]
+              for variables in (model.trainable_variables,
+                                model.non_trainable_variables,
+                                model.metrics_variables)))
 
     def __call__(self, x, y, state=None):
         if self._compiled is None:
@@ -72,13 +92,14 @@ class GradientFunction:
         if state is not None and keras.backend.backend() != "jax":
             raise NotImplementedError(
                 "A gradient at a saved state is computed on JAX only.")
-        variables = self.model.trainable_variables
+        shapes = ([v.shape for v in state.trainable] if state else
+                  [v.shape for v in self.model.trainable_variables])
         saved = _metric_values(self.model)
         grads = self._compiled(x, y, state)
         _put_back_metrics(self.model, saved)
-        return [np.zeros(v.shape, "float32") if g is None
+        return [np.zeros(shape, "float32") if g is None
                 else np.asarray(keras.ops.convert_to_numpy(g))
-                for g, v in zip(grads, variables)]
+                for g, shape in zip(grads, shapes)]
 
     def _tensorflow(self, x, y):
         import tensorflow as tf
@@ -104,22 +125,27 @@ class GradientFunction:
         model = self.model
 
         def arguments(x, y, state):
-            trainable, non_trainable = state or (
+            values = state[1:] if state else (
                 [v.value for v in variables] for variables in (
                     model.trainable_variables,
-                    model.non_trainable_variables))
-            return (trainable, non_trainable,
-                    [v.value for v in model.metrics_variables], x, y, None)
+                    model.non_trainable_variables,
+                    model.metrics_variables))
+            return (*values, x, y, None)
 
-        lowered = jax.jit(
+        jitted = jax.jit(
             jax.grad(model.compute_loss_and_updates, has_aux=True),
-            static_argnums=(6,)).lower(*arguments(x, y, None), False)
+            static_argnums=(6,))
+        lowered = jitted.lower(*arguments(x, y, None), False)
         pool = ThreadPoolExecutor(1)
         compiling = pool.submit(lowered.compile)
         pool.shutdown(wait=False)  # its thread ends with the compilation
+        signature = _signature((x, y))
 
         def grads(x, y, state):
-            values, _ = compiling.result()(*arguments(x, y, state))
+            if _signature((x, y)) == signature:
+                values, _ = compiling.result()(*arguments(x, y, state))
+            else:  # `jit` traces and compiles for other batches
+                values, _ = jitted(*arguments(x, y, state), False)
             return values
 
         return grads

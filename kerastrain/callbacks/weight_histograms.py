@@ -137,10 +137,9 @@ class WeightHistograms(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         if self._writer is not None:  # a `fit` that was interrupted
-            if self._initial and self._gradient_fn.model is self.model:
-                self._write_initial()  # in its first epoch
+            self._write_initial()  # in its first epoch: into its file
             self._writer.close()
-        self._initial = None  # (step, weights) not logged yet
+        self._initial = None  # (step, GradientState) not logged yet
         self._writer = EventFile(self.log_dir)
         self._gradient_fn = (GradientFunction(self.model) if self.gradients
                              else None)
@@ -181,7 +180,7 @@ class WeightHistograms(keras.callbacks.Callback):
             self._write(step=epoch + 1)
 
     def on_train_end(self, logs=None):
-        self._write_initial()
+        self._write_initial()  # unless the first epoch's end did
         self._writer.close()
         self._writer = self._gradient_fn = None
         if self.plot:
@@ -194,31 +193,33 @@ class WeightHistograms(keras.callbacks.Callback):
             self._write(step, state)
 
     def _write(self, step, state=None):
-        """Logs the weights (or those `state` holds, from
-        `GradientFunction.state`) and their gradients at `step`."""
-        variables = self.model.trainable_variables
-        values = state[0] if state else [
-            np.asarray(keras.ops.convert_to_numpy(v)) for v in variables]
+        """Logs the weights (or those `state` holds, a `GradientState`)
+        and their gradients at `step`."""
+        if state:
+            paths, values = state.paths, state.trainable
+        else:
+            variables = self.model.trainable_variables
+            paths = [v.path for v in variables]
+            values = [np.asarray(keras.ops.convert_to_numpy(v))
+                      for v in variables]
         grads = (self._gradient_fn(*self.probe, state=state)
                  if self.gradients else [])
         summaries = []
-        for variable, value in zip(variables, values):
-            finite = self._finite(f"weights/{variable.path}", value, step)
+        for path, value in zip(paths, values):
+            finite = self._finite(f"weights/{path}", value, step)
             if finite.size:
-                summaries.append(histogram(f"weights/{variable.path}",
-                                           finite))
-            if len(variable.shape) >= 2:  # kernels, embeddings
-                self.percentiles.setdefault(variable.path, []).append(
+                summaries.append(histogram(f"weights/{path}", finite))
+            if value.ndim >= 2:  # kernels, embeddings
+                self.percentiles.setdefault(path, []).append(
                     np.percentile(finite, PERCENTILES) if finite.size
                     else np.full(len(PERCENTILES), np.nan))
-                self._steps.setdefault(variable.path, []).append(step)
+                self._steps.setdefault(path, []).append(step)
         norms = {}
-        for variable, grad in zip(variables, grads):
-            finite = self._finite(f"gradients/{variable.path}", grad, step)
+        for path, grad in zip(paths, grads):
+            finite = self._finite(f"gradients/{path}", grad, step)
             if finite.size:
-                summaries.append(histogram(f"gradients/{variable.path}",
-                                           finite))
-            layer = variable.path.rsplit("/", 1)[0]
+                summaries.append(histogram(f"gradients/{path}", finite))
+            layer = path.rsplit("/", 1)[0]
             norms[layer] = norms.get(layer, 0.0) + float(np.sum(
                 np.square(grad, dtype="float64")))
         summaries += [scalar(f"gradient_norm/{layer}", np.sqrt(square))

@@ -56,10 +56,13 @@ def numpy_gradients(weights, x, y):
 def test_gradients_on_the_probe_equal_the_closed_form():
     x, y = data()
     model = make_model()
-    expected = numpy_gradients(model.get_weights(), x[:16], y[:16])
-    for got, want in zip(GradientFunction(model)(x[:16], y[:16]),
-                         expected):
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    gradient_fn = GradientFunction(model)
+    gradient_fn.start(x[:16], y[:16])  # on JAX: compiles for that shape
+    # Then batches of that shape and of others.
+    for batch in (slice(16), slice(16, 32), slice(5)):
+        expected = numpy_gradients(model.get_weights(), x[batch], y[batch])
+        for got, want in zip(gradient_fn(x[batch], y[batch]), expected):
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
 
 
 def make_probe_model():
@@ -388,25 +391,36 @@ def test_the_probe_does_not_count_in_the_logged_losses(tmp_path):
         np.testing.assert_allclose(probed[key], values, rtol=1e-5)
 
 
-def test_a_fit_interrupted_in_its_first_epoch_keeps_its_start(tmp_path):
+@pytest.mark.parametrize("change", [None, "metrics", "freeze"])
+def test_a_fit_interrupted_in_its_first_epoch_keeps_its_start(tmp_path,
+                                                               change):
     """On JAX the initial weights' gradients wait for the probe's
     compilation, beside the first epoch; a crash inside that epoch must
     not lose them: the callback's next `fit` writes them to the
     interrupted run's file (on TensorFlow and torch they are already
-    there), at the initial weights."""
+    there), at the initial weights, also when the model was recompiled
+    in between with other metrics (other variables) or a layer frozen
+    (fewer trainable ones)."""
     x, y = data()
     probe = (x[:16], y[:16])
     callback = WeightHistograms(tmp_path / "first", probe=probe, plot=False)
     model = make_model()
     initial = model.get_weights()
+    paths = [v.path for v in model.trainable_variables]
     with pytest.raises(KeyboardInterrupt):
         model.fit(x, y, epochs=2, batch_size=16, verbose=0,
                   callbacks=[callback, CrashAt(0, batch=1)])
+    if change == "freeze":
+        model.get_layer("hidden").trainable = False
+    if change:
+        model.compile(keras.optimizers.SGD(0.05), "mse",
+                      metrics=["mae"] if change == "metrics" else None)
     callback.log_dir = str(tmp_path / "second")
     model.fit(x, y, epochs=1, batch_size=16, verbose=0,
               callbacks=[callback])
     logged = read(tmp_path / "first")
-    paths = [v.path for v in model.trainable_variables]
+    assert {tag.split("/", 1)[1] for tag in logged
+            if tag.startswith("gradients/")} == set(paths)
     for path, grad, weight in zip(paths, numpy_gradients(initial, *probe),
                                   initial):
         assert [s for s, _ in logged[f"gradients/{path}"]] == [0]
