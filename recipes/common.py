@@ -480,22 +480,30 @@ def one_cycle_steps(args, samples):
     return steps
 
 
-def once_per_fit(train, validation, samples, batch_size, validation_samples):
-    """`fit` arguments that feed `train` and `validation` (finite tf.data
-    pipelines of `samples` and `validation_samples` in batches of
-    `batch_size`) a pass per epoch, as `fit(train, validation_data=
-    validation)` does, but from one iterator each per `fit`: repeated,
-    with `steps_per_epoch` and `validation_steps`. Keras starts a finite
-    pipeline anew every epoch, and on jax those starts (now and then
-    stalling for half a second) cost the digits recipe about a tenth of
-    its run. `image_pipeline` reshuffles and redraws its augmentations at
-    each pass either way (the repeated batches equal those of passes
-    started anew, tested). One difference: a model's first `fit` reads a
-    batch to build its compiled loss and metrics, here the first of the
-    repeated stream, so that fit's epochs start a batch into each pass."""
-    return dict(x=train.repeat(), validation_data=validation.repeat(),
-                steps_per_epoch=-(-samples // batch_size),
-                validation_steps=-(-validation_samples // batch_size))
+def fit_passes(model, train, validation, samples, validation_samples,
+               batch_size, **kwargs):
+    """`model.fit(train, validation_data=validation, **kwargs)` for finite
+    tf.data pipelines of `samples` and `validation_samples` in batches of
+    `batch_size`: a pass of each per epoch, but from one iterator each per
+    `fit` (repeated, with `steps_per_epoch` and `validation_steps`). Keras
+    starts a finite pipeline anew every epoch, and on jax those starts
+    (now and then stalling for half a second) cost the digits recipe about
+    a tenth of its run. `image_pipeline` reshuffles and redraws at each
+    pass either way (the repeated batches equal those of passes started
+    anew, tested).
+
+    A model's first `fit` reads a batch to build its compiled loss and
+    metrics from an iterator of its own, then drops it. Keras' random
+    layers keep one state for all iterators of a pipeline, so a dropped
+    iterator of a repeated pipeline, still reading ahead, would draw from
+    it beside the one that trains (runs of one seed then differed, 2 in 4
+    under load). So they are built first, by evaluating a validation
+    batch. Returns the `History`."""
+    model.evaluate(validation.take(1), verbose=0)
+    return model.fit(train.repeat(), validation_data=validation.repeat(),
+                     steps_per_epoch=-(-samples // batch_size),
+                     validation_steps=-(-validation_samples // batch_size),
+                     **kwargs)
 
 
 def fit_image_classifier(model, train, val, args, *, max_lr, weight_decay,
@@ -556,11 +564,11 @@ def fit_image_classifier(model, train, val, args, *, max_lr, weight_decay,
             (mixed_epochs, args.epochs, 0.0, spawn_seeds(args.seed, 1)[0])):
         if stop <= start:
             continue
-        part = model.fit(
-            **once_per_fit(
-                image_pipeline(*train, augment=augment, mixup_alpha=alpha,
-                               **{**pipeline, "seed": seed}),
-                validation, len(train[0]), args.batch_size, len(val[0])),
+        part = fit_passes(
+            model, image_pipeline(*train, augment=augment,
+                                  mixup_alpha=alpha,
+                                  **{**pipeline, "seed": seed}),
+            validation, len(train[0]), len(val[0]), args.batch_size,
             initial_epoch=start, epochs=stop,
             verbose=2, shuffle=False,  # the pipeline reshuffles itself
             callbacks=[checkpoint] if stop == args.epochs else [])

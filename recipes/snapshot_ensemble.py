@@ -93,11 +93,10 @@ def run(args):
 
     pipeline = dict(batch_size=args.batch_size, num_classes=10,
                     normalize=False, seed=args.seed)
-    history = model.fit(
-        **common.once_per_fit(
-            image_pipeline(*train, augment=AUGMENT, **pipeline),
-            image_pipeline(*val, training=False, **pipeline),
-            len(train[0]), args.batch_size, len(val[0])),
+    history = common.fit_passes(
+        model, image_pipeline(*train, augment=AUGMENT, **pipeline),
+        image_pipeline(*val, training=False, **pipeline),
+        len(train[0]), len(val[0]), args.batch_size,
         epochs=args.epochs, verbose=2, shuffle=False,
         callbacks=[snapshots, keras.callbacks.LambdaCallback(
             on_train_batch_end=stop_after_last_cycle),
