@@ -1,6 +1,6 @@
 """Digits ResNet, the default recipe: a small ResNet on scikit-learn's 8x8
 handwritten digits, offline, in under a minute on two quiet CPU cores on
-any backend (24-55 s; a loaded machine takes up to twice that, jax's
+any backend (24-64 s; a loaded machine takes up to twice that, jax's
 first run the longest, before XLA's compilation cache is warm).
 
 Load the 1,797 digits that ship with scikit-learn, hold out a stratified
