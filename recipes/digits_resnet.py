@@ -1,7 +1,7 @@
 """Digits ResNet, the default recipe: a small ResNet on scikit-learn's 8x8
-handwritten digits, offline, in under a minute on two quiet CPU cores on
-any backend (24-64 s; a loaded machine takes up to twice that, jax's
-first run the longest, before XLA's compilation cache is warm).
+handwritten digits, offline, in about a minute or less on two CPU cores
+on any backend (24-58 s on this project's machines; jax's first run, before
+XLA's compilation cache is warm, 44-64 s; a loaded machine takes longer).
 
 Load the 1,797 digits that ship with scikit-learn, hold out a stratified
 15% test split (exactly `train_test_split(x, y, test_size=0.15,
