@@ -480,15 +480,14 @@ def one_cycle_steps(args, samples):
     return steps
 
 
-def fit_passes(model, train, validation, samples, validation_samples,
-               batch_size, **kwargs):
+def fit_passes(model, train, validation, **kwargs):
     """`model.fit(train, validation_data=validation, **kwargs)` for finite
-    tf.data pipelines of `samples` and `validation_samples` in batches of
-    `batch_size`: a pass of each per epoch, but from one iterator each per
-    `fit` (repeated, with `steps_per_epoch` and `validation_steps`). Keras
+    tf.data pipelines of known length (`image_pipeline`'s): a pass of each
+    per epoch, but from one iterator each per `fit` (repeated, with
+    `steps_per_epoch` and `validation_steps` their lengths). Keras
     starts a finite pipeline anew every epoch, and on jax those starts
-    (now and then stalling for half a second) cost the digits recipe about
-    a tenth of its run. `image_pipeline` reshuffles and redraws at each
+    (now and then stalling for half a second) cost the digits recipe a
+    third of its warm run. `image_pipeline` reshuffles and redraws at each
     pass either way (the repeated batches equal those of passes started
     anew, tested).
 
@@ -501,8 +500,8 @@ def fit_passes(model, train, validation, samples, validation_samples,
     batch. Returns the `History`."""
     model.evaluate(validation.take(1), verbose=0)
     return model.fit(train.repeat(), validation_data=validation.repeat(),
-                     steps_per_epoch=-(-samples // batch_size),
-                     validation_steps=-(-validation_samples // batch_size),
+                     steps_per_epoch=int(train.cardinality()),
+                     validation_steps=int(validation.cardinality()),
                      **kwargs)
 
 
@@ -568,8 +567,7 @@ def fit_image_classifier(model, train, val, args, *, max_lr, weight_decay,
             model, image_pipeline(*train, augment=augment,
                                   mixup_alpha=alpha,
                                   **{**pipeline, "seed": seed}),
-            validation, len(train[0]), len(val[0]), args.batch_size,
-            initial_epoch=start, epochs=stop,
+            validation, initial_epoch=start, epochs=stop,
             verbose=2, shuffle=False,  # the pipeline reshuffles itself
             callbacks=[checkpoint] if stop == args.epochs else [])
         history = part if history is None else _extend(history, part)

@@ -96,7 +96,6 @@ def run(args):
     history = common.fit_passes(
         model, image_pipeline(*train, augment=AUGMENT, **pipeline),
         image_pipeline(*val, training=False, **pipeline),
-        len(train[0]), len(val[0]), args.batch_size,
         epochs=args.epochs, verbose=2, shuffle=False,
         callbacks=[snapshots, keras.callbacks.LambdaCallback(
             on_train_batch_end=stop_after_last_cycle),

@@ -198,7 +198,7 @@ def test_fit_passes_reads_the_passes_a_fit_would_start_anew(monkeypatch):
     model = resnet((8, 8, 1), 4, depth=8, width=4)
     model.compile("sgd", "categorical_crossentropy", metrics=["accuracy"])
     common.fit_passes(model, digits_pipeline(3, mixup_alpha=0.2),
-                      digits_pipeline(3, training=False), 40, 40, 16)
+                      digits_pipeline(3, training=False))
     assert given["built"] == (True, True)
     # 40 images in batches of 16: two full batches and one of 8.
     assert given["steps_per_epoch"] == 3
@@ -240,9 +240,8 @@ def test_fit_passes_goes_through_a_pass_per_epoch():
     model = resnet((8, 8, 1), 4, depth=8, width=4)
     model.compile("sgd", "categorical_crossentropy")
     common.fit_passes(model, digits_pipeline(0),
-                      digits_pipeline(0, training=False), 40, 40, 16,
-                      epochs=2, shuffle=False, verbose=0,
-                      callbacks=[Batches()])
+                      digits_pipeline(0, training=False), epochs=2,
+                      shuffle=False, verbose=0, callbacks=[Batches()])
     assert epochs == [dict(train=3, test=3)] * 2
 
 
