@@ -480,31 +480,6 @@ def one_cycle_steps(args, samples):
     return steps
 
 
-def fit_passes(model, train, validation, **kwargs):
-    """`model.fit(train, validation_data=validation, **kwargs)` for finite
-    tf.data pipelines of known length (`image_pipeline`'s): a pass of each
-    per epoch, but from one iterator each per `fit` (repeated, with
-    `steps_per_epoch` and `validation_steps` their lengths). Keras
-    starts a finite pipeline anew every epoch, and on jax those starts
-    (now and then stalling for half a second) cost the digits recipe a
-    third of its warm run. `image_pipeline` reshuffles and redraws at each
-    pass either way (the repeated batches equal those of passes started
-    anew, tested).
-
-    A model's first `fit` reads a batch to build its compiled loss and
-    metrics from an iterator of its own, then drops it. Keras' random
-    layers keep one state for all iterators of a pipeline, so a dropped
-    iterator of a repeated pipeline, still reading ahead, would draw from
-    it beside the one that trains (runs of one seed then differed, 2 in 4
-    under load). So they are built first, by evaluating a validation
-    batch. Returns the `History`."""
-    model.evaluate(validation.take(1), verbose=0)
-    return model.fit(train.repeat(), validation_data=validation.repeat(),
-                     steps_per_epoch=int(train.cardinality()),
-                     validation_steps=int(validation.cardinality()),
-                     **kwargs)
-
-
 def fit_image_classifier(model, train, val, args, *, max_lr, weight_decay,
                          augment, mixup_alpha, mixup_off=0.25,
                          label_smoothing=0.0):
@@ -531,7 +506,7 @@ def fit_image_classifier(model, train, val, args, *, max_lr, weight_decay,
 
     from kerastrain._seeds import spawn_seeds
     from kerastrain.callbacks import CheckpointEarlyStopping
-    from kerastrain.data import image_pipeline
+    from kerastrain.data import fit_passes, image_pipeline
     from kerastrain.optimizers import SGD
     from kerastrain.schedules import OneCycle, plot_schedule
 

@@ -54,7 +54,7 @@ def run(args):
     import kerastrain.io
     from kerastrain.callbacks import CheckpointEarlyStopping, \
         SnapshotEnsemble
-    from kerastrain.data import image_pipeline
+    from kerastrain.data import fit_passes, image_pipeline
     from kerastrain.models import ensemble, resnet
     from kerastrain.optimizers import SGD
     from kerastrain.schedules import plot_schedule
@@ -93,7 +93,7 @@ def run(args):
 
     pipeline = dict(batch_size=args.batch_size, num_classes=10,
                     normalize=False, seed=args.seed)
-    history = common.fit_passes(
+    history = fit_passes(
         model, image_pipeline(*train, augment=AUGMENT, **pipeline),
         image_pipeline(*val, training=False, **pipeline),
         epochs=args.epochs, verbose=2, shuffle=False,

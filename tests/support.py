@@ -33,6 +33,26 @@ class CrashAt(keras.callbacks.Callback):
             raise KeyboardInterrupt("simulated crash")
 
 
+class Batches(keras.callbacks.Callback):
+    """The training and validation batches of each epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.counts = dict(train=0, test=0)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.counts["train"] += 1
+
+    def on_test_batch_end(self, batch, logs=None):
+        self.counts["test"] += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs.append(self.counts)
+
+
 def two_output_model(features):
     """A compiled model of `features` inputs with two scalar outputs, `a`
     and `b`, each with its own mean squared error: Keras then tracks a

@@ -12,6 +12,7 @@ from kerastrain._validation import (check_bool, check_float, check_int,
 
 from kerastrain.callbacks import (GradientAccumulation, LRFinder,
                                   WeightHistograms)
+from kerastrain.data.passes import fit_passes
 from kerastrain.tuning._knob import knob_values
 from kerastrain.tuning.per_trial import (execution_of, per_trial_callbacks,
                                          trial_id_of)
@@ -148,7 +149,11 @@ class ToolkitHyperModel(keras_tuner.HyperModel):
         documents; other keyword arguments go to `model.fit`. With
         `steps_per_epoch`, a training `tf.data.Dataset` is repeated, so
         that every epoch runs that many batches and the schedule ends at
-        the last of them. Returns the `History`.
+        the last of them. Without it, where the training and validation
+        data the subclass makes are finite `tf.data.Dataset`s,
+        `kerastrain.data.fit_passes` reads a pass of each per epoch from
+        one iterator per `fit` (Keras would start them anew every epoch,
+        slow on jax). Returns the `History`.
         """
         # Read from a copy, registering nothing: on the trial's own `hp`
         # the oracle would add to its space the knobs of a `tunable=False`
@@ -172,9 +177,13 @@ class ToolkitHyperModel(keras_tuner.HyperModel):
                                         initial_epoch, accumulation)
         self.compile_model(model, values, total_steps, accumulate)
         self._probe_as_trained(callbacks)
-        history = model.fit(epochs=epochs, initial_epoch=initial_epoch,
-                            steps_per_epoch=steps_per_epoch,
-                            callbacks=callbacks, **fit_kwargs)
+        span = dict(epochs=epochs, initial_epoch=initial_epoch,
+                    callbacks=callbacks)
+        if steps_per_epoch is None and _in_passes(fit_kwargs):
+            history = fit_passes(model, **fit_kwargs, **span)
+        else:
+            history = model.fit(steps_per_epoch=steps_per_epoch,
+                                **fit_kwargs, **span)
         finder = _first(callbacks, LRFinder)
         if trial_id is not None and finder is not None and (
                 finder.result is not None):
@@ -214,6 +223,15 @@ class ToolkitHyperModel(keras_tuner.HyperModel):
     def __repr__(self):
         knobs = ", ".join(repr(knob) for knob in self.knobs)
         return f"{type(self).__name__}({knobs})"
+
+
+def _in_passes(fit_kwargs):
+    """Whether `fit_passes` can feed this `fit`: training and validation
+    data are finite datasets of known length, `validation_steps` unset."""
+    datasets = [fit_kwargs.get(name) for name in ("x", "validation_data")]
+    return "validation_steps" not in fit_kwargs and all(
+        is_dataset(data) and int(data.cardinality()) > 0
+        for data in datasets)
 
 
 def _first(callbacks, cls):

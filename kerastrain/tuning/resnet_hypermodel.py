@@ -164,7 +164,9 @@ class ResNetHyperModel(ToolkitHyperModel):
     exactly the updates of each `fit` call: with `Hyperband`, the epochs of
     the trial's round (from `initial_epoch` to `epochs`), so a one-cycle
     ends annealed whatever the budget; with `steps_per_epoch`, the
-    pipeline is repeated so that every epoch runs that many batches.
+    pipeline is repeated so that every epoch runs that many batches;
+    without, given `validation_data`, each epoch reads a pass of both
+    pipelines from one iterator per `fit` (`kerastrain.data.fit_passes`).
     `build` compiles for a nominal
     1,000 updates; `fit` recompiles, weights untouched.
 

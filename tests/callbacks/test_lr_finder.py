@@ -113,7 +113,7 @@ def test_a_new_models_first_fit_afterwards_draws_as_if_it_never_ran(
     loader's seed on torch. `find_lr` leaves them unbuilt, as it found
     them, so that first `fit` still makes that draw."""
     x, y = data()
-    histories, weights = [], []
+    histories, weights, built = [], [], []
     for run_finder in (True, False):
         model = make_model(keras.optimizers.SGD(0.05, momentum=0.9))
         if metrics:
@@ -121,10 +121,14 @@ def test_a_new_models_first_fit_afterwards_draws_as_if_it_never_ran(
         keras.utils.set_random_seed(11)
         if run_finder:
             find_lr(model, x, y, num_steps=20)
+        # Each part as found (the loss alone would cause the draw).
+        built.append([getattr(part, "built", None) for part in (
+            model._compile_loss, model._compile_metrics)])
         histories.append(model.fit(x, y, batch_size=32, epochs=2,
                                    validation_split=0.25,
                                    verbose=0).history)
         weights.append(variables(model))
+    assert built[0] == built[1]
     assert histories[0].keys() == histories[1].keys()
     for key, values in histories[1].items():
         np.testing.assert_array_equal(histories[0][key], values)

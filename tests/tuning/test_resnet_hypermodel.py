@@ -13,6 +13,7 @@ from kerastrain.models import resnet
 from kerastrain.optimizers import SGD, AdamW
 from kerastrain.schedules import OneCycle
 from kerastrain.tuning import ResNetHyperModel
+from tests.support import Batches
 from tests.tuning import spies
 
 BATCH = 16
@@ -207,6 +208,47 @@ def test_steps_per_epoch_runs_and_the_schedule_ends_with_it():
     final = schedule.max_lr / schedule.div_factor / schedule.final_div_factor
     assert float(schedule(run["updates"] - 1)) == pytest.approx(final,
                                                                  rel=1e-4)
+
+
+@pytest.mark.parametrize("with_validation", [True, False])
+def test_a_trial_reads_its_pipelines_from_one_iterator_per_fit(
+        monkeypatch, with_validation):
+    """With validation data, a trial's `fit` goes through `fit_passes`:
+    Keras gets both pipelines repeated, with a pass of each per epoch as
+    `steps_per_epoch` and `validation_steps`, and a model whose compiled
+    loss is built; the one-cycle spans the passes. Without, Keras gets the
+    finite pipeline and starts it anew every epoch."""
+    spies.reset()
+    (x, y), validation = digits(64, n_val=32)  # 4 and 2 batches
+    given = []
+    keras_fit = keras.Model.fit
+
+    def fit(self, x=None, **kwargs):
+        given.append(dict(kwargs, batches=int(x.cardinality()),
+                          built=self._compile_loss.built))
+        return keras_fit(self, x, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", fit)
+    model_maker = hypermodel(**CHEAP)
+    hp = kt.HyperParameters()
+    model = model_maker.build(hp)
+    batches = Batches()
+    model_maker.fit(hp, model, x, y, batch_size=BATCH, epochs=2, verbose=0,
+                    validation_data=validation if with_validation else None,
+                    callbacks=[spies.Recorder(), batches])
+    (kwargs,) = given
+    (run,) = spies.Recorder.runs
+    assert run["updates"] == run["learning_rate"].total_steps == 8
+    if with_validation:
+        assert kwargs["batches"] == -1  # infinite: repeated
+        assert kwargs["steps_per_epoch"] == 4
+        assert kwargs["validation_steps"] == 2
+        assert kwargs["built"]
+        assert batches.epochs == [dict(train=4, test=2)] * 2
+    else:
+        assert kwargs["batches"] == 4
+        assert kwargs["steps_per_epoch"] is None
+        assert batches.epochs == [dict(train=4, test=0)] * 2
 
 
 def test_weight_histograms_probe_is_scaled_like_the_training_images(

@@ -1,0 +1,93 @@
+import keras
+import numpy as np
+import pytest
+
+from kerastrain.data import fit_passes, image_pipeline
+from kerastrain.models import resnet
+from tests.support import Batches
+
+
+def digits_pipeline(seed, **options):
+    rng = np.random.default_rng(0)
+    images, labels = rng.random((40, 8, 8, 1), "float32"), np.arange(40) % 4
+    return image_pipeline(images, labels, batch_size=16, num_classes=4,
+                          augment=("shift", ("rotate", {"factor": 0.02})),
+                          normalize=False, seed=seed, **options)
+
+
+def compiled_model(**compile_options):
+    model = resnet((8, 8, 1), 4, depth=8, width=4)
+    model.compile("sgd", "categorical_crossentropy", **compile_options)
+    return model
+
+
+def test_fit_passes_reads_the_passes_a_fit_would_start_anew(monkeypatch):
+    """What `fit_passes` gives `fit`: the repeated pipelines, whose
+    batches are those of passes started anew, a pass per epoch, and a
+    model whose compiled loss and metrics are built, so that `fit` starts
+    no iterator of its own to build them (a dropped iterator of a
+    repeated pipeline reads ahead, drawing beside the one that trains)."""
+    given = {}
+
+    def fit(self, x, **kwargs):
+        given.update(kwargs, x=x, built=(self._compile_loss.built,
+                                         self._compile_metrics.built))
+
+    monkeypatch.setattr(keras.Model, "fit", fit)
+    fit_passes(compiled_model(metrics=["accuracy"]),
+               digits_pipeline(3, mixup_alpha=0.2),
+               digits_pipeline(3, training=False))
+    assert given["built"] == (True, True)
+    # 40 images in batches of 16: two full batches and one of 8.
+    assert given["steps_per_epoch"] == 3
+    assert given["validation_steps"] == 3
+    anew = digits_pipeline(3, mixup_alpha=0.2)
+    passes = [batch for _ in range(3) for batch in anew]
+    repeated = list(given["x"].take(len(passes)))
+    assert [len(images) for images, _ in repeated] == [16, 16, 8] * 3
+    for (images, labels), (again, labels_again) in zip(passes, repeated):
+        np.testing.assert_array_equal(np.asarray(images), np.asarray(again))
+        np.testing.assert_array_equal(np.asarray(labels),
+                                      np.asarray(labels_again))
+    # Each pass reshuffles: repetition does not replay the first.
+    assert not np.array_equal(np.asarray(passes[0][0]),
+                              np.asarray(passes[3][0]))
+    validation = [np.asarray(images) for images, _ in
+                  given["validation_data"].take(6)]
+    for first, second in zip(validation[:3], validation[3:]):
+        np.testing.assert_array_equal(first, second)
+
+
+def test_fit_passes_goes_through_a_pass_per_epoch():
+    batches = Batches()
+    history = fit_passes(compiled_model(), digits_pipeline(0),
+                         digits_pipeline(0, training=False), epochs=2,
+                         shuffle=False, verbose=0, callbacks=[batches])
+    assert batches.epochs == [dict(train=3, test=3)] * 2
+    assert history.epoch == [0, 1]
+    assert len(history.history["val_loss"]) == 2
+
+
+def test_fit_passes_refuses_data_it_cannot_count_in_passes():
+    model = compiled_model()
+    train, validation = digits_pipeline(0), digits_pipeline(
+        0, training=False)
+    x = np.zeros((8, 8, 8, 1), "float32")
+    with pytest.raises(TypeError, match=r"`x` must be a finite "
+                       r"tf.data.Dataset.*Received: x of type ndarray"):
+        fit_passes(model, x, validation)
+    with pytest.raises(ValueError, match=r"`validation_data` .* infinite "
+                       r"\(cardinality -1\)"):
+        fit_passes(model, train, validation.repeat())
+    unknown = train.filter(lambda images, labels: True)
+    with pytest.raises(ValueError, match=r"`x` .* of unknown length"):
+        fit_passes(model, unknown, validation)
+    with pytest.raises(ValueError, match=r"`x` .* empty"):
+        fit_passes(model, train.take(0), validation)
+    with pytest.raises(ValueError, match=r"sets `steps_per_epoch`.* "
+                       r"Received: steps_per_epoch=5"):
+        fit_passes(model, train, validation, steps_per_epoch=5)
+    with pytest.raises(ValueError, match=r"`steps_per_epoch` and "
+                       r"`validation_steps`.*them"):
+        fit_passes(model, train, validation, steps_per_epoch=5,
+                   validation_steps=2)
