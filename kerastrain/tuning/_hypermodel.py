@@ -12,7 +12,7 @@ from kerastrain._validation import (check_bool, check_float, check_int,
 
 from kerastrain.callbacks import (GradientAccumulation, LRFinder,
                                   WeightHistograms)
-from kerastrain.data.passes import fit_passes
+from kerastrain.data.passes import fit_passes, passes
 from kerastrain.tuning._knob import knob_values
 from kerastrain.tuning.per_trial import (execution_of, per_trial_callbacks,
                                          trial_id_of)
@@ -228,10 +228,14 @@ class ToolkitHyperModel(keras_tuner.HyperModel):
 def _in_passes(fit_kwargs):
     """Whether `fit_passes` can feed this `fit`: training and validation
     data are finite datasets of known length, `validation_steps` unset."""
-    datasets = [fit_kwargs.get(name) for name in ("x", "validation_data")]
-    return "validation_steps" not in fit_kwargs and all(
-        is_dataset(data) and int(data.cardinality()) > 0
-        for data in datasets)
+    if "validation_steps" in fit_kwargs:
+        return False
+    try:
+        for name in ("x", "validation_data"):
+            passes(name, fit_kwargs.get(name))
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _first(callbacks, cls):
