@@ -23,16 +23,15 @@ NOMINAL_STEPS = 1000
 
 
 def batches_per_epoch(x, batch_size):
-    """Batches in one pass over NumPy `x` or a finite `tf.data.Dataset`."""
+    """Batches in one pass over NumPy `x` or a `tf.data.Dataset`; None for
+    a dataset of unknown or infinite length (`fit` then needs
+    `steps_per_epoch`)."""
     if not is_dataset(x):
         return math.ceil(len(x) / batch_size)
     batches = int(x.cardinality())
-    if batches <= 0:  # -1 infinite, -2 unknown
-        raise ValueError(
-            "The training dataset's length is unknown or infinite, so the "
-            "schedule cannot be laid out over the epochs. Pass "
-            "`steps_per_epoch` to `search`/`fit`.")
-    return batches
+    if batches == 0:
+        raise ValueError("The training dataset is empty: it gives no batch.")
+    return batches if batches > 0 else None  # -1 infinite, -2 unknown
 
 
 def scheduled_updates(batches, epochs, initial_epoch=0, accumulation=None):
@@ -170,6 +169,11 @@ class ToolkitHyperModel(keras_tuner.HyperModel):
         fit_kwargs, batches = self._fit_data(
             values, x, y, batch_size, validation_split, validation_data,
             steps_per_epoch, kwargs)
+        if steps_per_epoch is None and batches is None:
+            raise ValueError(
+                "The training dataset's length is unknown or infinite, so "
+                "the schedule cannot be laid out over the epochs. Pass "
+                "`steps_per_epoch` to `search`/`fit`.")
         accumulation = _first(callbacks, GradientAccumulation)
         accumulate = None if accumulation is None else accumulation_steps(
             accumulation, initial_epoch)

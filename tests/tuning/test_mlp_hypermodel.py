@@ -281,6 +281,33 @@ def test_labels_and_training_data_errors():
                                  None, {"class_weight": {0: 1.0}})
 
 
+def test_a_dataset_of_unknown_length_trains_with_steps_per_epoch():
+    """An infinite (or unknown-length) dataset gives no pass to lay the
+    schedule over: `steps_per_epoch` does, and without it `fit` says so.
+    An empty one is refused either way."""
+    import tensorflow as tf
+
+    (x, y), _ = diabetes_risk()
+    hypermodel = MLPHyperModel(10, 2, num_layers=1, units=8,
+                               balancing="none", seed=0)
+    hp = kt.HyperParameters()
+    model = hypermodel.build(hp)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH)
+    history = hypermodel.fit(hp, model, dataset.repeat(), epochs=2,
+                             steps_per_epoch=3, verbose=0)
+    assert history.params["steps"] == 3
+    assert int(keras.ops.convert_to_numpy(
+        model.optimizer.iterations)) == 6
+    unknown = dataset.filter(lambda features, label: True)
+    for data in (dataset.repeat(), unknown):
+        with pytest.raises(ValueError, match=r"unknown or infinite.* Pass "
+                           r"`steps_per_epoch`"):
+            hypermodel.fit(hp, model, data, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="training dataset is empty"):
+        hypermodel.fit(hp, model, dataset.take(0), epochs=1,
+                       steps_per_epoch=3, verbose=0)
+
+
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"num_layers": (3, 1)}, ValueError,
      r"`num_layers` must be a range \(min, max\) with min <= max. "
