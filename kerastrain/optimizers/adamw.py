@@ -2,7 +2,9 @@
 
 import keras
 
+from kerastrain._validation import check_float
 from kerastrain.optimizers.scheduled import (ScheduledHyperparameters,
+                                             check_keyword,
                                              check_learning_rate,
                                              check_scheduled)
 
@@ -21,11 +23,12 @@ class AdamW(ScheduledHyperparameters, keras.optimizers.AdamW):
 
     Args:
         learning_rate: Float or `LearningRateSchedule`.
-        weight_decay: Decoupled weight decay (Loshchilov & Hutter).
+        weight_decay: Decoupled weight decay (Loshchilov & Hutter), >= 0.
         beta_1: Float in `[0, 1)` or a schedule, e.g.
             `OneCycle(...).momentum_schedule`.
-        **kwargs: Keras' AdamW arguments (`beta_2`, `epsilon`, `amsgrad`,
-            `clipnorm`, `gradient_accumulation_steps`, ...).
+        **kwargs: Keras' AdamW arguments (`beta_2` in `[0, 1)`, `epsilon`
+            >= 0, `amsgrad`, `clipnorm`, `gradient_accumulation_steps`,
+            ...).
 
     Example:
 
@@ -41,8 +44,11 @@ class AdamW(ScheduledHyperparameters, keras.optimizers.AdamW):
                  **kwargs):
         # beta_1 = 1 zeroes Adam's bias correction `1 - beta_1 ** t`.
         beta_1 = check_scheduled("beta_1", beta_1, 0, 1, high_closed=False)
+        check_keyword(kwargs, "beta_2", 0, 1, high_closed=False)
+        check_keyword(kwargs, "epsilon", 0)
         super().__init__(check_learning_rate(learning_rate),
-                         weight_decay=weight_decay,
+                         weight_decay=check_float("weight_decay",
+                                                  weight_decay, low=0),
                          beta_1=beta_1 if isinstance(beta_1, float) else 0.9,
                          **kwargs)
         self.beta_1 = beta_1

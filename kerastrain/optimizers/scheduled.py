@@ -133,6 +133,15 @@ def check_learning_rate(learning_rate):
     return learning_rate
 
 
+def check_keyword(kwargs, name, low, high=None, high_closed=True):
+    """Checks `kwargs[name]`, where given and not None: a number that Keras'
+    optimizers pass to the update unchecked (NaN trains the weights to NaN),
+    refused outside `[low, high]` as PyTorch's optimizers refuse it."""
+    if kwargs.get(name) is not None:
+        kwargs[name] = check_float(name, kwargs[name], low, high,
+                                   high_closed=high_closed)
+
+
 def check_scheduled(name, value, low, high, high_closed=True):
     """Returns `value` if it is a schedule, or a float in `[low, high]`
     (`[low, high)` with `high_closed=False`)."""

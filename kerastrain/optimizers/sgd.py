@@ -5,6 +5,7 @@ from keras import ops
 
 from kerastrain._validation import check_bool
 from kerastrain.optimizers.scheduled import (ScheduledHyperparameters,
+                                             check_keyword,
                                              check_learning_rate,
                                              check_scheduled)
 
@@ -31,8 +32,8 @@ class SGD(ScheduledHyperparameters, keras.optimizers.SGD):
         momentum: Float in `[0, 1]` or a `LearningRateSchedule` giving it
             per step, e.g. `OneCycle(...).momentum_schedule`.
         nesterov: Whether to use Nesterov momentum.
-        **kwargs: Keras' optimizer arguments (`weight_decay`, `clipnorm`,
-            `gradient_accumulation_steps`, ...).
+        **kwargs: Keras' optimizer arguments (`weight_decay` >= 0,
+            `clipnorm`, `gradient_accumulation_steps`, ...).
 
     Example:
 
@@ -47,6 +48,7 @@ class SGD(ScheduledHyperparameters, keras.optimizers.SGD):
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False,
                  **kwargs):
         momentum = check_scheduled("momentum", momentum, 0, 1)
+        check_keyword(kwargs, "weight_decay", 0)
         scheduled = not isinstance(momentum, float)
         # Keras' check wants a float; any non-zero one makes it build the
         # velocity slots.

@@ -65,7 +65,12 @@ class MultiStepDecay(schedules.PiecewiseConstantDecay):
                  name="MultiStepDecay"):
         self.initial_lr = check_float("initial_lr", initial_lr, low=0,
                                       low_closed=False)
-        milestones = list(milestones)
+        try:
+            milestones = list(milestones)
+        except TypeError:
+            raise TypeError(
+                "Argument `milestones` must be a list of integers. "
+                f"Received: milestones={milestones!r}") from None
         if not milestones:
             raise ValueError(
                 "Argument `milestones` must list at least one step. "
@@ -102,7 +107,8 @@ class LinearDecay(schedules.PolynomialDecay):
     Args:
         initial_lr: Reference rate, > 0.
         decay_steps: Steps of the linear part (tau), >= 1.
-        end_factor: Fraction of `initial_lr` reached at `decay_steps`, > 0.
+        end_factor: Fraction of `initial_lr` reached at `decay_steps`,
+            >= 0 (0: decay to zero, as PyTorch's `LinearLR` allows).
         start_factor: Fraction of `initial_lr` at step 0, > 0.
         name: Name of the schedule.
 
@@ -117,8 +123,7 @@ class LinearDecay(schedules.PolynomialDecay):
                  start_factor=1.0, name="LinearDecay"):
         self.initial_lr = check_float("initial_lr", initial_lr, low=0,
                                       low_closed=False)
-        self.end_factor = check_float("end_factor", end_factor, low=0,
-                                      low_closed=False)
+        self.end_factor = check_float("end_factor", end_factor, low=0)
         self.start_factor = check_float("start_factor", start_factor, low=0,
                                         low_closed=False)
         check_int("decay_steps", decay_steps, min_value=1)

@@ -25,8 +25,12 @@ class OneCycle(PhaseSchedule):
 
     Args:
         max_lr: Peak learning rate, > 0.
-        total_steps: Number of optimizer updates in the cycle, >= 2.
-        pct_start: Fraction of the cycle spent rising, in (0, 1).
+        total_steps: Number of optimizer updates in the cycle, >= 1.
+            Where `pct_start * total_steps < 1` the rise has no step and
+            the rate starts inside the annealing, as PyTorch's does.
+        pct_start: Fraction of the cycle spent rising, in (0, 1); not
+            exactly `1 / total_steps` (a rise of zero steps, where PyTorch
+            divides by zero).
         div_factor: `max_lr / div_factor` is the starting rate.
         final_div_factor: The final rate is the starting rate divided by
             this.
@@ -55,7 +59,7 @@ class OneCycle(PhaseSchedule):
                  three_phase=False, base_momentum=0.85, max_momentum=0.95,
                  name="OneCycle"):
         self.max_lr = check_float("max_lr", max_lr, low=0, low_closed=False)
-        self.total_steps = check_int("total_steps", total_steps, min_value=2)
+        self.total_steps = check_int("total_steps", total_steps, min_value=1)
         self.pct_start = check_float("pct_start", pct_start, 0, 1,
                                      low_closed=False, high_closed=False)
         self.div_factor = check_float("div_factor", div_factor, low=0,
@@ -76,33 +80,40 @@ class OneCycle(PhaseSchedule):
         # PyTorch's phase ends: the peak is at step pct_start * total - 1.
         peak = self.pct_start * self.total_steps - 1
         last = self.total_steps - 1
-        self._boundaries = ([0, peak, 2 * peak, last] if self.three_phase
-                            else [0, peak, last])
-        if any(b >= c for b, c in zip(self._boundaries,
-                                      self._boundaries[1:])):
+        initial = self.max_lr / self.div_factor
+        final = initial / self.final_div_factor
+        high, low = self.max_momentum, self.base_momentum
+        if self.three_phase:
+            boundaries = [0, peak, 2 * peak, last]
+            values = [initial, self.max_lr, initial, final]
+            momenta = [high, low, high, high]
+        else:
+            boundaries, values = [0, peak, last], [initial, self.max_lr, final]
+            momenta = [high, low, high]
+        # A run too short for its warmup (pct_start * total_steps < 1):
+        # PyTorch's step 0 already lies past the phases that end before
+        # it and starts inside the next one, as does this schedule.
+        while len(boundaries) > 2 and boundaries[1] < 0:
+            del boundaries[0], values[0], momenta[0]
+        if any(b >= c for b, c in zip(boundaries, boundaries[1:])):
             raise ValueError(
                 "Arguments `pct_start` and `total_steps` leave a phase without "
                 "steps: the peak falls at step pct_start * total_steps - 1 = "
-                f"{peak:g}, which must be > 0"
-                + (" and, with three_phase=True, below total_steps / 2"
-                   if self.three_phase else "")
+                f"{peak:g}, which must not be 0 (PyTorch divides by zero "
+                "there)"
+                + (" and, with three_phase=True, must be below "
+                   "(total_steps - 1) / 2" if self.three_phase else "")
                 + f". Received: pct_start={pct_start}, "
                 f"total_steps={total_steps}")
-        initial = self.max_lr / self.div_factor
-        final = initial / self.final_div_factor
-        values = ([initial, self.max_lr, initial, final] if self.three_phase
-                  else [initial, self.max_lr, final])
-        super().__init__(self._boundaries, values, self.anneal_strategy,
-                         name=name)
+        self._boundaries, self._momenta = boundaries, momenta
+        super().__init__(boundaries, values, self.anneal_strategy, name=name)
 
     @property
     def momentum_schedule(self):
         """The momentum that goes with this rate (PyTorch's
         `cycle_momentum=True`), as a `PhaseSchedule`."""
-        low, high = self.base_momentum, self.max_momentum
-        values = [high, low, high, high] if self.three_phase else [high, low,
-                                                                   high]
-        return PhaseSchedule(self._boundaries, values, self.anneal_strategy,
+        return PhaseSchedule(self._boundaries, self._momenta,
+                             self.anneal_strategy,
                              name=f"{self.name}_momentum")
 
     def get_config(self):

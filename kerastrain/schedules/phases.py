@@ -102,8 +102,14 @@ class PhaseSchedule(keras.optimizers.schedules.LearningRateSchedule):
                 "Argument `boundaries` must be strictly increasing. "
                 f"Received: boundaries={boundaries}")
         num_phases = len(boundaries) - 1
-        anneals = [anneal] * num_phases if isinstance(anneal, str) else list(
-            anneal)
+        if isinstance(anneal, str):
+            anneals = [anneal] * num_phases
+        elif isinstance(anneal, (list, tuple)):
+            anneals = list(anneal)
+        else:
+            raise TypeError(
+                "Argument `anneal` must be a string or a list of strings, one "
+                f"per phase. Received: anneal={anneal!r}")
         if len(anneals) != num_phases:
             raise ValueError(
                 f"Argument `anneal` must be a string or a list of "

@@ -61,3 +61,18 @@ def test_config_round_trip_keeps_the_schedule():
 def test_bad_beta_1(beta_1, error):
     with pytest.raises(error, match="beta_1"):
         AdamW(0.01, beta_1=beta_1)
+
+
+@pytest.mark.parametrize("kwargs, error, name", [
+    ({"beta_2": float("nan")}, ValueError, "beta_2"),
+    ({"beta_2": 1.0}, ValueError, "beta_2"),
+    ({"epsilon": float("nan")}, ValueError, "epsilon"),
+    ({"epsilon": -1e-7}, ValueError, "epsilon"),
+    ({"weight_decay": float("nan")}, ValueError, "weight_decay"),
+    ({"weight_decay": -0.01}, ValueError, "weight_decay"),
+    ({"weight_decay": "0.01"}, TypeError, "weight_decay"),
+])
+def test_bad_keras_arguments_are_refused_like_pytorch(kwargs, error, name):
+    # Keras passes them to the update unchecked: NaN trained to NaN weights.
+    with pytest.raises(error, match=name):
+        AdamW(0.01, **kwargs)

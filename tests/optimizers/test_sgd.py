@@ -68,3 +68,11 @@ def test_bad_momentum(momentum, error):
 def test_nesterov_must_be_a_bool():
     with pytest.raises(TypeError, match="nesterov"):
         SGD(0.1, 0.9, nesterov="no")  # would read as True
+
+
+@pytest.mark.parametrize("weight_decay, error", [
+    (float("nan"), ValueError), (-0.01, ValueError), ("0.01", TypeError)])
+def test_bad_weight_decay(weight_decay, error):
+    # Keras passes it to the update unchecked: NaN trained to NaN weights.
+    with pytest.raises(error, match="weight_decay"):
+        SGD(0.1, 0.9, weight_decay=weight_decay)

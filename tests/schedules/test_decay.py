@@ -22,6 +22,9 @@ EQUIVALENTS = {
     "LinearLR to 1% at tau": (
         lambda o: lr_scheduler.LinearLR(o, 1.0, 0.01, total_iters=100),
         schedules.LinearDecay(LR, 100), 250, 1),
+    "LinearLR to zero": (
+        lambda o: lr_scheduler.LinearLR(o, 1.0, 0.0, total_iters=100),
+        schedules.LinearDecay(LR, 100, end_factor=0.0), 150, 1),
     "LinearLR as warmup": (
         lambda o: lr_scheduler.LinearLR(o, 1 / 3, 1.0, total_iters=5),
         schedules.LinearDecay(LR, 5, end_factor=1.0, start_factor=1 / 3), 20,
@@ -75,8 +78,10 @@ def test_torch_named_decays_are_keras_built_ins():
     (lambda: schedules.MultiStepDecay(LR, []), ValueError, "milestones"),
     (lambda: schedules.MultiStepDecay(LR, [0, 5]), ValueError, "milestones"),
     (lambda: schedules.MultiStepDecay(LR, [2.5]), TypeError, "milestones"),
+    (lambda: schedules.MultiStepDecay(LR, 10), TypeError, "milestones"),
+    (lambda: schedules.MultiStepDecay(LR, None), TypeError, "milestones"),
     (lambda: schedules.LinearDecay(LR, 0), ValueError, "decay_steps"),
-    (lambda: schedules.LinearDecay(LR, 10, end_factor=0.0), ValueError,
+    (lambda: schedules.LinearDecay(LR, 10, end_factor=-0.5), ValueError,
      "end_factor"),
     (lambda: schedules.LinearDecay(LR, 10, start_factor=-1.0), ValueError,
      "start_factor"),

@@ -26,6 +26,26 @@ def test_rate_and_momentum_equal_pytorch_one_cycle(kwargs, total_steps):
     assert_matches(schedule.momentum_schedule, momenta, "momentum")
 
 
+@pytest.mark.parametrize("kwargs", CONFIGS[:4] + [{"pct_start": 0.1}])
+@pytest.mark.parametrize("total_steps", [1, 2, 3, 5])
+def test_runs_too_short_for_the_warmup_equal_pytorch(kwargs, total_steps):
+    # pct_start * total_steps < 1: PyTorch starts inside the annealing.
+    lrs, momenta = torch_values(
+        lambda opt: torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=0.3, total_steps=total_steps, **kwargs), total_steps)
+    schedule = OneCycle(0.3, total_steps, **kwargs)
+    assert_matches(schedule, lrs)
+    assert_matches(schedule.momentum_schedule, momenta, "momentum")
+
+
+def test_a_rise_of_zero_steps_is_refused_where_pytorch_divides_by_zero():
+    with pytest.raises(ZeroDivisionError):
+        torch_values(lambda opt: torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=0.3, total_steps=10, pct_start=0.1), 10)
+    with pytest.raises(ValueError, match="pct_start"):
+        OneCycle(0.3, 10, pct_start=0.1)
+
+
 def test_adam_beta_1_cycles_like_the_momentum():
     _, betas = torch_values(
         lambda opt: torch.optim.lr_scheduler.OneCycleLR(
@@ -60,7 +80,7 @@ def test_momentum_is_high_when_the_rate_is_low():
     ({"base_momentum": 0.99}, "base_momentum"),
     ({"max_momentum": 1.5}, "max_momentum"),
     ({"div_factor": 0}, "div_factor"),
-    ({"total_steps": 3}, "pct_start"),
+    ({"total_steps": -1}, "total_steps"),
     ({"three_phase": True, "pct_start": 0.6}, "three_phase"),
 ])
 def test_bad_arguments_are_value_errors_naming_them(kwargs, match):

@@ -60,6 +60,12 @@ def test_bad_arguments(kwargs, match):
         PhaseSchedule(**kwargs)
 
 
+@pytest.mark.parametrize("anneal", [None, 1, {"cos"}])
+def test_an_anneal_that_is_no_string_or_list_is_a_type_error(anneal):
+    with pytest.raises(TypeError, match="anneal"):
+        PhaseSchedule([0, 10], [0.0, 1.0], anneal)
+
+
 @pytest.mark.parametrize("name, boundaries, values", [
     ("boundaries", [0, math.nan], [0, 1]),
     ("boundaries", [0, math.inf], [0, 1]),
