@@ -1,5 +1,6 @@
 """Gradient accumulation whose number of micro-batches may change by epoch."""
 
+import types
 import warnings
 
 import keras
@@ -63,6 +64,32 @@ def count_after_change(count, old, new):
     return -(-count // old) * new
 
 
+# The `gradient_accumulation_steps` an optimizer was created with, kept on
+# it once this callback drives the number.
+_CREATED_WITH = "_kerastrain_created_accumulation_steps"
+
+
+def _loadable_config(optimizer):
+    """`optimizer.get_config()`, reporting the number of batches per update
+    it was created with where this callback has set it to 1: Keras'
+    optimizers refuse 1 in their constructor, which loading a saved model
+    calls, so a file saved with it could not be loaded."""
+    config = type(optimizer).get_config(optimizer)
+    if config.get("gradient_accumulation_steps") == 1:
+        config["gradient_accumulation_steps"] = getattr(optimizer,
+                                                        _CREATED_WITH)
+    return config
+
+
+def _keep_loadable(optimizer):
+    """Makes every later save of `optimizer` (a checkpoint during `fit`, a
+    `model.save` after it) loadable, whatever number this callback sets."""
+    if not hasattr(optimizer, _CREATED_WITH):
+        setattr(optimizer, _CREATED_WITH,
+                optimizer.gradient_accumulation_steps)
+        optimizer.get_config = types.MethodType(_loadable_config, optimizer)
+
+
 def _apply_pending(model, updates, pending):
     """Applies the `pending` accumulated batches as one update, their
     mean, through the optimizer's own accumulation path (so clipping,
@@ -90,7 +117,10 @@ class GradientAccumulation(keras.callbacks.Callback):
     It drives Keras' own `gradient_accumulation_steps`, so the optimizer
     must be created with that argument (any value >= 2; this callback sets
     the actual one per epoch), e.g.
-    `keras.optimizers.SGD(0.1, gradient_accumulation_steps=2)`.
+    `keras.optimizers.SGD(0.1, gradient_accumulation_steps=2)`. A model
+    saved while the number is 1 records the number the optimizer was
+    created with (Keras' optimizers refuse 1 when a file is loaded); a
+    `fit` that resumes with this callback sets the number again.
 
     Exactness: with a mean loss and no batch-dependent layers, k batches of
     b samples give the same update as one batch of k*b.
@@ -203,6 +233,7 @@ class GradientAccumulation(keras.callbacks.Callback):
                 "its gradient accumulators, e.g. keras.optimizers.SGD(0.1, "
                 f"gradient_accumulation_steps=2). Received: "
                 f"{type(optimizer).__name__} without it.")
+        _keep_loadable(optimizer)
         if not has_schedules(optimizer):
             return  # no step is read: the compiled step can stay
         # Keras evaluates schedules at the batch count; evaluate them (the

@@ -331,3 +331,31 @@ def test_steps_at():
 def test_bad_steps(steps, error, match):
     with pytest.raises(error, match=match):
         GradientAccumulation(steps)
+
+
+def test_a_model_saved_at_one_batch_per_update_loads(tmp_path):
+    """Keras' optimizers refuse gradient_accumulation_steps=1 in their
+    constructor, which loading calls: the file records the number the
+    optimizer was created with, while the fit itself ran at 1."""
+    from kerastrain.callbacks import CheckpointEarlyStopping
+
+    x, y = data()
+    model = make_model(keras.optimizers.SGD(0.1,
+                                            gradient_accumulation_steps=3))
+    checkpoint = CheckpointEarlyStopping(tmp_path / "best.keras",
+                                         monitor="loss")
+    model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0,
+              callbacks=[GradientAccumulation({0: 1, 5: 2}), checkpoint])
+    assert model.optimizer.gradient_accumulation_steps == 1
+    assert int(to_numpy(model.optimizer.iterations)) == 16  # per batch
+    model.save(tmp_path / "after.keras")
+    for path in ("best.keras", "after.keras"):
+        loaded = keras.saving.load_model(tmp_path / path)
+        assert loaded.optimizer.gradient_accumulation_steps == 3
+        for got, want in zip(weights(loaded), weights(model)):
+            np.testing.assert_array_equal(got, want)
+    # Copies (KerasTuner's) report from their own state.
+    duplicate = copy.deepcopy(model.optimizer)
+    duplicate.gradient_accumulation_steps = 4
+    assert duplicate.get_config()["gradient_accumulation_steps"] == 4
+    assert model.optimizer.get_config()["gradient_accumulation_steps"] == 3
