@@ -20,7 +20,8 @@ class LRFinder(keras.callbacks.Callback):
     `num_steps` batches, one step each; the loss of every batch is recorded
     and smoothed (exponential moving average, debiased). Training stops
     after `num_steps` batches, or as soon as the smoothed loss exceeds
-    `diverge_factor` times its minimum or becomes NaN. At the end (with
+    `diverge_factor` times its minimum (for a negative loss: rises above
+    it by `diverge_factor - 1` times its size) or becomes NaN. At the end (with
     `restore=True`), the weights, every optimizer variable (its step count
     included) and the learning rate (a schedule included) are put back, so
     the model trains afterwards as if the test had never run. The result is
@@ -151,8 +152,12 @@ class LRFinder(keras.callbacks.Callback):
         smoothed = self._average / (1 - self.beta ** (step + 1))
         self._smoothed.append(smoothed)
         self._best = min(self._best, smoothed)
+        # fastai's `smoothed > 4 * best`, measured as a rise above the
+        # minimum so that a negative loss (Keras' cosine similarity) is
+        # not past 4x its minimum at once; the same for positive losses.
+        rise = smoothed - self._best
         if (step + 1 >= self.num_steps or not math.isfinite(smoothed)
-                or smoothed > self.diverge_factor * self._best):
+                or rise > (self.diverge_factor - 1) * abs(self._best)):
             self.model.stop_training = True
 
     def on_train_end(self, logs=None):

@@ -448,6 +448,31 @@ def test_stops_when_the_loss_diverges():
     assert np.isfinite(unbounded.smoothed_losses[:-1]).all()
 
 
+def test_a_negative_loss_stops_at_the_same_rise_above_its_minimum():
+    # Keras' cosine similarity loss is negative, and 4x a negative minimum
+    # lies below it: the test stopped at its first step.
+    x, y = data()
+
+    def shifted(y_true, y_pred):
+        return keras.losses.binary_crossentropy(
+            y_true, y_pred, from_logits=True) - 10.0
+
+    def model():
+        m = make_model()
+        m.compile(keras.optimizers.SGD(0.01), shifted)
+        return m
+
+    calm = find_lr(model(), x, y[:, None], start_lr=1e-5, end_lr=1e-1,
+                   num_steps=40)
+    assert len(calm.lrs) == 40
+    assert max(calm.smoothed_losses) < 0
+    wild = find_lr(model(), x, y[:, None], start_lr=1e-4, end_lr=1e4,
+                   num_steps=100)
+    assert len(wild.lrs) < 100
+    last, best = wild.smoothed_losses[-1], min(wild.smoothed_losses[:-1])
+    assert not np.isfinite(last) or last - best > 3 * abs(best)
+
+
 def test_the_suggestion_is_useful_on_standardized_tabular_data():
     features, labels = load_breast_cancer(return_X_y=True)
     x = StandardScaler().fit_transform(features).astype("float32")
