@@ -4,6 +4,7 @@ toolkit's callbacks configured per trial."""
 
 import math
 
+import keras
 import keras_tuner
 import numpy as np
 
@@ -105,6 +106,11 @@ class ToolkitHyperModel(keras_tuner.HyperModel):
     files, recompiles with the schedule spanning exactly the updates of
     this call (those of a Hyperband round), and trains.
 
+    Each trial's model is built under the global dtype policy in force
+    when the HyperModel was created (`mixed_float16`, say): KerasTuner
+    calls `keras.backend.clear_session()` before every trial, which resets
+    the policy to float32.
+
     After a search, `lr_finder_results[trial_id]` holds, for each trial
     that ran an `LRFinder`, a list of its `LRFinderResult`s, one per
     execution (`executions_per_trial`), in order: `[result]` with one.
@@ -118,6 +124,7 @@ class ToolkitHyperModel(keras_tuner.HyperModel):
         super().__init__(name=name, tunable=check_bool("tunable", tunable))
         self.knobs = list(knobs)
         self.lr_finder_results = {}
+        self._dtype_policy = keras.config.dtype_policy().name
 
     def trial_values(self, hp):
         """`{knob: value}` for the trial `hp` describes (registering the
@@ -131,6 +138,7 @@ class ToolkitHyperModel(keras_tuner.HyperModel):
 
     def build(self, hp):
         values = self.trial_values(hp)
+        keras.config.set_dtype_policy(self._dtype_policy)
         model = self.build_model(values)
         self.compile_model(model, values, NOMINAL_STEPS)
         # Built slots let the tuner load a trial's checkpoint (best model,

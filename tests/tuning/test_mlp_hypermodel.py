@@ -336,3 +336,21 @@ def test_bad_search_space_arguments(kwargs, error, match):
     arguments.update(kwargs)
     with pytest.raises(error, match=match):
         MLPHyperModel(**arguments)
+
+
+def test_trials_are_built_under_the_policy_the_hypermodel_was_made_in():
+    # KerasTuner clears the session before each trial, which resets the
+    # global policy: `--mixed-precision` searches trained in float32.
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        hypermodel = MLPHyperModel(10, 2, **values())
+        keras.backend.clear_session()
+        assert keras.config.dtype_policy().name == "float32"
+        model = hypermodel.build(kt.HyperParameters())
+    finally:
+        keras.config.set_dtype_policy("float32")
+    dense = [layer for layer in model.layers
+             if isinstance(layer, keras.layers.Dense)]
+    assert dense and all(layer.dtype_policy.name == "mixed_float16"
+                         for layer in dense)
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
