@@ -461,22 +461,25 @@ class Timer:
         return time.perf_counter() - self.start
 
 
-def one_cycle_steps(args, samples):
-    """The training steps of `args.epochs` epochs of `samples` in batches
-    of `args.batch_size`, or a `RecipeError` when they are too few for a
-    one-cycle schedule (a large `--batch-size` on a small set), before
-    any training."""
-    from kerastrain.schedules import OneCycle
+def one_cycle_steps(args, samples, epochs=None, what=None):
+    """The training steps of `epochs` (default `args.epochs`) epochs of
+    `samples` in batches of `args.batch_size`, or a `RecipeError` when
+    they are too few for a one-cycle schedule whose rise holds a step (a
+    large `--batch-size` on a small set; `OneCycle` itself, as PyTorch's,
+    would start such a run inside its annealing), before any training.
+    `what` names the epochs in the message (`--epochs N` by default)."""
+    from kerastrain.tuning.schedule_factory import MIN_STEPS
 
-    steps = args.epochs * -(-samples // args.batch_size)
-    try:
-        OneCycle(1.0, steps)  # what the recipes build, at their max_lr
-    except ValueError as error:
+    epochs = args.epochs if epochs is None else epochs
+    steps = epochs * -(-samples // args.batch_size)
+    if steps < MIN_STEPS["one_cycle"]:
         raise RecipeError(
-            f"--epochs {args.epochs} and --batch-size {args.batch_size} on "
-            f"{samples} training samples make {steps} training steps, too "
-            f"few for the one-cycle schedule: {error} Raise --epochs or "
-            "lower --batch-size.") from None
+            f"{what or f'--epochs {epochs}'} and --batch-size "
+            f"{args.batch_size} on {samples} training samples make {steps} "
+            f"training steps, too few for the one-cycle schedule, whose "
+            f"rise (30% of the steps) needs at least "
+            f"{MIN_STEPS['one_cycle']}. Raise --epochs or lower "
+            "--batch-size.")
     return steps
 
 
@@ -588,8 +591,8 @@ def add_search_arguments(parser, max_trials):
     parser.add_argument("--max-trials", type=positive_int,
                         default=max_trials,
                         help=f"trials to run (default {max_trials}; "
-                        "Hyperband: its max_epochs, the most epochs a "
-                        "trial trains, instead)")
+                        "not used by Hyperband, whose trials and rounds "
+                        "follow from --epochs, its max_epochs)")
 
 
 def make_tuner(hypermodel, args, objective, out, epochs):

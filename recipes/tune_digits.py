@@ -44,6 +44,12 @@ def run(args):
     train, val, test = load_split(args.seed)
     if args.quick:
         train = (train[0][:QUICK_SAMPLES], train[1][:QUICK_SAMPLES])
+    # Every schedule is searched, one-cycle included; a Hyperband round may
+    # span a single epoch.
+    hyperband = args.tuner == "hyperband"
+    common.one_cycle_steps(
+        args, len(train[0]), epochs=1 if hyperband else None,
+        what="a Hyperband round of 1 epoch" if hyperband else None)
     hypermodel = ResNetHyperModel(
         (8, 8, 1), 10, depth=[8, 14], width=[16, 32],
         augment=AUGMENT, seed=args.seed)

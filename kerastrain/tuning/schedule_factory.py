@@ -16,8 +16,9 @@ from kerastrain.schedules import CyclicLR, OneCycle, Warmup
 
 SCHEDULES = ("one_cycle", "cosine_warmup", "cyclic", "constant")
 OPTIMIZERS = ("sgd", "adamw")
-# Fewest updates each schedule can be laid out on: one-cycle's peak falls
-# at step 0.3 * total - 1, which must be > 0.
+# Fewest updates each schedule is laid out on: one-cycle's peak falls at
+# step 0.3 * total - 1, which from 4 updates on leaves its rise a step
+# (with fewer, `OneCycle`, as PyTorch's, starts inside the annealing).
 MIN_STEPS = {"one_cycle": 4, "cosine_warmup": 2, "cyclic": 2, "constant": 1}
 MOMENTUM = 0.9
 # Goyal et al. warm up for 5 of 90 epochs; a tenth suits short runs.

@@ -122,7 +122,7 @@ def test_unwritable_output_folder_is_an_error(tmp_path, capsys):
 def test_too_few_steps_for_one_cycle_is_an_error_before_training(
         tmp_path, capsys):
     # 1,257 training digits in batches of 2,048: one step, where a
-    # one-cycle schedule needs a warm-up and an annealing phase.
+    # one-cycle schedule needs a step in its rise (from 4 steps on).
     out = tmp_path / "run"
     assert digits_resnet.main(["--epochs", "1", "--batch-size", "2048",
                                "--out", str(out)]) == 1

@@ -45,6 +45,23 @@ def test_quick_search_writes_the_best_model_and_the_trials(tmp_path, capsys):
     assert "Top " in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--epochs", "1", "--batch-size", "2048"], "--epochs 1"),
+    # 1,257 digits in batches of 500: 3 steps a round of one epoch.
+    (["--tuner", "hyperband", "--epochs", "9", "--batch-size", "500"],
+     "a Hyperband round of 1 epoch"),
+])
+def test_too_few_steps_for_one_cycle_is_an_error_before_searching(
+        tmp_path, capsys, flags, message):
+    # One-cycle is among the schedules searched; its trials would fail and
+    # be dropped from the search, which then exited 0.
+    out = tmp_path / "run"
+    assert recipe.main(flags + ["--out", str(out)]) == 1
+    error = capsys.readouterr().err
+    assert message in error and "training steps" in error
+    assert not out.exists()
+
+
 def test_unknown_tuner_is_a_flag_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
         recipe.main(["--tuner", "grid"])
