@@ -80,7 +80,10 @@ def check_float(name, value, low=None, high=None, low_closed=True,
         raise TypeError(
             f"Argument `{name}` must be a number. {_received(name, value)}"
         )
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond float's range, e.g. 10**400
+        value = math.inf if value > 0 else -math.inf
     too_low = low is not None and (value < low or (value == low
                                                     and not low_closed))
     too_high = high is not None and (value > high or (value == high

@@ -66,6 +66,19 @@ def two_output_model(features):
     return model
 
 
+def confident_half_precision_model(seed):
+    """Built under `mixed_float16`: 8x8x1 images to 3 float16 logits far
+    apart, so that its softmax spans 1e-17 to 1 (what float16 cannot
+    hold). The caller restores the global policy."""
+    keras.config.set_dtype_policy("mixed_float16")
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(3)])
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.standard_normal((64, 3)).astype("float32") / 10,
+                       np.array([0.0, 20.0, 40.0], "float32")])
+    return model
+
+
 def to_numpy(x):
     return keras.ops.convert_to_numpy(x)
 

@@ -54,3 +54,11 @@ def test_check_float_list():
     for bad in ([True, 1], None, ["1"]):
         with pytest.raises(TypeError, match="Argument `v` must be a list"):
             check_float_list("v", bad)
+
+
+def test_an_int_beyond_floats_range_is_a_value_error_naming_it():
+    # float(10**400) raises OverflowError, which named nothing.
+    with pytest.raises(ValueError, match="rate"):
+        check_float("rate", 10**400, 0, 1)
+    with pytest.raises(ValueError, match="rate"):
+        check_float("rate", -10**400)

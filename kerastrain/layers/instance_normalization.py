@@ -3,7 +3,8 @@
 import keras
 from keras import ops
 
-from kerastrain._validation import check_bool, check_float, check_int
+from kerastrain._validation import (check_bool, check_float, check_int,
+                                    check_keras_identifier)
 
 
 @keras.saving.register_keras_serializable(package="kerastrain")
@@ -83,18 +84,36 @@ class InstanceNormalization(keras.layers.GroupNormalization):
                 f"Received: axis={axis}"
             )
         epsilon = check_float("epsilon", epsilon, low=0.0, low_closed=False)
+        if "groups" in kwargs:
+            raise TypeError(
+                "InstanceNormalization has no `groups` argument: it is one "
+                "group per channel. For other groups use "
+                "keras.layers.GroupNormalization. Received: "
+                f"groups={kwargs['groups']!r}")
+        # Resolved here so that a misspelt name fails naming its argument.
+        weights = {
+            f"{weight}_{kind}": check_keras_identifier(
+                f"{weight}_{kind}", value, getter)
+            for weight, kind, value, getter in (
+                ("beta", "initializer", beta_initializer,
+                 keras.initializers.get),
+                ("gamma", "initializer", gamma_initializer,
+                 keras.initializers.get),
+                ("beta", "regularizer", beta_regularizer,
+                 keras.regularizers.get),
+                ("gamma", "regularizer", gamma_regularizer,
+                 keras.regularizers.get),
+                ("beta", "constraint", beta_constraint,
+                 keras.constraints.get),
+                ("gamma", "constraint", gamma_constraint,
+                 keras.constraints.get))}
         super().__init__(
             groups=-1,
             axis=axis,
             epsilon=epsilon,
             center=check_bool("center", center),
             scale=check_bool("scale", scale),
-            beta_initializer=beta_initializer,
-            gamma_initializer=gamma_initializer,
-            beta_regularizer=beta_regularizer,
-            gamma_regularizer=gamma_regularizer,
-            beta_constraint=beta_constraint,
-            gamma_constraint=gamma_constraint,
+            **weights,
             **kwargs,
         )
 

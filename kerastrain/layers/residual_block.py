@@ -48,7 +48,8 @@ def fresh_initializer(initializer, offset=0):
         config, dict) else None
     if isinstance(seed, int) and not isinstance(seed, bool):
         config = copy.deepcopy(config)
-        config["config"]["seed"] = seed + offset
+        # Within the uint32 range JAX's seeds take.
+        config["config"]["seed"] = (seed + offset) % 2**32
     return keras.initializers.get(config)
 
 
@@ -171,6 +172,9 @@ class ResidualBlock(keras.layers.Layer):
     def _conv(self, filters, kernel_size, strides, name, index):
         return keras.layers.Conv2D(
             filters, kernel_size, strides=strides, padding="same",
+            # Channels-last whatever the global image format: the norms
+            # and the sum work on the last axis.
+            data_format="channels_last",
             # A bias before a normalization with an offset is redundant.
             use_bias=self.norm is None,
             kernel_initializer=fresh_initializer(self.kernel_initializer,

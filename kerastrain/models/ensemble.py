@@ -62,7 +62,10 @@ def ensemble(models, from_logits=True, name="ensemble"):
     outputs = [m(inputs) for m in models]
     if from_logits:
         outputs = [keras.layers.Softmax(dtype="float32")(o) for o in outputs]
-    averaged = (keras.layers.Average()(outputs) if len(outputs) > 1
+    # float32, as the softmax: under mixed precision Keras' Average would
+    # round the probabilities to float16 (1e-8 to 0, 0.99988 to 1).
+    averaged = (keras.layers.Average(dtype="float32")(outputs)
+                if len(outputs) > 1
                 else outputs[0])
     return keras.Model(inputs, averaged, name=name)
 

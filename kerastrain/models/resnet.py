@@ -1,5 +1,7 @@
 """CIFAR-style ResNet builder (He et al., 2016, section 4.2)."""
 
+import numbers
+
 import keras
 
 from kerastrain._seeds import MODEL_SEED_LIMIT
@@ -52,6 +54,49 @@ def blocks_per_stage(depth, bottleneck=False):
             f"Received: depth={depth}"
         )
     return (depth - 2) // step
+
+
+def final_feature_map(input_shape):
+    """Height and width of the last stage's feature map: each stage after
+    the first halves them (stride 2, "same" padding: rounded up); None
+    stays None.
+
+    Example:
+
+    >>> final_feature_map((32, 32, 3)), final_feature_map((4, 4, 1))
+    ((8, 8), (1, 1))
+    """
+    height, width = input_shape[:2]
+    for _ in range(NUM_STAGES - 1):
+        height, width = (None if d is None else -(-d // 2)
+                         for d in (height, width))
+    return height, width
+
+
+def check_input_shape(value, dynamic=True):
+    """`(height, width, channels)` as a tuple of integers >= 1; with
+    `dynamic`, height and width may also be None (any size)."""
+    shape = None
+    if not isinstance(value, (str, bytes)):
+        try:
+            shape = tuple(value)
+        except TypeError:
+            pass
+    if shape is None or len(shape) != 3:
+        raise (TypeError if shape is None else ValueError)(
+            "Argument `input_shape` must be (height, width, channels). "
+            f"Received: input_shape={value!r}")
+    for i, d in enumerate(shape):
+        if d is None and dynamic and i < 2:
+            continue
+        if isinstance(d, bool) or not isinstance(d, numbers.Integral) or (
+                d < 1):
+            raise ValueError(
+                "Argument `input_shape` must be (height, width, channels), "
+                "integers >= 1" + (" (height and width may be None)"
+                                   if dynamic else "")
+                + f". Received: input_shape={value!r}")
+    return tuple(None if d is None else int(d) for d in shape)
 
 
 def resnet(
@@ -117,16 +162,19 @@ def resnet(
         He, Zhang, Ren and Sun, "Deep Residual Learning for Image
         Recognition", CVPR 2016, section 4.2 (arXiv:1512.03385).
     """
-    input_shape = tuple(input_shape)
-    if len(input_shape) != 3:
-        raise ValueError(
-            "Argument `input_shape` must be (height, width, channels). "
-            f"Received: input_shape={input_shape}"
-        )
+    input_shape = check_input_shape(input_shape)
     num_classes = check_int("num_classes", num_classes, min_value=1)
     depth = check_int("depth", depth)
     width = check_int("width", width, min_value=1)
     check_norm(norm)
+    if norm == "instance" and final_feature_map(input_shape) == (1, 1):
+        # Instance norm over one position outputs its offset alone.
+        raise ValueError(
+            "Argument `norm` cannot be 'instance' for images of "
+            f"input_shape={input_shape}: the last stage's feature map is "
+            "1x1, where instance norm outputs its offset whatever the "
+            "image, so the logits would not depend on it. Use another "
+            "norm, or larger images.")
     check_float("drop_path_rate", drop_path_rate, low=0.0, high=1.0,
                 high_closed=False)
     # Block i gets `seed + i`.
@@ -151,7 +199,10 @@ def resnet(
                            keras.regularizers.get)
 
     inputs = keras.Input(shape=input_shape)
+    # Channels-last whatever `keras.config.image_data_format()` says: the
+    # norms and the blocks normalize and add over the last axis.
     x = keras.layers.Conv2D(width, 3, padding="same",
+                            data_format="channels_last",
                             use_bias=norm is None,
                             kernel_initializer=fresh_initializer(
                                 kernel_initializer),
@@ -180,7 +231,8 @@ def resnet(
                 seed=None if seed is None else seed + index,
                 name=f"stage{stage + 1}_block{i + 1}",
             )(x)
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.GlobalAveragePooling2D(data_format="channels_last",
+                                            name="pool")(x)
     # float32 logits keep the softmax stable under mixed precision.
     outputs = keras.layers.Dense(num_classes,
                                  kernel_regularizer=kernel_regularizer,

@@ -74,4 +74,6 @@ def tta(model, shift=1, from_logits=True, name="tta"):
         outputs.append(model(shifted))
     if from_logits:
         outputs = [keras.layers.Softmax(dtype="float32")(o) for o in outputs]
-    return keras.Model(image, keras.layers.Average()(outputs), name=name)
+    # float32, as the softmax (mixed precision would round to float16).
+    return keras.Model(image, keras.layers.Average(dtype="float32")(outputs),
+                       name=name)

@@ -1,7 +1,5 @@
 """The search space of a CIFAR-style ResNet and how it is trained."""
 
-import numbers
-
 import keras
 import numpy as np
 
@@ -10,7 +8,8 @@ from kerastrain._validation import check_int, check_seed
 from kerastrain.data._image_inputs import pixels
 from kerastrain.data.image_pipeline import (check_augment, image_pipeline,
                                             one_hot_labels)
-from kerastrain.models.resnet import (NUM_STAGES, blocks_per_stage, resnet,
+from kerastrain.models.resnet import (blocks_per_stage, check_input_shape,
+                                      final_feature_map, resnet,
                                       valid_depths)
 from kerastrain.tuning._hypermodel import (ToolkitHyperModel,
                                            batches_per_epoch)
@@ -47,41 +46,6 @@ def _depths_between(low, high):
             "depth 6n+2 with n >= 1 (8, 14, 20, ...). Received: "
             f"depth=({low!r}, {high!r})")
     return depths
-
-
-def final_feature_map(input_shape):
-    """Height and width of the last stage's feature map: each stage after
-    the first halves them (stride 2, "same" padding: rounded up).
-
-    Example:
-
-    >>> final_feature_map((32, 32, 3)), final_feature_map((4, 4, 1))
-    ((8, 8), (1, 1))
-    """
-    height, width = input_shape[:2]
-    for _ in range(NUM_STAGES - 1):
-        height, width = -(-height // 2), -(-width // 2)
-    return height, width
-
-
-def _check_input_shape(value):
-    """`(height, width, channels)` as a tuple of integers >= 1."""
-    shape = None
-    if not isinstance(value, (str, bytes)):
-        try:
-            shape = tuple(value)
-        except TypeError:
-            pass
-    if shape is None or len(shape) != 3:
-        raise (TypeError if shape is None else ValueError)(
-            "Argument `input_shape` must be (height, width, channels). "
-            f"Received: input_shape={value!r}")
-    if any(isinstance(d, bool) or not isinstance(d, numbers.Integral)
-           or d < 1 for d in shape):
-        raise ValueError(
-            "Argument `input_shape` must be (height, width, channels), "
-            f"integers >= 1. Received: input_shape={value!r}")
-    return tuple(int(d) for d in shape)
 
 
 def _check_augment(augment):
@@ -224,7 +188,7 @@ class ResNetHyperModel(ToolkitHyperModel):
                  max_lr=(1e-3, 1e-1), weight_decay=(1e-5, 1e-2),
                  mixup_alpha=(0.0, 0.4), label_smoothing=(0.0, 0.2),
                  augment=(), seed=None, name=None, tunable=True):
-        self.input_shape = _check_input_shape(input_shape)
+        self.input_shape = check_input_shape(input_shape, dynamic=False)
         self.num_classes = check_int("num_classes", num_classes,
                                      min_value=2)
         self.augment = _check_augment(augment)

@@ -117,6 +117,10 @@ def test_mixed_precision_output_is_float16_and_close():
         (dict(axis=0), ValueError, "`axis`.*batch axis.*Received: axis=0"),
         (dict(center="no"), TypeError, "center"),
         (dict(scale="no"), TypeError, "scale"),
+        (dict(gamma_initializer="onez"), ValueError, "gamma_initializer"),
+        (dict(beta_regularizer="l3"), ValueError, "beta_regularizer"),
+        (dict(gamma_constraint="positive"), ValueError, "gamma_constraint"),
+        (dict(groups=2), TypeError, "groups.*GroupNormalization"),
     ],
 )
 def test_bad_arguments(kwargs, error, match):

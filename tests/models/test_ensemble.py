@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from kerastrain.models import ensemble, resnet
-from tests.support import softmax, to_numpy
+from tests.support import confident_half_precision_model, softmax, to_numpy
 
 
 def members(n=3, seed=0):
@@ -106,3 +106,20 @@ def test_integer_inputs_stay_integers(tmp_path):
 def test_members_of_different_input_dtypes_are_refused():
     with pytest.raises(ValueError, match=r"dtype.*int32.*float32"):
         ensemble([token_model("int32"), token_model("float32")])
+
+
+def test_probabilities_stay_float32_under_mixed_precision():
+    # Keras' Average follows the global policy: it rounded the float32
+    # softmax to float16, 1e-17 to 0.
+    try:
+        models = [confident_half_precision_model(seed) for seed in (0, 1)]
+        combined = ensemble(models)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    x = np.random.default_rng(2).uniform(size=(4, 8, 8, 1)).astype(
+        "float32")
+    expected = np.mean([softmax(to_numpy(m.predict(x, verbose=0)).astype(
+        "float64")) for m in models], axis=0)
+    got = to_numpy(combined.predict(x, verbose=0))
+    assert got.dtype == np.float32 and expected.min() < 1e-8
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=0)

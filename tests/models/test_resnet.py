@@ -145,6 +145,13 @@ def test_other_depths_are_rejected(depth, bottleneck):
     "kwargs, error, match",
     [
         (dict(input_shape=(8, 8)), ValueError, "input_shape"),
+        (dict(input_shape=(8, 8, None)), ValueError, "input_shape"),
+        (dict(input_shape=(8, 8, 0)), ValueError, "input_shape"),
+        (dict(input_shape=(0, 8, 1)), ValueError, "input_shape"),
+        (dict(input_shape=(8, 8, True)), ValueError, "input_shape"),
+        (dict(input_shape=8), TypeError, "input_shape"),
+        # The last stage would be 1x1: instance norm outputs its offset.
+        (dict(input_shape=(4, 4, 3), norm="instance"), ValueError, "norm"),
         (dict(num_classes=0), ValueError, "num_classes"),
         (dict(width=0), ValueError, "width"),
         (dict(norm="batchnorm"), ValueError, "norm"),
@@ -177,3 +184,43 @@ def test_every_convolution_starts_from_its_own_draw(initializer):
     kernels = [to_numpy(v).tobytes() for v in model.weights
                if v.name == "kernel" and len(v.shape) == 4]
     assert len(kernels) == 21 and len(set(kernels)) == 21
+
+
+def test_height_and_width_may_be_unknown():
+    model = resnet((None, None, 1), 3, depth=8, width=4, norm="instance")
+    assert model.predict(np.zeros((2, 12, 10, 1), "float32"),
+                         verbose=0).shape == (2, 3)
+
+
+def test_built_channels_last_whatever_the_global_image_format(tmp_path):
+    """The norms and the blocks work on the last axis; a global
+    `channels_first` made the convolutions read the height as channels,
+    and a file saved before could not be loaded under it."""
+    keras.utils.set_random_seed(0)
+    reference = resnet((16, 16, 3), 10, depth=8, width=8)
+    x = np.random.default_rng(0).uniform(size=(2, 16, 16, 3)).astype(
+        "float32")
+    expected = to_numpy(reference.predict(x, verbose=0))
+    reference.save(tmp_path / "resnet.keras")
+    keras.config.set_image_data_format("channels_first")
+    try:
+        model = resnet((16, 16, 3), 10, depth=8, width=8)
+        block = ResidualBlock(8)
+        out = block(np.zeros((2, 16, 16, 3), "float32"))
+        loaded = keras.saving.load_model(tmp_path / "resnet.keras")
+        got = to_numpy(loaded.predict(x, verbose=0))
+    finally:
+        keras.config.set_image_data_format("channels_last")
+    assert model.count_params() == reference.count_params()
+    assert tuple(out.shape) == (2, 16, 16, 8)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_seeded_initializer_near_the_top_of_the_seed_range_builds():
+    # Each convolution gets seed + offset, which overflowed JAX's uint32.
+    initializer = keras.initializers.HeNormal(seed=2**32 - 1)
+    model = resnet((8, 8, 1), 10, depth=8, width=4,
+                   kernel_initializer=initializer)
+    kernels = [to_numpy(v).tobytes() for v in model.weights
+               if v.name == "kernel" and len(v.shape) == 4]
+    assert len(set(kernels)) == len(kernels)

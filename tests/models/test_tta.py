@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from kerastrain.models import resnet, tta
-from tests.support import shift_views, softmax, to_numpy
+from tests.support import (confident_half_precision_model, shift_views,
+                           softmax, to_numpy)
 
 
 def images(shape=(5, 8, 6, 2), seed=0):
@@ -66,3 +67,20 @@ def test_bad_arguments_are_clear_errors():
     with pytest.raises(ValueError,
                        match=r"one input of images .*\(None, 6\)"):
         tta(flat)
+
+
+def test_probabilities_stay_float32_under_mixed_precision():
+    # Keras' Average follows the global policy: it rounded the float32
+    # softmax to float16, 1e-17 to 0.
+    try:
+        model = confident_half_precision_model(0)
+        combined = tta(model)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    x = images((4, 8, 8, 1))
+    expected = np.mean([softmax(to_numpy(model.predict(v, verbose=0))
+                                .astype("float64"))
+                        for v in shift_views(x)], axis=0)
+    got = to_numpy(combined.predict(x, verbose=0))
+    assert got.dtype == np.float32 and expected.min() < 1e-8
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=0)
