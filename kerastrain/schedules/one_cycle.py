@@ -97,8 +97,8 @@ class OneCycle(PhaseSchedule):
             del boundaries[0], values[0], momenta[0]
         if any(b >= c for b, c in zip(boundaries, boundaries[1:])):
             raise ValueError(
-                "Arguments `pct_start` and `total_steps` leave a phase without "
-                "steps: the peak falls at step pct_start * total_steps - 1 = "
+                "Arguments `pct_start` and `total_steps` leave a phase "
+                "without steps: the peak falls at step pct_start * total_steps - 1 = "
                 f"{peak:g}, which must not be 0 (PyTorch divides by zero "
                 "there)"
                 + (" and, with three_phase=True, must be below "
