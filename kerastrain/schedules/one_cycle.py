@@ -98,9 +98,9 @@ class OneCycle(PhaseSchedule):
         if any(b >= c for b, c in zip(boundaries, boundaries[1:])):
             raise ValueError(
                 "Arguments `pct_start` and `total_steps` leave a phase "
-                "without steps: the peak falls at step pct_start * total_steps - 1 = "
-                f"{peak:g}, which must not be 0 (PyTorch divides by zero "
-                "there)"
+                "without steps: the peak falls at step "
+                f"pct_start * total_steps - 1 = {peak:g}, which must not be "
+                "0 (PyTorch divides by zero there)"
                 + (" and, with three_phase=True, must be below "
                    "(total_steps - 1) / 2" if self.three_phase else "")
                 + f". Received: pct_start={pct_start}, "
