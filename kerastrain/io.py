@@ -25,6 +25,13 @@ def atomic_path(path):
     the rename, and the rename after it, so that a crash of the machine
     too leaves the old file or the new one, not an empty one.
 
+    Args:
+        path: The destination (str or path-like). Its folder is created
+            where it does not exist yet.
+
+    Yields:
+        The temporary path (str) to write to, in the destination's folder.
+
     Example:
 
     >>> import os, tempfile
@@ -103,7 +110,26 @@ def _create_beside(folder, base, extension):
 def save_model(model, path):
     """Saves a Keras model to `path` (`.keras`) atomically, with the compile
     config of `portable_compile_config`, so that the file trains at full
-    speed on whichever backend loads it."""
+    speed on whichever backend loads it.
+
+    Args:
+        model: A Keras model, compiled or not.
+        path: The destination, ending in `.keras` (Keras refuses others).
+
+    Returns:
+        None. The file is the one `model.save(path)` writes, but for the
+        compile config.
+
+    Example:
+
+    >>> import os, tempfile, keras
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    >>> model.compile(optimizer="sgd", loss="mse")
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.keras")
+    >>> save_model(model, path)
+    >>> keras.saving.load_model(path).jit_compile == model.jit_compile
+    True
+    """
     config = portable_compile_config(model)
     with atomic_path(path) as tmp:
         # Keras' saving asks the model itself for its compile config.
@@ -179,7 +205,28 @@ def _public_optimizers(value):
 
 
 def write_json(data, path):
-    """Writes `data` as indented JSON to `path` atomically."""
+    """Writes `data` as indented JSON to `path` atomically.
+
+    Keys are sorted; NumPy scalars and arrays are written as numbers and
+    lists. Anything else JSON does not know is a `TypeError`, and `path` is
+    left as it was.
+
+    Args:
+        data: A JSON-serializable value (dicts, lists, numbers, strings).
+        path: The destination.
+
+    Returns:
+        None.
+
+    Example:
+
+    >>> import json, os, tempfile
+    >>> import numpy as np
+    >>> path = os.path.join(tempfile.mkdtemp(), "metrics.json")
+    >>> write_json({"accuracy": np.float32(0.5), "seed": 0}, path)
+    >>> json.load(open(path))
+    {'accuracy': 0.5, 'seed': 0}
+    """
     with atomic_path(path) as tmp:
         with open(tmp, "w") as f:
             json.dump(data, f, indent=2, sort_keys=True, default=_plain)
@@ -187,7 +234,23 @@ def write_json(data, path):
 
 
 def write_text(text, path):
-    """Writes a string to `path` atomically."""
+    """Writes a string to `path` atomically.
+
+    Args:
+        text: The string.
+        path: The destination.
+
+    Returns:
+        None.
+
+    Example:
+
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "summary.txt")
+    >>> write_text("accuracy 0.99", path)
+    >>> open(path).read()
+    'accuracy 0.99'
+    """
     with atomic_path(path) as tmp:
         with open(tmp, "w") as f:
             f.write(text)
@@ -207,6 +270,13 @@ def new_figure(nrows=1, ncols=1, *, figsize, squeeze=True):
 
     Returns:
         `(figure, axes)`.
+
+    Example:
+
+    >>> figure, ax = new_figure(figsize=(4, 3))
+    >>> _ = ax.plot([0, 1], [1, 0])
+    >>> figure.get_size_inches().tolist()
+    [4.0, 3.0]
     """
     from matplotlib.figure import Figure
 
@@ -219,7 +289,26 @@ def save_figure(figure, path, bbox_inches="tight"):
     extension gets matplotlib's default format's, as `figure.savefig` does
     (`.png`). `bbox_inches="tight"` fits the picture to what is drawn, at
     the price of drawing it twice; a figure laid out by hand
-    (`Figure.subplots_adjust`) passes None."""
+    (`Figure.subplots_adjust`) passes None.
+
+    Args:
+        figure: A matplotlib `Figure` (from `new_figure` or pyplot).
+        path: The destination; its extension picks the format.
+        bbox_inches: As in `Figure.savefig`.
+
+    Returns:
+        The path written (str), with the extension added where `path` had
+        none.
+
+    Example:
+
+    >>> import os, tempfile
+    >>> figure, ax = new_figure(figsize=(4, 3))
+    >>> _ = ax.plot([0, 1], [1, 0])
+    >>> path = save_figure(figure, os.path.join(tempfile.mkdtemp(), "line"))
+    >>> os.path.basename(path), os.path.getsize(path) > 0
+    ('line.png', True)
+    """
     path = os.fspath(path)
     if not os.path.splitext(path)[1]:
         import matplotlib
@@ -227,6 +316,7 @@ def save_figure(figure, path, bbox_inches="tight"):
         path = f"{path}.{matplotlib.rcParams['savefig.format']}"
     with atomic_path(path) as tmp:
         figure.savefig(tmp, dpi=120, bbox_inches=bbox_inches)
+    return path
 
 
 def _plain(value):

@@ -53,6 +53,18 @@ class LRFinderResult:
         lrs, losses, smoothed_losses: Sequences of equal length, one entry
             per step.
         num_steps: The steps asked for; None: as many as recorded.
+
+    Example:
+
+    `find_lr` returns one; made by hand here, with a loss that is lowest
+    at a rate of 0.1:
+
+    >>> import numpy as np
+    >>> lrs = np.geomspace(1e-4, 1.0, 41)
+    >>> losses = (np.log10(lrs) + 1) ** 2 + 1
+    >>> result = LRFinderResult(lrs, losses, losses)
+    >>> float(np.round(result.suggestion("minimum"), 6))
+    0.01
     """
 
     def __init__(self, lrs, losses, smoothed_losses, num_steps=None):

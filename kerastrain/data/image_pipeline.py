@@ -23,7 +23,25 @@ def channel_stats(x):
     """Per-channel mean and standard deviation of images `x` (N, H, W, C),
     after scaling integer pixels to [0, 1] (as `image_pipeline` does): pass
     them as `normalize=(mean, std)` for the validation and test
-    pipelines."""
+    pipelines.
+
+    Args:
+        x: Images as a NumPy array (N, H, W, C), integer pixels (0-255)
+            or floats.
+
+    Returns:
+        `(mean, std)`, two NumPy arrays of C values; `std` has 1e-7 added,
+        so that dividing by it is safe.
+
+    Example:
+
+    >>> import numpy as np
+    >>> x = np.zeros((2, 4, 4, 3), "uint8")
+    >>> x[1] = 255
+    >>> mean, std = channel_stats(x)
+    >>> mean.tolist(), np.round(std, 4).tolist()
+    ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5])
+    """
     return _stats(pixels(x))
 
 

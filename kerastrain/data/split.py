@@ -25,7 +25,19 @@ def check_same_length(x, y):
 
 
 def class_counts(y):
-    """`{class: count}` of a label array."""
+    """`{class: count}` of a label array, classes in ascending order.
+
+    Args:
+        y: Class labels, any array-like of one dimension.
+
+    Returns:
+        A dict of Python values (ints for integer labels).
+
+    Example:
+
+    >>> class_counts([2, 0, 2, 1, 2])
+    {0: 1, 1: 1, 2: 3}
+    """
     classes, counts = np.unique(np.asarray(y), return_counts=True)
     return dict(zip(classes.tolist(), counts.tolist()))
 

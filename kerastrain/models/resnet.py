@@ -18,6 +18,14 @@ NUM_STAGES = 3
 def valid_depths(bottleneck=False, up_to=200):
     """Depths the CIFAR ResNet accepts: 6n+2 (basic) or 9n+2 (bottleneck).
 
+    Args:
+        bottleneck: True for bottleneck blocks (9n+2), False for basic ones
+            (6n+2).
+        up_to: The largest depth to list.
+
+    Returns:
+        The depths from the smallest (n = 1) up to `up_to`, ascending.
+
     Example:
 
     >>> valid_depths()[:4]

@@ -12,6 +12,24 @@ def schedule_values(schedule, steps):
 
     Evaluated in one vectorized call where the schedule allows it, step by
     step otherwise (some Keras built-ins only take a scalar step).
+    kerastrain's schedules give the rates a compiled training step uses
+    (checked by training on every backend). Keras' `PolynomialDecay` with
+    `cycle=True` can round a step at an exact cycle boundary into the next
+    cycle, and differently here than inside a compiled step.
+
+    Args:
+        schedule: A `LearningRateSchedule`, or any callable of the step.
+        steps: The number of steps, >= 1.
+
+    Returns:
+        A float64 NumPy array of `steps` values.
+
+    Example:
+
+    >>> from kerastrain.schedules import StepDecay
+    >>> values = schedule_values(StepDecay(0.1, step_size=2, gamma=0.5), 5)
+    >>> values.round(6).tolist()  # float32 rates, as the optimizer uses
+    [0.1, 0.1, 0.05, 0.05, 0.025]
     """
     check_int("steps", steps, min_value=1)
     try:

@@ -54,6 +54,19 @@ def trial_id_of(callbacks):
 
     `Tuner.run_trial` appends a callback holding the tuner and the trial
     (`TunerCallback`) to the callbacks it hands to `HyperModel.fit`.
+
+    Args:
+        callbacks: The `callbacks` a `HyperModel.fit` received (a list, or
+            None).
+
+    Returns:
+        The trial id (str), or None.
+
+    Example:
+
+    >>> import keras
+    >>> trial_id_of([keras.callbacks.CSVLogger("log.csv")]) is None
+    True
     """
     callback = _tuner_callback(callbacks)
     return None if callback is None else str(callback.trial.trial_id)
@@ -71,6 +84,18 @@ def execution_of(callbacks):
     failure) counts from 0 again, as KerasTuner's own
     `range(executions_per_trial)` does. Asking twice with the same
     callbacks gives the same answer.
+
+    Args:
+        callbacks: The `callbacks` a `HyperModel.fit` received (a list, or
+            None).
+
+    Returns:
+        The execution (int), or None.
+
+    Example:
+
+    >>> execution_of([]) is None
+    True
     """
     callback = _tuner_callback(callbacks)
     if callback is None:

@@ -3,7 +3,9 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from kerastrain.schedules import CyclicLR, OneCycle, plot_schedule
+from kerastrain.schedules import (CyclicLR, LinearDecay, MultiStepDecay,
+                                  OneCycle, PhaseSchedule, StepDecay,
+                                  Warmup, plot_schedule, schedule_values)
 
 
 def test_writes_a_png_with_rate_and_momentum(tmp_path):
@@ -33,3 +35,43 @@ def test_plots_keras_built_ins_and_ours_without_momentum():
 def test_bad_steps():
     with pytest.raises(ValueError, match="steps"):
         plot_schedule(OneCycle(0.1, 10), 0)
+
+
+def rates_a_fit_applies(schedule, steps):
+    """The learning rate of each of `steps` compiled training steps, read
+    off the weight: SGD on the loss `w * 1` moves `w` by exactly the rate."""
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(
+        1, use_bias=False, kernel_initializer="zeros")])
+    model.compile(keras.optimizers.SGD(schedule),
+                  lambda y_true, y_pred: keras.ops.mean(y_pred))
+    weights = [0.0]
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            weights.append(float(keras.ops.convert_to_numpy(
+                self.model.layers[0].kernel)[0, 0]))
+
+    ones = np.ones((steps, 1), "float32")
+    model.fit(ones, ones, batch_size=1, shuffle=False, verbose=0,
+              callbacks=[Record()])
+    return -np.diff(weights)
+
+
+@pytest.mark.parametrize("schedule", [
+    StepDecay(0.1, 7, gamma=0.5),
+    MultiStepDecay(0.1, [7, 21], gamma=0.5),
+    LinearDecay(0.1, 21),
+    CyclicLR(0.01, 0.1, 7, mode="triangular2"),
+    OneCycle(0.1, 42),
+    Warmup(StepDecay(0.1, 7, gamma=0.5), 7),
+    PhaseSchedule([0, 7, 21, 35], [0.01, 0.1, 0.02, 0.05],
+                  anneal=["linear", "cos", "exp"]),
+], ids=lambda schedule: type(schedule).__name__)
+def test_values_are_the_rates_a_compiled_fit_applies(schedule):
+    """Step counts that divide exactly (21 / 7) sit on the boundaries, where
+    a division rounded up inside a compiled step would move a step into
+    the next phase (Keras' own `PolynomialDecay(cycle=True)` does on
+    tensorflow)."""
+    np.testing.assert_allclose(rates_a_fit_applies(schedule, 42),
+                               schedule_values(schedule, 42),
+                               rtol=1e-4, atol=2e-6)
