@@ -63,10 +63,12 @@ def ensemble(models, from_logits=True, name="ensemble"):
     if from_logits:
         outputs = [keras.layers.Softmax(dtype="float32")(o) for o in outputs]
     # float32, as the softmax: under mixed precision Keras' Average would
-    # round the probabilities to float16 (1e-8 to 0, 0.99988 to 1).
+    # round the probabilities to float16 (1e-8 to 0, 0.99988 to 1); a
+    # single member's float16 probabilities are cast.
     averaged = (keras.layers.Average(dtype="float32")(outputs)
                 if len(outputs) > 1
-                else outputs[0])
+                else keras.layers.Activation("linear",
+                                             dtype="float32")(outputs[0]))
     return keras.Model(inputs, averaged, name=name)
 
 

@@ -3,10 +3,12 @@ shifted copies of the input image."""
 
 import keras
 
-from kerastrain._validation import check_bool, check_int
+from kerastrain._validation import check_bool, check_choice, check_int
+
+DATA_FORMATS = ("channels_last", "channels_first")
 
 
-def tta(model, shift=1, from_logits=True, name="tta"):
+def tta(model, shift=1, from_logits=True, data_format=None, name="tta"):
     """Averages `model`'s class probabilities over the image and four
     copies of it shifted by `shift` pixels (down, up, right, left).
 
@@ -24,12 +26,18 @@ def tta(model, shift=1, from_logits=True, name="tta"):
 
     Args:
         model: A Keras model with one input of images, `(batch, height,
-            width, channels)` (or channels first, following Keras'
-            `image_data_format`), and one output of class scores.
+            width, channels)` or channels first (see `data_format`), and
+            one output of class scores.
         shift: Pixels to shift by, >= 1 and smaller than the height and the
             width.
         from_logits: Whether `model` outputs logits (softmax is applied to
             each view) or probabilities (averaged as they are).
+        data_format: `"channels_last"` or `"channels_first"`, the layout
+            of `model`'s images. None: the layout `model`'s own layers
+            were built with (those with a `data_format`: convolutions,
+            pooling, `Flatten`, ...; `models.resnet` is channels-last
+            whatever the global setting), else Keras'
+            `image_data_format()`.
         name: Name of the new model.
 
     Returns:
@@ -56,7 +64,8 @@ def tta(model, shift=1, from_logits=True, name="tta"):
             "width, channels) and one output. Received: inputs "
             f"{[tuple(i.shape) for i in inputs]}, "
             f"{len(model.outputs)} output(s)")
-    channels_last = keras.config.image_data_format() == "channels_last"
+    data_format = _data_format(model, data_format)
+    channels_last = data_format == "channels_last"
     size = inputs[0].shape[1:3] if channels_last else inputs[0].shape[2:4]
     if any(s is None or shift >= s for s in size):
         raise ValueError(
@@ -69,11 +78,28 @@ def tta(model, shift=1, from_logits=True, name="tta"):
     # the other side, so the size stays.
     for rows, cols in (((shift, 0), (0, 0)), ((0, shift), (0, 0)),
                        ((0, 0), (shift, 0)), ((0, 0), (0, shift))):
-        padded = keras.layers.ZeroPadding2D((rows, cols))(image)
-        shifted = keras.layers.Cropping2D((rows[::-1], cols[::-1]))(padded)
+        padded = keras.layers.ZeroPadding2D(
+            (rows, cols), data_format=data_format)(image)
+        shifted = keras.layers.Cropping2D(
+            (rows[::-1], cols[::-1]), data_format=data_format)(padded)
         outputs.append(model(shifted))
     if from_logits:
         outputs = [keras.layers.Softmax(dtype="float32")(o) for o in outputs]
     # float32, as the softmax (mixed precision would round to float16).
     return keras.Model(image, keras.layers.Average(dtype="float32")(outputs),
                        name=name)
+
+
+def _data_format(model, data_format):
+    """`data_format` checked, or for None the one `model`'s top-level
+    layers agree on, or the global one where none has any."""
+    if data_format is not None:
+        return check_choice("data_format", data_format, DATA_FORMATS)
+    found = {layer.data_format for layer in model.layers
+             if getattr(layer, "data_format", None) in DATA_FORMATS}
+    if len(found) > 1:
+        raise ValueError(
+            "Argument `model` has layers of both image layouts; pass "
+            "`data_format` (one of channels_last, channels_first). "
+            "Received: data_format=None")
+    return found.pop() if found else keras.config.image_data_format()

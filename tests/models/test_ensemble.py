@@ -123,3 +123,23 @@ def test_probabilities_stay_float32_under_mixed_precision():
     got = to_numpy(combined.predict(x, verbose=0))
     assert got.dtype == np.float32 and expected.min() < 1e-8
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("from_logits", [True, False])
+def test_one_member_gives_float32_under_mixed_precision(from_logits):
+    """A single member skips the average; its float16 probabilities
+    (`from_logits=False`) were returned as they were."""
+    try:
+        member = confident_half_precision_model(0)
+        if not from_logits:
+            member = keras.Sequential([member, keras.layers.Softmax()])
+        combined = ensemble([member], from_logits=from_logits)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    x = np.random.default_rng(2).uniform(size=(4, 8, 8, 1)).astype(
+        "float32")
+    scores = to_numpy(member.predict(x, verbose=0)).astype("float64")
+    expected = softmax(scores) if from_logits else scores
+    got = to_numpy(combined.predict(x, verbose=0))
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=0)

@@ -63,6 +63,17 @@ def test_bad_arguments_are_clear_errors():
     with pytest.raises(TypeError, match="`from_logits` must be True or "
                        "False"):
         tta(model, from_logits="yes")
+    with pytest.raises(ValueError, match="`data_format` must be one of "
+                       ".*channels_last"):
+        tta(model, data_format="NHWC")
+    mixed = keras.Sequential([
+        keras.Input((4, 4, 1)),
+        keras.layers.ZeroPadding2D(1, data_format="channels_last"),
+        keras.layers.Flatten(data_format="channels_first"),
+        keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match="both image layouts; pass "
+                       "`data_format`"):
+        tta(mixed)
     flat = keras.Sequential([keras.Input((6,)), keras.layers.Dense(2)])
     with pytest.raises(ValueError,
                        match=r"one input of images .*\(None, 6\)"):
@@ -84,3 +95,41 @@ def test_probabilities_stay_float32_under_mixed_precision():
     got = to_numpy(combined.predict(x, verbose=0))
     assert got.dtype == np.float32 and expected.min() < 1e-8
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=0)
+
+
+def test_resnet_is_shifted_channels_last_under_a_global_channels_first():
+    """`resnet` is channels-last whatever the global format; its views
+    shifted the width and the channels under `channels_first`."""
+    keras.utils.set_random_seed(0)
+    model = resnet((8, 6, 3), 4, depth=8, width=4)
+    x = images((5, 8, 6, 3))
+    expected = np.mean([softmax(to_numpy(model.predict(v, verbose=0)))
+                        for v in shift_views(x, 2)], axis=0)
+    keras.config.set_image_data_format("channels_first")
+    try:
+        got = to_numpy(tta(model, shift=2).predict(x, verbose=0))
+    finally:
+        keras.config.set_image_data_format("channels_last")
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def to_channels_first(x):
+    return np.transpose(x, (0, 3, 1, 2))
+
+
+@pytest.mark.parametrize("declared", ["argument", "layers"])
+def test_channels_first_models_are_shifted_along_height_and_width(declared):
+    """Told by `data_format`, or read off a layer's own `data_format`."""
+    flatten = (keras.layers.Reshape((-1,)) if declared == "argument" else
+               keras.layers.Flatten(data_format="channels_first"))
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((2, 8, 6)), flatten,
+                              keras.layers.Dense(3)])
+    x = images((4, 8, 6, 2))
+    expected = np.mean([softmax(to_numpy(model.predict(
+        to_channels_first(v), verbose=0))) for v in shift_views(x)], axis=0)
+    kwargs = {"data_format": "channels_first"} if (
+        declared == "argument") else {}
+    got = to_numpy(tta(model, **kwargs).predict(to_channels_first(x),
+                                                verbose=0))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
