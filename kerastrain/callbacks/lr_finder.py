@@ -36,7 +36,13 @@ class LRFinder(keras.callbacks.Callback):
         num_steps: Number of batches, >= 2.
         beta: Smoothing of the loss, in [0, 1).
         diverge_factor: Stop when the smoothed loss exceeds this times its
-            minimum, > 1 (`float("inf")`: only a NaN loss stops the test).
+            minimum, > 1 (`float("inf")`: only a NaN loss stops the test,
+            fastai's `stop_div=False`). The rule is relative to the
+            minimum's size, so a signed loss whose minimum sits near zero
+            (Keras' cosine similarity of an untrained model) stops on
+            batch noise, and a bounded one may never rise far enough
+            (cosine similarity at -0.9 cannot rise by 2.7): pass
+            `float("inf")` for such losses and read the curve.
         restore: Whether to restore the model at the end.
 
     Example:
