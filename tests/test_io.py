@@ -143,3 +143,20 @@ def test_plots_leave_the_users_pyplot_alone(tmp_path):
     finally:
         plt.close("all")
         plt.switch_backend(before)
+
+
+def test_figures_keep_their_pixels_and_other_formats_work(tmp_path):
+    """PNGs are compressed at zlib's fastest level: the same pixels as
+    matplotlib's default; formats that are not PIL's get no PIL options."""
+    import matplotlib.image
+
+    figure, ax = io.new_figure(figsize=(3, 2))
+    ax.plot([0, 1, 2], [2, 0, 1])
+    written = io.save_figure(figure, tmp_path / "fast.png")
+    figure.savefig(tmp_path / "default.png", dpi=120, bbox_inches="tight")
+    np.testing.assert_array_equal(matplotlib.image.imread(written),
+                                  matplotlib.image.imread(
+                                      tmp_path / "default.png"))
+    with open(io.save_figure(figure, tmp_path / "vector.pdf"), "rb") as f:
+        assert f.read(5) == b"%PDF-"
+    assert io.save_figure(figure, tmp_path / "PHOTO.PNG").endswith(".PNG")
