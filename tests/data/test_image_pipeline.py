@@ -483,3 +483,17 @@ def test_a_batched_dataset_of_images_without_channels_is_refused():
     _, labels = one_batch(image_pipeline(unknown, None, 8, 2,
                                          training=False))
     np.testing.assert_array_equal(labels, np.eye(2)[np.arange(8) % 2])
+
+
+def test_channel_stats_match_a_float64_reference():
+    """1.5 million values a channel: float32 sums over the strided axes had
+    the std off by 1.4e-4 (the mean by 0.35 at CIFAR-10's size)."""
+    x = np.random.default_rng(0).integers(0, 256, (500, 32, 32, 3),
+                                          dtype=np.uint8)
+    reference = x.astype("float64") / 255
+    mean, std = channel_stats(x)
+    assert mean.dtype == std.dtype == np.float32
+    np.testing.assert_allclose(mean, reference.mean(axis=(0, 1, 2)),
+                               rtol=1e-6)
+    np.testing.assert_allclose(std, reference.std(axis=(0, 1, 2)) + 1e-7,
+                               rtol=1e-6)
