@@ -28,7 +28,9 @@ def class_counts(y):
     """`{class: count}` of a label array, classes in ascending order.
 
     Args:
-        y: Class labels, any array-like of one dimension.
+        y: Class labels, any array-like of shape (samples,) or (samples,
+            1). One-hot rows are refused (their zeros and ones would be
+            counted): pass `y.argmax(axis=1)`.
 
     Returns:
         A dict of Python values (ints for integer labels).
@@ -38,8 +40,26 @@ def class_counts(y):
     >>> class_counts([2, 0, 2, 1, 2])
     {0: 1, 1: 1, 2: 3}
     """
-    classes, counts = np.unique(np.asarray(y), return_counts=True)
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y.ravel()
+    if y.ndim != 1:
+        raise ValueError(
+            "Argument `y` must hold class labels, shape (samples,) or "
+            f"(samples, 1). Received: y.shape={y.shape}. For one-hot rows "
+            "pass `y.argmax(axis=1)`.")
+    classes, counts = np.unique(y, return_counts=True)
     return dict(zip(classes.tolist(), counts.tolist()))
+
+
+def _counts(labels):
+    """The class counts of `labels` for a message; one-hot rows by their
+    argmax."""
+    labels = np.asarray(labels)
+    if labels.ndim == 2 and labels.shape[1] > 1:
+        return ("Class counts (of the rows' argmax): "
+                f"{class_counts(labels.argmax(axis=1))}")
+    return f"Class counts: {class_counts(labels)}"
 
 
 def split(x, y, val_size=0.15, test_size=0.15, stratify=True, seed=None):
@@ -99,9 +119,9 @@ def split(x, y, val_size=0.15, test_size=0.15, stratify=True, seed=None):
             raise ValueError(
                 f"Cannot split off {argument} of {len(labels)} samples "
                 f"with {'stratification' if stratify else 'these sizes'}"
-                f" (scikit-learn: {error}). Class counts: "
-                f"{class_counts(labels)}. Received: val_size={val_size}, "
-                f"test_size={test_size}. Use larger sizes, merge rare "
+                f" (scikit-learn: {error}). {_counts(labels)}. Received: "
+                f"val_size={val_size}, test_size={test_size}. Use larger "
+                "sizes, merge rare "
                 "classes, or stratify=False."
             ) from None
 

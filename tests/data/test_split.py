@@ -98,3 +98,14 @@ def test_mismatched_lengths():
 
 def test_class_counts():
     assert class_counts([2, 0, 2, 2]) == {0: 1, 2: 3}
+    assert class_counts(np.array([[2], [0], [2]])) == {0: 1, 2: 2}
+    # One-hot rows: their zeros and ones were counted as classes.
+    with pytest.raises(ValueError, match=r"y.shape=\(3, 3\).*"
+                       r"y.argmax\(axis=1\)"):
+        class_counts(np.eye(3))
+
+
+def test_one_hot_rows_too_few_to_stratify_name_the_classes():
+    y = np.eye(3)[[0] * 10 + [1] * 9 + [2]]
+    with pytest.raises(ValueError, match=r"argmax\): \{0: 10, 1: 9, 2: 1\}"):
+        split(np.zeros((20, 2)), y, seed=0)
