@@ -2,27 +2,74 @@
 
 import numpy as np
 
-from kerastrain._validation import check_choice
+from kerastrain._validation import check_bool, check_choice
 
 SCALERS = ("standard", "minmax", "robust")
 
 
 def _columns(x):
-    """Column names (DataFrame) or indices (array) split by kind."""
+    """Column labels (DataFrame) or positions (array) split by kind; bool
+    columns count as numbers (0 and 1)."""
     if hasattr(x, "select_dtypes"):
-        numeric = list(x.select_dtypes(include="number").columns)
+        numeric = list(x.select_dtypes(include=["number", "bool"]).columns)
         return numeric, [c for c in x.columns if c not in numeric]
     return list(range(np.asarray(x).shape[1])), []
 
 
-def _select(x, columns):
-    """The `columns` of `x` as `ColumnTransformer` reads them: a
-    DataFrame's by name, or by position for integers."""
-    if not hasattr(x, "select_dtypes"):
-        return np.asarray(x)[:, columns]
-    if all(isinstance(c, (int, np.integer)) for c in columns):
-        return x.iloc[:, columns]
-    return x[columns]
+def _column_list(name, value):
+    """`numeric` or `categorical` as a list: one label or position alone
+    is one column (a string is not a list of one-letter names)."""
+    if value is None or isinstance(value, (str, bytes, int, np.integer)):
+        return None if value is None else [value]
+    try:
+        return list(value)
+    except TypeError:
+        raise TypeError(
+            f"Argument `{name}` must be a list of column names or "
+            f"positions. Received: {name}={value!r}") from None
+
+
+def _positions(x, name, columns):
+    """The positions of `columns` in `x`: a DataFrame's labels (a label
+    wins over a position, as in `frame[...]`), or integer positions in
+    range. `ColumnTransformer` reads integers as positions, so a
+    DataFrame whose labels are integers (`DataFrame(array)` after a
+    `drop`) is passed positions throughout."""
+    labels = list(x.columns) if hasattr(x, "columns") else None
+    width = len(labels) if labels is not None else np.shape(x)[1]
+    positions = []
+    for column in columns:
+        if labels is not None and column in labels:
+            positions.append(labels.index(column))
+        elif isinstance(column, (int, np.integer)) and not isinstance(
+                column, bool) and -width <= column < width:
+            positions.append(int(column) % width)
+        else:
+            known = (f"the DataFrame's columns {labels} or positions"
+                     if labels is not None else
+                     "positions (an array has no column names)")
+            raise ValueError(
+                f"Argument `{name}` must name columns of `x_train`: "
+                f"{known} from 0 to {width - 1}. Received: "
+                f"{name}={columns}, where {column!r} is not one")
+    return positions
+
+
+def _select(x, positions):
+    """The columns at `positions` of `x`."""
+    if hasattr(x, "iloc"):
+        return x.iloc[:, positions]
+    return np.asarray(x)[:, positions]
+
+
+def as_categories(values):
+    """Categorical columns as scikit-learn's most-frequent imputer takes
+    them: bool columns as objects (it refuses bool)."""
+    if hasattr(values, "dtypes"):
+        flags = {c: object for c, d in values.dtypes.items() if d == bool}
+        return values.astype(flags) if flags else values
+    values = np.asarray(values)
+    return values.astype(object) if values.dtype == bool else values
 
 
 def _numbers(values, columns):
@@ -67,16 +114,18 @@ def tabular_preprocessor(x_train, numeric=None, categorical=None,
 
     Args:
         x_train: Training features: a 2-D array or a pandas DataFrame.
-        numeric: Numeric columns (names or indices). Defaults to every
-            column of an array, the numeric dtypes of a DataFrame, less
-            the `categorical` columns.
-        categorical: Categorical columns. Defaults to the rest of a
-            DataFrame's columns.
+        numeric: Numeric columns: a DataFrame's column labels, or
+            positions (the only way for an array); one label alone is one
+            column. Defaults to every column of an array, the numeric and
+            bool dtypes of a DataFrame, less the `categorical` columns.
+        categorical: Categorical columns, named as `numeric`. Defaults to
+            the rest of a DataFrame's columns.
         scaling: `"standard"` (zero mean, unit variance), `"minmax"`
             ([0, 1]) or `"robust"` (median and interquartile range).
-        impute: Whether to fill missing values. Without it, missing values
-            in numeric columns are an error, in the training data and in
-            whatever the returned preprocessor transforms later.
+        impute: Whether to fill missing values: True or False. Without it,
+            missing values in numeric columns are an error, in the training
+            data and in whatever the returned preprocessor transforms later
+            (categorical columns still get their most frequent value).
 
     Returns:
         The fitted `ColumnTransformer`.
@@ -97,24 +146,29 @@ def tabular_preprocessor(x_train, numeric=None, categorical=None,
                                        StandardScaler)
 
     check_choice("scaling", scaling, SCALERS)
+    impute = check_bool("impute", impute)
     if not hasattr(x_train, "select_dtypes") and np.asarray(
             x_train).ndim != 2:
         raise ValueError(
             "`x_train` must be 2-D (samples, features). Received shape "
             f"{np.shape(x_train)}")
     default_numeric, default_categorical = _columns(x_train)
-    categorical = (default_categorical if categorical is None
-                   else list(categorical))
+    categorical = _column_list("categorical", categorical)
+    if categorical is None:
+        categorical = default_categorical
+    at_categorical = _positions(x_train, "categorical", categorical)
+    numeric = _column_list("numeric", numeric)
     if numeric is None:  # a column named categorical is not also scaled
-        numeric = [c for c in default_numeric if c not in categorical]
-    numeric = list(numeric)
-    both = [c for c in numeric if c in categorical]
+        numeric = [c for c, p in zip(default_numeric, _positions(
+            x_train, "numeric", default_numeric)) if p not in at_categorical]
+    at_numeric = _positions(x_train, "numeric", numeric)
+    both = [c for c, p in zip(numeric, at_numeric) if p in at_categorical]
     if both:
         raise ValueError(
             f"Columns {both} are in both `numeric` and `categorical`: each "
             "column is either scaled or one-hot encoded. Received: "
             f"numeric={numeric}, categorical={categorical}")
-    values = _numbers(_select(x_train, numeric), numeric)
+    values = _numbers(_select(x_train, at_numeric), numeric)
     if not impute:
         reject_missing(values, numeric)
     elif len(values):
@@ -134,10 +188,12 @@ def tabular_preprocessor(x_train, numeric=None, categorical=None,
     steps = [SimpleImputer(strategy="median")] if impute else [
         FunctionTransformer(reject_missing, kw_args={"columns": numeric},
                             feature_names_out="one-to-one")]
-    transformers = [("numeric", make_pipeline(*steps, scaler), numeric)]
+    transformers = [("numeric", make_pipeline(*steps, scaler), at_numeric)]
     if categorical:
         transformers.append(("categorical", make_pipeline(
+            FunctionTransformer(as_categories,
+                                feature_names_out="one-to-one"),
             SimpleImputer(strategy="most_frequent"),
             OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
-            categorical))
+            at_categorical))
     return ColumnTransformer(transformers).fit(x_train)

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from sklearn.preprocessing import StandardScaler
 
 from kerastrain.data import tabular_preprocessor
 
@@ -96,7 +97,6 @@ def test_without_imputation_new_data_with_nan_is_refused_after_pickling():
     import pickle
 
     from sklearn.base import BaseEstimator
-    from sklearn.preprocessing import StandardScaler
 
     clean = table()
     clean[3, 1] = 0.0
@@ -136,3 +136,64 @@ def test_dataframe_columns_by_position_are_checked_for_missing_values():
     kept = frame[["a", "c"]]
     np.testing.assert_allclose(z, (kept - kept.mean()) / kept.std(ddof=0),
                                atol=1e-12)
+
+
+def test_dataframe_integer_labels_are_labels_not_positions():
+    """`DataFrame(array)` after a `drop`: the labels were read as positions
+    (out of bounds, or the wrong column blamed and the columns swapped)."""
+    pandas = pytest.importorskip("pandas")
+    x = table()
+    x[3, 1] = 0.0
+    frame = pandas.DataFrame(x).drop(columns=[0])
+    expected = StandardScaler().fit_transform(x[:, 1:])
+    np.testing.assert_allclose(
+        tabular_preprocessor(frame).transform(frame), expected, atol=1e-12)
+    np.testing.assert_allclose(
+        tabular_preprocessor(frame, numeric=[2]).transform(frame),
+        expected[:, 1:], atol=1e-12)
+    swapped = pandas.DataFrame({1: x[:30, 0], 0: ["a", "b"] * 15})
+    z = tabular_preprocessor(swapped).transform(swapped)
+    np.testing.assert_allclose(z[:, 0], StandardScaler().fit_transform(
+        x[:30, :1])[:, 0], atol=1e-12)
+    np.testing.assert_array_equal(z[:, 1:], np.eye(2)[[0, 1] * 15])
+
+
+def test_bool_columns_are_numbers_or_categories():
+    pandas = pytest.importorskip("pandas")
+    flags = np.array([True, False, True, True])
+    frame = pandas.DataFrame({"flag": flags, "m": [1.0, 2.0, 3.0, 4.0]})
+    z = tabular_preprocessor(frame).transform(frame)
+    np.testing.assert_allclose(z[:, 0], (flags - 0.75) / np.sqrt(0.1875))
+    z = tabular_preprocessor(frame, categorical=["flag"]).transform(frame)
+    np.testing.assert_array_equal(z[:, 1:], np.eye(2)[flags.astype(int)])
+
+
+def test_one_column_alone_is_one_column():
+    pandas = pytest.importorskip("pandas")
+    frame = pandas.DataFrame({"age": [1.0, 2.0, 3.0],
+                              "city": ["a", "b", "a"]})
+    z = tabular_preprocessor(frame, numeric="age",
+                             categorical="city").transform(frame)
+    assert z.shape == (3, 3)  # not one column per letter
+
+
+@pytest.mark.parametrize("x_train, kwargs, error, match", [
+    (table(), {"numeric": ["x"]}, ValueError,
+     r"`numeric` must name columns.*no column names.*'x' is not one"),
+    (table(), {"numeric": [5]}, ValueError,
+     r"positions .* from 0 to 2.*numeric=\[5\]"),
+    (table(), {"categorical": [True]}, ValueError, "`categorical`"),
+    (table(), {"numeric": 1.5}, TypeError, r"`numeric` must be a list"),
+    (table(), {"impute": "no"}, TypeError, r"`impute` must be True or"),
+])
+def test_bad_columns_and_flags_name_the_argument(x_train, kwargs, error,
+                                                 match):
+    with pytest.raises(error, match=match):
+        tabular_preprocessor(x_train, **kwargs)
+
+
+def test_unknown_dataframe_columns_are_listed():
+    pandas = pytest.importorskip("pandas")
+    frame = pandas.DataFrame(table(), columns=["a", "b", "c"])
+    with pytest.raises(ValueError, match=r"columns \['a', 'b', 'c'\].*'d'"):
+        tabular_preprocessor(frame, categorical=["d"])
