@@ -92,10 +92,15 @@ def one_hot_labels(y, num_classes):
             "labels")
     if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or (
             y.max() >= num_classes):
+        numbers = np.issubdtype(y.dtype, np.number) or y.dtype == bool
+        # Strings and objects have no min and max worth showing (a mix of
+        # ints and strings has none at all).
+        held = (f"with values in [{y.min()}, {y.max()}]" if numbers else
+                "(not numbers: map the classes to 0, 1, ...)")
         raise ValueError(
             f"Argument `y` must hold integers in [0, {num_classes}) (or "
             f"one-hot rows of width {num_classes}). Received: y of dtype "
-            f"{y.dtype} with values in [{y.min()}, {y.max()}]")
+            f"{y.dtype} {held}")
     return np.eye(num_classes, dtype="float32")[y]
 
 

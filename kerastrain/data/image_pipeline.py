@@ -135,6 +135,14 @@ def check_augment(augment):
     callables (one name alone: a 1-tuple), or a clear error."""
     if isinstance(augment, str):
         augment = (augment,)
+    if isinstance(augment, (dict, set, frozenset)):
+        # A dict would keep only its keys (its options silently dropped), a
+        # set its names in no set order.
+        raise TypeError(
+            "Argument `augment` must be an ordered sequence: names, "
+            "(name, options) pairs or callables, applied in order, such as "
+            "(\"flip\", (\"rotate\", {\"factor\": 0.1})). Received: "
+            f"augment={augment!r}")
     try:
         augment = tuple(augment or ())
     except TypeError:

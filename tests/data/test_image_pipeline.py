@@ -220,6 +220,11 @@ def test_augmented_training_batches_feed_model_fit():
     ({"augment": ("flip", keras.layers.RandomFlip)}, TypeError,
      r"`augment` holds the class RandomFlip: pass an instance"),
     ({"training": "no"}, TypeError, r"`training` must be True or False"),
+    # Their min and max, asked for the message, failed inside NumPy.
+    ({"y": np.array(list("abca"))}, ValueError,
+     r"`y` must hold integers in \[0, 4\).*dtype <U1 \(not numbers"),
+    ({"y": np.array([0, "a", 1, 2], dtype=object)}, ValueError,
+     r"dtype object \(not numbers"),
     ({"shuffle": 0}, TypeError, r"`shuffle` must be True or False"),
     ({"cache": "yes"}, TypeError, r"`cache` must be True or False"),
     ({"deterministic": 1}, TypeError,
@@ -354,6 +359,11 @@ def test_augment_entries_are_checked_and_one_name_alone_is_one_entry():
     assert check_augment("flip") == ("flip",)
     assert check_augment(["shift", pair]) == ("shift", pair)
     assert check_augment(None) == ()
+    # A dict kept only its keys, dropping the options; a set has no order.
+    for unordered in ({"rotate": {"factor": 0.1}}, {"flip", "rotate"}):
+        with pytest.raises(TypeError, match=r"ordered sequence.*\(name, "
+                           r"options\) pairs"):
+            check_augment(unordered)
 
 
 def test_randaugment_runs_changes_images_and_keeps_their_range():
