@@ -9,8 +9,13 @@ one, never a truncated mix.
 
 import contextlib
 import json
+import math
+import numbers
 import os
 import secrets
+import stat
+
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -25,9 +30,13 @@ def atomic_path(path):
     the rename, and the rename after it, so that a crash of the machine
     too leaves the old file or the new one, not an empty one.
 
+    A symbolic link is followed: its target gets the new content, as
+    `open(path, "w")` would write it, and an existing file keeps its
+    permissions.
+
     Args:
-        path: The destination (str or path-like). Its folder is created
-            where it does not exist yet.
+        path: The destination (str or path-like) of a file. Its folder is
+            created where it does not exist yet.
 
     Yields:
         The temporary path (str) to write to, in the destination's folder.
@@ -42,8 +51,13 @@ def atomic_path(path):
     >>> open(target).read()
     'done'
     """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
+    path = os.fsdecode(os.fspath(path))
+    if not os.path.basename(path) or os.path.isdir(path):
+        raise ValueError(
+            "Argument `path` must name a file, not a folder. Received: "
+            f"path={path!r}")
+    path = os.path.realpath(path)
+    folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
     base = os.path.basename(path)
     extension = WEIGHTS_EXTENSION if base.endswith(WEIGHTS_EXTENSION) else (
@@ -52,6 +66,8 @@ def atomic_path(path):
     try:
         yield tmp
         _fsync(tmp)
+        if os.path.exists(path):
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
         os.replace(tmp, path)
         _fsync_folder(folder)
     finally:
@@ -207,9 +223,11 @@ def _public_optimizers(value):
 def write_json(data, path):
     """Writes `data` as indented JSON to `path` atomically.
 
-    Keys are sorted; NumPy scalars and arrays are written as numbers and
-    lists. Anything else JSON does not know is a `TypeError`, and `path` is
-    left as it was.
+    Keys are sorted; NumPy scalars, arrays and any backend's tensors are
+    written as numbers and lists; NaN and infinities, which JSON has no
+    words for, as `null` (Python's own `NaN` would make the file unreadable
+    to strict parsers: jq, JavaScript). The text is UTF-8. Anything else
+    JSON does not know is a `TypeError`, and `path` is left as it was.
 
     Args:
         data: A JSON-serializable value (dicts, lists, numbers, strings).
@@ -223,13 +241,14 @@ def write_json(data, path):
     >>> import json, os, tempfile
     >>> import numpy as np
     >>> path = os.path.join(tempfile.mkdtemp(), "metrics.json")
-    >>> write_json({"accuracy": np.float32(0.5), "seed": 0}, path)
+    >>> write_json({"accuracy": np.float32(0.5), "loss": np.nan}, path)
     >>> json.load(open(path))
-    {'accuracy': 0.5, 'seed': 0}
+    {'accuracy': 0.5, 'loss': None}
     """
+    data = _plain(data)
     with atomic_path(path) as tmp:
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True, default=_plain)
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, sort_keys=True, allow_nan=False)
             f.write("\n")
 
 
@@ -237,7 +256,7 @@ def write_text(text, path):
     """Writes a string to `path` atomically.
 
     Args:
-        text: The string.
+        text: The string, written as UTF-8.
         path: The destination.
 
     Returns:
@@ -251,8 +270,11 @@ def write_text(text, path):
     >>> open(path).read()
     'accuracy 0.99'
     """
+    if not isinstance(text, str):
+        raise TypeError(
+            f"Argument `text` must be a string. Received: text={text!r}")
     with atomic_path(path) as tmp:
-        with open(tmp, "w") as f:
+        with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
 
 
@@ -311,11 +333,16 @@ def save_figure(figure, path, bbox_inches="tight"):
     >>> os.path.basename(path), os.path.getsize(path) > 0
     ('line.png', True)
     """
-    path = os.fspath(path)
-    if not os.path.splitext(path)[1]:
+    path = os.fsdecode(os.fspath(path))
+    # A folder ("plots/") is left for `atomic_path` to refuse.
+    if os.path.basename(path) and not os.path.splitext(path)[1]:
         import matplotlib
 
         path = f"{path}.{matplotlib.rcParams['savefig.format']}"
+    if not hasattr(figure, "savefig"):
+        raise TypeError(
+            "Argument `figure` must be a matplotlib Figure. Received: "
+            f"figure={figure!r}")
     options = ({"pil_kwargs": {"compress_level": 1}}
                if path.lower().endswith(".png") else {})
     with atomic_path(path) as tmp:
@@ -324,8 +351,25 @@ def save_figure(figure, path, bbox_inches="tight"):
 
 
 def _plain(value):
-    """JSON fallback for NumPy scalars and arrays."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON "
-                    "serializable")
+    """`value` with what JSON cannot write made plain: NumPy values and
+    tensors (anything with `__array__`) as numbers and lists, NaN and
+    infinities as None; other types are left for `json` to refuse."""
+    if isinstance(value, dict):
+        return {_plain_key(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if hasattr(value, "__array__") and not isinstance(value, str):
+        return _plain(np.asarray(value).tolist())
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and (
+            not math.isfinite(value)):
+        return None
+    return value
+
+
+def _plain_key(key):
+    """A dict key as the string JSON writes for it, so that keys of mixed
+    types sort (NumPy scalars as Python ones: `np.int64(3)` as "3")."""
+    key = key.item() if isinstance(key, np.generic) else key
+    if key is None or isinstance(key, (bool, int, float)):
+        return json.dumps(key)
+    return key

@@ -1,6 +1,8 @@
 import json
 import os
 import stat
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -160,3 +162,74 @@ def test_figures_keep_their_pixels_and_other_formats_work(tmp_path):
     with open(io.save_figure(figure, tmp_path / "vector.pdf"), "rb") as f:
         assert f.read(5) == b"%PDF-"
     assert io.save_figure(figure, tmp_path / "PHOTO.PNG").endswith(".PNG")
+
+
+def test_json_is_strict_and_the_same_on_every_backend(tmp_path):
+    """NaN and infinities, which strict parsers refuse, are written as
+    null; tensors as numbers whatever the backend (TensorFlow's were
+    refused); NumPy keys as Python ones."""
+    path = tmp_path / "metrics.json"
+    io.write_json({"loss": np.float32("nan"), "best": float("inf"),
+                   "mean": keras.ops.mean(keras.ops.ones((3,))),
+                   "curve": np.array([1.0, -np.inf]),
+                   np.int64(3): "three"}, path)
+
+    def refuse(constant):
+        raise ValueError(constant)
+
+    with open(path) as f:
+        data = json.load(f, parse_constant=refuse)
+    assert data == {"loss": None, "best": None, "mean": 1.0,
+                    "curve": [1.0, None], "3": "three"}
+
+
+def test_text_is_utf8_whatever_the_locale(tmp_path):
+    """Under an ASCII locale (LC_ALL=C without Python's UTF-8 mode) the
+    locale's encoding refused "±"; the module alone runs there (it needs
+    only NumPy), loaded from its file."""
+    code = f"""
+import importlib.util, locale
+spec = importlib.util.spec_from_file_location("io_", {io.__file__!r})
+io_ = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(io_)
+assert locale.getpreferredencoding(False).lower() in ("ascii",
+    "ansi_x3.4-1968"), locale.getpreferredencoding(False)
+io_.write_text("acc \\u00b1 0.1 \\u2192 99%",
+               {str(tmp_path / "summary.txt")!r})
+io_.write_json({{"note": "\\u00b1"}}, {str(tmp_path / "notes.json")!r})
+"""  # escapes: the command line itself must be ASCII there
+    env = dict(os.environ, LC_ALL="C", PYTHONUTF8="0",
+               PYTHONCOERCECLOCALE="0")
+    subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                   capture_output=True)
+    assert (tmp_path / "summary.txt").read_bytes().decode(
+        "utf-8") == "acc ± 0.1 → 99%"
+    assert json.loads((tmp_path / "notes.json").read_bytes().decode(
+        "utf-8")) == {"note": "±"}
+
+
+def test_a_link_is_followed_and_permissions_kept(tmp_path):
+    target = tmp_path / "run3.json"
+    io.write_json({"run": 3}, target)
+    os.chmod(target, 0o600)
+    link = tmp_path / "latest.json"
+    link.symlink_to(target)
+    io.write_json({"run": 4}, link)
+    assert link.is_symlink()
+    assert json.loads(target.read_text()) == {"run": 4}
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o600
+
+
+def test_bad_paths_and_contents_name_the_argument(tmp_path):
+    with pytest.raises(ValueError, match=r"`path` must name a file, not a "
+                       "folder"):
+        io.write_json({}, tmp_path)
+    with pytest.raises(ValueError, match=r"`path` must name a file"):
+        figure, _ = io.new_figure(figsize=(2, 2))
+        io.save_figure(figure, f"{tmp_path}/plots/")
+    with pytest.raises(TypeError, match=r"`text` must be a string.*text=5"):
+        io.write_text(5, tmp_path / "five.txt")
+    with pytest.raises(TypeError, match=r"`figure` must be a matplotlib"):
+        io.save_figure(None, tmp_path / "none.png")
+    io.write_text("bytes path", os.fsencode(tmp_path / "b.txt"))
+    assert os.listdir(tmp_path) == ["b.txt"]
