@@ -107,7 +107,7 @@ def one_hot_labels(y, num_classes):
 def check_normalize(normalize):
     """`normalize` as True, False, or a `(mean, std)` pair of float32
     arrays (a number or one per channel each, the stds > 0)."""
-    if normalize is None or isinstance(normalize, bool):
+    if normalize is None or isinstance(normalize, (bool, np.bool_)):
         return bool(normalize)
     pair = None
     if not isinstance(normalize, (str, bytes, dict)):

@@ -23,7 +23,8 @@ def balance(x, y, method="smote", seed=None, verbose=1):
             `y.argmax(axis=1)`, for a column `y.ravel()`.
         method: `"undersample"`, `"oversample"` or `"smote"`.
         seed: None or an integer in [0, 2**32).
-        verbose: 1 to print the class counts before and after.
+        verbose: 1 (or True) to print the class counts before and after, 0
+            (or False) for silence.
 
     Returns:
         `(x_resampled, y_resampled)`, new arrays (the inputs are not
@@ -44,6 +45,10 @@ def balance(x, y, method="smote", seed=None, verbose=1):
 
     check_choice("method", method, METHODS)
     seed = check_seed("seed", seed, high=SEED_LIMIT)
+    if isinstance(verbose, (str, bytes)) or verbose not in (0, 1):
+        raise TypeError(
+            "Argument `verbose` must be 0 or 1 (or False, True). Received: "
+            f"verbose={verbose!r}")
     if np.ndim(y) != 1:
         # One-hot rows pass silently otherwise: imbalanced-learn returns
         # two-class ones as a single column, and `class_counts` would count

@@ -246,7 +246,8 @@ def image_pipeline(x, y, batch_size, num_classes,
     shuffle = check_bool("shuffle", shuffle)
     cache = check_bool("cache", cache)
     training = check_bool("training", training)
-    if deterministic is not None and not isinstance(deterministic, bool):
+    if deterministic is not None and not isinstance(deterministic,
+                                                    (bool, np.bool_)):
         raise TypeError(
             "Argument `deterministic` must be None, True or False. "
             f"Received: deterministic={deterministic!r}")

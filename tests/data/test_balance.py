@@ -58,6 +58,13 @@ def test_bad_input(args, match):
         balance(*args, verbose=0)
 
 
+@pytest.mark.parametrize("verbose", ["no", 2, None])
+def test_verbose_is_0_or_1(verbose):
+    # "no" printed the counts.
+    with pytest.raises(TypeError, match=r"`verbose` must be 0 or 1"):
+        balance(*skewed(), "oversample", seed=0, verbose=verbose)
+
+
 def test_unknown_method():
     with pytest.raises(ValueError, match="method"):
         balance(*skewed(), method="adasyn")

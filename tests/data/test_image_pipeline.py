@@ -507,3 +507,19 @@ def test_channel_stats_match_a_float64_reference():
                                rtol=1e-6)
     np.testing.assert_allclose(std, reference.std(axis=(0, 1, 2)) + 1e-7,
                                rtol=1e-6)
+
+
+def test_numpy_bools_are_bools():
+    """`normalize` and `deterministic` refused NumPy's True, which every
+    other flag takes."""
+    x = np.random.default_rng(0).uniform(size=(6, 8, 8, 3)).astype(
+        "float32")
+    kwargs = {"augment": ("flip",), "seed": 3}
+
+    def batches(flag):
+        return [np.asarray(images) for images, _ in image_pipeline(
+            x, np.arange(6) % 3, 3, 3, normalize=flag, deterministic=flag,
+            **kwargs)]
+
+    for ours, plain in zip(batches(np.True_), batches(True)):
+        np.testing.assert_array_equal(ours, plain)
