@@ -1,5 +1,6 @@
 """A tf.data pipeline for images: batched augmentation, then mixup/cutmix."""
 
+import warnings
 
 import numpy as np
 
@@ -206,10 +207,11 @@ def image_pipeline(x, y, batch_size, num_classes,
             is the usual range.
         cutmix_alpha: Beta parameter of cutmix, >= 0 (0: off; 1: the
             paper's).
-        normalize: True to standardize each channel with `x`'s statistics,
-            a `(mean, std)` pair (from `channel_stats` of the training
-            images, for validation and test), each a number or one number
-            per channel, the stds > 0, or False.
+        normalize: True to standardize each channel with `x`'s statistics
+            (with `training=False` a warning says to pass the training
+            images' instead), a `(mean, std)` pair (from `channel_stats` of
+            the training images, for validation and test), each a number or
+            one number per channel, the stds > 0, or False.
         shuffle: Whether to shuffle (training only).
         cache: Whether to cache the prepared images in memory.
         seed: Integer >= 0, the seed of the shuffle and the augmentations
@@ -246,6 +248,13 @@ def image_pipeline(x, y, batch_size, num_classes,
     shuffle = check_bool("shuffle", shuffle)
     cache = check_bool("cache", cache)
     training = check_bool("training", training)
+    if normalize is True and not training:
+        warnings.warn(
+            "image_pipeline(training=False) with normalize=True standardizes "
+            "these images with their own statistics, not the training "
+            "images': for validation and test data pass "
+            "normalize=channel_stats(x_train), or normalize=False.",
+            stacklevel=2)
     if deterministic is not None and not isinstance(deterministic,
                                                     (bool, np.bool_)):
         raise TypeError(

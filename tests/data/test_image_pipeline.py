@@ -523,3 +523,20 @@ def test_numpy_bools_are_bools():
 
     for ours, plain in zip(batches(np.True_), batches(True)):
         np.testing.assert_array_equal(ours, plain)
+
+
+def test_evaluation_with_its_own_statistics_is_warned_about():
+    import warnings
+
+    x = np.random.default_rng(0).uniform(size=(4, 8, 8, 3)).astype(
+        "float32")
+    y = np.arange(4) % 2
+    with pytest.warns(UserWarning, match=r"own statistics.*"
+                      r"normalize=channel_stats\(x_train\)"):
+        image_pipeline(x, y, 2, 2, training=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        image_pipeline(x, y, 2, 2, training=False,
+                       normalize=channel_stats(x))
+        image_pipeline(x, y, 2, 2, training=False, normalize=False)
+        image_pipeline(x, y, 2, 2, augment=())
