@@ -230,11 +230,17 @@ def _is_batched(spec, num_classes):
         label.rank == 1 and label[0] != num_classes and (
             label[0] == image[0])))  # both the batch size, or None
     if batched_gray:
+        # Or single images whose one-hot labels are not num_classes wide,
+        # where that width happens to be the height.
+        other = "" if label.rank == 2 else (
+            " If it yields single images (H, W, C) with one-hot labels "
+            f"instead, those have {label[0]} entries where "
+            f"num_classes={num_classes}.")
         raise ValueError(
             "A `tf.data.Dataset` given as `x` seems to yield batches of "
             "images without a channel axis (B, H, W). Add one, e.g. "
-            "`x.map(lambda image, label: (image[..., None], label))`. "
-            f"Received elements: {spec}")
+            "`x.map(lambda image, label: (image[..., None], label))`."
+            f"{other} Received elements: {spec}")
     if image.rank == 3 and label.rank in (0, 1):
         return False
     raise ValueError(

@@ -485,6 +485,13 @@ def test_a_batched_dataset_of_images_without_channels_is_refused():
         np.zeros((8, 6, 6, 3), "float32"), np.eye(2)[np.arange(8) % 2]))
     _, labels = one_batch(image_pipeline(rgb, None, 8, 2, training=False))
     np.testing.assert_array_equal(labels, np.eye(2)[np.arange(8) % 2])
+    # One-hot labels as wide as the images are high, and the wrong
+    # num_classes: both readings are named.
+    wide = tf.data.Dataset.from_tensor_slices((
+        np.zeros((8, 6, 6, 3), "float32"), np.eye(6)[np.arange(8) % 2]))
+    with pytest.raises(ValueError, match=r"channel axis.*single images "
+                       r"\(H, W, C\).*6 entries where num_classes=2"):
+        image_pipeline(wide, None, 4, 2)
     # Also when the label length is unknown, as from a generator: only a
     # label as long as the first image axis could be a batch's.
     unknown = tf.data.Dataset.from_generator(
