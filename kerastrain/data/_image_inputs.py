@@ -24,7 +24,14 @@ def pixels(x):
     Floats are kept as they are and must be finite: one NaN would make
     the channel statistics, and then every normalized image, NaN.
     """
-    x = np.asarray(x)
+    try:
+        x = np.asarray(x)
+    except ValueError:  # NumPy's "inhomogeneous shape"
+        raise ValueError(
+            "Argument `x` must hold images of one shape (N, H, W, C). "
+            "Received: a sequence of images of several shapes, "
+            f"{sorted({np.shape(image) for image in x})}. Resize them "
+            "first.") from None
     if x.ndim != 4:
         raise ValueError(
             "Argument `x` must be a batch of channels-last images "

@@ -12,6 +12,12 @@ def check_same_length(x, y):
     """Raises if `x` and `y` do not hold the same number of samples, or
     if either is not a sequence of samples (None, a number)."""
     for name, value in (("x", x), ("y", y)):
+        if hasattr(value, "element_spec"):  # a tf.data.Dataset
+            raise TypeError(
+                f"Argument `{name}` must be an array-like of samples, not a "
+                "`tf.data.Dataset`: split the arrays, then build a "
+                "pipeline of each part. Received: "
+                f"{name}={type(value).__name__}")
         try:
             len(value)
         except TypeError:

@@ -516,6 +516,13 @@ def test_channel_stats_match_a_float64_reference():
                                rtol=1e-6)
 
 
+def test_images_of_several_shapes_are_named():
+    images = [np.zeros((8, 8, 1)), np.zeros((9, 8, 1))]
+    with pytest.raises(ValueError, match=r"one shape .*\(8, 8, 1\), "
+                       r"\(9, 8, 1\)"):
+        image_pipeline(images, [0, 1], 2, 2)
+
+
 def test_numpy_bools_are_bools():
     """`normalize` and `deterministic` refused NumPy's True, which every
     other flag takes."""

@@ -96,6 +96,16 @@ def test_mismatched_lengths():
         split(3, np.zeros(9))
 
 
+def test_a_dataset_is_refused_by_name():
+    # scikit-learn read a finite dataset as a scalar array.
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices(np.zeros((10, 2)))
+    with pytest.raises(TypeError, match=r"`x` must be .*not a "
+                       r"`tf.data.Dataset`"):
+        split(dataset, np.arange(10) % 2)
+
+
 def test_class_counts():
     assert class_counts([2, 0, 2, 2]) == {0: 1, 2: 3}
     assert class_counts(np.array([[2], [0], [2]])) == {0: 1, 2: 2}
