@@ -468,17 +468,19 @@ def one_cycle_steps(args, samples, epochs=None, what=None):
     large `--batch-size` on a small set; `OneCycle` itself, as PyTorch's,
     would start such a run inside its annealing), before any training.
     `what` names the epochs in the message (`--epochs N` by default)."""
-    from kerastrain.tuning.schedule_factory import MIN_STEPS
+    # Not from kerastrain.tuning, whose import pulls in KerasTuner, which
+    # `environment` would then list among the run's packages.
+    from kerastrain.schedules.one_cycle import MIN_STEPS
 
     epochs = args.epochs if epochs is None else epochs
     steps = epochs * -(-samples // args.batch_size)
-    if steps < MIN_STEPS["one_cycle"]:
+    if steps < MIN_STEPS:
         raise RecipeError(
             f"{what or f'--epochs {epochs}'} and --batch-size "
             f"{args.batch_size} on {samples} training samples make {steps} "
             f"training steps, too few for the one-cycle schedule, whose "
             f"rise (30% of the steps) needs at least "
-            f"{MIN_STEPS['one_cycle']}. Raise --epochs or lower "
+            f"{MIN_STEPS}. Raise --epochs or lower "
             "--batch-size.")
     return steps
 

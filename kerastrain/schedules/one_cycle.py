@@ -6,6 +6,12 @@ from kerastrain._validation import (check_bool, check_choice, check_float,
                                     check_int)
 from kerastrain.schedules.phases import PhaseSchedule
 
+# Fewest updates the recipes and searches lay a one-cycle schedule on: its
+# peak falls at step 0.3 * total - 1, which from 4 updates on leaves its
+# rise a step (with fewer, `OneCycle`, as PyTorch's, starts inside the
+# annealing).
+MIN_STEPS = 4
+
 
 @keras.saving.register_keras_serializable(package="kerastrain")
 class OneCycle(PhaseSchedule):

@@ -13,13 +13,13 @@ import keras
 from kerastrain._validation import check_choice, check_float, check_int
 from kerastrain.optimizers import SGD, AdamW
 from kerastrain.schedules import CyclicLR, OneCycle, Warmup
+from kerastrain.schedules.one_cycle import MIN_STEPS as ONE_CYCLE_MIN_STEPS
 
 SCHEDULES = ("one_cycle", "cosine_warmup", "cyclic", "constant")
 OPTIMIZERS = ("sgd", "adamw")
-# Fewest updates each schedule is laid out on: one-cycle's peak falls at
-# step 0.3 * total - 1, which from 4 updates on leaves its rise a step
-# (with fewer, `OneCycle`, as PyTorch's, starts inside the annealing).
-MIN_STEPS = {"one_cycle": 4, "cosine_warmup": 2, "cyclic": 2, "constant": 1}
+# Fewest updates each schedule is laid out on (one-cycle's: see its module).
+MIN_STEPS = {"one_cycle": ONE_CYCLE_MIN_STEPS, "cosine_warmup": 2,
+             "cyclic": 2, "constant": 1}
 MOMENTUM = 0.9
 # Goyal et al. warm up for 5 of 90 epochs; a tenth suits short runs.
 WARMUP_FRACTION = 0.1

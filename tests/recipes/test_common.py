@@ -369,3 +369,19 @@ def test_the_largest_seed_is_the_models_limit():
     from kerastrain._seeds import MODEL_SEED_LIMIT
 
     assert common.MAX_SEED == MODEL_SEED_LIMIT - 1
+
+
+def test_one_cycle_steps_leave_kerastuner_unimported(monkeypatch):
+    """`environment` lists the optional packages a run imported: the step
+    check imported `kerastrain.tuning`, and with it KerasTuner, so every
+    one-cycle recipe's metrics.json named a KerasTuner version."""
+    import argparse
+    import sys
+
+    for name in [m for m in sys.modules
+                 if m == "keras_tuner" or m.startswith((
+                     "keras_tuner.", "kerastrain.tuning"))]:
+        monkeypatch.delitem(sys.modules, name)
+    args = argparse.Namespace(epochs=2, batch_size=4)
+    assert common.one_cycle_steps(args, 10) == 6
+    assert "keras_tuner" not in sys.modules
