@@ -136,7 +136,20 @@ def _tfds(name, split, data_dir, download):
             f"internet). TFDS said: {error}"
         ) from None
     dataset = dataset.batch(1024)
-    batches = list(tfds.as_numpy(dataset))
+    import tensorflow as tf
+
+    try:
+        batches = list(tfds.as_numpy(dataset))
+    # A description whose split files are missing or cut short (a copy
+    # taken half-way) fails only here, as the records are read.
+    except tf.errors.OpError as error:
+        raise FileNotFoundError(
+            f"TFDS data set {name!r} in {folder} is not complete: its files "
+            "do not read. Point `data_dir` at a folder holding it whole, or "
+            "remove this copy and allow `download=True` (needs internet). "
+            f"TensorFlow said: {type(error).__name__}: "
+            f"{error.message.split(' [Op:')[0]}"
+        ) from None
     return (np.concatenate([x for x, _ in batches]),
             np.concatenate([y for _, y in batches]))
 

@@ -57,6 +57,7 @@ def test_a_missing_tfds_data_set_without_download_names_the_folder(tmp_path):
 @pytest.mark.parametrize("damage, match", [
     ("no splits", "not prepared, or not completely"),
     ("bad description", "is damaged.*ParseError"),
+    ("no records", "is not complete: its files do not read.*NotFoundError"),
 ])
 def test_a_partial_tfds_copy_is_a_clear_error(tmp_path, damage, match):
     """What a preparation stopped half-way leaves: the description of the
@@ -67,6 +68,15 @@ def test_a_partial_tfds_copy_is_a_clear_error(tmp_path, damage, match):
     os.makedirs(folder)
     if damage == "no splits":
         tfds.builder("mnist").info.write_to_directory(folder)
+    elif damage == "no records":  # the splits described, their files gone
+        info = tfds.builder("mnist", data_dir=str(tmp_path)).info
+        info.set_splits(tfds.core.SplitDict([tfds.core.SplitInfo(
+            name="train", shard_lengths=[60000], num_bytes=100,
+            filename_template=tfds.core.ShardedFileTemplate(
+                data_dir=folder, dataset_name="mnist", split="train",
+                template="{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}",
+                filetype_suffix="tfrecord"))]))
+        info.write_to_directory(folder)
     else:
         with open(os.path.join(folder, "dataset_info.json"), "w") as f:
             f.write('{"name": "mni')
