@@ -135,3 +135,45 @@ def test_layers_are_registered_under_the_kerastrain_package():
         assert name == f"kerastrain>{cls.__name__}"
         assert keras.saving.get_registered_object(name) is cls
     assert kerastrain.__version__
+
+
+def numpy_typed():
+    """kerastrain's serializable pieces built from NumPy scalars, as a
+    config read from an array or a search hands them over."""
+    from kerastrain.schedules import (LinearDecay, MultiStepDecay,
+                                      PhaseSchedule, StepDecay)
+
+    f32, i64 = np.float32, np.int64
+    return [
+        OneCycle(f32(0.1), i64(100), pct_start=f32(0.25)),
+        CyclicLR(f32(0.01), f32(0.1), i64(7), gamma=f32(0.99)),
+        Warmup(StepDecay(f32(0.1), i64(7), gamma=f32(0.5)), i64(5)),
+        MultiStepDecay(f32(0.1), [i64(7), i64(21)], gamma=f32(0.5)),
+        LinearDecay(f32(0.1), i64(21), end_factor=f32(0.0)),
+        PhaseSchedule([i64(0), i64(10)], [f32(0.1), f32(0.0)]),
+        SGD(f32(0.1), momentum=f32(0.9), weight_decay=f32(1e-4)),
+        AdamW(f32(0.1), weight_decay=f32(1e-4), beta_1=f32(0.9)),
+        LARS(f32(0.1), momentum=f32(0.9), trust_coefficient=f32(1e-3)),
+        DropPath(f32(0.1), seed=i64(1)),
+        InstanceNormalization(axis=i64(-1), epsilon=f32(1e-5)),
+        ResidualBlock(i64(4), strides=i64(2), drop_path_rate=f32(0.1),
+                      seed=i64(3)),
+    ]
+
+
+def test_numpy_arguments_give_plain_configs():
+    """A NumPy seed reached Keras' seed generator, which refused it
+    (DropPath, ResidualBlock, resnet), and NumPy integers reached
+    configs, which JSON cannot write."""
+    for piece in numpy_typed():
+        config = piece.get_config()
+        again = type(piece).from_config(json.loads(json.dumps(config)))
+        assert again.get_config() == config, type(piece).__name__
+    model = resnet((8, 8, 3), 4, depth=8, width=4,
+                   drop_path_rate=np.float32(0.1), seed=np.int64(5))
+    assert json.dumps(model.get_config())
+    # The callback's numbers become the optimizer's, saved with the model.
+    from kerastrain.callbacks import GradientAccumulation
+
+    steps = GradientAccumulation({np.int64(0): np.int64(2)}).steps
+    assert [type(n) for n in (*steps, *steps.values())] == [int, int]

@@ -18,23 +18,23 @@ def _check_steps(steps):
     checked (PyTorch Lightning's GradientAccumulationScheduler does the
     same up front)."""
     if not isinstance(steps, dict):
-        _check_integer("steps", steps, 1)
-        steps = {0: steps}
+        steps = {0: _check_integer("steps", steps, 1)}
     if not steps:
         raise ValueError(
             "Argument `steps` must be an integer >= 1 or a non-empty dict "
             f"{{epoch: steps}}. Received: steps={steps!r}")
-    for epoch, value in steps.items():
-        _check_integer(f"steps (key {epoch!r})", epoch, 0)
-        _check_integer(f"steps[{epoch!r}]", value, 1)
-    return dict(sorted(steps.items()))
+    # As Python ints: NumPy's would reach the optimizer's config.
+    return dict(sorted(
+        (_check_integer(f"steps (key {epoch!r})", epoch, 0),
+         _check_integer(f"steps[{epoch!r}]", value, 1))
+        for epoch, value in steps.items()))
 
 
 def _check_integer(name, value, min_value):
     # The issue's contract: a non-integer is a ValueError here, like a
     # value out of range (check_int says TypeError).
     try:
-        check_int(name, value, min_value=min_value)
+        return check_int(name, value, min_value=min_value)
     except TypeError as error:
         raise ValueError(str(error)) from None
 

@@ -50,7 +50,8 @@ class DropPath(keras.layers.Dropout):
 
     def __init__(self, rate, seed=None, **kwargs):
         rate = check_float("rate", rate, low=0.0, high=1.0, high_closed=False)
-        check_seed("seed", seed, high=LAYER_SEED_LIMIT)
+        # As a Python int: Keras' seed generator refuses NumPy's.
+        seed = check_seed("seed", seed, high=LAYER_SEED_LIMIT)
         super().__init__(rate=rate, seed=seed, **kwargs)
 
     def call(self, inputs, training=False):

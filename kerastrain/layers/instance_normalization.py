@@ -74,7 +74,7 @@ class InstanceNormalization(keras.layers.GroupNormalization):
         gamma_constraint=None,
         **kwargs,
     ):
-        check_int("axis", axis)
+        axis = check_int("axis", axis)
         if axis == 0:
             # Axis 0 is the batch axis whatever the rank; other axes can
             # only be checked against the input, in `build`.

@@ -183,10 +183,10 @@ def resnet(
             "1x1, where instance norm outputs its offset whatever the "
             "image, so the logits would not depend on it. Use another "
             "norm, or larger images.")
-    check_float("drop_path_rate", drop_path_rate, low=0.0, high=1.0,
-                high_closed=False)
+    drop_path_rate = check_float("drop_path_rate", drop_path_rate, low=0.0,
+                                 high=1.0, high_closed=False)
     # Block i gets `seed + i`.
-    check_seed("seed", seed, high=MODEL_SEED_LIMIT)
+    seed = check_seed("seed", seed, high=MODEL_SEED_LIMIT)
     check_bool("bottleneck", bottleneck)
     check_bool("shortcut", shortcut)
     if not shortcut and drop_path_rate > 0:

@@ -126,7 +126,7 @@ class LinearDecay(schedules.PolynomialDecay):
         self.end_factor = check_float("end_factor", end_factor, low=0)
         self.start_factor = check_float("start_factor", start_factor, low=0,
                                         low_closed=False)
-        check_int("decay_steps", decay_steps, min_value=1)
+        decay_steps = check_int("decay_steps", decay_steps, min_value=1)
         super().__init__(self.initial_lr * self.start_factor, decay_steps,
                          end_learning_rate=self.initial_lr * self.end_factor,
                          power=1.0, name=name)
