@@ -103,6 +103,7 @@ def load(name, split=None, data_dir=None, download=True):
 
 
 def _tfds(name, split, data_dir, download):
+    import tensorflow as tf
     import tensorflow_datasets as tfds
 
     if not name:
@@ -136,8 +137,6 @@ def _tfds(name, split, data_dir, download):
             f"internet). TFDS said: {error}"
         ) from None
     dataset = dataset.batch(1024)
-    import tensorflow as tf
-
     try:
         batches = list(tfds.as_numpy(dataset))
     # A description whose split files are missing or cut short (a copy

@@ -127,8 +127,7 @@ def split(x, y, val_size=0.15, test_size=0.15, stratify=True, seed=None):
                 f"with {'stratification' if stratify else 'these sizes'}"
                 f" (scikit-learn: {error}). {_counts(labels)}. Received: "
                 f"val_size={val_size}, test_size={test_size}. Use larger "
-                "sizes, merge rare "
-                "classes, or stratify=False."
+                "sizes, merge rare classes, or stratify=False."
             ) from None
 
     x_rest, x_test, y_rest, y_test = cut(x, y_array, test_size,
