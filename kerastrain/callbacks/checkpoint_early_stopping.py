@@ -1,6 +1,7 @@
 """Best-model checkpoint, early stopping and resumable training in one."""
 
 import json
+import math
 import os
 import shutil
 
@@ -188,6 +189,10 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
 
     def _state(self, epoch):
         best = None if self.best is None else float(self.best)
+        if best is not None and not math.isfinite(best):
+            # A NaN first epoch is Keras' best, which nothing improves on:
+            # JSON has no NaN, and a null would read as "no best yet".
+            best = str(best)
         return {"epoch": epoch, "best": best, "best_epoch": self.best_epoch,
                 "wait": self.wait, "stopped_epoch": self.stopped_epoch,
                 "saved": self._saved}
@@ -205,7 +210,9 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
             states = json.load(f)
         for state in states:
             if state["epoch"] == resume_epoch:
-                self.best, self.best_epoch = state["best"], state["best_epoch"]
+                best = state["best"]
+                self.best = float(best) if isinstance(best, str) else best
+                self.best_epoch = state["best_epoch"]
                 self.wait, self._saved = state["wait"], state["saved"]
                 self.stopped_epoch = state["stopped_epoch"]
         if self.stopped_epoch and self.stopped_epoch == resume_epoch - 1:

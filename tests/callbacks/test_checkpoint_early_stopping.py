@@ -205,6 +205,34 @@ def test_an_interrupted_fit_resumes_and_stops_like_an_uninterrupted_one(
     assert not os.path.exists(tmp_path / "backup")  # cleaned up at the end
 
 
+def test_a_nan_best_resumes_as_it_was(tmp_path):
+    """A diverged first epoch (NaN) is Keras' best, which nothing improves
+    on; written as JSON's null it would come back as "no best yet", and
+    the resumed run would take its first epoch as an improvement."""
+    def nan_model():
+        model = make_model()  # a NaN output bias: NaN past any activation
+        model.layers[-1].bias.assign(np.full((1,), np.nan, "float32"))
+        return model
+
+    reference = CheckpointEarlyStopping(str(tmp_path / "ref.keras"),
+                                        patience=3)
+    fit(nan_model(), [reference])
+    assert reference.best_epoch == 0 and reference.stopped_epoch == 3
+
+    def callback():
+        return CheckpointEarlyStopping(
+            str(tmp_path / "best.keras"), patience=3,
+            backup_dir=str(tmp_path / "backup"))
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(nan_model(), [callback(), CrashAt(2, batch=1)])
+    resumed = callback()
+    history = fit(nan_model(), [resumed])
+    assert history.epoch[0] == 2
+    assert np.isnan(resumed.best)
+    assert (resumed.best_epoch, resumed.stopped_epoch) == (0, 3)
+
+
 @pytest.mark.parametrize("crash", ["first epoch", "after the stop"])
 def test_the_same_model_resumes_like_an_uninterrupted_fit(tmp_path, crash):
     """Resumed on the model object the crash left: from a backup of the
