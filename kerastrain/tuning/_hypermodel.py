@@ -212,6 +212,11 @@ class ToolkitHyperModel(keras_tuner.HyperModel):
         if validation_split and validation_data is None:
             (x, y), validation_data = split_validation(x, y,
                                                        validation_split)
+            weights = kwargs.get("sample_weight")
+            if weights is not None:  # cut with x and y, as Keras does
+                weights = np.asarray(weights)
+                kwargs = dict(kwargs, sample_weight=weights[:len(x)])
+                validation_data += (weights[len(x):],)
         fit_kwargs, batches = self.training_data(
             values, x, y, batch_size, validation_data, kwargs)
         if steps_per_epoch is not None and is_dataset(fit_kwargs["x"]):

@@ -146,11 +146,28 @@ class MLPHyperModel(ToolkitHyperModel):
         return np.asarray(x, "float32")
 
     def labels(self, y):
-        """Integer labels in [0, num_classes) from integer or one-hot `y`."""
+        """Integer labels in [0, num_classes) from integer labels, (N,) or
+        (N, 1), or one-hot rows, (N, num_classes)."""
         y = np.asarray(y)
+        if not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
+            raise TypeError(
+                "Argument `y` must hold class indices (integers) or one-hot "
+                f"rows. Received: y of dtype {y.dtype}; map the classes to "
+                "0, 1, ... first.")
         if y.ndim == 2 and y.shape[1] == self.num_classes:
+            # Soft or multi-label rows (and empty ones) have no one class.
+            if not (np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()):
+                raise ValueError(
+                    f"Argument `y` given as rows of width {self.num_classes} "
+                    "must be one-hot: a single 1 per row. Received rows "
+                    "with other values or sums.")
             y = np.argmax(y, axis=1)
-        y = y.reshape(-1)
+        elif y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        elif y.ndim != 1:
+            raise ValueError(
+                "Argument `y` must have shape (N,), (N, 1) or (N, "
+                f"{self.num_classes}). Received: y.shape={y.shape}")
         if not np.issubdtype(y.dtype, np.integer):
             if not np.all(y == np.round(y)):
                 raise ValueError("Labels must be class indices (integers) "
@@ -166,8 +183,17 @@ class MLPHyperModel(ToolkitHyperModel):
                       kwargs):
         method = values["balancing"]
         if validation_data is not None and not is_dataset(validation_data):
-            val_x, val_y = validation_data[:2]
-            validation_data = (self.inputs(val_x), self.labels(val_y))
+            val_x, val_y, *weights = validation_data
+            # Keras' third entry, the validation sample weights, weighs the
+            # val_loss the tuner scores.
+            validation_data = (self.inputs(val_x), self.labels(val_y),
+                               *(np.asarray(w, "float32") for w in weights))
+        if method != "none" and kwargs.get("sample_weight") is not None:
+            raise ValueError(
+                f"Argument `sample_weight` cannot be combined with the "
+                f"trial's balancing={method!r}, which resamples the data or "
+                "sets class weights itself; fix `balancing` to 'none' to "
+                "weigh samples yourself.")
         if is_dataset(x):
             if method != "none":
                 raise ValueError(

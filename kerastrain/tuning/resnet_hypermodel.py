@@ -249,6 +249,13 @@ class ResNetHyperModel(ToolkitHyperModel):
 
     def training_data(self, values, x, y, batch_size, validation_data,
                       kwargs):
+        if kwargs.get("sample_weight") is not None or (isinstance(
+                validation_data, (tuple, list)) and len(validation_data) > 2):
+            raise ValueError(
+                "Sample weights (`sample_weight`, or a third entry of "
+                "`validation_data`) cannot reach the image pipeline's "
+                "augmented, mixed batches: ResNetHyperModel trains without "
+                "them. Weigh classes with the data instead.")
         pipeline = dict(batch_size=batch_size, num_classes=self.num_classes,
                         normalize=False, seed=self.seed)
         kwargs = dict(kwargs)

@@ -281,6 +281,49 @@ def test_labels_and_training_data_errors():
                                  None, {"class_weight": {0: 1.0}})
 
 
+def test_labels_must_be_numbers_and_rows_one_hot():
+    hypermodel = MLPHyperModel(4, 3)
+    np.testing.assert_array_equal(hypermodel.labels([[2], [0]]), [2, 0])
+    with pytest.raises(TypeError, match=r"dtype <U1; map the classes"):
+        hypermodel.labels(np.array(["a", "b"]))
+    # Soft, multi-label and empty rows were argmaxed to a class.
+    for rows in ([[0.6, 0.4, 0.0]], [[1, 1, 0]], [[0, 0, 0]]):
+        with pytest.raises(ValueError, match="must be one-hot"):
+            hypermodel.labels(rows)
+    # Two columns were flattened into twice the labels.
+    with pytest.raises(ValueError, match=r"y.shape=\(2, 2\)"):
+        hypermodel.labels([[0, 1], [2, 0]])
+
+
+def test_sample_weights_reach_validation_and_conflicts_are_named():
+    """Keras' (x, y, weights) validation tuple: the weights were dropped,
+    so the tuner scored an unweighted val_loss."""
+    (x, y), (x_val, y_val) = diabetes_risk()
+    weights = (np.arange(len(y_val)) % 2).astype("float32")
+    hypermodel = MLPHyperModel(10, 2, num_layers=1, units=8,
+                               balancing="none", seed=0)
+    hp = kt.HyperParameters()
+    model = hypermodel.build(hp)
+    history = hypermodel.fit(hp, model, x, y, epochs=1, batch_size=BATCH,
+                             validation_data=(x_val, y_val, weights),
+                             verbose=0)
+    weighted = model.evaluate(x_val, y_val, sample_weight=weights,
+                              verbose=0, return_dict=True)["loss"]
+    assert history.history["val_loss"][0] == pytest.approx(weighted,
+                                                           rel=1e-5)
+    # With validation_split the weights are cut with x and y (Keras'
+    # cardinality error before).
+    train_weights = np.ones(len(y), "float32")
+    hypermodel.fit(hp, model, x, y, sample_weight=train_weights,
+                   validation_split=0.25, epochs=1, verbose=0)
+    resampling = MLPHyperModel(10, 2, balancing="oversample")
+    hp = kt.HyperParameters()
+    with pytest.raises(ValueError, match=r"`sample_weight` cannot be "
+                       r"combined with the trial's balancing='oversample'"):
+        resampling.fit(hp, resampling.build(hp), x, y,
+                       sample_weight=train_weights, epochs=1, verbose=0)
+
+
 def test_a_dataset_of_unknown_length_trains_with_steps_per_epoch():
     """An infinite (or unknown-length) dataset gives no pass to lay the
     schedule over: `steps_per_epoch` does, and without it `fit` says so.

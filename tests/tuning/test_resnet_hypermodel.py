@@ -456,3 +456,17 @@ def test_an_augmentation_with_options_reaches_the_trial_pipeline():
     kept = [np.array_equal(a, b) for a, b in zip(images, x)]
     assert all(f or k for f, k in zip(flipped, kept))
     assert 10 < sum(flipped) < 54
+
+
+def test_sample_weights_are_refused_by_name():
+    """The pipeline's augmented, mixed batches cannot carry them: Keras
+    failed on them with a dataset, and the validation weights were
+    silently dropped."""
+    (x, y), _ = digits(16)
+    model = hypermodel()
+    for data, kwargs in (
+            (None, {"sample_weight": np.ones(16)}),
+            ((x, y, np.ones(16)), {})):
+        with pytest.raises(ValueError, match=r"Sample weights .*"
+                           r"`sample_weight`"):
+            model.training_data({"mixup_alpha": 0.0}, x, y, 8, data, kwargs)
