@@ -86,6 +86,9 @@ class GradientFunction:
                                 model.metrics_variables)))
 
     def __call__(self, x, y, state=None):
+        if not (state.trainable if state else
+                self.model.trainable_variables):
+            return []  # all frozen (torch's autograd refuses no inputs)
         if self._compiled is None:
             self._compiled = getattr(
                 self, f"_{keras.backend.backend()}")(x, y)

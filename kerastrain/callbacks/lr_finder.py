@@ -298,7 +298,10 @@ def _leaves(value):
 def _num_samples(name, value):
     counts = set()
     for leaf in _leaves(value):
-        array = np.asarray(leaf)
+        try:  # a PyDataset or a ragged list fails NumPy's way
+            array = np.asarray(leaf)
+        except (TypeError, ValueError):
+            array = np.empty((), object)
         if array.ndim == 0 or array.dtype == object:
             also = " or a tf.data.Dataset" if name == "x" else ""
             raise TypeError(

@@ -119,7 +119,10 @@ class WeightHistograms(keras.callbacks.Callback):
                 "gradients=True (the gradient histograms are computed on "
                 "it); pass one, or gradients=False. Received: "
                 f"probe={type(probe).__name__}")
-        self.probe = probe
+        # As NumPy: a TensorFlow tensor is no input to JAX's step, and a
+        # backend's tensor could pin its device memory.
+        self.probe = None if probe is None else tuple(
+            keras.tree.map_structure(np.asarray, part) for part in probe)
         self._writer = self._initial = None
         self.percentiles = {}  # weight path: percentile rows, one per step
         self._steps = {}  # weight path: the steps of those rows
@@ -157,12 +160,28 @@ class WeightHistograms(keras.callbacks.Callback):
             self._forget_from(epoch)
             if not self.model.built:
                 return
-            if self.gradients and self._gradient_fn.start(*self.probe):
+            if self.gradients and self._probe_gradient(
+                    self._gradient_fn.start):
                 # Compiling beside the first epoch (JAX): the gradients
                 # of these weights are logged at its end.
                 self._initial = (epoch, self._gradient_fn.state())
             else:
                 self._write(step=epoch)
+
+    def _probe_gradient(self, function, **kwargs):
+        """`function(*probe, **kwargs)`, a failure named as the probe's:
+        a batch that does not fit the model fails deep in the backend."""
+        try:
+            return function(*self.probe, **kwargs)
+        except Exception as error:  # noqa: BLE001 - re-raised, named
+            shapes = keras.tree.map_structure(np.shape, self.probe)
+            said = " ".join(str(error).split())  # its end says the most
+            said = said if len(said) <= 600 else f"...{said[-600:]}"
+            raise ValueError(
+                f"Argument `probe` does not fit the model: the gradient of "
+                f"the compiled loss on it failed ({type(error).__name__}: "
+                f"{said}). Received: probe of shapes {shapes} (x, y)"
+            ) from error
 
     def _forget_from(self, step):
         """Drops the plot's rows from `step` on: a `fit` continuing an
@@ -202,7 +221,7 @@ class WeightHistograms(keras.callbacks.Callback):
             paths = [v.path for v in variables]
             values = [np.asarray(keras.ops.convert_to_numpy(v))
                       for v in variables]
-        grads = (self._gradient_fn(*self.probe, state=state)
+        grads = (self._probe_gradient(self._gradient_fn, state=state)
                  if self.gradients else [])
         summaries = []
         for path, value in zip(paths, values):

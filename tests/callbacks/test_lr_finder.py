@@ -379,12 +379,30 @@ def test_several_inputs_as_a_list():
     np.testing.assert_allclose(split.losses, whole.losses, rtol=1e-5)
 
 
+class BatchesOf(keras.utils.PyDataset):
+    """Keras' own batched input, three batches of four."""
+
+    def __init__(self, x):
+        super().__init__()
+        self.x = x
+
+    def __len__(self):
+        return 3
+
+    def __getitem__(self, index):
+        rows = self.x[4 * index:4 * index + 4]
+        return rows, np.zeros(len(rows))
+
+
 @pytest.mark.parametrize("x, y, error, match", [
     (np.zeros((100, 8)), np.zeros(120), ValueError, "100 in x, 120 in y"),
     ((row for row in np.zeros((4, 8))), None, TypeError, "x of type gen"),
     (np.zeros((10, 8)), "labels", TypeError, "y of type str"),
     ({"a": np.zeros((10, 8)), "b": np.zeros((9, 8))}, np.zeros(10),
      ValueError, r"\[9, 10\]"),
+    # NumPy read its batches as a ragged array and said so.
+    (BatchesOf(np.zeros((12, 8))), None, TypeError,
+     r"`x` must be a NumPy array.*x of type BatchesOf"),
 ])
 def test_bad_inputs(x, y, error, match):
     model = make_model(keras.optimizers.SGD(0.01))

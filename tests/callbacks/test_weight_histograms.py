@@ -470,3 +470,43 @@ def test_weight_paths_that_flatten_alike_get_pictures_of_their_own(
     assert sorted(kernels) == ["blk/fc/kernel", "blk_fc/kernel"]
     pictures = os.listdir(tmp_path / "plots")
     assert len(pictures) == 2 and len(set(pictures)) == 2
+
+
+def test_a_tensorflow_probe_works_on_every_backend(tmp_path):
+    """A probe of TensorFlow tensors (from a tf.data pipeline) is no input
+    to JAX's step; it is kept as NumPy."""
+    import tensorflow as tf
+
+    x, y = data()
+    model = make_model()
+    callback = WeightHistograms(tmp_path, plot=False,
+                                probe=(tf.constant(x[:8]), tf.constant(y[:8])))
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[callback])
+    paths = [v.path for v in model.trainable_variables]
+    assert sorted(read(tmp_path)) == sorted(
+        [f"weights/{p}" for p in paths] + [f"gradients/{p}" for p in paths]
+        + ["gradient_norm/net/hidden", "gradient_norm/net/out"])
+
+
+def test_a_probe_that_does_not_fit_the_model_is_named(tmp_path):
+    # Three features for a model of four: the backend's shape error, deep
+    # in a trace, named neither the probe nor its shapes.
+    x, y = data()
+    callback = WeightHistograms(tmp_path, plot=False,
+                                probe=(x[:8, :3], y[:8]))
+    with pytest.raises(ValueError, match=r"`probe` does not fit the model.*"
+                       r"\(8, 3\)"):
+        make_model().fit(x, y, epochs=1, batch_size=16, verbose=0,
+                         callbacks=[callback])
+
+
+def test_a_model_without_trainable_weights_logs_nothing(tmp_path):
+    # Torch's autograd refused a gradient with respect to no variable.
+    x, y = data()
+    model = make_model()
+    for layer in model.layers:
+        layer.trainable = False
+    model.compile(keras.optimizers.SGD(0.05), "mse")
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[
+        WeightHistograms(tmp_path, plot=False, probe=(x[:8], y[:8]))])
+    assert read(tmp_path) == {}
