@@ -155,6 +155,22 @@ def check_keras_identifier(name, value, getter):
         ) from None
 
 
+def check_activation(value):
+    """`value` resolved by `keras.activations.get`; a layer instance is
+    refused: the one object would serve every place the activation goes,
+    its weights (PReLU's) shared across shapes."""
+    import keras
+
+    if isinstance(value, keras.layers.Layer):
+        raise TypeError(
+            "Argument `activation` must be a name or a function, not a "
+            "layer instance, which every activation of the network would "
+            "share (with its weights, built for the first shape). "
+            f"{_received('activation', value)}")
+    return check_keras_identifier("activation", value,
+                                  keras.activations.get)
+
+
 def is_dataset(x):
     """Whether `x` is a `tf.data.Dataset`, without importing TensorFlow."""
     return type(x).__module__.startswith("tensorflow") and hasattr(

@@ -1,5 +1,7 @@
 """Instance normalization: per sample, per channel, over the spatial axes."""
 
+import math
+
 import keras
 from keras import ops
 
@@ -137,6 +139,17 @@ class InstanceNormalization(keras.layers.GroupNormalization):
                 "InstanceNormalization needs a defined channel dimension to "
                 f"create its weights, but axis {self.axis} of the input is "
                 f"None. Received: input_shape={input_shape}"
+            )
+        spatial = [d for a, d in enumerate(input_shape)
+                   if a not in (0, self.axis % rank)]
+        if None not in spatial and math.prod(spatial) == 1:
+            # Each channel's one value minus its mean is 0: the output
+            # would be the offset whatever the input (PyTorch refuses it
+            # in training too).
+            raise ValueError(
+                "InstanceNormalization needs more than one spatial element "
+                "per channel; with one it outputs its offset whatever the "
+                f"input. Received: input_shape={input_shape}"
             )
         super().build(input_shape)
 

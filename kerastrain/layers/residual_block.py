@@ -5,7 +5,8 @@ import copy
 import keras
 
 from kerastrain._seeds import LAYER_SEED_LIMIT
-from kerastrain._validation import (check_bool, check_float, check_int,
+from kerastrain._validation import (check_activation, check_bool,
+                                    check_float, check_int,
                                     check_keras_identifier, check_seed)
 from kerastrain.layers.drop_path import DropPath
 from kerastrain.layers.normalization import check_norm, normalization
@@ -135,8 +136,7 @@ class ResidualBlock(keras.layers.Layer):
         self.drop_path_rate = check_float("drop_path_rate", drop_path_rate,
                                           low=0.0, high=1.0,
                                           high_closed=False)
-        self.activation = check_keras_identifier(
-            "activation", activation, keras.activations.get)
+        self.activation = check_activation(activation)
         self.kernel_initializer = check_keras_identifier(
             "kernel_initializer", kernel_initializer, keras.initializers.get)
         self.kernel_regularizer = check_keras_identifier(

@@ -5,7 +5,8 @@ import numbers
 import keras
 
 from kerastrain._seeds import MODEL_SEED_LIMIT
-from kerastrain._validation import (check_bool, check_float, check_int,
+from kerastrain._validation import (check_activation, check_bool,
+                                    check_float, check_int,
                                     check_keras_identifier, check_seed)
 from kerastrain.layers.drop_path import stochastic_depth_rates
 from kerastrain.layers.normalization import check_norm, normalization
@@ -200,7 +201,7 @@ def resnet(
                                    drop_path_rate)
     # Resolve once so that a misspelt activation fails here, not deep in a
     # block, and name the argument.
-    check_keras_identifier("activation", activation, keras.activations.get)
+    check_activation(activation)
     check_keras_identifier("kernel_initializer", kernel_initializer,
                            keras.initializers.get)
     check_keras_identifier("kernel_regularizer", kernel_regularizer,

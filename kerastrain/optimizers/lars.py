@@ -1,5 +1,7 @@
 """LARS: layer-wise adaptive rate scaling for large-batch SGD."""
 
+import warnings
+
 import keras
 from keras import ops
 
@@ -42,7 +44,10 @@ class LARS(ScheduledHyperparameters, keras.optimizers.Optimizer):
         weight_decay: Float >= 0.
         trust_coefficient: The paper's eta, > 0.
         exclude_from_layer_adaptation: Substrings of variable names to
-            exclude; `None` for the default, `()` to adapt every variable.
+            exclude: Keras' short names (`kernel`, `bias`, `gamma`, ...),
+            not layer names or paths; a pattern of your own that matches
+            no variable of the model is warned about. `None` for the
+            default, `()` to adapt every variable.
         **kwargs: Keras' optimizer arguments (`clipnorm`,
             `gradient_accumulation_steps`, `name`, ...).
 
@@ -90,6 +95,18 @@ class LARS(ScheduledHyperparameters, keras.optimizers.Optimizer):
             return
         super().build(variables)
         self.velocities = self.add_optimizer_variables(variables, "velocity")
+        names = sorted({v.name for v in variables})
+        unmatched = [s for s in self.exclude_from_layer_adaptation
+                     if s not in DEFAULT_EXCLUDED
+                     and not any(s in name for name in names)]
+        if unmatched:
+            # A layer's name ("out") never matches: it is not part of a
+            # variable's short name, so that layer would be adapted.
+            warnings.warn(
+                f"LARS: exclude_from_layer_adaptation entries {unmatched} "
+                "match no variable, so they exclude nothing. They are "
+                "matched against variables' short names, here "
+                f"{names}, not against layer names or paths.", stacklevel=2)
 
     def adapts(self, variable):
         """Whether `variable` gets the layer-wise rate and weight decay."""

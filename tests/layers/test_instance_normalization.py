@@ -135,6 +135,11 @@ def test_bad_arguments(kwargs, error, match):
         ((4, 8, 8, None), -1, "defined channel dimension"),
         ((4, 8, 8, 3), 0, "batch axis"),
         ((4, 8, 8, 3), 4, "channel axis"),
+        # One value per channel: the output was the offset, whatever the
+        # input (PyTorch refuses it too).
+        ((4, 1, 1, 3), -1, "more than one spatial element"),
+        ((4, 1, 3), -1, "more than one spatial element"),
+        ((4, 3, 1, 1), 1, "more than one spatial element"),
     ],
 )
 def test_bad_inputs_fail_at_build(shape, axis, match):

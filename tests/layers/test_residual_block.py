@@ -210,6 +210,10 @@ def test_every_norm_trains_in_fit(norm):
         (dict(filters=4, bottleneck="no"), TypeError, "bottleneck"),
         (dict(filters=4, shortcut="no"), TypeError, "shortcut"),
         (dict(filters=4, seed=-3, drop_path_rate=0.1), ValueError, "seed"),
+        # One instance at every activation: PReLU's weights, built for the
+        # first shape, failed deep in a broadcast at the next.
+        (dict(filters=4, activation=keras.layers.PReLU()), TypeError,
+         "`activation` must be a name or a function, not a layer"),
     ],
 )
 def test_bad_arguments(kwargs, error, match):
@@ -243,6 +247,13 @@ def test_convolutions_do_not_start_identical(initializer, bottleneck):
 def test_bad_input_shape(shape):
     with pytest.raises(ValueError, match="channels-last 2D"):
         ResidualBlock(4).build(shape)
+
+
+def test_instance_norm_on_a_1x1_map_is_refused():
+    # A stride of 2 on 2x2 leaves one pixel: the block's output was the
+    # same for every input.
+    with pytest.raises(ValueError, match="more than one spatial element"):
+        ResidualBlock(4, strides=2, norm="instance").build((None, 2, 2, 3))
 
 
 class ResidualBlockContractTest(testing.TestCase):

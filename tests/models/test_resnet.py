@@ -158,6 +158,8 @@ def test_other_depths_are_rejected(depth, bottleneck):
         (dict(drop_path_rate=1.2), ValueError, "drop_path_rate"),
         (dict(drop_path_rate=0.1, shortcut=False), ValueError, "shortcut"),
         (dict(activation="relux"), ValueError, "activation"),
+        (dict(activation=keras.layers.PReLU()), TypeError,
+         "`activation` must be a name or a function"),
         (dict(depth="20"), TypeError, "depth"),
         (dict(bottleneck="no"), TypeError, "bottleneck"),
         (dict(shortcut="no"), TypeError, "shortcut"),
