@@ -86,8 +86,9 @@ class GradientFunction:
                                 model.metrics_variables)))
 
     def __call__(self, x, y, state=None):
-        if not (state.trainable if state else
-                self.model.trainable_variables):
+        shapes = ([v.shape for v in state.trainable] if state else
+                  [v.shape for v in self.model.trainable_variables])
+        if not shapes:
             return []  # all frozen (torch's autograd refuses no inputs)
         if self._compiled is None:
             self._compiled = getattr(
@@ -95,8 +96,6 @@ class GradientFunction:
         if state is not None and keras.backend.backend() != "jax":
             raise NotImplementedError(
                 "A gradient at a saved state is computed on JAX only.")
-        shapes = ([v.shape for v in state.trainable] if state else
-                  [v.shape for v in self.model.trainable_variables])
         saved = _metric_values(self.model)
         grads = self._compiled(x, y, state)
         _put_back_metrics(self.model, saved)
