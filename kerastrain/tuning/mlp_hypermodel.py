@@ -186,8 +186,9 @@ class MLPHyperModel(ToolkitHyperModel):
             val_x, val_y, *weights = validation_data
             # Keras' third entry, the validation sample weights, weighs the
             # val_loss the tuner scores.
-            validation_data = (self.inputs(val_x), self.labels(val_y),
-                               *(np.asarray(w, "float32") for w in weights))
+            validation_data = (self.inputs(val_x), self.labels(val_y), *(
+                None if w is None else np.asarray(w, "float32")
+                for w in weights))
         if method != "none" and kwargs.get("sample_weight") is not None:
             raise ValueError(
                 f"Argument `sample_weight` cannot be combined with the "

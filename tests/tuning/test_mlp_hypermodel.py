@@ -311,6 +311,12 @@ def test_sample_weights_reach_validation_and_conflicts_are_named():
                               verbose=0, return_dict=True)["loss"]
     assert history.history["val_loss"][0] == pytest.approx(weighted,
                                                            rel=1e-5)
+    # Keras' (x, y, None) is unweighted (None read as an array was NaN).
+    history = hypermodel.fit(hp, model, x, y, epochs=1, batch_size=BATCH,
+                             validation_data=(x_val, y_val, None),
+                             verbose=0)
+    assert history.history["val_loss"][0] == pytest.approx(model.evaluate(
+        x_val, y_val, verbose=0, return_dict=True)["loss"], rel=1e-5)
     # With validation_split the weights are cut with x and y (Keras'
     # cardinality error before).
     train_weights = np.ones(len(y), "float32")
