@@ -1,7 +1,7 @@
 """CutMix for the tf.data input pipeline, on whole batches."""
 
 from kerastrain._seeds import tf_generator
-from kerastrain._validation import check_float, check_int
+from kerastrain._validation import check_float, check_seed
 
 
 class CutMix:
@@ -26,7 +26,8 @@ class CutMix:
 
     Args:
         alpha: Beta parameter, > 0 (1: the paper's, a uniform weight).
-        seed: Integer seed: the same sequence of boxes on every run.
+        seed: None, or an integer >= 0: the same sequence of boxes on
+            every run.
 
     Call it on `{"images": (N, H, W, C), "labels": (N, K)}` (one-hot or
     soft labels, integer ones cast to float32); it returns the same dict,
@@ -48,7 +49,7 @@ class CutMix:
 
     def __init__(self, alpha=1.0, seed=None):
         self.alpha = check_float("alpha", alpha, low=0, low_closed=False)
-        self.seed = None if seed is None else check_int("seed", seed)
+        self.seed = check_seed("seed", seed)
         self._random = tf_generator(self.seed)
 
     def __call__(self, data):

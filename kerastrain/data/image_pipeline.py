@@ -211,7 +211,8 @@ def image_pipeline(x, y, batch_size, num_classes,
             (with `training=False` a warning says to pass the training
             images' instead), a `(mean, std)` pair (from `channel_stats` of
             the training images, for validation and test), each a number or
-            one number per channel, the stds > 0, or False.
+            one number per channel, the stds > 0, or False (None too):
+            the images as they are.
         shuffle: Whether to shuffle (training only).
         cache: Whether to cache the prepared images in memory.
         seed: Integer >= 0, the seed of the shuffle and the augmentations

@@ -3,7 +3,7 @@
 import math
 
 from kerastrain._seeds import tf_generator
-from kerastrain._validation import check_float, check_int
+from kerastrain._validation import check_float, check_seed
 
 
 def _check_pair(name, value, low, high=None):
@@ -45,7 +45,8 @@ class RandomResizedCrop:
         scale: (min, max) area fraction of the crop, in (0, 1].
         ratio: (min, max) aspect ratio (width / height in pixels) of the
             crop, > 0.
-        seed: Integer seed: the same sequence of crops on every run.
+        seed: None, or an integer >= 0: the same sequence of crops on
+            every run.
 
     Example:
 
@@ -61,7 +62,7 @@ class RandomResizedCrop:
     def __init__(self, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3), seed=None):
         self.scale = _check_pair("scale", scale, low=0, high=1)
         self.ratio = _check_pair("ratio", ratio, low=0)
-        self.seed = None if seed is None else check_int("seed", seed)
+        self.seed = check_seed("seed", seed)
         self._random = tf_generator(self.seed)
 
     def __call__(self, images):

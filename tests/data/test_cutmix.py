@@ -86,7 +86,8 @@ def test_a_seed_repeats_the_boxes():
 
 @pytest.mark.parametrize("kwargs, error", [
     ({"alpha": 0.0}, ValueError), ({"alpha": -1.0}, ValueError),
-    ({"alpha": "1"}, TypeError), ({"seed": 0.5}, TypeError)])
+    ({"alpha": "1"}, TypeError), ({"seed": 0.5}, TypeError),
+    ({"seed": -1}, ValueError)])
 def test_bad_arguments(kwargs, error):
     with pytest.raises(error, match=next(iter(kwargs))):
         CutMix(**kwargs)

@@ -554,3 +554,11 @@ def test_evaluation_with_its_own_statistics_is_warned_about():
                        normalize=channel_stats(x))
         image_pipeline(x, y, 2, 2, training=False, normalize=False)
         image_pipeline(x, y, 2, 2, augment=())
+
+
+def test_normalize_none_leaves_the_images_as_they_are():
+    x = np.random.default_rng(1).uniform(2.0, 3.0, size=(4, 6, 6, 3))
+    images = [np.asarray(batch) for batch, _ in image_pipeline(
+        x.astype("float32"), np.arange(4) % 2, 4, 2, augment=(),
+        normalize=None, shuffle=False)]
+    np.testing.assert_array_equal(images[0], x.astype("float32"))

@@ -127,6 +127,7 @@ def test_in_image_pipeline_by_name_or_as_a_callable():
     ({"ratio": (-1.0, 2.0)}, ValueError, r"ratio\[0\]"),
     ({"ratio": (1.0, 2.0, 3.0)}, TypeError, "pair"),
     ({"seed": "a"}, TypeError, "seed"),
+    ({"seed": -1}, ValueError, r"`seed` must be None or an integer >= 0"),
 ])
 def test_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
