@@ -75,7 +75,7 @@ def balance(x, y, method="smote", seed=None, verbose=1):
         if not np.issubdtype(x.dtype, np.floating):
             # imbalanced-learn casts the new samples to the input's dtype:
             # integers would be truncated, each pulled toward zero.
-            x = x.astype("float64")
+            x = _as_float(x)
     elif method == "oversample":
         sampler = RandomOverSampler(random_state=seed)
     else:
@@ -85,3 +85,16 @@ def balance(x, y, method="smote", seed=None, verbose=1):
         print(f"balance({method}): class counts {before} -> "
               f"{class_counts(y_new)}")
     return x_new, y_new
+
+
+def _as_float(x):
+    """`x` as float64, or a ValueError naming the first value that is not a
+    number: SMOTE interpolates between samples."""
+    try:
+        return x.astype("float64")
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            "Argument `x` must hold numbers for method='smote', which "
+            "interpolates between samples. Encode categorical columns "
+            "first (`tabular_preprocessor`), or use method='oversample'. "
+            f"Received: {error}") from None

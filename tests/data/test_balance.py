@@ -94,3 +94,15 @@ def test_smote_on_integer_features_is_smote_on_their_float_values():
     np.testing.assert_array_equal(got, want)
     assert not np.array_equal(got, np.round(got))  # between the integers
     np.testing.assert_array_equal(got[:60], x)  # the originals kept
+
+
+def test_smote_of_text_features_names_x_and_the_way_out():
+    x = np.array([["a", 1.0]] * 10 + [["b", 2.0]] * 3, dtype=object)
+    y = np.repeat([0, 1], [10, 3])
+    with pytest.raises(ValueError, match=r"`x` must hold numbers for "
+                       r"method='smote'.*tabular_preprocessor.*'a'"):
+        balance(x, y, seed=0, verbose=0)
+    # Repeating or dropping rows needs no numbers.
+    x_new, y_new = balance(x, y, "oversample", seed=0, verbose=0)
+    assert class_counts(y_new) == {0: 10, 1: 10}
+    assert set(map(tuple, x_new)) == {("a", 1.0), ("b", 2.0)}
