@@ -13,7 +13,7 @@ SPATIAL = {1: (12,), 2: (6, 7), 3: (4, 5, 3)}
 CHANNELS = 5
 
 
-def _case(dims, axis, offset=3.0, std=2.0, seed=0):
+def _case(dims, axis, offset=3.0, std=2.0, seed=0, epsilon=1e-5):
     """Input in the layer's layout, affine weights, and PyTorch's output
     (PyTorch is channels-first) in the same layout, plus the torch module
     and its input."""
@@ -22,7 +22,7 @@ def _case(dims, axis, offset=3.0, std=2.0, seed=0):
     x_cf = (rng.standard_normal(shape_cf) * std + offset).astype("float32")
     gamma = rng.standard_normal(CHANNELS).astype("float32")
     beta = rng.standard_normal(CHANNELS).astype("float32")
-    module = TORCH_NORMS[dims](CHANNELS, affine=True, eps=1e-5)
+    module = TORCH_NORMS[dims](CHANNELS, affine=True, eps=epsilon)
     with torch.no_grad():
         module.weight.copy_(torch.from_numpy(gamma))
         module.bias.copy_(torch.from_numpy(beta))
@@ -35,8 +35,8 @@ def _case(dims, axis, offset=3.0, std=2.0, seed=0):
             y_cf.permute(*to_last), x_torch)
 
 
-def _layer(x, gamma, beta, axis):
-    layer = InstanceNormalization(axis=axis)
+def _layer(x, gamma, beta, axis, epsilon=1e-5):
+    layer = InstanceNormalization(axis=axis, epsilon=epsilon)
     layer.build(x.shape)
     layer.set_weights([gamma, beta])
     return layer
@@ -51,6 +51,15 @@ def test_matches_torch_instance_norm_in_training_and_inference(dims, axis):
     for training in (True, False):
         np.testing.assert_allclose(to_numpy(layer(x, training=training)),
                                    expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("epsilon", [1e-3, 0.1])
+def test_epsilon_matches_torchs_eps(epsilon):
+    # A std of 0.1 (variance 0.01) makes either epsilon move the output.
+    x, gamma, beta, expected, _ = _case(2, -1, std=0.1, epsilon=epsilon)
+    layer = _layer(x, gamma, beta, -1, epsilon=epsilon)
+    np.testing.assert_allclose(to_numpy(layer(x)),
+                               expected.detach().numpy(), atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("axis", [-1, 1])
