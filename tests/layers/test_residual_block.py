@@ -43,9 +43,20 @@ def _conv_same(x, conv, kernel_size, stride):
     return F.conv2d(x, kernel, bias, stride=stride)
 
 
-def _norm(layer, x):
+def _norm(layer, x, groups=32):
+    """The normalization of `layer` on NCHW `x`; `groups` as the block was
+    given it, reduced to a divisor of the channels as documented."""
     if isinstance(layer, keras.layers.Identity):
         return x
+    if isinstance(layer, keras.layers.GroupNormalization):
+        return F.group_norm(x, math.gcd(x.shape[1], groups), _t(layer.gamma),
+                            _t(layer.beta), eps=layer.epsilon)
+    if isinstance(layer, keras.layers.LayerNormalization):
+        # Over the channels of each pixel, as in ConvNeXt.
+        nhwc = x.permute(0, 2, 3, 1)
+        out = F.layer_norm(nhwc, nhwc.shape[-1:], _t(layer.gamma),
+                           _t(layer.beta), eps=layer.epsilon)
+        return out.permute(0, 3, 1, 2)
     if isinstance(layer, keras.layers.BatchNormalization):
         return F.batch_norm(x, _t(layer.moving_mean),
                             _t(layer.moving_variance), _t(layer.gamma),
@@ -74,26 +85,28 @@ def assert_convs_follow_the_spec(block):
         assert block.projection.strides == (block.strides, block.strides)
 
 
-def torch_reference(block, x_nhwc, branch_scale=1.0):
+def torch_reference(block, x_nhwc, branch_scale=1.0, activation=F.relu,
+                    groups=32):
     """The block in inference mode, rewritten with torch.nn.functional:
-    relu(branch_scale * branch(x) + shortcut(x)), with each convolution's
-    kernel size and stride taken from `branch_spec`."""
+    activation(branch_scale * branch(x) + shortcut(x)), with each
+    convolution's kernel size and stride taken from `branch_spec`."""
     spec = branch_spec(block.bottleneck, block.strides)
     assert len(block.convs) == len(block.norms) == len(spec)
     x = torch.from_numpy(x_nhwc).permute(0, 3, 1, 2)
     h = x
     for i, (conv, norm, (k, stride)) in enumerate(
             zip(block.convs, block.norms, spec)):
-        h = _norm(norm, _conv_same(h, conv, k, stride))
+        h = _norm(norm, _conv_same(h, conv, k, stride), groups)
         if i < len(spec) - 1:
-            h = F.relu(h)
+            h = activation(h)
     if block.shortcut:
         skip = x
         if block.projection is not None:
             skip = _norm(block.projection_norm,
-                         _conv_same(x, block.projection, 1, block.strides))
+                         _conv_same(x, block.projection, 1, block.strides),
+                         groups)
         h = branch_scale * h + skip
-    return F.relu(h).permute(0, 2, 3, 1).numpy()
+    return activation(h).permute(0, 2, 3, 1).numpy()
 
 
 # (bottleneck, strides, input channels): identity and projection shortcuts.
@@ -115,6 +128,30 @@ def test_matches_torch_reference(norm, bottleneck, strides, channels):
     assert_convs_follow_the_spec(block)
     np.testing.assert_allclose(to_numpy(block(x, training=False)),
                                torch_reference(block, x), atol=1e-5)
+
+
+# Keras' "gelu" is the exact one, torch's default; "silu" is swish.
+ACTIVATIONS = {"gelu": F.gelu, "silu": F.silu, "tanh": torch.tanh}
+
+
+@pytest.mark.parametrize("norm, groups", [("group", 2), ("group", 3),
+                                          ("layer", 32)])
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("bottleneck, strides, channels",
+                         [(False, 2, 4), (True, 1, 6)])
+def test_norms_and_activations_match_torch(norm, groups, activation,
+                                           bottleneck, strides, channels):
+    # 4 filters (16 out of a bottleneck): 3 groups become gcd(ch, 3) = 1.
+    block = ResidualBlock(4, strides=strides, bottleneck=bottleneck,
+                          norm=norm, groups=groups, activation=activation)
+    x = np.random.default_rng(4).standard_normal((2, 8, 8, channels))
+    x = x.astype("float32")
+    block.build(x.shape)
+    _randomize(block)
+    expected = torch_reference(block, x, activation=ACTIVATIONS[activation],
+                               groups=groups)
+    np.testing.assert_allclose(to_numpy(block(x, training=False)),
+                               expected, atol=1e-5)
 
 
 @pytest.mark.parametrize("bottleneck", [False, True])
