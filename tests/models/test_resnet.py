@@ -77,6 +77,21 @@ def test_drop_path_rates_follow_the_linear_rule():
     assert len({b.seed for b in blocks}) == 6
 
 
+def test_activation_and_groups_reach_the_stem_and_every_block():
+    # The blocks' arithmetic with them is checked against torch in
+    # tests/layers/test_residual_block.py.
+    model = resnet((8, 8, 1), 10, depth=14, width=6, norm="group",
+                   groups=4, activation="gelu")
+    blocks = [l for l in model.layers if isinstance(l, ResidualBlock)]
+    assert model.get_layer("stem_act").activation is (
+        keras.activations.gelu)
+    assert all(b.activation is keras.activations.gelu for b in blocks)
+    # gcd(channels, 4): 2 groups of the stem's and first stage's 6
+    # channels, 4 of the 12 and 24 of the later stages.
+    assert model.get_layer("stem_norm").groups == 2
+    assert [b.norms[0].groups for b in blocks] == [2, 2, 4, 4, 4, 4]
+
+
 @pytest.mark.parametrize("norm", ["batch", "instance", "layer", "group",
                                   None])
 def test_learns_digits_with_every_norm(norm):
