@@ -36,6 +36,27 @@ def test_the_test_split_is_scikit_learns():
     np.testing.assert_array_equal(ys, y_ref)
 
 
+def test_unstratified_splits_are_scikit_learns_without_stratify():
+    # Real-valued targets (a regression) cannot be stratified at all.
+    x, _ = data()
+    y = np.random.default_rng(1).standard_normal(len(x))
+    (_, y_train), (_, y_val), (xs, ys) = split(x, y, stratify=False, seed=7)
+    rest_x, x_ref, rest_y, y_ref = train_test_split(
+        x, y, test_size=0.15, random_state=7)
+    np.testing.assert_array_equal(xs, x_ref)
+    np.testing.assert_array_equal(ys, y_ref)
+    # Validation: 30 of the remaining 170, cut the same way.
+    _, _, y_train_ref, y_val_ref = train_test_split(
+        rest_x, rest_y, test_size=30, random_state=7)
+    np.testing.assert_array_equal(y_val, y_val_ref)
+    np.testing.assert_array_equal(y_train, y_train_ref)
+    # On class labels, stratify=False draws another test split.
+    x, labels = data()
+    _, _, (_, stratified) = split(x, labels, seed=7)
+    _, _, (_, plain) = split(x, labels, stratify=False, seed=7)
+    assert not np.array_equal(stratified, plain)
+
+
 def test_seeded_splits_repeat_and_no_validation_set():
     x, y = data()
     first, second = split(x, y, seed=1), split(x, y, seed=1)
