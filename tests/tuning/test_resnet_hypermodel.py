@@ -9,6 +9,7 @@ from tensorboard.backend.event_processing.event_accumulator import (
 
 from kerastrain.callbacks import GradientAccumulation, WeightHistograms
 from kerastrain.data import image_pipeline
+from kerastrain.layers import ResidualBlock, stochastic_depth_rates
 from kerastrain.models import resnet
 from kerastrain.optimizers import SGD, AdamW
 from kerastrain.schedules import OneCycle
@@ -104,9 +105,31 @@ def test_fixed_knobs_are_fixed_and_the_model_compiles_to_match(search):
         assert isinstance(run["loss"], keras.losses.CategoricalCrossentropy)
         assert run["loss"].label_smoothing == pytest.approx(
             values["label_smoothing"])
+        blocks = [l for l in model.layers if isinstance(l, ResidualBlock)]
+        np.testing.assert_allclose(
+            [b.drop_path_rate for b in blocks],
+            stochastic_depth_rates(3, values["drop_path_rate"]))
     sampled = [t.hyperparameters.values for t in trials(search["tuner"])]
     assert len({v["max_lr"] for v in sampled}) == 2  # the rest varies
     assert all(v["mixup_alpha"] > 0 for v in sampled)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.4])
+def test_the_sampled_mixup_alpha_reaches_the_training_batches(alpha):
+    (x, y), _ = digits(64)
+    fit_kwargs, _ = hypermodel().training_data(
+        {"mixup_alpha": alpha}, x, y, BATCH, None, {})
+    labels = np.concatenate([np.asarray(b[1]) for b in fit_kwargs["x"]])
+    assert labels.shape == (64, 10)
+    np.testing.assert_allclose(labels.sum(axis=1), 1.0, rtol=1e-6)
+    one_hot = np.isin(labels, [0.0, 1.0]).all(axis=1)
+    if alpha == 0:  # the labels as they are, shuffled
+        assert one_hot.all()
+        np.testing.assert_array_equal(
+            np.bincount(labels.argmax(axis=1), minlength=10),
+            np.bincount(y, minlength=10))
+    else:  # a pair of one class stays one-hot: 1 in 10 here
+        assert one_hot.mean() < 0.5
 
 
 def test_one_cycle_spans_the_accumulated_updates_of_the_epoch(search):
