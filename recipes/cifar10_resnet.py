@@ -110,7 +110,6 @@ def logistic_peer(train, test, seed):
 def run(args):
     import keras
 
-    timer = common.Timer()
     keras.utils.set_random_seed(args.seed)
     train, val, test = load_data(args)
     model = build_model(args.depth, train[0], args.seed)
@@ -134,7 +133,7 @@ def run(args):
         "epochs_run": len(history.epoch),
         "steps": len(history.epoch) * -(-len(train[0]) // args.batch_size),
     }, [("test accuracy", accuracy), ("logistic regression peer", peer),
-        ("epochs", len(history.epoch))], timer, tf_data=True)
+        ("epochs", len(history.epoch))], tf_data=True)
 
 
 def main(argv=None):

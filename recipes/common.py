@@ -243,15 +243,18 @@ def run_main(name, doc, run, argv=None, *, epochs, batch_size, **flags):
     that folder starts, and the folders this run created are removed
     while they are empty.
     """
+    timer = Timer()  # before Keras and its backend are imported
     args = parse_args(name, doc.split("\n\n")[0], argv, epochs=epochs,
                       batch_size=batch_size, **flags)
+    args.timer = timer
     if args.quick:
         args.epochs = min(args.epochs, 2)
     args.publish_to = args.out
     args.out = os.path.join(args.publish_to, STAGING)
     # What an interrupted run staged was never published; this run stages
     # its own (publishing the old files with it would mix two runs).
-    shutil.rmtree(args.out, ignore_errors=True)
+    # (A stray file of that name too: rmtree would leave it.)
+    _remove(args.out)
     os.makedirs(args.out)
     try:
         _run_with_policy(run, args)
@@ -339,9 +342,10 @@ def _remove(path):
         os.remove(path)
 
 
-def finish(name, args, metrics, rows, timer, *, tf_data=False):
+def finish(name, args, metrics, rows, *, tf_data=False):
     """Publishes what the run wrote (`publish`), completes `metrics` (wall
-    time, `--quick`, `environment`: pass `tf_data=True` where a tf.data
+    time since the recipe started, the import of Keras and its backend
+    included, `--quick`, `environment`: pass `tf_data=True` where a tf.data
     pipeline fed the model, and `outputs`, the names published), writes
     `metrics.json` atomically, last, and prints the summary table `rows`
     with the wall time and the output folder. Returns the metrics."""
@@ -349,12 +353,13 @@ def finish(name, args, metrics, rows, timer, *, tf_data=False):
 
     from kerastrain.io import write_json
 
-    metrics.update({"wall_time_s": round(timer(), 1), "quick": args.quick,
+    seconds = args.timer()
+    metrics.update({"wall_time_s": round(seconds, 1), "quick": args.quick,
                     **environment(args, tf_data)})
     metrics["outputs"] = publish(args)
     write_json(metrics, os.path.join(args.publish_to, "metrics.json"))
     print_summary(f"{name} (seed {args.seed}, {keras.backend.backend()})",
-                  rows + [("wall time (s)", f"{timer():.0f}"),
+                  rows + [("wall time (s)", f"{seconds:.0f}"),
                           ("outputs", args.publish_to)])
     return metrics
 

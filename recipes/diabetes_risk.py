@@ -128,7 +128,7 @@ def run(args):
     from kerastrain.data import balance, load, split, tabular_preprocessor
     from kerastrain.io import atomic_path
 
-    timer, out = common.Timer(), args.out
+    out = args.out
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = split(
         *load("diabetes_risk"), seed=args.seed)
     scaler = tabular_preprocessor(x_train)
@@ -187,7 +187,7 @@ def run(args):
     }, [("model / balancing", "ROC AUC / F1 / balanced accuracy")] + [
         (label, f"{r['roc_auc']:.3f} / {r['f1']:.3f} / "
                 f"{r['balanced_accuracy']:.3f}")
-        for label, r in results.items()], timer)
+        for label, r in results.items()])
 
 
 def main(argv=None):

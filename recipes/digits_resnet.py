@@ -69,7 +69,6 @@ def run(args):
     from kerastrain.io import save_model
     from kerastrain.models import resnet, tta
 
-    timer = common.Timer()
     keras.utils.set_random_seed(args.seed)
     train, val, test = load_split(args.seed)
     if args.quick:
@@ -103,7 +102,7 @@ def run(args):
     }, [("test accuracy", accuracy),
         ("with test-time shifts (model_tta.keras)", tta_accuracy),
         ("SVC peer, same split", svc),
-        ("epochs", len(history.epoch))], timer, tf_data=True)
+        ("epochs", len(history.epoch))], tf_data=True)
 
 
 def errors(predictions, labels, suffix=""):

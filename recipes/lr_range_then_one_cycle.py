@@ -56,7 +56,7 @@ def run(args):
     from kerastrain.optimizers import SGD
     from kerastrain.schedules import OneCycle, plot_schedule
 
-    timer, out = common.Timer(), args.out
+    out = args.out
     (x_train, y_train), val, (x_test, y_test) = split(
         *load("breast_cancer"), seed=args.seed)
     scaler = tabular_preprocessor(x_train)
@@ -120,7 +120,7 @@ def run(args):
         ("constant rate test accuracy / AUC",
          f"{constant['accuracy']:.2%} / {constant['roc_auc']:.4f}"),
         ("logistic regression peer",
-         f"{logistic['accuracy']:.2%} / {logistic['roc_auc']:.4f}")], timer)
+         f"{logistic['accuracy']:.2%} / {logistic['roc_auc']:.4f}")])
 
 
 def main(argv=None):

@@ -59,7 +59,7 @@ def run(args):
     from kerastrain.optimizers import SGD
     from kerastrain.schedules import plot_schedule
 
-    timer, out = common.Timer(), args.out
+    out = args.out
     keras.utils.set_random_seed(args.seed)
     train, val, test = load_split(args.seed)
     if args.quick:
@@ -125,7 +125,7 @@ def run(args):
     }, [(f"snapshot {i + 1}", acc) for i, acc in enumerate(per_snapshot)]
        + [(f"ensemble of {len(members)}", ensemble_accuracy),
           ("best single epoch (validation)", best_single),
-          ("SVC peer, same split", svc)], timer, tf_data=True)
+          ("SVC peer, same split", svc)], tf_data=True)
 
 
 def main(argv=None):

@@ -39,7 +39,7 @@ def run(args):
 
     from kerastrain.tuning import ResNetHyperModel
 
-    timer, out = common.Timer(), args.out
+    out = args.out
     keras.utils.set_random_seed(args.seed)
     train, val, test = load_split(args.seed)
     if args.quick:
@@ -80,7 +80,7 @@ def run(args):
     }, [("trials", len(rows)), ("best trial", best_trial),
         ("best validation accuracy", rows[0]["score"]),
         ("its test accuracy", accuracy), ("SVC peer, same split", svc)],
-        timer, tf_data=True)
+        tf_data=True)
 
 
 def main(argv=None):

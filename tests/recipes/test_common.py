@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 
 import keras
 import pytest
@@ -233,7 +234,7 @@ def publishing(outputs, text):
     def run(args):
         for name in outputs:
             write(os.path.join(args.out, name), text)
-        common.finish("demo", args, {"run": text}, [], lambda: 0.0)
+        common.finish("demo", args, {"run": text}, [])
     return run
 
 
@@ -290,6 +291,29 @@ def test_a_run_replaces_the_outputs_of_the_run_before(tmp_path):
                      os.path.join("snapshots", "s1.keras")]
     assert (tmp_path / "model.keras").read_text() == "second"
     assert (tmp_path / "notes.txt").read_text() == "the user's"
+
+
+def test_a_stray_file_where_the_staging_folder_goes_is_replaced(tmp_path):
+    (tmp_path / common.STAGING).write_text("not a folder")
+    assert run_with(["--out", str(tmp_path)],
+                    publishing(["model.keras"], "run")) == 0
+    assert sorted(os.listdir(tmp_path)) == ["metrics.json", "model.keras"]
+
+
+def test_the_wall_time_counts_the_import_of_keras(tmp_path, monkeypatch):
+    # Keras and its backend are imported where the run's policy is set,
+    # after the flags: 5-15 s of a run a user waits for.
+    def slow_import(run, args):
+        time.sleep(0.3)
+        run(args)
+
+    monkeypatch.setattr(common, "_run_with_policy", slow_import)
+    start = time.perf_counter()
+    assert run_with(["--out", str(tmp_path)],
+                    publishing(["model.keras"], "run")) == 0
+    elapsed = time.perf_counter() - start
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert 0.3 <= metrics["wall_time_s"] <= round(elapsed, 1) + 0.05
 
 
 def test_an_earlier_metrics_file_cannot_remove_what_is_not_in_the_folder(
