@@ -130,6 +130,16 @@ def check_float_list(name, values):
     return items
 
 
+def check_name(value):
+    """Returns `value` if it can name a schedule: a string without `/`,
+    which Keras' name scopes refuse, from inside `fit`."""
+    if not isinstance(value, str) or "/" in value:
+        raise ValueError(
+            "Argument `name` must be a string without `/`. "
+            f"{_received('name', value)}")
+    return value
+
+
 def check_choice(name, value, choices):
     """Returns `value` if it is one of `choices`, else lists them."""
     if value not in choices:

@@ -2,7 +2,7 @@
 
 import keras
 
-from kerastrain._validation import check_float
+from kerastrain._validation import check_bool, check_float
 from kerastrain.optimizers.scheduled import (ScheduledHyperparameters,
                                              check_keyword,
                                              check_learning_rate,
@@ -27,8 +27,9 @@ class AdamW(ScheduledHyperparameters, keras.optimizers.AdamW):
         beta_1: Float in `[0, 1)` or a schedule, e.g.
             `OneCycle(...).momentum_schedule`.
         **kwargs: Keras' AdamW arguments (`beta_2` in `[0, 1)`, `epsilon`
-            >= 0, `amsgrad`, `clipnorm`, `gradient_accumulation_steps`,
-            ...).
+            > 0, `amsgrad`, `clipnorm`, `gradient_accumulation_steps`,
+            ...). `beta_1` and `beta_2` must stay below 1 in float32,
+            and a `beta_1` schedule of kerastrain's must stay in `[0, 1)`.
 
     Example:
 
@@ -45,7 +46,10 @@ class AdamW(ScheduledHyperparameters, keras.optimizers.AdamW):
         # beta_1 = 1 zeroes Adam's bias correction `1 - beta_1 ** t`.
         beta_1 = check_scheduled("beta_1", beta_1, 0, 1, high_closed=False)
         check_keyword(kwargs, "beta_2", 0, 1, high_closed=False)
-        check_keyword(kwargs, "epsilon", 0)
+        # epsilon = 0 makes a weight that got no gradient 0 / 0 = NaN.
+        check_keyword(kwargs, "epsilon", 0, low_closed=False)
+        if "amsgrad" in kwargs:
+            kwargs["amsgrad"] = check_bool("amsgrad", kwargs["amsgrad"])
         super().__init__(check_learning_rate(learning_rate),
                          weight_decay=check_float("weight_decay",
                                                   weight_decay, low=0),

@@ -10,6 +10,7 @@ rate (`schedule_step`), and (de)serializes it with the optimizer.
 import numbers
 
 import keras
+import numpy as np
 from keras import ops
 
 from kerastrain._validation import check_float
@@ -133,21 +134,60 @@ def check_learning_rate(learning_rate):
     return learning_rate
 
 
-def check_keyword(kwargs, name, low, high=None, high_closed=True):
+def check_keyword(kwargs, name, low, high=None, low_closed=True,
+                  high_closed=True):
     """Checks `kwargs[name]`, where given and not None: a number that Keras'
     optimizers pass to the update unchecked (NaN trains the weights to NaN),
-    refused outside `[low, high]` as PyTorch's optimizers refuse it."""
+    refused outside its interval (see `check_float32`) as PyTorch's
+    optimizers refuse it."""
     if kwargs.get(name) is not None:
-        kwargs[name] = check_float(name, kwargs[name], low, high,
-                                   high_closed=high_closed)
+        kwargs[name] = check_float32(name, kwargs[name], low, high,
+                                     low_closed, high_closed)
+
+
+def check_float32(name, value, low=None, high=None, low_closed=True,
+                  high_closed=True):
+    """Returns `float(value)` if it lies in the interval (as `check_float`
+    writes it), an open bound also in float32, where the update computes:
+    `beta_1=0.99999999` is 1.0 there, and Adam's bias correction
+    `1 - beta_1 ** t` divides by zero."""
+    value = check_float(name, value, low, high, low_closed, high_closed)
+    rounded = float(np.float32(value))
+    if (not low_closed and rounded == low) or (not high_closed
+                                               and rounded == high):
+        raise ValueError(
+            f"Argument `{name}` rounds to {rounded:g} in float32, where the "
+            f"update computes it, and must not equal it. Received: "
+            f"{name}={value!r}")
+    return value
 
 
 def check_scheduled(name, value, low, high, high_closed=True):
-    """Returns `value` if it is a schedule, or a float in `[low, high]`
-    (`[low, high)` with `high_closed=False`)."""
+    """Returns `value` if it is a float in `[low, high]` (`[low, high)` with
+    `high_closed=False`, in float32 too), or a schedule whose
+    `value_range`, where it has one (kerastrain's schedules do), lies
+    there. Keras' own schedules are taken as they are."""
     if isinstance(value, LearningRateSchedule):
+        bounds = getattr(value, "value_range", None)
+        if bounds is None:
+            return value
+        try:
+            for bound in bounds:
+                check_float32(name, bound, low, high,
+                              high_closed=high_closed)
+        except ValueError:
+            interval = f"[{low:g}, {high:g}{']' if high_closed else ')'}"
+            raise ValueError(
+                f"Argument `{name}` must stay in {interval}: this schedule "
+                f"goes from {bounds[0]:g} to {bounds[1]:g}. Received: "
+                f"{name}={value!r}") from None
         return value
-    return check_float(name, value, low, high, high_closed=high_closed)
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise TypeError(
+            f"Argument `{name}` must be a number or a "
+            "`keras.optimizers.schedules.LearningRateSchedule`. Received: "
+            f"{name}={value!r}")
+    return check_float32(name, value, low, high, high_closed=high_closed)
 
 
 class ScheduledHyperparameters:

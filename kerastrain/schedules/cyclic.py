@@ -5,7 +5,8 @@ import math
 import keras
 from keras import ops
 
-from kerastrain._validation import check_choice, check_float, check_int
+from kerastrain._validation import (check_choice, check_float, check_int,
+                                    check_name)
 from kerastrain.schedules.phases import PhaseSchedule
 
 MODES = ("triangular", "triangular2", "exp_range")
@@ -51,11 +52,20 @@ class CyclicLR(keras.optimizers.schedules.LearningRateSchedule):
         self.step_size = check_int("step_size", step_size, min_value=1)
         self.mode = check_choice("mode", mode, MODES)
         self.gamma = check_float("gamma", gamma, 0, 1, low_closed=False)
-        self.name = name
+        self.name = check_name(name)
         # One cycle's shape, from 0 up to 1 and back.
         self._triangle = PhaseSchedule(
             [0, self.step_size, 2 * self.step_size], [0.0, 1.0, 0.0],
             anneal="linear")
+
+    @property
+    def value_range(self):
+        """`(least, greatest)` value the schedule takes: the first peak is
+        the highest, `max_lr` but for `"exp_range"`'s decay."""
+        height = self.max_lr - self.base_lr
+        if self.mode == "exp_range":
+            height *= self.gamma ** self.step_size
+        return self.base_lr, self.base_lr + height
 
     def __call__(self, step):
         with keras.name_scope(self.name):

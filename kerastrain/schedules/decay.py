@@ -4,7 +4,7 @@ Keras'; `tests/schedules/test_decay.py` shows the values are PyTorch's)."""
 
 import keras
 
-from kerastrain._validation import check_float, check_int
+from kerastrain._validation import check_float, check_int, check_name
 
 schedules = keras.optimizers.schedules
 
@@ -33,7 +33,7 @@ class StepDecay(schedules.ExponentialDecay):
         self.step_size = check_int("step_size", step_size, min_value=1)
         self.gamma = check_float("gamma", gamma, 0, 1, low_closed=False)
         super().__init__(self.initial_lr, self.step_size, self.gamma,
-                         staircase=True, name=name)
+                         staircase=True, name=check_name(name))
 
     def get_config(self):
         return {"initial_lr": self.initial_lr, "step_size": self.step_size,
@@ -87,7 +87,7 @@ class MultiStepDecay(schedules.PiecewiseConstantDecay):
             [m - 1 for m in self.milestones],
             [self.initial_lr * self.gamma ** i
              for i in range(len(self.milestones) + 1)],
-            name=name)
+            name=check_name(name))
 
     def get_config(self):
         return {"initial_lr": self.initial_lr, "milestones": self.milestones,
@@ -129,7 +129,7 @@ class LinearDecay(schedules.PolynomialDecay):
         decay_steps = check_int("decay_steps", decay_steps, min_value=1)
         super().__init__(self.initial_lr * self.start_factor, decay_steps,
                          end_learning_rate=self.initial_lr * self.end_factor,
-                         power=1.0, name=name)
+                         power=1.0, name=check_name(name))
 
     def get_config(self):
         return {"initial_lr": self.initial_lr,

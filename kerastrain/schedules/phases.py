@@ -17,9 +17,11 @@ endpoint (one-cycle ends 250,000 times below its peak), where the textbook
 import math
 
 import keras
+import numpy as np
 from keras import ops
 
-from kerastrain._validation import check_choice, check_float_list
+from kerastrain._validation import (check_choice, check_float_list,
+                                    check_name)
 
 
 def _fractions(start, end, step):
@@ -54,6 +56,8 @@ def anneal_exp(v0, v1, start, end, step):
 
 
 ANNEALERS = {"linear": anneal_linear, "cos": anneal_cos, "exp": anneal_exp}
+# The largest float32, where the schedules compute.
+FLOAT32_MAX = float(np.finfo("float32").max)
 
 
 @keras.saving.register_keras_serializable(package="kerastrain")
@@ -92,6 +96,13 @@ class PhaseSchedule(keras.optimizers.schedules.LearningRateSchedule):
         # annealers' arithmetic into NaN: both are refused here.
         boundaries = check_float_list("boundaries", boundaries)
         values = check_float_list("values", values)
+        if any(abs(v) > FLOAT32_MAX for v in values):
+            # They would be inf in the float32 arithmetic, and NaN at the
+            # ends of a phase (inf * 0).
+            raise ValueError(
+                "Argument `values` must hold numbers that float32 can "
+                f"hold (magnitude <= {FLOAT32_MAX:.4g}). Received: "
+                f"values={values}")
         if len(boundaries) < 2 or len(values) != len(boundaries):
             raise ValueError(
                 "Arguments `boundaries` and `values` must have the same "
@@ -125,8 +136,14 @@ class PhaseSchedule(keras.optimizers.schedules.LearningRateSchedule):
         self.boundaries = boundaries
         self.values = values
         self.anneal = anneal if isinstance(anneal, str) else anneals
-        self.name = name
+        self.name = check_name(name)
         self._anneals = anneals
+
+    @property
+    def value_range(self):
+        """`(least, greatest)` value the schedule takes: its annealers
+        move monotonically between the values at the boundaries."""
+        return min(self.values), max(self.values)
 
     def __call__(self, step):
         with keras.name_scope(self.name):

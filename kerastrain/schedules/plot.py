@@ -64,7 +64,12 @@ def plot_schedule(schedule, steps, path=None, momentum=None, title=None):
     >>> [ax.get_ylabel() for ax in figure.axes]
     ['learning rate', 'momentum']
     """
-    momentum = momentum or getattr(schedule, "momentum_schedule", None)
+    if momentum is None:
+        momentum = getattr(schedule, "momentum_schedule", None)
+    elif not callable(momentum):
+        raise TypeError(
+            "Argument `momentum` must be a schedule (a callable of the "
+            f"step) or None. Received: momentum={momentum!r}")
     x = np.arange(steps)
     figure, ax = new_figure(figsize=(6.5, 3.8))
     ax.plot(x, schedule_values(schedule, steps), color="tab:blue")

@@ -5,7 +5,7 @@ import numbers
 import keras
 from keras import ops
 
-from kerastrain._validation import check_float, check_int
+from kerastrain._validation import check_float, check_int, check_name
 from kerastrain.schedules.phases import anneal_linear
 
 LearningRateSchedule = keras.optimizers.schedules.LearningRateSchedule
@@ -56,7 +56,19 @@ class Warmup(LearningRateSchedule):
         self.warmup_steps = check_int("warmup_steps", warmup_steps,
                                       min_value=0)
         self.start_lr = check_float("start_lr", start_lr, low=0)
-        self.name = name
+        self.name = check_name(name)
+
+    @property
+    def value_range(self):
+        """`(least, greatest)` value the schedule takes, or None where the
+        wrapped schedule does not say (Keras' own do not)."""
+        if isinstance(self.schedule, float):
+            inner = (self.schedule, self.schedule)
+        else:
+            inner = getattr(self.schedule, "value_range", None)
+            if inner is None:
+                return None
+        return min(self.start_lr, inner[0]), max(self.start_lr, inner[1])
 
     def _after(self, step):
         if isinstance(self.schedule, float):

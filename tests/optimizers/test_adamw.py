@@ -57,6 +57,7 @@ def test_config_round_trip_keeps_the_schedule():
 
 @pytest.mark.parametrize("beta_1, error", [(1.5, ValueError),
                                            (1.0, ValueError),  # 0/0
+                                           (0.99999999, ValueError),
                                            ([0.9], TypeError)])
 def test_bad_beta_1(beta_1, error):
     with pytest.raises(error, match="beta_1"):
@@ -68,6 +69,10 @@ def test_bad_beta_1(beta_1, error):
     ({"beta_2": 1.0}, ValueError, "beta_2"),
     ({"epsilon": float("nan")}, ValueError, "epsilon"),
     ({"epsilon": -1e-7}, ValueError, "epsilon"),
+    ({"epsilon": 0.0}, ValueError, "epsilon"),
+    ({"epsilon": 1e-50}, ValueError, "epsilon"),  # 0 in float32
+    ({"beta_2": 0.99999999}, ValueError, "beta_2"),  # 1 in float32
+    ({"amsgrad": "no"}, TypeError, "amsgrad"),  # read as True
     ({"weight_decay": float("nan")}, ValueError, "weight_decay"),
     ({"weight_decay": -0.01}, ValueError, "weight_decay"),
     ({"weight_decay": "0.01"}, TypeError, "weight_decay"),
@@ -76,3 +81,20 @@ def test_bad_keras_arguments_are_refused_like_pytorch(kwargs, error, name):
     # Keras passes them to the update unchecked: NaN trained to NaN weights.
     with pytest.raises(error, match=name):
         AdamW(0.01, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [{"beta_1": 0.99999999},
+                                    {"epsilon": 0.0}])
+def test_what_is_refused_trains_keras_adamw_to_nan(kwargs):
+    # Why the float32 checks: beta_1 rounds to 1 and Adam's bias correction
+    # divides by zero; with no epsilon a weight without gradient is 0 / 0.
+    variable = keras.Variable(np.ones(2, "float32"))
+    gradient = keras.ops.convert_to_tensor(np.array([1.0, 0.0], "float32"))
+    keras.optimizers.AdamW(0.01, **kwargs).apply([gradient], [variable])
+    assert np.isnan(keras.ops.convert_to_numpy(variable)).any()
+
+
+def test_good_neighbours_of_the_refused_values_are_taken():
+    optimizer = AdamW(0.01, beta_1=0.9999999, beta_2=0.9999999,
+                      epsilon=1e-30, amsgrad=np.True_)
+    assert optimizer.amsgrad is True and optimizer.epsilon == 1e-30

@@ -34,3 +34,42 @@ def test_a_nan_rate_would_have_trained_the_weights_to_nan():
     gradient = keras.ops.ones(2)
     keras.optimizers.SGD(float("nan")).apply([gradient], [variable])
     assert np.isnan(keras.ops.convert_to_numpy(variable)).all()
+
+
+# (optimizer, hyperparameter, its interval's upper end is open)
+SCHEDULED = [(SGD, "momentum", False), (LARS, "momentum", False),
+             (AdamW, "beta_1", True)]
+
+
+@pytest.mark.parametrize("optimizer, name, open_top", SCHEDULED)
+def test_a_schedule_of_values_outside_the_interval_is_refused(
+        optimizer, name, open_top):
+    from kerastrain.schedules import CyclicLR, PhaseSchedule, Warmup
+
+    inside = PhaseSchedule([0, 5], [0.5, 0.9])
+    assert getattr(optimizer(0.1, **{name: inside}), name) is inside
+    outside = [PhaseSchedule([0, 5], [-3.0, 0.5]),
+               CyclicLR(0.5, 2.0, step_size=3),
+               Warmup(PhaseSchedule([0, 5], [0.9, 0.5]), 2, start_lr=1.5)]
+    if open_top:  # 1 itself: Adam's bias correction divides by zero
+        outside.append(OneCycle(0.01, 10, max_momentum=1.0)
+                       .momentum_schedule)
+    for schedule in outside:
+        with pytest.raises(ValueError, match=rf"`{name}` must stay in "
+                           rf"\[0, 1[\])]: this schedule goes from"):
+            optimizer(0.1, **{name: schedule})
+
+
+@pytest.mark.parametrize("optimizer, name, open_top", SCHEDULED)
+def test_a_keras_schedule_is_taken_as_it_is(optimizer, name, open_top):
+    # Keras' schedules do not say their range; nothing is evaluated.
+    decay = keras.optimizers.schedules.ExponentialDecay(0.9, 10, 0.5)
+    assert getattr(optimizer(0.1, **{name: decay}), name) is decay
+
+
+@pytest.mark.parametrize("optimizer, name, open_top", SCHEDULED)
+def test_a_callable_that_is_no_schedule_names_both_choices(
+        optimizer, name, open_top):
+    with pytest.raises(TypeError, match=rf"`{name}` must be a number or a "
+                       r"`keras.optimizers.schedules.LearningRateSchedule`"):
+        optimizer(0.1, **{name: lambda step: 0.9})

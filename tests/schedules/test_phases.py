@@ -54,6 +54,8 @@ def test_one_annealer_name_applies_to_every_phase():
       "anneal": ["cos"]}, "one per phase"),
     ({"boundaries": [0, 10], "values": [0.0, 1.0], "anneal": "exp"},
      "positive"),
+    # inf in float32: inf * 0 is NaN at the ends of the phase.
+    ({"boundaries": [0, 10], "values": [0.0, 1e39]}, "float32 can hold"),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -32,9 +32,27 @@ def test_plots_keras_built_ins_and_ours_without_momentum():
                                [0, 1, 0], atol=1e-7)
 
 
+def test_a_momentum_and_title_of_ones_own():
+    # A triangle from 0.9 down to 0.8 and back, against a cyclic rate.
+    momentum = PhaseSchedule([0, 10, 20], [0.9, 0.8, 0.9], anneal="linear")
+    figure = plot_schedule(CyclicLR(0.01, 0.1, 10), 21, momentum=momentum,
+                           title="cyclic")
+    rate_axis, momentum_axis = figure.axes
+    assert rate_axis.get_title() == "cyclic"
+    np.testing.assert_allclose(momentum_axis.lines[0].get_ydata(),
+                               0.9 - 0.01 * (10 - abs(np.arange(21) - 10)),
+                               atol=1e-7)
+
+
 def test_bad_steps():
     with pytest.raises(ValueError, match="steps"):
         plot_schedule(OneCycle(0.1, 10), 0)
+
+
+def test_a_momentum_that_is_a_number_names_the_argument():
+    with pytest.raises(TypeError, match=r"`momentum` must be a schedule.*"
+                       r"Received: momentum=0.9"):
+        plot_schedule(OneCycle(0.1, 10), 10, momentum=0.9)
 
 
 def rates_a_fit_applies(schedule, steps):

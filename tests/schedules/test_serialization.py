@@ -1,5 +1,6 @@
 """Every schedule survives `get_config`, Keras' (de)serialization and a
-`.keras` file, inside the optimizer of a saved model."""
+`.keras` file, inside the optimizer of a saved model; what every schedule
+shares besides: its `name` and, where it has one, its `value_range`."""
 
 import keras
 import numpy as np
@@ -84,3 +85,39 @@ def test_optimizers_with_scheduled_momentum_reload(tmp_path):
         loaded = keras.saving.load_model(path).optimizer
         assert type(loaded) is type(optimizer)
         assert loaded.get_config() == optimizer.get_config()
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES, ids=IDS)
+def test_value_range_bounds_every_value(schedule):
+    bounds = getattr(schedule, "value_range", None)
+    if isinstance(schedule, (schedules.StepDecay, schedules.MultiStepDecay,
+                             schedules.LinearDecay)) or (
+            isinstance(schedule, schedules.Warmup)
+            and isinstance(schedule.schedule, schedules.CosineDecay)):
+        assert bounds is None  # Keras' schedules do not say theirs
+        return
+    low, high = bounds
+    # Past the end too, and through many cycles of the cyclic ones.
+    seen = schedules.schedule_values(schedule, 500)
+    assert low - 1e-7 <= seen.min() and seen.max() <= high + 1e-7
+    # The bounds are reached, not merely bounds: the checks that use them
+    # refuse a schedule only for values it takes.
+    np.testing.assert_allclose([seen.min(), seen.max()], [low, high],
+                               rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("make", [
+    lambda name: schedules.PhaseSchedule([0, 5], [0.1, 0.2], name=name),
+    lambda name: schedules.OneCycle(0.1, 10, name=name),
+    lambda name: schedules.CyclicLR(0.01, 0.1, 5, name=name),
+    lambda name: schedules.Warmup(0.1, 5, name=name),
+    lambda name: schedules.StepDecay(0.1, 5, name=name),
+    lambda name: schedules.MultiStepDecay(0.1, [5], name=name),
+    lambda name: schedules.LinearDecay(0.1, 5, name=name),
+])
+@pytest.mark.parametrize("name", ["one/cycle", None, 3])
+def test_a_name_keras_scopes_refuse_is_refused_at_construction(make, name):
+    # Keras' name scope refuses it only inside `fit`.
+    with pytest.raises(ValueError, match=r"`name` must be a string "
+                       r"without `/`"):
+        make(name)
