@@ -11,6 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import (
 from kerastrain.callbacks import GradientAccumulation, WeightHistograms
 from kerastrain.data import class_counts, load
 from kerastrain.tuning import MLPHyperModel
+from tests.support import to_numpy
 from tests.tuning import spies
 
 N_TRAIN, BATCH = 300, 32
@@ -224,6 +225,18 @@ def test_each_dropout_layer_draws_its_own_mask():
         # Independent masks at rate 0.5 agree on about half the units
         # (standard error 0.02); masks seeded alike agree on all.
         assert abs(np.mean(masks[a] == masks[b]) - 0.5) < 0.15
+
+
+@pytest.mark.parametrize("l2", [0.0, 1e-3])
+def test_the_l2_knob_is_the_penalty_on_every_kernel(l2):
+    model = MLPHyperModel(4, 3, seed=0).build_model(
+        values(num_layers=2, l2=l2))
+    model(np.zeros((1, 4), "float32"))
+    kernels = [to_numpy(model.get_layer(f"dense{i}").kernel) for i in (1, 2)]
+    # Keras' L2(l2) is l2 * sum(w ** 2) per kernel; the logits are free.
+    expected = [l2 * np.sum(k.astype("float64") ** 2) for k in kernels]
+    np.testing.assert_allclose([float(to_numpy(v)) for v in model.losses]
+                               or [0.0, 0.0], expected, rtol=1e-5)
 
 
 def test_validation_split_is_cut_before_resampling():
