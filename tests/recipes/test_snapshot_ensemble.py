@@ -39,6 +39,16 @@ def test_quick_run_reports_each_snapshot_and_their_average(tmp_path):
     assert np.mean(averaged.argmax(-1) == y_test) == pytest.approx(
         metrics["test_accuracy"], abs=1e-9)
 
+    # Each snapshot's accuracy, and the best single epoch's, as reloaded.
+    def accuracy(model):
+        return np.mean(to_numpy(model(x_test)).argmax(-1) == y_test)
+
+    np.testing.assert_allclose(metrics["snapshot_test_accuracies"],
+                               [accuracy(m) for m in members], atol=1e-9)
+    best_single = keras.saving.load_model(out / "best_single.keras")
+    assert metrics["baselines"]["best_single_epoch_accuracy"] == (
+        pytest.approx(accuracy(best_single), abs=1e-9))
+
 
 def test_more_cycles_than_steps_is_a_clear_error(tmp_path, capsys):
     code = recipe.main(["--quick", "--epochs", "1", "--cycles", "1000",
