@@ -540,14 +540,29 @@ def fastai_valley(lrs, losses, num_it):
     return float(lrs[idx])
 
 
-def fastai_suggestion(lrs, losses, num_it=100):
+def fastai_steep(lrs, losses, num_it):
+    """fastai's `steep`, in NumPy: the steepest slope per log rate."""
+    grads = (losses[1:] - losses[:-1]) / (np.log(lrs[1:]) - np.log(lrs[:-1]))
+    return float(lrs[grads.argmin()])
+
+
+def fastai_minimum(lrs, losses, num_it):
+    """fastai's `minimum`: a tenth of the rate at the lowest loss."""
+    return float(lrs[losses.argmin()]) / 10
+
+
+FASTAI = {"valley": fastai_valley, "steep": fastai_steep,
+          "minimum": fastai_minimum}
+
+
+def fastai_suggestion(lrs, losses, num_it=100, method="valley"):
     """fastai's `lr_find` window: skip `num_it // 10` steps at the start
     and 5 at the end, and stop before the first NaN."""
     lrs, losses = lrs[num_it // 10:-5], losses[num_it // 10:-5]
     nan = np.flatnonzero(np.isnan(losses))
     if len(nan):
         lrs, losses = lrs[:nan[0]], losses[:nan[0]]
-    return fastai_valley(lrs, losses, num_it)
+    return FASTAI[method](lrs, losses, num_it)
 
 
 def known_curve():
@@ -577,11 +592,29 @@ def test_valley_is_fastais(seed, stopped_at):
                                                             num_it=100)
 
 
+@pytest.mark.parametrize("method", ["steep", "minimum"])
+@pytest.mark.parametrize("stopped_at", [None, 75])
+@pytest.mark.parametrize("seed", [None, 0, 1, 3])
+def test_steep_and_minimum_are_fastais(method, seed, stopped_at):
+    # One grid step is a factor of 1.15: an index off by one fails here.
+    lrs, losses = known_curve()
+    if seed is not None:
+        losses = losses + np.random.default_rng(seed).normal(
+            0, 0.05, losses.shape)
+        if seed == 3:
+            losses[70:] = np.nan
+    lrs, losses = lrs[:stopped_at], losses[:stopped_at]
+    result = LRFinderResult(lrs, losses, losses, num_steps=100)
+    assert result.suggestion(method) == fastai_suggestion(
+        lrs, losses, num_it=100, method=method)
+
+
 def test_suggestions_on_a_known_curve(tmp_path):
     lrs, losses = known_curve()
     result = LRFinderResult(lrs, losses, losses)
-    assert result.suggestion("steep") == pytest.approx(1e-3, rel=0.2)
-    assert result.suggestion("minimum") == pytest.approx(1e-2, rel=0.2)
+    # The closed form's places, within half a grid step (a factor 1.07).
+    assert result.suggestion("steep") == pytest.approx(1e-3, rel=0.07)
+    assert result.suggestion("minimum") == pytest.approx(1e-2, rel=0.07)
     # The longest decreasing run is the window's first 73 points, up to
     # the minimum; fastai's start is one before (-1), so the index is
     # -1 + 24 + 12 = 35 of the window, 1e-6 * 10 ** (45 / 16.5).
