@@ -3,8 +3,9 @@ each in its own process, per backend.
 
 Prints per run the test accuracy (and errors of the 270 test digits) of
 the saved checkpoint and with test-time shifts (`model_tta.keras`), the
-RBF SVC peer on the same split, the recipe's own wall time and the whole
-process time (imports and compilation included); then per backend the
+RBF SVC peer on the same split, the recipe's own wall time (from its
+start, Keras' import included) and the whole process time (Python's start
+too); then per backend the
 mean accuracy of both against the issue's target of 99.7% and the slowest run
 against its budget of 60 s (ratios below 1 meet them). On jax each
 backend's runs share a fresh persistent compilation cache (the recipes turn
