@@ -180,6 +180,12 @@ def portable_compile_config(model):
       `Adam`, ...) are saved as their torch-only subclasses; they are
       written as the public `keras.optimizers` class, which each backend
       maps to its own implementation again.
+    - The loss scaling: under `mixed_float16`, `compile` wraps the
+      optimizer in a `LossScaleOptimizer`, but Keras saves the optimizer
+      it was given. A loaded functional model has a float32 policy and
+      compiles it unwrapped, and Keras then skips loading the optimizer's
+      variables, iteration count included (schedules start over). The
+      wrapper is written instead.
 
     Args:
         model: A Keras model, compiled or not.
@@ -199,6 +205,11 @@ def portable_compile_config(model):
     config = model.get_compile_config()
     if not config:
         return {}
+    import keras
+
+    optimizer = getattr(model, "optimizer", None)
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        config["optimizer"] = keras.saving.serialize_keras_object(optimizer)
     config = _public_optimizers(config)
     resolve = getattr(model, "_resolve_auto_jit_compile", None)
     if resolve is not None and not config.get("run_eagerly") and (

@@ -23,7 +23,9 @@ model = keras.saving.load_model({path!r})
 x = np.load({x_path!r})
 np.save({out_path!r}, keras.ops.convert_to_numpy(model.predict(x, verbose=0)))
 print(json.dumps([[type(l).__name__ for l in model.layers],
-                  model.optimizer.get_config()], default=str))
+                  model.optimizer.get_config(),
+                  int(keras.ops.convert_to_numpy(model.optimizer.iterations))],
+                 default=str))
 """
 # Compiled with Keras' own Adam and the default jit_compile: saved on
 # torch, Keras' file names a torch-only class; saved on jax, it turns on
@@ -63,6 +65,18 @@ def model_with_every_layer():
     return model
 
 
+def mixed_precision_model():
+    """A mixed_float16 model (float32 logits), made under that policy."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        return keras.Sequential([
+            keras.Input((3,)), keras.layers.Dense(4),
+            keras.layers.Dense(2, dtype="float32")])
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 def test_saved_models_load_predict_the_same_and_train_on_other_backends(
         tmp_path):
     one_cycle = OneCycle(0.1, 100, three_phase=True)
@@ -79,6 +93,10 @@ def test_saved_models_load_predict_the_same_and_train_on_other_backends(
                    SGD(one_cycle, one_cycle.momentum_schedule,
                        nesterov=True)),
         "ensemble": (ensemble(members), LARS(0.1, weight_decay=1e-4)),
+        # Wrapped in a LossScaleOptimizer by compile: trained, its state
+        # (the schedules' step) must load with it.
+        "mixed_precision": (mixed_precision_model(), SGD(
+            one_cycle, one_cycle.momentum_schedule)),
         # Last: the script trains the model it loaded last.
         "keras_adam": (keras.Sequential([keras.Input((3,)),
                                          keras.layers.Dense(2)]), "adam"),
@@ -86,9 +104,9 @@ def test_saved_models_load_predict_the_same_and_train_on_other_backends(
     script, expected, configs = HEADER, {}, {}
     for key, (model, optimizer) in models.items():
         model.compile(optimizer=optimizer, loss="mse")
-        if key == "keras_adam":  # a built optimizer, with its state
+        if key in ("keras_adam", "mixed_precision"):  # optimizer state
             model.fit(np.ones((4, 3), "float32"),
-                      np.zeros((4, 2), "float32"), verbose=0)
+                      np.zeros((4, 2), "float32"), batch_size=2, verbose=0)
             assert "get_compile_config" not in vars(model)
             assert model.get_compile_config()["jit_compile"] == (
                 model.jit_compile)
@@ -106,6 +124,7 @@ def test_saved_models_load_predict_the_same_and_train_on_other_backends(
         reloaded = keras.saving.load_model(path)
         np.testing.assert_allclose(to_numpy(reloaded.predict(x, verbose=0)),
                                    expected[key], atol=1e-6)
+        assert reloaded.optimizer.get_config() == optimizer.get_config()
         script += LOAD_AND_PREDICT.format(
             path=path, x_path=x_path,
             out_path=str(tmp_path / f"{key}_{{backend}}.npy"))
@@ -117,9 +136,10 @@ def test_saved_models_load_predict_the_same_and_train_on_other_backends(
         lines = lines.strip().splitlines()
         assert len(lines) == len(models) + 1, lines
         for (key, (model, _)), line in zip(models.items(), lines):
-            names, optimizer_config = json.loads(line)
+            names, optimizer_config, iterations = json.loads(line)
             assert names == [type(l).__name__ for l in model.layers]
-            assert optimizer_config == configs[key]
+            assert optimizer_config == configs[key], (key, backend)
+            assert iterations == int(to_numpy(model.optimizer.iterations))
             np.testing.assert_allclose(
                 np.load(tmp_path / f"{key}_{backend}.npy"), expected[key],
                 atol=1e-5, err_msg=f"{key} loaded on {backend}")
