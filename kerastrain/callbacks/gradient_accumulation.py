@@ -120,7 +120,10 @@ class GradientAccumulation(keras.callbacks.Callback):
     `keras.optimizers.SGD(0.1, gradient_accumulation_steps=2)`. A model
     saved while the number is 1 records the number the optimizer was
     created with (Keras' optimizers refuse 1 when a file is loaded); a
-    `fit` that resumes with this callback sets the number again.
+    `fit` that resumes with this callback from `initial_epoch` sets the
+    number again. Until then the loaded `optimizer.iterations` reads the
+    batches divided by that number, and a `fit` from epoch 0 takes the
+    count as accumulated under it: the file cannot tell the two apart.
 
     Exactness: with a mean loss and no batch-dependent layers, k batches of
     b samples give the same update as one batch of k*b.
