@@ -15,6 +15,12 @@ def ensemble(models, from_logits=True, name="ensemble"):
     snapshots of one run all share a name) are renamed `<name>_<i>`, since
     Keras needs unique names inside a model.
 
+    It is meant for inference. Train the members, not the ensemble, on the
+    torch backend: members built alike (the snapshots of one run) have
+    variables of the same paths, Keras 3.15's torch backend keys a model's
+    parameters by path, and `fit` on the ensemble then never clears the
+    gradients of all but the last of them, which add up from step to step.
+
     Args:
         models: A list of Keras models, e.g. loaded `SnapshotEnsemble`
             snapshots.
