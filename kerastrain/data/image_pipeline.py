@@ -89,8 +89,10 @@ def _augmenters(augment, seeds):
         if cls is not RandomResizedCrop:
             # float32 whatever the global dtype policy: under
             # mixed_float16 the Keras layers would compute in float16,
-            # and MixUp's float32 weights clash.
-            kwargs["dtype"] = "float32"
+            # and MixUp's float32 weights clash. Channels-last whatever
+            # the global image format: the pipeline's images are, and
+            # under channels_first a flip would swap red and blue.
+            kwargs.update(dtype="float32", data_format="channels_last")
         if cls is keras.layers.RandomFlip and kwargs["mode"] not in FLIPS:
             # Keras takes any mode, and flips nothing for one it does not
             # know.

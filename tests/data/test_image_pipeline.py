@@ -562,3 +562,33 @@ def test_normalize_none_leaves_the_images_as_they_are():
         x.astype("float32"), np.arange(4) % 2, 4, 2, augment=(),
         normalize=None, shuffle=False)]
     np.testing.assert_array_equal(images[0], x.astype("float32"))
+
+
+@pytest.mark.parametrize("augment", ["flip", "shift", "rotate",
+                                     "randaugment"])
+def test_the_global_image_format_changes_nothing(augment):
+    # The pipeline's images are channels-last; under a global
+    # channels_first, Keras' layers read the channels as the width: a flip
+    # swapped red and blue and flipped no image.
+    import keras
+
+    x = np.zeros((16, 8, 8, 3), "uint8")
+    x[:, :, :4, 0] = 255  # the left half red
+
+    def batch():
+        return np.asarray(next(iter(image_pipeline(
+            x, np.arange(16) % 2, 16, 2, augment=(augment,),
+            normalize=False, shuffle=False, seed=0)))[0])
+
+    last = batch()
+    previous = keras.config.image_data_format()
+    keras.config.set_image_data_format("channels_first")
+    try:
+        first = batch()
+    finally:
+        keras.config.set_image_data_format(previous)
+    np.testing.assert_allclose(first, last, atol=1e-6)
+    if augment != "randaugment":  # (which may change colours)
+        assert not last[..., 1:].any()  # the red stays red
+    if augment == "flip":  # some images flipped: red on the right
+        assert 0 < (last[:, :, 7, 0] > 0.5).all(axis=1).sum() < 16
