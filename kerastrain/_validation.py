@@ -40,6 +40,14 @@ def check_bool(name, value):
     return bool(value)
 
 
+def check_verbose(value):
+    """Returns `verbose` as an int: an integer >= 0, or a bool (True is 1),
+    as Keras' callbacks take it."""
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    return check_int("verbose", value, min_value=0)
+
+
 def check_path(name, value):
     """Returns `value` as a string if it is a non-empty path (str or
     `os.PathLike`)."""

@@ -62,3 +62,14 @@ def test_an_int_beyond_floats_range_is_a_value_error_naming_it():
         check_float("rate", 10**400, 0, 1)
     with pytest.raises(ValueError, match="rate"):
         check_float("rate", -10**400)
+
+
+def test_verbose_is_an_int_or_a_bool_as_keras_callbacks_take_it():
+    from kerastrain._validation import check_verbose
+
+    assert [check_verbose(v) for v in (True, np.False_, 0, 2,
+                                       np.int64(1))] == [1, 0, 0, 2, 1]
+    with pytest.raises(ValueError, match=r"`verbose`.*Received: verbose=-1"):
+        check_verbose(-1)
+    with pytest.raises(TypeError, match=r"`verbose`.*verbose='1'"):
+        check_verbose("1")

@@ -4,12 +4,13 @@ import json
 import math
 import os
 import shutil
+import string
 
 import h5py
 import keras
 
 from kerastrain._validation import (check_bool, check_choice, check_float,
-                                    check_int, check_path)
+                                    check_int, check_path, check_verbose)
 from kerastrain.io import atomic_path, save_model, write_json, write_text
 
 STATE_FILE = "early_stopping.json"
@@ -80,6 +81,15 @@ class _Backup(keras.callbacks.BackupAndRestore):
                 self.model._initial_epoch = int(epoch)
 
 
+def _has_placeholders(path):
+    """Whether `path` has `str.format` fields such as `{epoch:02d}`."""
+    try:
+        return any(field is not None
+                   for _, field, _, _ in string.Formatter().parse(path))
+    except ValueError:  # an unpaired brace: a literal one
+        return False
+
+
 def remove_files(paths, folder):
     """Removes the files `paths` that exist, then `folder` if it is left
     empty."""
@@ -137,7 +147,10 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
             not run, before it. With one-cycle, set it to where the rate
             has come down: the high-rate epochs are not candidates, and a
             lucky one would otherwise win on a small validation set.
-        verbose: 1 to print a line per saved checkpoint.
+        verbose: 1 (or True) to print a line per saved checkpoint.
+        baseline: None, or a value of `monitor` to reach (Keras'
+            `EarlyStopping`): training stops after `patience` epochs that
+            do not beat it, while the best epoch is still saved.
 
     Example:
 
@@ -149,12 +162,18 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
     def __init__(self, filepath="saved_models/checkpoints/best.keras",
                  monitor="val_loss", mode="auto", patience=10,
                  min_delta=0.0, restore_best=True, backup_dir=None,
-                 start_from_epoch=0, verbose=0):
+                 start_from_epoch=0, verbose=0, baseline=None):
         if not isinstance(filepath, (str, os.PathLike)) or not os.fspath(
                 filepath).endswith(".keras"):
             raise ValueError(
                 "Argument `filepath` must be a path ending in `.keras`. "
                 f"Received: filepath={filepath!r}")
+        if _has_placeholders(os.fspath(filepath)):
+            raise ValueError(
+                "Argument `filepath` is one file, the best model, replaced "
+                "at each improvement and reloaded at the end: it takes no "
+                "`{...}` placeholders, which Keras' ModelCheckpoint fills "
+                f"in. Received: filepath={filepath!r}")
         if not isinstance(monitor, str) or not monitor:
             raise TypeError(
                 "Argument `monitor` must be the name of a logged metric. "
@@ -163,10 +182,12 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
             monitor=monitor,
             min_delta=check_float("min_delta", min_delta, low=0),
             patience=check_int("patience", patience, min_value=0),
-            verbose=check_int("verbose", verbose, min_value=0),
+            verbose=check_verbose(verbose),
             mode=check_choice("mode", mode, ("auto", "min", "max")),
             start_from_epoch=check_int("start_from_epoch", start_from_epoch,
-                                       min_value=0))
+                                       min_value=0),
+            baseline=None if baseline is None else check_float(
+                "baseline", baseline))
         self.filepath = os.fspath(filepath)
         self.restore_best = check_bool("restore_best", restore_best)
         self.backup_dir = None if backup_dir is None else check_path(

@@ -8,7 +8,7 @@ import warnings
 
 import keras
 
-from kerastrain._validation import check_int, check_path
+from kerastrain._validation import check_int, check_path, check_verbose
 from kerastrain.callbacks._training_state import base_optimizer
 from kerastrain.io import save_model, write_json
 
@@ -77,7 +77,7 @@ class SnapshotEnsemble(keras.callbacks.Callback):
             keep = check_int("keep", keep, min_value=1)
         self.directory = check_path("directory", directory)
         self.keep = keep
-        self.verbose = check_int("verbose", verbose, min_value=0)
+        self.verbose = check_verbose(verbose)
         self._saved = []  # (cycle, path) of this training, oldest first
         self._step = None  # updates at the last read; None: not read yet
         self._batches = 0  # batches run since that read

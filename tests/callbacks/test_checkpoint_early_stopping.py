@@ -1,4 +1,5 @@
 import copy
+import math
 import os
 
 import keras
@@ -356,10 +357,60 @@ def test_an_interrupt_while_the_backup_is_written_resumes_exactly(
     ({"backup_dir": 123}, TypeError, "backup_dir"),
     ({"backup_dir": ""}, TypeError, "backup_dir"),
     ({"verbose": "loud"}, TypeError, "verbose"),
+    ({"verbose": -1}, ValueError, "verbose"),
+    ({"baseline": float("nan")}, ValueError, "baseline"),
+    ({"baseline": "0.5"}, TypeError, "baseline"),
+    # One file, reloaded at the end: not ModelCheckpoint's per-epoch names.
+    ({"filepath": "ckpt/best_{epoch:02d}.keras"}, ValueError,
+     r"no `\{\.\.\.\}` placeholders.*best_\{epoch:02d\}"),
 ])
 def test_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         CheckpointEarlyStopping(**kwargs)
+
+
+def test_keras_flags_and_a_literal_brace():
+    # Keras' callbacks take verbose=True; an unpaired brace is no field.
+    assert CheckpointEarlyStopping(verbose=True).verbose == 1
+    assert CheckpointEarlyStopping(verbose=np.False_).verbose == 0
+    CheckpointEarlyStopping("ckpt/best{.keras")
+
+
+def stop_epoch(losses, patience, baseline):
+    """Keras' EarlyStopping rule (mode min) replayed: an improvement resets
+    the wait only if it also beats the baseline, and the stop comes at an
+    epoch that does not improve, once `patience` epochs have waited."""
+    best, wait = math.inf, 0
+    for epoch, loss in enumerate(losses):
+        wait += 1
+        if loss < best:
+            best = loss
+            if loss < baseline:
+                wait = 0
+        elif wait >= patience and epoch > 0:
+            return epoch
+    return None
+
+
+def test_a_baseline_not_beaten_stops_after_patience_with_the_best_saved(
+        tmp_path):
+    path = str(tmp_path / "best.keras")
+    model = make_model()
+    history = fit(model, [CheckpointEarlyStopping(path, patience=3,
+                                                  baseline=-1.0)])
+    val = history.history["val_loss"]
+    # The mse never beats -1: patience runs from the first epoch.
+    assert stop_epoch(val, 3, -1.0) == len(val) - 1 <= 5
+    on_disk = keras.saving.load_model(path)
+    x, y, xv, yv = data()
+    np.testing.assert_allclose(on_disk.evaluate(xv, yv, verbose=0),
+                               min(val), rtol=1e-5)
+    # A baseline beaten at once changes nothing.
+    reached = fit(make_model(), [CheckpointEarlyStopping(
+        str(tmp_path / "b.keras"), patience=3, baseline=1e9)])
+    plain = fit(make_model(), [CheckpointEarlyStopping(
+        str(tmp_path / "c.keras"), patience=3)])
+    assert reached.history["val_loss"] == plain.history["val_loss"]
 
 
 def test_default_path_is_under_saved_models():
