@@ -108,6 +108,18 @@ class LARS(ScheduledHyperparameters, keras.optimizers.Optimizer):
                 "matched against variables' short names, here "
                 f"{names}, not against layer names or paths.", stacklevel=2)
 
+    def exclude_from_weight_decay(self, var_list=None, var_names=None):
+        """Refused: LARS decays inside its trust ratio, and excludes from
+        both with `exclude_from_layer_adaptation` (Keras' method would be
+        accepted and do nothing)."""
+        raise ValueError(
+            "LARS applies the paper's weight decay inside the layer-wise "
+            "rate, and excludes variables from both with the constructor's "
+            "`exclude_from_layer_adaptation` (substrings of variable names, "
+            f"now {self.exclude_from_layer_adaptation}). Received: "
+            f"exclude_from_weight_decay(var_list={var_list!r}, "
+            f"var_names={var_names!r})")
+
     def adapts(self, variable):
         """Whether `variable` gets the layer-wise rate and weight decay."""
         return not any(s in variable.name

@@ -121,3 +121,11 @@ def test_config_round_trip():
 def test_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         LARS(0.1, **kwargs)
+
+
+def test_keras_weight_decay_exclusion_is_refused_not_ignored():
+    # Keras' method would be accepted and exclude nothing from LARS' decay.
+    optimizer = LARS(0.1, weight_decay=0.5)
+    with pytest.raises(ValueError, match=r"exclude_from_layer_adaptation"
+                       r".*var_names=\['kernel'\]"):
+        optimizer.exclude_from_weight_decay(var_names=["kernel"])
