@@ -151,7 +151,9 @@ class GradientAccumulation(keras.callbacks.Callback):
     batches left over carry into the next epoch's first update.
 
     **Resuming.** At each epoch end the callback notes on the optimizer its
-    step count and the number it was accumulated under. A `fit` resumed
+    step count and the number it was accumulated under (the last two
+    epoch ends: a crash after this callback's hook and before the backup's
+    restores the one before). A `fit` resumed
     on the same model object (by `BackupAndRestore` or
     `CheckpointEarlyStopping(backup_dir=...)` after a crash, or a second
     `fit` going on) finds the count it noted and goes on under that
@@ -274,9 +276,13 @@ class GradientAccumulation(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         optimizer = base_optimizer(self.model.optimizer)
-        # What a backup written now holds, and how it was counted.
-        setattr(optimizer, ACCUMULATION_MARK, (
-            iterations(optimizer), optimizer.gradient_accumulation_steps))
+        # What a backup written now holds, and how it was counted; the
+        # epoch end before too: a crash between this hook and the backup
+        # (in a later callback) restores that one.
+        marks = getattr(optimizer, ACCUMULATION_MARK, None) or ()
+        setattr(optimizer, ACCUMULATION_MARK, ((
+            iterations(optimizer), optimizer.gradient_accumulation_steps),
+            *marks[:1]))
 
     def _counted_under(self, optimizer, epoch):
         """The number of batches per update that the optimizer's step
@@ -288,12 +294,12 @@ class GradientAccumulation(keras.callbacks.Callback):
             # not the constructor's.
             return (self.steps_at(epoch - 1) if epoch > 0
                     else optimizer.gradient_accumulation_steps)
-        count, steps = mark
-        if iterations(optimizer) == count:
-            # Where an epoch ended (and a backup was written), in this
-            # object: a fit that went on after it, or restored to it after
-            # a crash in the next epoch, which set its own number.
-            return steps
+        for count, steps in mark:
+            if iterations(optimizer) == count:
+                # Where an epoch ended (and a backup was written), in this
+                # object: a fit that went on after it, or restored to it
+                # after a crash in a later epoch, which set its own number.
+                return steps
         # Stopped inside an epoch, nothing restored: counted under the
         # number set last.
         return optimizer.gradient_accumulation_steps

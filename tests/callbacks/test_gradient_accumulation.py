@@ -238,15 +238,18 @@ def test_a_fit_resumed_from_a_backup_matches_the_uninterrupted_one(tmp_path):
         to_numpy(uninterrupted.optimizer.iterations)) == 2 * 3 + 1 * 2
     # The same model object resumed in the same process: the crashed
     # epoch 3 had set 8 batches per update, but the restored count is the
-    # end of epoch 2's, accumulated under 4.
-    crashed = make_model(keras.optimizers.SGD(
-        schedule(), gradient_accumulation_steps=2))
-    backup = str(tmp_path / "same-model")
-    with pytest.raises(KeyboardInterrupt):
-        run([CrashAt(3, batch=1)], backup, crashed)
-    run([], backup, crashed)
-    for got, want in zip(weights(crashed), weights(uninterrupted)):
-        np.testing.assert_allclose(got, want, atol=1e-6)
+    # end of epoch 2's, accumulated under 4. Also when the crash comes at
+    # epoch 3's end, after this callback noted it and before the backup
+    # wrote it.
+    for crash in (CrashAt(3, batch=1), CrashAt(3)):
+        crashed = make_model(keras.optimizers.SGD(
+            schedule(), gradient_accumulation_steps=2))
+        backup = str(tmp_path / f"same-model-{crash.batch}")
+        with pytest.raises(KeyboardInterrupt):
+            run([crash], backup, crashed)
+        run([], backup, crashed)
+        for got, want in zip(weights(crashed), weights(uninterrupted)):
+            np.testing.assert_allclose(got, want, atol=1e-6)
 
 
 def test_a_second_fit_from_epoch_zero_goes_on_from_the_first():
