@@ -25,7 +25,9 @@ class LRFinder(keras.callbacks.Callback):
     `restore=True`), the weights, every optimizer variable (its step count
     included) and the learning rate (a schedule included) are put back, so
     the model trains afterwards as if the test had never run. The result is
-    in `.result`.
+    in `.result`. If an exception stops the `fit` (Keras then skips the
+    end), call `put_back()`; a `fit` of the same model with this callback
+    puts it back first.
 
     `kerastrain.find_lr` runs this for you; use the callback directly to run
     the test inside your own `fit` call (KerasTuner's `search`, say).
@@ -70,7 +72,7 @@ class LRFinder(keras.callbacks.Callback):
                                           allow_inf=True)
         self.restore = check_bool("restore", restore)
         self.result = None
-        self._saved = None
+        self._saved = self._saved_model = None
 
     def lr_at(self, step):
         """The learning rate of step `step` (0-based).
@@ -99,7 +101,11 @@ class LRFinder(keras.callbacks.Callback):
                 "with steps_per_execution=1. Received: steps_per_execution="
                 f"{model.steps_per_execution} (`find_lr` runs the test at 1 "
                 "and puts it back).")
-        self._saved = state.snapshot(model)
+        if self._saved is not None and self._saved_model == id(model):
+            # A test an exception stopped (Keras skips `on_train_end`):
+            # this one starts from the model as it was before that one.
+            self.put_back()
+        self._saved, self._saved_model = state.snapshot(model), id(model)
         optimizer = state.base_optimizer(model.optimizer)
         # A float rate lives in a variable: set it before each batch, no
         # recompilation. A schedule is swapped for the same exponential
@@ -183,7 +189,7 @@ class LRFinder(keras.callbacks.Callback):
                 self._initial_rate)
         else:
             state.restore_learning_rate(self.model, self._saved)
-        self._saved = None
+        self._saved = self._saved_model = None
 
 
 def find_lr(model, x, y=None, batch_size=32, start_lr=1e-7, end_lr=10.0,

@@ -11,7 +11,7 @@ from kerastrain import find_lr
 from kerastrain.callbacks import (GradientAccumulation, LRFinder,
                                   LRFinderResult)
 from kerastrain.schedules import OneCycle
-from tests.support import to_numpy, two_output_model
+from tests.support import CrashAt, to_numpy, two_output_model
 
 
 def data(n=256, seed=0):
@@ -626,6 +626,25 @@ def test_suggestions_on_a_known_curve(tmp_path):
     assert len(figure.axes[0].lines) == 5  # two curves, three suggestions
     with pytest.raises(ValueError, match="method"):
         result.suggestion("slide")
+
+
+def test_a_test_stopped_by_an_exception_is_put_back_by_the_next_fit():
+    # Keras skips `on_train_end` when `fit` raises: the next `fit` with the
+    # callback must not snapshot the half-tested model as the one to
+    # restore.
+    x, y = data()
+    model = make_model(keras.optimizers.SGD(0.01))
+    before = variables(model)
+    finder = LRFinder(1e-4, 1.0, num_steps=20)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0,
+                  callbacks=[finder, CrashAt(0, batch=5)])
+    assert any(not np.array_equal(a, b)
+               for a, b in zip(variables(model), before))
+    model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0,
+              callbacks=[finder])
+    for got, want in zip(variables(model), before):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_the_callback_survives_deepcopy_and_restores():
