@@ -14,7 +14,7 @@ import os
 import socket
 import time
 
-from tensorboard.compat.proto.event_pb2 import Event
+from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 
 _UIDS = itertools.count()
 
@@ -37,6 +37,15 @@ class EventFile:
         self.add_event(Event(wall_time=time.time(),
                              file_version="brain.Event:2"))
         self.flush()
+
+    def start_session(self, step):
+        """Marks a (re)start at `step`: TensorBoard then drops what earlier
+        files of the run logged from `step` on (a crashed run's epochs
+        after its last backup, or a run started over), instead of showing
+        those steps twice."""
+        self.add_event(Event(wall_time=time.time(), step=step,
+                             session_log=SessionLog(
+                                 status=SessionLog.START)))
 
     def add_event(self, event):
         self._writer.write(event.SerializeToString())

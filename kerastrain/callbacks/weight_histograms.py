@@ -71,7 +71,11 @@ class WeightHistograms(keras.callbacks.Callback):
     5-95% bands, extremes): the "weights during learning" picture. A
     `fit` that continues an earlier one with the same callback
     (`initial_epoch`, or a resume from `BackupAndRestore`) extends the
-    picture; one that starts again at epoch 0 draws it anew.
+    picture; one that starts again at epoch 0 draws it anew. A new
+    callback (a resume in a new process) draws from the epoch it starts
+    at. In TensorBoard, each `fit` marks where it starts, so the epochs an
+    interrupted run logged past its last backup, or a run started over,
+    give way to the new ones instead of showing twice.
 
     The event files hold TensorBoard's protocol buffers, written by
     TensorFlow's record writer (TensorBoard's own writer checksums them in
@@ -158,6 +162,7 @@ class WeightHistograms(keras.callbacks.Callback):
         if not self._started:
             self._started = True
             self._forget_from(epoch)
+            self._writer.start_session(epoch)
             if not self.model.built:
                 return
             if self.gradients and self._probe_gradient(

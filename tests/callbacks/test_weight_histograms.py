@@ -430,6 +430,37 @@ def test_a_fit_interrupted_in_its_first_epoch_keeps_its_start(tmp_path,
             assert_histogram_of(logged[f"weights/{path}"][0][1], weight)
 
 
+@pytest.mark.parametrize("crash", [CrashAt(2, batch=1), CrashAt(1)])
+def test_a_resumed_fit_logs_each_step_once_as_the_uninterrupted_one(
+        tmp_path, crash):
+    """A crash mid-epoch 2 resumes at epoch 2, having logged step 2; one at
+    epoch 1's end, after this callback and before the backup, resumes at
+    epoch 1, having logged steps 1 and 2. TensorBoard must read each step
+    once, with the resumed run's histograms."""
+    x, y = data()
+
+    def run(log_dir, callbacks=(), backup=None):
+        keras.utils.set_random_seed(0)
+        model = make_model()
+        extra = [keras.callbacks.BackupAndRestore(backup)] if backup else []
+        model.fit(x, y, epochs=4, batch_size=16, shuffle=False, verbose=0,
+                  callbacks=[WeightHistograms(log_dir, gradients=False,
+                                              plot=False),
+                             *callbacks, *extra])
+
+    run(tmp_path / "whole")
+    backup = str(tmp_path / "backup")
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "resumed", [crash], backup)
+    run(tmp_path / "resumed", backup=backup)
+    whole, resumed = read(tmp_path / "whole"), read(tmp_path / "resumed")
+    assert set(resumed) == set(whole)
+    for tag, logged in resumed.items():
+        assert [step for step, _ in logged] == [0, 1, 2, 3, 4], tag
+        for (_, got), (_, want) in zip(logged, whole[tag]):
+            assert list(got.bucket) == list(want.bucket), tag
+
+
 def test_a_used_callback_copies_for_the_next_trial(tmp_path):
     x, y = data()
     callback = WeightHistograms(tmp_path / "first", probe=(x[:8], y[:8]))
