@@ -167,6 +167,9 @@ class ToolkitHyperModel(keras_tuner.HyperModel):
         # HyperModel (KerasTuner hands `build` a copy for that reason);
         # `build` registered them where they belong.
         values = self.trial_values(hp.copy())
+        if batch_size is None:  # Keras' default, as `model.fit` reads None
+            batch_size = 32
+        batch_size = check_int("batch_size", batch_size, min_value=1)
         validation_split = check_validation_split(validation_split)
         if steps_per_epoch is not None:
             steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch,

@@ -416,3 +416,18 @@ def test_trials_are_built_under_the_policy_the_hypermodel_was_made_in():
     assert dense and all(layer.dtype_policy.name == "mixed_float16"
                          for layer in dense)
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+
+
+def test_batch_size_none_is_keras_default_of_32():
+    # `model.fit(batch_size=None)` trains in batches of 32; it failed in a
+    # division here.
+    (x, y), _ = diabetes_risk()
+    hypermodel = MLPHyperModel(10, 2, num_layers=1, units=8,
+                               balancing="none", seed=0)
+    hp = kt.HyperParameters()
+    model = hypermodel.build(hp)
+    hypermodel.fit(hp, model, x, y, epochs=1, batch_size=None, verbose=0)
+    assert int(to_numpy(model.optimizer.iterations)) == math.ceil(
+        len(x) / 32)
+    with pytest.raises(ValueError, match=r"`batch_size`.*batch_size=0"):
+        hypermodel.fit(hp, model, x, y, epochs=1, batch_size=0, verbose=0)
