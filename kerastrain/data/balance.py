@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from kerastrain._validation import check_choice, check_seed
+from kerastrain._validation import check_choice, check_seed, check_verbose
 from kerastrain.data.split import SEED_LIMIT, check_same_length, class_counts
 
 METHODS = ("undersample", "oversample", "smote")
@@ -23,8 +23,8 @@ def balance(x, y, method="smote", seed=None, verbose=1):
             `y.argmax(axis=1)`, for a column `y.ravel()`.
         method: `"undersample"`, `"oversample"` or `"smote"`.
         seed: None or an integer in [0, 2**32).
-        verbose: 1 (or True) to print the class counts before and after, 0
-            (or False) for silence.
+        verbose: 0 (or False) for silence; 1, 2 (Keras' one line per
+            epoch) or True to print the class counts before and after.
 
     Returns:
         `(x_resampled, y_resampled)`, new arrays (the inputs are not
@@ -45,10 +45,7 @@ def balance(x, y, method="smote", seed=None, verbose=1):
 
     check_choice("method", method, METHODS)
     seed = check_seed("seed", seed, high=SEED_LIMIT)
-    if isinstance(verbose, (str, bytes)) or verbose not in (0, 1):
-        raise TypeError(
-            "Argument `verbose` must be 0 or 1 (or False, True). Received: "
-            f"verbose={verbose!r}")
+    verbose = check_verbose(verbose)
     if np.ndim(y) != 1:
         # One-hot rows pass silently otherwise: imbalanced-learn returns
         # two-class ones as a single column, and `class_counts` would count

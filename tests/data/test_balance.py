@@ -58,11 +58,21 @@ def test_bad_input(args, match):
         balance(*args, verbose=0)
 
 
-@pytest.mark.parametrize("verbose", ["no", 2, None])
-def test_verbose_is_0_or_1(verbose):
+@pytest.mark.parametrize("verbose, error", [("no", TypeError),
+                                            (None, TypeError),
+                                            (-1, ValueError)])
+def test_verbose_is_an_int_or_a_bool(verbose, error):
     # "no" printed the counts.
-    with pytest.raises(TypeError, match=r"`verbose` must be 0 or 1"):
+    with pytest.raises(error, match=r"`verbose` must be an integer"):
         balance(*skewed(), "oversample", seed=0, verbose=verbose)
+
+
+@pytest.mark.parametrize("verbose, prints", [(0, False), (False, False),
+                                             (1, True), (2, True),
+                                             (True, True)])
+def test_verbose_as_keras_takes_it(verbose, prints, capsys):
+    balance(*skewed(), "oversample", seed=0, verbose=verbose)
+    assert bool(capsys.readouterr().out) is prints
 
 
 def test_unknown_method():
