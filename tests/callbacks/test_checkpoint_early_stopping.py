@@ -21,7 +21,8 @@ def data():
 def make_model():
     """Overfits quickly: the validation loss turns up after a few epochs."""
     rng = np.random.default_rng(1)
-    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(32, "relu"),
+    model = keras.Sequential([keras.Input((6,)),
+                              keras.layers.Dense(32, "relu"),
                               keras.layers.Dense(1)])
     model.set_weights([rng.standard_normal(w.shape).astype("float32") * 0.3
                        for w in model.weights])
