@@ -5,6 +5,15 @@ import keras
 from kerastrain._validation import check_bool
 
 
+def probabilities(logits):
+    """The probabilities of symbolic `logits`, in float32 (under mixed
+    precision too): a softmax, or for one logit (a binary classifier) a
+    sigmoid, where a softmax would be 1 whatever the input."""
+    if logits.shape[-1] == 1:
+        return keras.layers.Activation("sigmoid", dtype="float32")(logits)
+    return keras.layers.Softmax(dtype="float32")(logits)
+
+
 def ensemble(models, from_logits=True, name="ensemble"):
     """Averages the softmax outputs of `models` in one Keras model.
 
@@ -24,8 +33,9 @@ def ensemble(models, from_logits=True, name="ensemble"):
     Args:
         models: A list of Keras models, e.g. loaded `SnapshotEnsemble`
             snapshots.
-        from_logits: Whether the members output logits (softmax is applied)
-            or probabilities already (averaged as they are).
+        from_logits: Whether the members output logits (softmax is applied;
+            a sigmoid to a single logit) or probabilities already (averaged
+            as they are).
         name: Name of the ensemble model.
 
     Returns:
@@ -67,7 +77,7 @@ def ensemble(models, from_logits=True, name="ensemble"):
                          dtype=models[0].inputs[0].dtype)
     outputs = [m(inputs) for m in models]
     if from_logits:
-        outputs = [keras.layers.Softmax(dtype="float32")(o) for o in outputs]
+        outputs = [probabilities(o) for o in outputs]
     # float32, as the softmax: under mixed precision Keras' Average would
     # round the probabilities to float16 (1e-8 to 0, 0.99988 to 1); a
     # single member's float16 probabilities are cast.

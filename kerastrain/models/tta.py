@@ -4,6 +4,7 @@ shifted copies of the input image."""
 import keras
 
 from kerastrain._validation import check_bool, check_choice, check_int
+from kerastrain.models.ensemble import probabilities
 
 DATA_FORMATS = ("channels_last", "channels_first")
 
@@ -31,7 +32,8 @@ def tta(model, shift=1, from_logits=True, data_format=None, name="tta"):
         shift: Pixels to shift by, >= 1 and smaller than the height and the
             width.
         from_logits: Whether `model` outputs logits (softmax is applied to
-            each view) or probabilities (averaged as they are).
+            each view; a sigmoid to a single logit) or probabilities
+            (averaged as they are).
         data_format: `"channels_last"` or `"channels_first"`, the layout
             of `model`'s images. None: the layout `model`'s own layers
             were built with (those with a `data_format`: convolutions,
@@ -84,7 +86,7 @@ def tta(model, shift=1, from_logits=True, data_format=None, name="tta"):
             (rows[::-1], cols[::-1]), data_format=data_format)(padded)
         outputs.append(model(shifted))
     if from_logits:
-        outputs = [keras.layers.Softmax(dtype="float32")(o) for o in outputs]
+        outputs = [probabilities(o) for o in outputs]
     # float32, as the softmax (mixed precision would round to float16).
     return keras.Model(image, keras.layers.Average(dtype="float32")(outputs),
                        name=name)

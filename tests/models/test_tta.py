@@ -133,3 +133,16 @@ def test_channels_first_models_are_shifted_along_height_and_width(declared):
     got = to_numpy(tta(model, **kwargs).predict(to_channels_first(x),
                                                 verbose=0))
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_single_logit_gets_a_sigmoid():
+    # A softmax over one logit is 1 whatever the image.
+    keras.utils.set_random_seed(0)
+    model = resnet((8, 6, 2), 1, depth=8, width=4)
+    x = images()
+    expected = np.mean([1 / (1 + np.exp(-to_numpy(model.predict(
+        v, verbose=0)).astype("float64"))) for v in shift_views(x, 1)],
+        axis=0)
+    got = to_numpy(tta(model).predict(x, verbose=0))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert np.ptp(got) > 0
