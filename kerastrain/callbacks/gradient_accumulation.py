@@ -239,6 +239,8 @@ class GradientAccumulation(keras.callbacks.Callback):
                 f"gradient_accumulation_steps=2). Received: "
                 f"{type(optimizer).__name__} without it.")
         _keep_loadable(optimizer)
+        self._start = (iterations(optimizer),
+                       int(keras.ops.convert_to_numpy(optimizer.iterations)))
         if not has_schedules(optimizer):
             return  # no step is read: the compiled step can stay
         # Keras evaluates schedules at the batch count; evaluate them (the
@@ -305,6 +307,16 @@ class GradientAccumulation(keras.callbacks.Callback):
         return optimizer.gradient_accumulation_steps
 
     def on_train_end(self, logs=None):
+        optimizer = base_optimizer(self.model.optimizer)
+        updates = int(keras.ops.convert_to_numpy(optimizer.iterations))
+        if iterations(optimizer) > self._start[0] and (
+                updates == self._start[1]):
+            warnings.warn(
+                "GradientAccumulation: this fit applied no update: its "
+                f"{iterations(optimizer) - self._start[0]} batches are "
+                "still accumulated, fewer than the "
+                f"{optimizer.gradient_accumulation_steps} per update. Use "
+                "fewer steps, or more batches.", stacklevel=2)
         if self._patched is not None:
             schedules_count_updates(self._patched, on=False)
             self._patched = None

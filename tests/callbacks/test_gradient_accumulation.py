@@ -362,3 +362,17 @@ def test_a_model_saved_at_one_batch_per_update_loads(tmp_path):
     duplicate.gradient_accumulation_steps = 4
     assert duplicate.get_config()["gradient_accumulation_steps"] == 4
     assert model.optimizer.get_config()["gradient_accumulation_steps"] == 3
+
+
+def test_a_fit_too_short_for_one_update_warns():
+    # 2 epochs of 3 batches under 8 per update: the weights never moved.
+    x, y = data()
+    model = make_model(keras.optimizers.SGD(0.1,
+                                            gradient_accumulation_steps=2))
+    before = weights(model)
+    with pytest.warns(UserWarning, match=r"applied no update: its 6 "
+                      r"batches are still accumulated, fewer than the 8"):
+        model.fit(x[:12], y[:12], batch_size=4, epochs=2, verbose=0,
+                  callbacks=[GradientAccumulation(8)])
+    for got, want in zip(weights(model), before):
+        np.testing.assert_array_equal(got, want)
