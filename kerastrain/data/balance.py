@@ -61,6 +61,10 @@ def balance(x, y, method="smote", seed=None, verbose=1):
             "`balance` needs 2-D features (samples, features). Received: "
             f"x.shape={x.shape}; flatten images first.")
     before = class_counts(y)
+    if len(before) < 2:
+        raise ValueError(
+            "Argument `y` must hold at least 2 classes to balance. Class "
+            f"counts: {before}")
     if method == "smote":
         smallest = min(before.values())
         if smallest < 2:

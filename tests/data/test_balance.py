@@ -52,6 +52,8 @@ def test_seeded_results_repeat(method):
     ((np.zeros((4, 2, 2)), np.array([0, 0, 1, 1])), "2-D"),
     ((np.zeros((4, 2)), np.array([0, 0, 1])), "same number"),
     ((np.zeros((4, 2)), np.array([0, 0, 0, 1])), "at least 2"),
+    ((np.zeros((0, 2)), np.zeros(0)), r"`y` must hold at least 2 classes"),
+    ((np.zeros((3, 2)), np.ones(3, int)), r"2 classes.*\{1: 3\}"),
 ])
 def test_bad_input(args, match):
     with pytest.raises(ValueError, match=match):
