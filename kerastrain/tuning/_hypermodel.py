@@ -170,6 +170,16 @@ class ToolkitHyperModel(keras_tuner.HyperModel):
         if batch_size is None:  # Keras' default, as `model.fit` reads None
             batch_size = 32
         batch_size = check_int("batch_size", batch_size, min_value=1)
+        epochs = check_int("epochs", epochs, min_value=1)
+        initial_epoch = check_int("initial_epoch", initial_epoch,
+                                  min_value=0)
+        if initial_epoch >= epochs:
+            # The schedule is laid over the epochs the fit trains.
+            raise ValueError(
+                "Arguments `epochs` and `initial_epoch` must leave an epoch "
+                "to train (initial_epoch < epochs): the trial's schedule "
+                f"spans them. Received: epochs={epochs}, "
+                f"initial_epoch={initial_epoch}")
         validation_split = check_validation_split(validation_split)
         if steps_per_epoch is not None:
             steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch,

@@ -418,7 +418,7 @@ def test_trials_are_built_under_the_policy_the_hypermodel_was_made_in():
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
 
 
-def test_batch_size_none_is_keras_default_of_32():
+def test_batch_size_none_is_keras_32_and_an_empty_span_is_named():
     # `model.fit(batch_size=None)` trains in batches of 32; it failed in a
     # division here.
     (x, y), _ = diabetes_risk()
@@ -431,3 +431,11 @@ def test_batch_size_none_is_keras_default_of_32():
         len(x) / 32)
     with pytest.raises(ValueError, match=r"`batch_size`.*batch_size=0"):
         hypermodel.fit(hp, model, x, y, epochs=1, batch_size=0, verbose=0)
+    # No epoch to lay the schedule over (it failed naming `total_steps`).
+    with pytest.raises(ValueError, match=r"`epochs`.*epochs=0"):
+        hypermodel.fit(hp, model, x, y, epochs=0, verbose=0)
+    for epochs, initial_epoch in ((2, 2), (1, 3)):
+        with pytest.raises(ValueError, match=r"`epochs` and `initial_epoch`"
+                           rf".*epochs={epochs}, initial_epoch="):
+            hypermodel.fit(hp, model, x, y, epochs=epochs,
+                           initial_epoch=initial_epoch, verbose=0)
