@@ -239,12 +239,18 @@ def test_the_l2_knob_is_the_penalty_on_every_kernel(l2):
                                or [0.0, 0.0], expected, rtol=1e-5)
 
 
+def small_trial(balancing):
+    """A one-layer MLPHyperModel for the diabetes data, its (empty)
+    HyperParameters and the model it builds from them."""
+    hypermodel = MLPHyperModel(10, 2, num_layers=1, units=8,
+                               balancing=balancing, seed=0)
+    hp = kt.HyperParameters()
+    return hypermodel, hp, hypermodel.build(hp)
+
+
 def test_validation_split_is_cut_before_resampling():
     (x, y), _ = diabetes_risk()
-    hypermodel = MLPHyperModel(10, 2, num_layers=1, units=8,
-                               balancing="oversample", seed=0)
-    hp = kt.HyperParameters()
-    model = hypermodel.build(hp)
+    hypermodel, hp, model = small_trial("oversample")
     history = hypermodel.fit(hp, model, x, y, validation_split=0.2,
                              epochs=1, batch_size=BATCH, verbose=0)
     at = int(len(x) * 0.8)
@@ -313,10 +319,7 @@ def test_sample_weights_reach_validation_and_conflicts_are_named():
     so the tuner scored an unweighted val_loss."""
     (x, y), (x_val, y_val) = diabetes_risk()
     weights = (np.arange(len(y_val)) % 2).astype("float32")
-    hypermodel = MLPHyperModel(10, 2, num_layers=1, units=8,
-                               balancing="none", seed=0)
-    hp = kt.HyperParameters()
-    model = hypermodel.build(hp)
+    hypermodel, hp, model = small_trial("none")
     history = hypermodel.fit(hp, model, x, y, epochs=1, batch_size=BATCH,
                              validation_data=(x_val, y_val, weights),
                              verbose=0)
@@ -350,10 +353,7 @@ def test_a_dataset_of_unknown_length_trains_with_steps_per_epoch():
     import tensorflow as tf
 
     (x, y), _ = diabetes_risk()
-    hypermodel = MLPHyperModel(10, 2, num_layers=1, units=8,
-                               balancing="none", seed=0)
-    hp = kt.HyperParameters()
-    model = hypermodel.build(hp)
+    hypermodel, hp, model = small_trial("none")
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH)
     history = hypermodel.fit(hp, model, dataset.repeat(), epochs=2,
                              steps_per_epoch=3, verbose=0)
@@ -422,10 +422,7 @@ def test_batch_size_none_is_keras_32_and_an_empty_span_is_named():
     # `model.fit(batch_size=None)` trains in batches of 32; it failed in a
     # division here.
     (x, y), _ = diabetes_risk()
-    hypermodel = MLPHyperModel(10, 2, num_layers=1, units=8,
-                               balancing="none", seed=0)
-    hp = kt.HyperParameters()
-    model = hypermodel.build(hp)
+    hypermodel, hp, model = small_trial("none")
     hypermodel.fit(hp, model, x, y, epochs=1, batch_size=None, verbose=0)
     assert int(to_numpy(model.optimizer.iterations)) == math.ceil(
         len(x) / 32)
