@@ -136,8 +136,12 @@ class LARS(ScheduledHyperparameters, keras.optimizers.Optimizer):
             self._get_variable_index(variable)]
         if self.adapts(keras_variable):
             decay = self.lars_weight_decay
-            w_norm = ops.sqrt(ops.sum(ops.square(variable)))
-            g_norm = ops.sqrt(ops.sum(ops.square(gradient)))
+            # In float32: a float16 sum of squares overflows past 65504,
+            # and the trust ratio becomes inf / inf.
+            w_norm = ops.sqrt(ops.sum(ops.square(
+                ops.cast(variable, "float32"))))
+            g_norm = ops.sqrt(ops.sum(ops.square(
+                ops.cast(gradient, "float32"))))
             denominator = g_norm + decay * w_norm
             usable = ops.logical_and(w_norm > 0, denominator > 0)
             trust = ops.where(

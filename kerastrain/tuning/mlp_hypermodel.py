@@ -119,8 +119,10 @@ class MLPHyperModel(ToolkitHyperModel):
                     values["dropout"],
                     seed=None if self.seed is None else self.seed + i,
                     name=f"dropout{i}")(x)
+        # float32 logits under mixed precision, as resnet's: float16
+        # ones saturate at 65504 and quantize the probabilities.
         outputs = keras.layers.Dense(1 if self.binary else self.num_classes,
-                                     name="logits")(x)
+                                     name="logits", dtype="float32")(x)
         return keras.Model(inputs, outputs, name="mlp")
 
     def compile_model(self, model, values, total_steps,

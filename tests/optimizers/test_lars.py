@@ -129,3 +129,18 @@ def test_keras_weight_decay_exclusion_is_refused_not_ignored():
     with pytest.raises(ValueError, match=r"exclude_from_layer_adaptation"
                        r".*var_names=\['kernel'\]"):
         optimizer.exclude_from_weight_decay(var_names=["kernel"])
+
+
+def test_float16_weights_whose_squares_overflow_get_a_finite_update():
+    # ||w||^2 = 300 * 16^2 = 76800 > 65504, float16's largest: summed in
+    # float16 the trust ratio was inf / inf, NaN weights.
+    variable = keras.Variable(np.full(300, 16.0), dtype="float16")
+    gradient = keras.ops.ones(300, dtype="float16")
+    LARS(100.0, momentum=0.0, weight_decay=1e-4).apply([gradient],
+                                                       [variable])
+    w_norm, g_norm = np.sqrt(300 * 16.0 ** 2), np.sqrt(300.0)
+    trust = 0.001 * w_norm / (g_norm + 1e-4 * w_norm)
+    expected = 16.0 - 100.0 * trust * (1.0 + 1e-4 * 16.0)  # about 14.4
+    np.testing.assert_allclose(
+        np.asarray(keras.ops.convert_to_numpy(variable), "float64"),
+        expected, rtol=1e-3)

@@ -413,9 +413,14 @@ def test_trials_are_built_under_the_policy_the_hypermodel_was_made_in():
         keras.config.set_dtype_policy("float32")
     dense = [layer for layer in model.layers
              if isinstance(layer, keras.layers.Dense)]
-    assert dense and all(layer.dtype_policy.name == "mixed_float16"
-                         for layer in dense)
+    assert dense[:-1] and all(layer.dtype_policy.name == "mixed_float16"
+                              for layer in dense[:-1])
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    # float32 logits, as resnet's: float16 ones saturate at 65504.
+    assert dense[-1].name == "logits"
+    assert model.outputs[0].dtype == "float32"
+    assert to_numpy(model.predict(np.ones((2, 10), "float32"),
+                                  verbose=0)).dtype == np.float32
 
 
 def test_batch_size_none_is_keras_32_and_an_empty_span_is_named():
