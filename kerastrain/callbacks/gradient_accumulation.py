@@ -64,6 +64,12 @@ def count_after_change(count, old, new):
     return -(-count // old) * new
 
 
+def _counts(optimizer):
+    """The optimizer's raw step count and its applied updates."""
+    return (iterations(optimizer),
+            int(keras.ops.convert_to_numpy(optimizer.iterations)))
+
+
 # The `gradient_accumulation_steps` an optimizer was created with, kept on
 # it once this callback drives the number.
 _CREATED_WITH = "_kerastrain_created_accumulation_steps"
@@ -239,8 +245,7 @@ class GradientAccumulation(keras.callbacks.Callback):
                 f"gradient_accumulation_steps=2). Received: "
                 f"{type(optimizer).__name__} without it.")
         _keep_loadable(optimizer)
-        self._start = (iterations(optimizer),
-                       int(keras.ops.convert_to_numpy(optimizer.iterations)))
+        self._start = _counts(optimizer)
         if not has_schedules(optimizer):
             return  # no step is read: the compiled step can stay
         # Keras evaluates schedules at the batch count; evaluate them (the
@@ -308,12 +313,12 @@ class GradientAccumulation(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         optimizer = base_optimizer(self.model.optimizer)
-        updates = int(keras.ops.convert_to_numpy(optimizer.iterations))
-        if iterations(optimizer) > self._start[0] and (
-                updates == self._start[1]):
+        (start_batches, start_updates), (batches, updates) = (
+            self._start, _counts(optimizer))
+        if batches > start_batches and updates == start_updates:
             warnings.warn(
                 "GradientAccumulation: this fit applied no update: its "
-                f"{iterations(optimizer) - self._start[0]} batches are "
+                f"{batches - start_batches} batches are "
                 "still accumulated, fewer than the "
                 f"{optimizer.gradient_accumulation_steps} per update. Use "
                 "fewer steps, or more batches.", stacklevel=2)
