@@ -45,6 +45,14 @@ def require_built(model, who):
             "a batch of data.")
 
 
+def sync(model):
+    """Writes back into the variables the state that JAX's `fit` keeps
+    outside them during an epoch (a no-op elsewhere), so that a callback
+    reads them as they are after the last batch."""
+    if hasattr(model, "jax_state_sync"):
+        model.jax_state_sync()
+
+
 def iterations(optimizer):
     """The optimizer's raw step count (micro-batches when accumulating)."""
     return int(keras.ops.convert_to_numpy(optimizer._iterations))

@@ -113,6 +113,9 @@ class LRFinder(keras.callbacks.Callback):
         # step traced again. (Set directly: the public setter would untrack
         # a learning-rate variable and change the optimizer's variables.)
         self._settable = isinstance(optimizer._learning_rate, keras.Variable)
+        # A LossScaleOptimizer skips the update of a batch whose gradients
+        # overflow, and the step count with it.
+        self._skips = optimizer is not model.optimizer
         if self._settable:
             self._initial_rate = keras.ops.convert_to_numpy(
                 optimizer._learning_rate)
@@ -145,11 +148,15 @@ class LRFinder(keras.callbacks.Callback):
         optimizer = state.base_optimizer(self.model.optimizer)
         if self._settable:
             optimizer._learning_rate.assign(self.lr_at(len(self._losses)))
-        elif self._new_epoch:
-            # Between epochs another callback may have moved the step count
-            # (GradientAccumulation does when its number changes): lay the
-            # ramp again from where the count now stands. (Read at an
-            # epoch's first batch, where JAX's state is in the variables.)
+        elif self._new_epoch or self._skips:
+            # The ramp must give batch n its rate, as the recorded one and
+            # fastai's (whose schedule advances per batch while AMP skips
+            # updates). Between epochs another callback may have moved the
+            # step count (GradientAccumulation does when its number
+            # changes), and a LossScaleOptimizer leaves it behind at each
+            # skipped update: lay the ramp again from where the count now
+            # stands (the train step is traced again, once per skip).
+            state.sync(self.model)  # JAX's, during an epoch
             first = state.iterations(optimizer) - len(self._losses)
             if first != self._first:
                 self._lay_ramp(optimizer, first)

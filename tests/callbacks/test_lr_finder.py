@@ -232,17 +232,21 @@ def linear_data(n=256, seed=0):
         "float32")[:, None]
 
 
-def applied_updates(kernels, x, y, batch_size):
+def applied_updates(kernels, x, y, batch_size, accumulate=True):
     """Replays plain SGD on the mean squared error of a linear model in
     NumPy: for each update that moved the kernel, the batch index it was
     applied at, the number of batches it averaged, and the learning rate
-    that explains the move (-(dw . g) / (g . g), g the mean gradient)."""
+    that explains the move (-(dw . g) / (g . g), g the mean gradient).
+    With `accumulate=False`, a batch that moved nothing was skipped: the
+    next update is its own batch's."""
     batches = len(x) // batch_size
     updates, pending = [], []
     for i in range(len(kernels) - 1):
         w = kernels[i]
         start = (i % batches) * batch_size
         xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+        if not accumulate:
+            pending = []
         pending.append(2.0 / batch_size * xb.T @ (xb @ w - yb))
         move = kernels[i + 1] - w
         if np.abs(move).max() > 0:
@@ -308,6 +312,40 @@ def test_with_gradient_accumulation_in_the_same_fit(rate):
     assert not hasattr(model.optimizer, "_kerastrain_accumulation_steps")
     assert isinstance(model.optimizer._learning_rate,
                       OneCycle if rate == "schedule" else keras.Variable)
+
+
+@pytest.mark.parametrize("rate", ["schedule", "float"])
+def test_updates_a_loss_scale_skips_leave_the_ramp_on_its_batches(rate):
+    """A LossScaleOptimizer whose scale starts near float32's maximum
+    skips the first updates (their gradients overflow) and halves the
+    scale each time: every update that is applied still moves the weights
+    by the recorded rate of its batch, as in fastai (whose schedule
+    advances per batch while AMP skips), and everything comes back."""
+    x, y = linear_data()
+    x, y = 100 * x, 100 * y  # losses of about 1e5, stable below 1e-4
+    model = linear_model(OneCycle(1e-5, 100) if rate == "schedule"
+                         else 1e-6)
+    model.compile(keras.optimizers.LossScaleOptimizer(
+        model.optimizer, initial_scale=2.0 ** 118), "mse")
+    model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
+    model.optimizer.dynamic_scale.assign(2.0 ** 118)
+    before = variables(model)
+    finder = LRFinder(1e-8, 1e-5, num_steps=12, diverge_factor=float("inf"))
+    record = RecordKernel()
+    model.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0,
+              callbacks=[finder, record])
+    updates = applied_updates(record.kernels, x, y, 32, accumulate=False)
+    skipped = 12 - len(updates)
+    # The first few, until the scale fits (and maybe one more later).
+    assert 3 <= skipped <= 10
+    assert updates[0][0] >= 3 and all(n == 1 for _, n, _ in updates)
+    np.testing.assert_allclose(
+        [lr for _, _, lr in updates],
+        [finder.result.lrs[i] for i, _, _ in updates], rtol=1e-3)
+    np.testing.assert_allclose(finder.result.lrs,
+                               np.geomspace(1e-8, 1e-5, 12), rtol=1e-12)
+    for got, want in zip(variables(model), before):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_find_lr_runs_one_step_at_a_time_under_steps_per_execution():
