@@ -17,8 +17,9 @@ class LRFinder(keras.callbacks.Callback):
     """Runs an LR range test during `fit`, then puts the model back.
 
     The learning rate grows exponentially from `start_lr` to `end_lr` over
-    `num_steps` batches, one step each; the loss of every batch is recorded
-    and smoothed (exponential moving average, debiased). Training stops
+    `num_steps` batches, one rate each (also for a batch whose update a
+    `LossScaleOptimizer` skips); the loss of every batch is recorded and
+    smoothed (exponential moving average, debiased). Training stops
     after `num_steps` batches, or as soon as the smoothed loss exceeds
     `diverge_factor` times its minimum (for a negative loss: rises above
     it by `diverge_factor - 1` times its size) or becomes NaN. At the end (with
