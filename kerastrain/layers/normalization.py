@@ -49,3 +49,41 @@ def normalization(norm, channels, groups=32, **kwargs):
         return keras.layers.GroupNormalization(
             groups=math.gcd(channels, groups), **kwargs)
     return None
+
+
+def constant_output(norm, channels, groups=32, positions=None):
+    """Why `normalization(norm, channels, groups)` would output its offset
+    whatever its input (each of its means taken over a single value per
+    sample), and what to change, or None if it would not.
+
+    Args:
+        norm: One of `NORMALIZATIONS`.
+        channels: Integer, the number of channels it normalizes.
+        groups: Integer, the number of groups for `"group"`.
+        positions: The height times the width of its feature map, or None
+            where that is unknown (then only layer norm can be judged).
+
+    Returns:
+        A sentence for an error message, or None.
+
+    Example:
+
+    >>> constant_output("group", 32, 32, positions=1)[:34]
+    'It would apply group norm with one'
+    >>> constant_output("group", 64, 32, positions=1) is None
+    True
+    """
+    if norm == "layer" and channels == 1:
+        case, fix = "layer norm over one channel", "more channels"
+    elif positions != 1:
+        return None
+    elif norm == "instance":
+        case, fix = "instance norm at one position", "a larger feature map"
+    elif norm == "group" and math.gcd(channels, groups) == channels:
+        case = (f"group norm with one channel in each of its {channels} "
+                "groups at one position")
+        fix = "fewer groups, more channels or a larger feature map"
+    else:
+        return None
+    return (f"It would apply {case}, which outputs its offset whatever the "
+            f"input. Use another norm, or {fix}.")

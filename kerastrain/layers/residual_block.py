@@ -9,7 +9,8 @@ from kerastrain._validation import (check_activation, check_bool,
                                     check_float, check_int,
                                     check_keras_identifier, check_seed)
 from kerastrain.layers.drop_path import DropPath
-from kerastrain.layers.normalization import check_norm, normalization
+from kerastrain.layers.normalization import (check_norm, constant_output,
+                                             normalization)
 
 BOTTLENECK_EXPANSION = 4
 # At most three branch convolutions and a projection: the seed offsets
@@ -159,6 +160,8 @@ class ResidualBlock(keras.layers.Layer):
                       (self.out_channels, 1, 1)]
         else:
             branch = [(self.filters, 3, self.strides), (self.filters, 3, 1)]
+        # Layer norm is judged here; the others need the feature map.
+        self._check_norm_input(min(c for c, _, _ in branch), None)
         self.convs = [self._conv(c, k, s, f"conv{i}", i)
                       for i, (c, k, s) in enumerate(branch)]
         self.norms = [self._norm(c, f"norm{i}")
@@ -191,6 +194,23 @@ class ResidualBlock(keras.layers.Layer):
         return layer if layer is not None else keras.layers.Identity(
             **kwargs)
 
+    def _check_norm_input(self, channels, shape):
+        """Refuses a normalization that would see one value per mean (its
+        output would be its offset, whatever the input); `shape` is its
+        input shape, or None before the block is built."""
+        positions = None
+        if shape is not None and None not in shape[1:3]:
+            positions = shape[1] * shape[2]
+        reason = constant_output(self.norm, channels, self.groups, positions)
+        if reason is not None:
+            at = "" if shape is None else (
+                f", where a norm sees a {shape[1]}x{shape[2]} feature map")
+            raise ValueError(
+                f"Argument `norm`={self.norm!r} does not suit a "
+                f"ResidualBlock with filters={self.filters}, strides="
+                f"{self.strides}, bottleneck={self.bottleneck} and groups="
+                f"{self.groups}{at}. {reason}")
+
     def build(self, input_shape):
         if len(input_shape) != 4 or input_shape[-1] is None:
             raise ValueError(
@@ -205,9 +225,10 @@ class ResidualBlock(keras.layers.Layer):
             self.projection_norm = self._norm(self.out_channels,
                                               "projection_norm")
             _build_chain([self.projection, self.projection_norm],
-                         input_shape)
+                         input_shape, self._check_norm_input)
         _build_chain([layer for pair in zip(self.convs, self.norms)
-                      for layer in pair], input_shape)
+                      for layer in pair], input_shape,
+                     self._check_norm_input)
         if self.drop_path is not None:
             self.drop_path.build(self.compute_output_shape(input_shape))
 
@@ -253,11 +274,15 @@ class ResidualBlock(keras.layers.Layer):
         return config
 
 
-def _build_chain(layers, input_shape):
+def _build_chain(layers, input_shape, check_norm_input):
     """Builds layers applied one after another, so that the block's weights
-    exist right after `build()` (a `.keras` file loads into them)."""
+    exist right after `build()` (a `.keras` file loads into them); each
+    normalization (every second layer) is first checked by
+    `check_norm_input(channels, its input shape)`."""
     shape = input_shape
-    for layer in layers:
+    for i, layer in enumerate(layers):
+        if i % 2:
+            check_norm_input(shape[-1], shape)
         layer.build(shape)
         shape = layer.compute_output_shape(shape)
     return shape

@@ -9,7 +9,8 @@ from kerastrain._validation import (check_activation, check_bool,
                                     check_float, check_int,
                                     check_keras_identifier, check_seed)
 from kerastrain.layers.drop_path import stochastic_depth_rates
-from kerastrain.layers.normalization import check_norm, normalization
+from kerastrain.layers.normalization import (check_norm, constant_output,
+                                             normalization)
 from kerastrain.layers.residual_block import (CONVS_PER_BLOCK, ResidualBlock,
                                               fresh_initializer)
 
@@ -65,21 +66,46 @@ def blocks_per_stage(depth, bottleneck=False):
     return (depth - 2) // step
 
 
+def _normalized_maps(input_shape, width):
+    """Where the norms of `resnet` sit: for the stem and each stage, a name,
+    the fewest channels a norm there normalizes (a bottleneck's inner
+    width; its output has 4 times as many, which a norm that suits the
+    fewest suits too), and the height times the width of its feature map
+    (None where unknown)."""
+    maps = stage_feature_maps(input_shape)
+    for stage, (h, w) in enumerate([maps[0]] + maps):
+        where = "the stem" if stage == 0 else f"stage {stage} ({h}x{w})"
+        yield (where, width * 2 ** max(stage - 1, 0),
+               None if None in (h, w) else h * w)
+
+
+def stage_feature_maps(input_shape):
+    """Height and width of each stage's feature map: each stage after the
+    first halves them (stride 2, "same" padding: rounded up); None stays
+    None.
+
+    Example:
+
+    >>> stage_feature_maps((32, 32, 3))
+    [(32, 32), (16, 16), (8, 8)]
+    """
+    maps = [tuple(input_shape[:2])]
+    for _ in range(NUM_STAGES - 1):
+        maps.append(tuple(None if d is None else -(-d // 2)
+                          for d in maps[-1]))
+    return maps
+
+
 def final_feature_map(input_shape):
-    """Height and width of the last stage's feature map: each stage after
-    the first halves them (stride 2, "same" padding: rounded up); None
-    stays None.
+    """Height and width of the last stage's feature map (see
+    `stage_feature_maps`).
 
     Example:
 
     >>> final_feature_map((32, 32, 3)), final_feature_map((4, 4, 1))
     ((8, 8), (1, 1))
     """
-    height, width = input_shape[:2]
-    for _ in range(NUM_STAGES - 1):
-        height, width = (None if d is None else -(-d // 2)
-                         for d in (height, width))
-    return height, width
+    return stage_feature_maps(input_shape)[-1]
 
 
 def check_input_shape(value, dynamic=True):
@@ -176,14 +202,14 @@ def resnet(
     depth = check_int("depth", depth)
     width = check_int("width", width, min_value=1)
     check_norm(norm)
-    if norm == "instance" and final_feature_map(input_shape) == (1, 1):
-        # Instance norm over one position outputs its offset alone.
-        raise ValueError(
-            "Argument `norm` cannot be 'instance' for images of "
-            f"input_shape={input_shape}: the last stage's feature map is "
-            "1x1, where instance norm outputs its offset whatever the "
-            "image, so the logits would not depend on it. Use another "
-            "norm, or larger images.")
+    groups = check_int("groups", groups, min_value=1)
+    for where, channels, positions in _normalized_maps(input_shape, width):
+        reason = constant_output(norm, channels, groups, positions)
+        if reason is not None:  # the logits would not depend on the image
+            raise ValueError(
+                f"Argument `norm`={norm!r} does not suit width={width}, "
+                f"groups={groups} and images of input_shape={input_shape} "
+                f"in {where}. {reason}")
     drop_path_rate = check_float("drop_path_rate", drop_path_rate, low=0.0,
                                  high=1.0, high_closed=False)
     # Block i gets `seed + i`.

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from kerastrain.layers import InstanceNormalization
 from kerastrain.layers.normalization import (NORMALIZATIONS, check_norm,
-                                             normalization)
+                                             constant_output, normalization)
 from tests.support import to_numpy
 
 
@@ -90,6 +90,41 @@ def test_instance_none_and_layer_arguments():
     # Each call gives a fresh layer.
     assert normalization("batch", 8) is not normalization("batch", 8)
     assert [check_norm(n) for n in NORMALIZATIONS] == list(NORMALIZATIONS)
+
+
+@pytest.mark.parametrize("norm, channels, groups, height, width", [
+    ("layer", 1, 32, 3, 3), ("layer", 2, 32, 1, 1),
+    ("group", 32, 32, 1, 1), ("group", 16, 32, 1, 1),
+    ("group", 64, 32, 1, 1), ("group", 7, 32, 1, 1),
+    ("group", 32, 32, 2, 1), ("group", 1, 32, 1, 2),
+    ("batch", 1, 32, 1, 1), ("instance", 3, 32, 2, 1),
+])
+def test_constant_output_names_exactly_the_layers_that_ignore_the_input(
+        norm, channels, groups, height, width):
+    """Checked on the layer itself: with random offsets and scales, two
+    different inputs give the same output exactly where `constant_output`
+    says so (batch norm in training, over the batch)."""
+    layer = normalization(norm, channels, groups)
+    a, b = (_inputs(channels, seed)[:, :height, :width] for seed in (5, 6))
+    layer.build(a.shape)
+    _randomize_affine(layer)
+    # Keras' group norm leaves rounding (~1e-5) where there is nothing to
+    # normalize; a layer that reads its input differs by about 1.
+    same = np.allclose(to_numpy(layer(a, training=True)),
+                       to_numpy(layer(b, training=True)), atol=1e-3)
+    reason = constant_output(norm, channels, groups, height * width)
+    assert same == (reason is not None)
+    if norm == "layer":  # judged without the feature map too
+        assert constant_output(norm, channels, groups) == reason
+    else:
+        assert constant_output(norm, channels, groups) is None
+
+
+def test_instance_norm_at_one_position_is_named_as_the_layer_refuses_it():
+    assert "instance norm at one position" in constant_output(
+        "instance", 3, positions=1)
+    with pytest.raises(ValueError, match="more than one spatial element"):
+        normalization("instance", 3).build((2, 1, 1, 3))
 
 
 @pytest.mark.parametrize("kwargs, error, match", [

@@ -286,11 +286,37 @@ def test_bad_input_shape(shape):
         ResidualBlock(4).build(shape)
 
 
-def test_instance_norm_on_a_1x1_map_is_refused():
+@pytest.mark.parametrize("kwargs, groups", [
+    (dict(norm="instance"), 32),
+    (dict(norm="group"), 32),          # 4 channels: one per group
+    (dict(norm="group", bottleneck=True), 4),  # 4 inner channels, 4 groups
+])
+def test_a_norm_over_one_value_on_a_1x1_map_is_refused(kwargs, groups):
     # A stride of 2 on 2x2 leaves one pixel: the block's output was the
     # same for every input.
-    with pytest.raises(ValueError, match="more than one spatial element"):
-        ResidualBlock(4, strides=2, norm="instance").build((None, 2, 2, 3))
+    block = ResidualBlock(4, strides=2, groups=groups, **kwargs)
+    with pytest.raises(ValueError, match=(
+            rf"norm`='{kwargs['norm']}' does not suit .* 1x1 feature map\. "
+            "It would apply .* at one position, which outputs its offset")):
+        block.build((None, 2, 2, 3))
+
+
+@pytest.mark.parametrize("bottleneck", [False, True])
+def test_layer_norm_over_one_channel_is_refused_at_construction(bottleneck):
+    with pytest.raises(ValueError, match=(
+            "norm`='layer' does not suit .*filters=1.* layer norm over one "
+            "channel")):
+        ResidualBlock(1, norm="layer", bottleneck=bottleneck)
+
+
+def test_group_norm_with_two_channels_a_group_on_a_1x1_map_reads_it():
+    """The refusal is no wider than the case: with 2 channels a group the
+    block builds, and its output depends on its input."""
+    block = ResidualBlock(4, strides=2, norm="group", groups=2)
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((2, 2, 2, 3)).astype("float32")
+            for _ in range(2))
+    assert np.abs(to_numpy(block(a)) - to_numpy(block(b))).max() > 0.1
 
 
 class ResidualBlockContractTest(testing.TestCase):

@@ -165,8 +165,18 @@ def test_other_depths_are_rejected(depth, bottleneck):
         (dict(input_shape=(0, 8, 1)), ValueError, "input_shape"),
         (dict(input_shape=(8, 8, True)), ValueError, "input_shape"),
         (dict(input_shape=8), TypeError, "input_shape"),
-        # The last stage would be 1x1: instance norm outputs its offset.
-        (dict(input_shape=(4, 4, 3), norm="instance"), ValueError, "norm"),
+        # The last stage would be 1x1: instance norm outputs its offset,
+        # and so does group norm with one channel a group (4 * 8 channels
+        # in 32 groups), and layer norm over the stem's one channel.
+        (dict(input_shape=(4, 4, 3), norm="instance"), ValueError,
+         r"norm`='instance' does not suit .*in stage 3 \(1x1\)"),
+        (dict(input_shape=(4, 4, 3), norm="group", width=8), ValueError,
+         r"norm`='group' does not suit width=8, groups=32 .*stage 3"),
+        (dict(input_shape=(1, 1, 3), norm="group", width=2, groups=2),
+         ValueError, r"groups=2 .*in the stem\. .*one channel in each"),
+        (dict(norm="layer", width=1), ValueError,
+         r"norm`='layer' does not suit width=1.*in the stem"),
+        (dict(groups=0), ValueError, "groups"),
         (dict(num_classes=0), ValueError, "num_classes"),
         (dict(width=0), ValueError, "width"),
         (dict(norm="batchnorm"), ValueError, "norm"),
@@ -201,6 +211,20 @@ def test_every_convolution_starts_from_its_own_draw(initializer):
     kernels = [to_numpy(v).tobytes() for v in model.weights
                if v.name == "kernel" and len(v.shape) == 4]
     assert len(kernels) == 21 and len(set(kernels)) == 21
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(norm="group", width=16),           # 2 channels a group at 1x1
+    dict(norm="group", width=8, groups=16),
+    dict(norm="layer", width=2),
+])
+def test_a_norm_that_reads_a_1x1_map_is_accepted(kwargs):
+    """The refusals are no wider than the cases: these logits depend on
+    the image."""
+    model = resnet((4, 4, 3), 3, depth=8, **kwargs)
+    images = np.random.default_rng(0).standard_normal((2, 4, 4, 3))
+    logits = to_numpy(model(images.astype("float32")))
+    assert np.abs(logits[0] - logits[1]).max() > 1e-3
 
 
 def test_height_and_width_may_be_unknown():
