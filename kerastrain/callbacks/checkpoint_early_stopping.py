@@ -262,7 +262,7 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
                 f"CheckpointEarlyStopping monitors `{self.monitor}`, which "
                 f"is not in the logs. Available: {sorted(logs)}. (Validation "
                 "metrics need `validation_data` or `validation_split`, on "
-                "every epoch.)")
+                "every epoch: `fit`'s `validation_freq` must be 1.)")
         return logs[self.monitor]
 
     def on_epoch_end(self, epoch, logs=None):

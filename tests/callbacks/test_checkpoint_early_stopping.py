@@ -178,6 +178,20 @@ def test_missing_monitor_lists_the_available_keys(tmp_path):
                                     monitor="val_accuracy")])
 
 
+def test_validation_every_other_epoch_is_refused_naming_validation_freq(
+        tmp_path):
+    """Epoch 1 of a `fit` validated every 2 epochs has no `val_loss`."""
+    model = make_model()
+    x, y, xv, yv = data()
+    with pytest.raises(ValueError, match=(
+            r"`val_loss`, which is not in the logs\. Available: \['loss'\]"
+            r".*`validation_freq` must be 1")):
+        model.fit(x, y, epochs=2, verbose=0, validation_data=(xv, yv),
+                  validation_freq=2, callbacks=[
+                      CheckpointEarlyStopping(str(tmp_path / "b.keras"))])
+    assert not (tmp_path / "b.keras").exists()
+
+
 def test_an_interrupted_fit_resumes_and_stops_like_an_uninterrupted_one(
         tmp_path):
     reference = CheckpointEarlyStopping(str(tmp_path / "ref.keras"),

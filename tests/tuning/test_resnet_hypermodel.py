@@ -301,7 +301,7 @@ def test_tiny_images_leave_out_norms_that_would_see_one_position():
     for side, constant in ((4, True), (5, False)):
         logits = model.predict(images[:, :side, :side], verbose=0)
         assert np.allclose(logits[0], logits[1], atol=1e-5) == constant
-    with pytest.raises(ValueError, match="`norm` cannot be 'instance'"):
+    with pytest.raises(ValueError, match="`norm`='instance' does not suit"):
         resnet((4, 4, 1), 10, depth=8, norm="instance")
     hp = kt.HyperParameters()
     ResNetHyperModel((4, 4, 1), 10).trial_values(hp)
