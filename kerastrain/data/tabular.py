@@ -152,6 +152,10 @@ def tabular_preprocessor(x_train, numeric=None, categorical=None,
         raise ValueError(
             "`x_train` must be 2-D (samples, features). Received shape "
             f"{np.shape(x_train)}")
+    if not len(x_train):
+        raise ValueError(
+            "Argument `x_train` must hold at least one sample to fit the "
+            f"preprocessor on. Received: shape {np.shape(x_train)}")
     default_numeric, default_categorical = _columns(x_train)
     categorical = _column_list("categorical", categorical)
     if categorical is None:

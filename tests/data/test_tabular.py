@@ -86,11 +86,19 @@ def test_categories_among_object_columns_without_imputation():
 @pytest.mark.parametrize("kwargs, match", [
     ({"scaling": "zscore"}, "scaling"),
     ({"x_train": np.zeros(5)}, "2-D"),
+    ({"x_train": np.zeros((0, 3))},
+     r"`x_train` must hold at least one sample.*\(0, 3\)"),
 ])
 def test_bad_arguments(kwargs, match):
     arguments = {"x_train": table(), **kwargs}
     with pytest.raises(ValueError, match=match):
         tabular_preprocessor(**arguments)
+
+
+def test_an_empty_data_frame_is_refused_naming_x_train():
+    pandas = pytest.importorskip("pandas")
+    with pytest.raises(ValueError, match="`x_train` must hold at least one"):
+        tabular_preprocessor(pandas.DataFrame({"age": [], "city": []}))
 
 
 def test_without_imputation_new_data_with_nan_is_refused_after_pickling():
