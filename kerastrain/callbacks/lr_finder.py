@@ -1,6 +1,7 @@
 """The LR range test (Smith 2017), as fastai's `lr_find` runs it."""
 
 import math
+import warnings
 
 import keras
 import numpy as np
@@ -124,6 +125,7 @@ class LRFinder(keras.callbacks.Callback):
             self._lay_ramp(optimizer, state.iterations(optimizer))
         self._lrs, self._losses, self._smoothed = [], [], []
         self._average, self._best = 0.0, math.inf
+        self._diverged = False
         self._new_epoch = True
 
     def _lay_ramp(self, optimizer, first):
@@ -176,13 +178,23 @@ class LRFinder(keras.callbacks.Callback):
         # minimum so that a negative loss (Keras' cosine similarity) is
         # not past 4x its minimum at once; the same for positive losses.
         rise = smoothed - self._best
-        if (step + 1 >= self.num_steps or not math.isfinite(smoothed)
-                or rise > (self.diverge_factor - 1) * abs(self._best)):
+        self._diverged = (not math.isfinite(smoothed) or rise > (
+            self.diverge_factor - 1) * abs(self._best))
+        if step + 1 >= self.num_steps or self._diverged:
             self.model.stop_training = True
 
     def on_train_end(self, logs=None):
         self.result = LRFinderResult(self._lrs, self._losses,
                                      self._smoothed, self.num_steps)
+        if self._lrs and not self._diverged and (
+                len(self._lrs) < self.num_steps):
+            warnings.warn(
+                f"LRFinder: the fit ended after {len(self._lrs)} of "
+                f"num_steps={self.num_steps} batches, before the loss "
+                f"diverged: the rate reached only {self._lrs[-1]:.3g} of "
+                f"end_lr={self.end_lr:.3g}. Give the fit more epochs (or "
+                "steps per epoch), or ask for fewer num_steps; `find_lr` "
+                "runs as many as it needs.", stacklevel=2)
         self.put_back()
 
     def put_back(self):

@@ -1,4 +1,5 @@
 import copy
+import warnings
 
 import keras
 import numpy as np
@@ -488,10 +489,33 @@ def test_each_loss_is_its_batch_not_kerass_running_mean():
                                              rel=1e-4)
 
 
+def test_a_fit_too_short_for_the_ramp_warns():
+    """8 batches of the 20 asked for, no divergence: the curve stops at
+    1e-4 * 1000 ** (7 / 19), and the warning says so; a fit long enough
+    does not warn."""
+    x, y = data()
+    model = make_model(keras.optimizers.SGD(0.01))
+    finder = LRFinder(1e-4, 1e-1, num_steps=20)
+    with pytest.warns(UserWarning, match=(
+            r"ended after 8 of num_steps=20 batches, before the loss "
+            r"diverged: the rate reached only 0\.00127 of end_lr=0\.1")):
+        model.fit(x, y, batch_size=32, epochs=1, verbose=0,
+                  callbacks=[finder])
+    assert len(finder.result.lrs) == 8
+    assert finder.result.lrs[-1] == pytest.approx(1e-4 * 1000 ** (7 / 19))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="LRFinder")
+        model.fit(x, y, batch_size=32, epochs=3, verbose=0,
+                  callbacks=[LRFinder(1e-4, 1e-1, num_steps=20)])
+
+
 def test_stops_when_the_loss_diverges():
     x, y = data()
     model = make_model(keras.optimizers.SGD(0.01))
-    result = find_lr(model, x, y, start_lr=1e-4, end_lr=1e4, num_steps=100)
+    with warnings.catch_warnings():  # stopped early, but not short
+        warnings.filterwarnings("error", message="LRFinder")
+        result = find_lr(model, x, y, start_lr=1e-4, end_lr=1e4,
+                         num_steps=100)
     assert len(result.lrs) < 100
     last = result.smoothed_losses[-1]
     assert not np.isfinite(last) or last > 4 * np.min(
