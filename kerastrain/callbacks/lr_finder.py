@@ -37,7 +37,8 @@ class LRFinder(keras.callbacks.Callback):
     Args:
         start_lr: First learning rate, > 0.
         end_lr: Last learning rate, > `start_lr`.
-        num_steps: Number of batches, >= 2.
+        num_steps: Number of batches, >= 2 (a `fit` that ends sooner,
+            without divergence, warns).
         beta: Smoothing of the loss, in [0, 1).
         diverge_factor: Stop when the smoothed loss exceeds this times its
             minimum, > 1 (`float("inf")`: only a NaN loss stops the test,
