@@ -69,8 +69,8 @@ def pixels(x):
 
 def one_hot_labels(y, num_classes):
     """Checked float32 one-hot rows from integer labels `(N,)` or `(N, 1)`
-    in [0, num_classes), or from one-hot (or soft) rows `(N,
-    num_classes)`."""
+    in [0, num_classes) (whole floats and bools too), or from one-hot (or
+    soft) rows `(N, num_classes)`."""
     if y is None:
         raise ValueError(
             "Argument `y` must hold the labels of `x` (integers or one-hot "
@@ -97,8 +97,14 @@ def one_hot_labels(y, num_classes):
         raise ValueError(
             "Argument `y` must hold one label per image. Received: no "
             "labels")
-    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or (
-            y.max() >= num_classes):
+    # Class indices stored as whole floats (read from a CSV, say) or
+    # bools, as Keras' sparse losses and MLPHyperModel take them.
+    indices = y
+    if y.dtype == bool or (np.issubdtype(y.dtype, np.floating) and np.all(
+            np.isfinite(y)) and np.all(y == np.round(y))):
+        indices = y.astype("int64")
+    if not np.issubdtype(indices.dtype, np.integer) or indices.min() < 0 or (
+            indices.max() >= num_classes):
         numbers = np.issubdtype(y.dtype, np.number) or y.dtype == bool
         # Strings and objects have no min and max worth showing (a mix of
         # ints and strings has none at all).
@@ -108,7 +114,7 @@ def one_hot_labels(y, num_classes):
             f"Argument `y` must hold integers in [0, {num_classes}) (or "
             f"one-hot rows of width {num_classes}). Received: y of dtype "
             f"{y.dtype} {held}")
-    return np.eye(num_classes, dtype="float32")[y]
+    return np.eye(num_classes, dtype="float32")[indices]
 
 
 def check_normalize(normalize):

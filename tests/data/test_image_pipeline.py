@@ -130,6 +130,19 @@ def test_alpha_zero_keeps_the_one_hot_labels_exactly():
     np.testing.assert_array_equal(labels, np.eye(N, dtype="float32"))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_whole_float_labels_are_the_integers_they_hold(dtype):
+    """As Keras' sparse losses and MLPHyperModel take them (labels read
+    from a CSV, say); bools as 0 and 1."""
+    x, y = distinct_images()
+    _, labels = one_batch(image_pipeline(x, y.astype(dtype), N, CLASSES,
+                                         augment=(), shuffle=False, seed=0))
+    np.testing.assert_array_equal(labels, np.eye(N, dtype="float32"))
+    _, labels = one_batch(image_pipeline(x[:2], np.array([True, False]), 2,
+                                         2, augment=(), shuffle=False))
+    np.testing.assert_array_equal(labels, [[0, 1], [1, 0]])
+
+
 def test_evaluation_mode_is_normalization_only_and_deterministic():
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (20, 8, 8, 3)).astype("uint8")
@@ -171,7 +184,6 @@ def test_augmented_training_batches_feed_model_fit():
     ({"x": np.zeros((4, 8, 8))}, ValueError, r"\(N, H, W, C\)"),
     ({"y": np.array([0, 1, 2, 5])}, ValueError, r"\[0, 4\)"),
     ({"y": np.array([0, 1, 2])}, ValueError, "same number"),
-    ({"y": np.array([0.0, 1.0, 2.0, 3.0])}, ValueError, "integers"),
     ({"mixup_alpha": -0.1}, ValueError, "mixup_alpha"),
     ({"cutmix_alpha": -1.0}, ValueError, "cutmix_alpha"),
     ({"seed": -1}, ValueError, "seed"),
@@ -194,6 +206,12 @@ def test_augmented_training_batches_feed_model_fit():
     ({"x": np.zeros((4, 8, 8, 0), "uint8")}, ValueError,
      r"at least one pixel and one channel.*\(4, 8, 8, 0\)"),
     ({"y": np.array([0, 1, 2, 5])}, ValueError, r"Argument `y`.*\[0, 5\]"),
+    ({"y": np.array([0.0, 1.5, 2.0, 3.0])}, ValueError,
+     r"`y` must hold integers in \[0, 4\).*float64 with values in "
+     r"\[0.0, 3.0\]"),
+    ({"y": np.array([0.0, np.nan, 2.0, 3.0])}, ValueError,
+     r"`y` must hold integers in \[0, 4\).*float64"),
+    ({"y": np.array([0.0, 1.0, 2.0, 4.0])}, ValueError, r"\[0.0, 4.0\]"),
     # Integer one-hot rows of another width than num_classes.
     ({"y": np.eye(3, dtype=int)[[0, 1, 2, 0]]}, ValueError,
      r"Argument `y`.*y.shape=\(4, 3\), num_classes=4"),
