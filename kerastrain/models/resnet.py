@@ -66,6 +66,31 @@ def blocks_per_stage(depth, bottleneck=False):
     return (depth - 2) // step
 
 
+def check_norm_reads_images(norm, input_shape, width, groups=32):
+    """Raises a `ValueError` if `resnet` with this `norm`, `width` and
+    `groups` would have a norm that sees one value per mean (its output,
+    and so the logits, would not depend on the image), naming where.
+
+    Args:
+        norm: One of `NORMALIZATIONS`.
+        input_shape: `(height, width, channels)`; height and width may be
+            None (unknown: only layer norm is judged).
+        width: Integer, the channels of the first stage.
+        groups: Integer, the number of groups for `"group"`.
+
+    Example:
+
+    >>> check_norm_reads_images("group", (8, 8, 1), width=8)  # 2x2 at the end
+    """
+    for where, channels, positions in _normalized_maps(input_shape, width):
+        reason = constant_output(norm, channels, groups, positions)
+        if reason is not None:
+            raise ValueError(
+                f"Argument `norm`={norm!r} does not suit width={width}, "
+                f"groups={groups} and images of input_shape={input_shape} "
+                f"in {where}. {reason}")
+
+
 def _normalized_maps(input_shape, width):
     """Where the norms of `resnet` sit: for the stem and each stage, a name,
     the fewest channels a norm there normalizes (a bottleneck's inner
@@ -94,18 +119,6 @@ def stage_feature_maps(input_shape):
         maps.append(tuple(None if d is None else -(-d // 2)
                           for d in maps[-1]))
     return maps
-
-
-def final_feature_map(input_shape):
-    """Height and width of the last stage's feature map (see
-    `stage_feature_maps`).
-
-    Example:
-
-    >>> final_feature_map((32, 32, 3)), final_feature_map((4, 4, 1))
-    ((8, 8), (1, 1))
-    """
-    return stage_feature_maps(input_shape)[-1]
 
 
 def check_input_shape(value, dynamic=True):
@@ -203,13 +216,7 @@ def resnet(
     width = check_int("width", width, min_value=1)
     check_norm(norm)
     groups = check_int("groups", groups, min_value=1)
-    for where, channels, positions in _normalized_maps(input_shape, width):
-        reason = constant_output(norm, channels, groups, positions)
-        if reason is not None:  # the logits would not depend on the image
-            raise ValueError(
-                f"Argument `norm`={norm!r} does not suit width={width}, "
-                f"groups={groups} and images of input_shape={input_shape} "
-                f"in {where}. {reason}")
+    check_norm_reads_images(norm, input_shape, width, groups)
     drop_path_rate = check_float("drop_path_rate", drop_path_rate, low=0.0,
                                  high=1.0, high_closed=False)
     # Block i gets `seed + i`.

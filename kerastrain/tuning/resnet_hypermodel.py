@@ -9,7 +9,7 @@ from kerastrain.data._image_inputs import pixels
 from kerastrain.data.image_pipeline import (check_augment, image_pipeline,
                                             one_hot_labels)
 from kerastrain.models.resnet import (blocks_per_stage, check_input_shape,
-                                      final_feature_map, resnet,
+                                      check_norm_reads_images, resnet,
                                       valid_depths)
 from kerastrain.tuning._hypermodel import (ToolkitHyperModel,
                                            batches_per_epoch)
@@ -19,11 +19,6 @@ from kerastrain.tuning.schedule_factory import (OPTIMIZERS, SCHEDULES,
                                                 make_optimizer)
 
 NORMS = ("batch", "instance", "group", "layer")
-# Norms that normalize each channel (group: each group of channels, one
-# channel a group at small widths) over the positions of the feature map.
-# On a 1x1 map that is over one value (or a few): instance norm outputs
-# zeros, and the logits stop depending on the image.
-SPATIAL_NORMS = ("instance", "group")
 
 
 def _check_depth(name, value):
@@ -57,21 +52,38 @@ def _check_augment(augment):
     return check_augment(augment)
 
 
-def _norm_check(input_shape):
-    """The check of `norm` for images of `input_shape`."""
+def _widths(knob):
+    """The widths a trial may draw: powers of 2 times the least, up to
+    the greatest, for a range (the knob steps by a factor of 2)."""
+    if knob.range is None:
+        return [knob.fixed] if knob.choices is None else knob.choices
+    low, high = knob.range
+    return [low * 2**k for k in range((high // low).bit_length())]
+
+
+def _norm_fits(norm, input_shape, widths):
+    """The error of `resnet` for `norm` at the first of `widths` it does
+    not suit (a norm that would see one value per mean), or None."""
+    for width in widths:
+        try:
+            check_norm_reads_images(norm, input_shape, width)
+        except ValueError as error:
+            return error
+    return None
+
+
+def _norm_check(input_shape, widths):
+    """The check of `norm` for images of `input_shape` and the widths a
+    trial may draw."""
     check_name = category(*NORMS)
-    one_by_one = final_feature_map(input_shape) == (1, 1)
 
     def check(name, value):
         value = check_name(name, value)
-        if one_by_one and value in SPATIAL_NORMS:
+        error = _norm_fits(value, input_shape, widths)
+        if error is not None:
             raise ValueError(
-                f"Argument `{name}` cannot be {value!r} for images of "
-                f"input_shape={input_shape}: the last stage's feature map "
-                "is 1x1, and 'instance' and 'group' normalize over its "
-                "positions, so the logits would not depend on the image. "
-                "Use 'batch' or 'layer', or larger images. Received: "
-                f"{name}={value!r}, input_shape={input_shape}")
+                f"Argument `{name}` cannot be {value!r} with the widths this "
+                f"search may draw, {widths}. {error}") from None
         return value
 
     check.categorical = True
@@ -193,17 +205,20 @@ class ResNetHyperModel(ToolkitHyperModel):
                                      min_value=2)
         self.augment = _check_augment(augment)
         self.seed = check_seed("seed", seed, high=MODEL_SEED_LIMIT)
-        if norm is NORMS and final_feature_map(self.input_shape) == (1, 1):
-            # The default: only the norms that work for these images.
-            norm = tuple(n for n in NORMS if n not in SPATIAL_NORMS)
         depth = Knob("depth", depth, _check_depth, integer=True,
                      grid=_depths_between, bounds=integer())
+        width = Knob("width", width, integer(), integer=True,
+                     sampling="log", step=2)
+        widths = _widths(width)
+        if norm is NORMS:
+            # The default: only the norms that work for these images.
+            norm = tuple(n for n in NORMS
+                         if _norm_fits(n, self.input_shape, widths) is None)
         optimizer = Knob("optimizer", optimizer, category(*OPTIMIZERS))
         super().__init__([
             depth,
-            Knob("width", width, integer(), integer=True, sampling="log",
-                 step=2),
-            Knob("norm", norm, _norm_check(self.input_shape)),
+            width,
+            Knob("norm", norm, _norm_check(self.input_shape, widths)),
             Knob("drop_path_rate", drop_path_rate,
                  number(high=1.0, high_closed=False)),
             optimizer,

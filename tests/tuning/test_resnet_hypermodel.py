@@ -14,7 +14,7 @@ from kerastrain.models import resnet
 from kerastrain.optimizers import SGD, AdamW
 from kerastrain.schedules import OneCycle
 from kerastrain.tuning import ResNetHyperModel
-from tests.support import Batches
+from tests.support import Batches, to_numpy
 from tests.tuning import spies
 
 BATCH = 16
@@ -313,13 +313,33 @@ def test_tiny_images_leave_out_norms_that_would_see_one_position():
     assert {p.name: p for p in hp.space}["norm"].values == [
         "batch", "instance", "group", "layer"]
     for norm in ("instance", ["batch", "group"]):
-        with pytest.raises(ValueError, match=r"`norm` cannot be .*"
-                           r"input_shape=\(4, 4, 1\)"):
+        with pytest.raises(ValueError, match=r"`norm` cannot be .* widths "
+                           r"this search may draw, \[8, 16, 32\]\. .*"
+                           r"width=8.*input_shape=\(4, 4, 1\)"):
             ResNetHyperModel((4, 4, 1), 10, norm=norm)
     fixed = kt.HyperParameters()
     fixed.Fixed("norm", "group")
     with pytest.raises(ValueError, match="`norm` cannot be 'group'"):
         ResNetHyperModel((4, 4, 1), 10, depth=8, width=8).build(fixed)
+
+
+@pytest.mark.parametrize("width", [16, (16, 64)])
+def test_group_norm_on_tiny_images_is_kept_where_every_width_reads_them(
+        width):
+    """From width 16 the last stage's 64 channels make 2 a group of 32:
+    the model reads the image, so group norm stays among the choices (it
+    was left out whatever the width), and a trial builds with it."""
+    hp = kt.HyperParameters()
+    model_maker = ResNetHyperModel((4, 4, 1), 10, depth=8, width=width)
+    model_maker.trial_values(hp)
+    assert {p.name: p for p in hp.space}["norm"].values == [
+        "batch", "group", "layer"]
+    fixed = kt.HyperParameters()
+    fixed.Fixed("norm", "group")
+    model = model_maker.build(fixed)
+    images = np.random.default_rng(0).random((2, 4, 4, 1), "float32")
+    logits = to_numpy(model(images))
+    assert np.abs(logits[0] - logits[1]).max() > 1e-3
 
 
 def test_the_largest_seed_allowed_builds():
