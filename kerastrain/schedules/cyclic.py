@@ -7,7 +7,7 @@ from keras import ops
 
 from kerastrain._validation import (check_choice, check_float, check_int,
                                     check_name)
-from kerastrain.schedules.phases import PhaseSchedule
+from kerastrain.schedules.phases import PhaseSchedule, check_rates
 
 MODES = ("triangular", "triangular2", "exp_range")
 
@@ -45,6 +45,7 @@ class CyclicLR(keras.optimizers.schedules.LearningRateSchedule):
         super().__init__()
         self.base_lr = check_float("base_lr", base_lr, low=0)
         self.max_lr = check_float("max_lr", max_lr, low=0, low_closed=False)
+        check_rates({"max_lr": self.max_lr})
         if self.base_lr > self.max_lr:
             raise ValueError(
                 "Argument `base_lr` must be <= `max_lr`. Received: "

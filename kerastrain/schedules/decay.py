@@ -5,6 +5,7 @@ Keras'; `tests/schedules/test_decay.py` shows the values are PyTorch's)."""
 import keras
 
 from kerastrain._validation import check_float, check_int, check_name
+from kerastrain.schedules.phases import check_rates
 
 schedules = keras.optimizers.schedules
 
@@ -30,6 +31,7 @@ class StepDecay(schedules.ExponentialDecay):
     def __init__(self, initial_lr, step_size, gamma=0.1, name="StepDecay"):
         self.initial_lr = check_float("initial_lr", initial_lr, low=0,
                                       low_closed=False)
+        check_rates({"initial_lr": self.initial_lr})
         self.step_size = check_int("step_size", step_size, min_value=1)
         self.gamma = check_float("gamma", gamma, 0, 1, low_closed=False)
         super().__init__(self.initial_lr, self.step_size, self.gamma,
@@ -65,6 +67,7 @@ class MultiStepDecay(schedules.PiecewiseConstantDecay):
                  name="MultiStepDecay"):
         self.initial_lr = check_float("initial_lr", initial_lr, low=0,
                                       low_closed=False)
+        check_rates({"initial_lr": self.initial_lr})
         try:
             milestones = list(milestones)
         except TypeError:
@@ -126,6 +129,11 @@ class LinearDecay(schedules.PolynomialDecay):
         self.end_factor = check_float("end_factor", end_factor, low=0)
         self.start_factor = check_float("start_factor", start_factor, low=0,
                                         low_closed=False)
+        check_rates({"initial_lr": self.initial_lr})
+        check_rates({"initial_lr * start_factor":
+                     self.initial_lr * self.start_factor,
+                     "initial_lr * end_factor":
+                     self.initial_lr * self.end_factor})
         decay_steps = check_int("decay_steps", decay_steps, min_value=1)
         super().__init__(self.initial_lr * self.start_factor, decay_steps,
                          end_learning_rate=self.initial_lr * self.end_factor,

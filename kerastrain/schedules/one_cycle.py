@@ -4,7 +4,7 @@ import keras
 
 from kerastrain._validation import (check_bool, check_choice, check_float,
                                     check_int)
-from kerastrain.schedules.phases import FLOAT32_MAX, PhaseSchedule
+from kerastrain.schedules.phases import PhaseSchedule, check_rates
 
 # Fewest updates the recipes and searches lay a one-cycle schedule on: its
 # peak falls at step 0.3 * total - 1, which from 4 updates on leaves its
@@ -88,12 +88,7 @@ class OneCycle(PhaseSchedule):
         last = self.total_steps - 1
         initial = self.max_lr / self.div_factor
         final = initial / self.final_div_factor
-        if max(initial, self.max_lr) > FLOAT32_MAX:
-            raise ValueError(
-                "Arguments `max_lr` and `div_factor` must give rates that "
-                "float32 can hold: max_lr and max_lr / div_factor <= "
-                f"{FLOAT32_MAX:.4g}. Received: max_lr={max_lr}, "
-                f"div_factor={div_factor}")
+        check_rates({"max_lr": self.max_lr, "max_lr / div_factor": initial})
         high, low = self.max_momentum, self.base_momentum
         if self.three_phase:
             boundaries = [0, peak, 2 * peak, last]

@@ -60,6 +60,20 @@ ANNEALERS = {"linear": anneal_linear, "cos": anneal_cos, "exp": anneal_exp}
 FLOAT32_MAX = float(np.finfo("float32").max)
 
 
+def check_rates(rates):
+    """Raises a `ValueError` naming them unless every one of `rates` (a
+    dict of learning rates by name, each already checked finite and
+    >= 0) is a number float32 can hold: a larger one is inf where the
+    schedules compute, and NaN wherever it is interpolated (inf * 0)."""
+    if max(rates.values()) > FLOAT32_MAX:
+        names = " and ".join(f"`{name}`" for name in rates)
+        raise ValueError(
+            f"Argument{'s' if len(rates) > 1 else ''} {names} must be "
+            f"{'rates' if len(rates) > 1 else 'a rate'} that float32 can hold (<= {FLOAT32_MAX:.4g}), where the schedule "
+            "computes. Received: " + ", ".join(
+                f"{name}={rate:g}" for name, rate in rates.items()))
+
+
 @keras.saving.register_keras_serializable(package="kerastrain")
 class PhaseSchedule(keras.optimizers.schedules.LearningRateSchedule):
     """A schedule made of consecutive annealing phases.

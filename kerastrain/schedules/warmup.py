@@ -6,7 +6,7 @@ import keras
 from keras import ops
 
 from kerastrain._validation import check_float, check_int, check_name
-from kerastrain.schedules.phases import anneal_linear
+from kerastrain.schedules.phases import anneal_linear, check_rates
 
 LearningRateSchedule = keras.optimizers.schedules.LearningRateSchedule
 
@@ -56,6 +56,8 @@ class Warmup(LearningRateSchedule):
         self.warmup_steps = check_int("warmup_steps", warmup_steps,
                                       min_value=0)
         self.start_lr = check_float("start_lr", start_lr, low=0)
+        check_rates({"start_lr": self.start_lr, **(
+            {"schedule": schedule} if isinstance(schedule, float) else {})})
         self.name = check_name(name)
 
     @property

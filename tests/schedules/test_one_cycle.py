@@ -78,8 +78,9 @@ def test_momentum_is_high_when_the_rate_is_low():
     ({"div_factor": 0}, "div_factor"),
     ({"total_steps": -1}, "total_steps"),
     ({"three_phase": True, "pct_start": 0.6}, "three_phase"),
-    ({"max_lr": 1e39}, r"`max_lr` and `div_factor`.*float32"),
-    ({"div_factor": 1e-310}, r"`max_lr` and `div_factor`.*float32"),
+    ({"max_lr": 1e39}, r"`max_lr` and `max_lr / div_factor`.*float32"),
+    ({"div_factor": 1e-310},
+     r"`max_lr / div_factor` must be rates that float32 can hold"),
 ])
 def test_bad_arguments_are_value_errors_naming_them(kwargs, match):
     arguments = {"max_lr": 0.1, "total_steps": 100, **kwargs}

@@ -4,7 +4,9 @@ import re
 import numpy as np
 import pytest
 
-from kerastrain.schedules import PhaseSchedule, schedule_values
+from kerastrain.schedules import (CyclicLR, LinearDecay, MultiStepDecay,
+                                  OneCycle, PhaseSchedule, StepDecay, Warmup,
+                                  schedule_values)
 
 
 def numpy_phases(boundaries, values, anneals, steps):
@@ -60,6 +62,32 @@ def test_one_annealer_name_applies_to_every_phase():
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         PhaseSchedule(**kwargs)
+
+
+F32_MAX = float(np.finfo("float32").max)
+SCHEDULES_OF_RATE = {  # a schedule built on a rate, and the name it has
+    "OneCycle": (lambda r: OneCycle(r, 10), "max_lr"),
+    "CyclicLR": (lambda r: CyclicLR(0.1, r, 4), "max_lr"),
+    "Warmup": (lambda r: Warmup(r, 4), "schedule"),
+    "Warmup start_lr": (lambda r: Warmup(0.1, 4, start_lr=r), "start_lr"),
+    "StepDecay": (lambda r: StepDecay(r, 3), "initial_lr"),
+    "MultiStepDecay": (lambda r: MultiStepDecay(r, [3]), "initial_lr"),
+    "LinearDecay": (lambda r: LinearDecay(r, 10), "initial_lr"),
+    "LinearDecay factor": (lambda r: LinearDecay(
+        1e30, 10, start_factor=r / 1e30), "initial_lr \\* start_factor"),
+}
+
+
+@pytest.mark.parametrize("schedule", list(SCHEDULES_OF_RATE))
+def test_every_schedule_refuses_a_rate_float32_cannot_hold(schedule):
+    """At float32's largest value every step is finite; above it, where
+    the values were inf or NaN, the constructor names the argument."""
+    make, name = SCHEDULES_OF_RATE[schedule]
+    values = schedule_values(make(F32_MAX * 0.999), 12)
+    assert np.isfinite(values).all()
+    with pytest.raises(ValueError, match=(
+            f"`{name}`.* float32 can hold .*Received: .*{name}=1e\\+39")):
+        make(1e39)
 
 
 @pytest.mark.parametrize("anneal", [None, 1, {"cos"}])
