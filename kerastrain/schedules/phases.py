@@ -67,10 +67,12 @@ def check_rates(rates):
     schedules compute, and NaN wherever it is interpolated (inf * 0)."""
     if max(rates.values()) > FLOAT32_MAX:
         names = " and ".join(f"`{name}`" for name in rates)
+        several = len(rates) > 1
         raise ValueError(
-            f"Argument{'s' if len(rates) > 1 else ''} {names} must be "
-            f"{'rates' if len(rates) > 1 else 'a rate'} that float32 can hold (<= {FLOAT32_MAX:.4g}), where the schedule "
-            "computes. Received: " + ", ".join(
+            f"Argument{'s' if several else ''} {names} must be "
+            f"{'rates' if several else 'a rate'} that float32 can hold "
+            f"(<= {FLOAT32_MAX:.4g}), where the schedule computes. "
+            "Received: " + ", ".join(
                 f"{name}={rate:g}" for name, rate in rates.items()))
 
 
