@@ -14,6 +14,7 @@ import numpy as np
 from keras import ops
 
 from kerastrain._validation import check_float
+from kerastrain.schedules.phases import check_rates
 
 LearningRateSchedule = keras.optimizers.schedules.LearningRateSchedule
 
@@ -126,11 +127,13 @@ def _learning_rate(optimizer):
 
 def check_learning_rate(learning_rate):
     """Returns `learning_rate` if it is a schedule, a callable or a
-    variable, or a number that is finite and >= 0. Keras takes NaN or
-    infinity as a rate and trains the weights to NaN; PyTorch's optimizers
-    refuse a negative rate, which would climb the loss."""
+    variable, or a number that is finite, >= 0 and one float32 can hold.
+    Keras takes NaN or infinity (or 1e40, inf in float32) as a rate and
+    trains the weights to NaN; PyTorch's optimizers refuse a negative
+    rate, which would climb the loss."""
     if isinstance(learning_rate, numbers.Real):  # bools included: refused
-        return check_float("learning_rate", learning_rate, low=0)
+        learning_rate = check_float("learning_rate", learning_rate, low=0)
+        check_rates({"learning_rate": learning_rate})  # inf in a variable
     return learning_rate
 
 

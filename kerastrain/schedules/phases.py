@@ -71,7 +71,7 @@ def check_rates(rates):
         raise ValueError(
             f"Argument{'s' if several else ''} {names} must be "
             f"{'rates' if several else 'a rate'} that float32 can hold "
-            f"(<= {FLOAT32_MAX:.4g}), where the schedule computes. "
+            f"(<= {FLOAT32_MAX:.4g}), where it is computed. "
             "Received: " + ", ".join(
                 f"{name}={rate:g}" for name, rate in rates.items()))
 

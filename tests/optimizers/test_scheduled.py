@@ -11,11 +11,20 @@ OPTIMIZERS = [SGD, AdamW, LARS]
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 @pytest.mark.parametrize("learning_rate, error", [
     (float("nan"), ValueError), (float("inf"), ValueError),
-    (-0.1, ValueError), (True, TypeError)])
+    (-0.1, ValueError), (True, TypeError),
+    # inf once Keras stores it in a float32 variable, as the test below
+    # shows of Keras' own optimizer.
+    (1e39, ValueError)])
 def test_a_bad_learning_rate_is_refused_at_construction(optimizer,
                                                         learning_rate, error):
     with pytest.raises(error, match="learning_rate"):
         optimizer(learning_rate)
+
+
+def test_a_rate_above_float32s_largest_is_inf_in_keras():
+    """The premise of refusing 1e39: Keras keeps it as inf."""
+    rate = keras.optimizers.SGD(1e39).learning_rate
+    assert np.isinf(keras.ops.convert_to_numpy(rate))
 
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
