@@ -81,6 +81,20 @@ class _Backup(keras.callbacks.BackupAndRestore):
                 self.model._initial_epoch = int(epoch)
 
 
+def _to_json(value):
+    """A number as JSON holds it: NaN and infinities, which JSON has not,
+    as strings (a NaN first epoch is Keras' best, which nothing improves
+    on, and a null would read as "no best yet")."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else str(value)
+
+
+def _from_json(value):
+    return float(value) if isinstance(value, str) else value
+
+
 def _has_placeholders(path):
     """Whether `path` has `str.format` fields such as `{epoch:02d}`."""
     try:
@@ -131,6 +145,12 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
     used for a second `fit` (a fine-tuning stage) saves that fit's best,
     overwriting the file even if an earlier fit's model scored better.
     Give each stage its own `filepath` to keep both.
+
+    After a `fit`, `epoch_logs` holds the logs of each of its epochs, the
+    ones before a resume included (kept with the backup), and
+    `resumed_epochs` how many came from before the resume: the `History`
+    Keras returns for a resumed `fit` has only the epochs after it. The
+    toolkit's HyperModels give KerasTuner the whole run this way.
 
     Args:
         filepath: Where to save the best model; must end in `.keras`.
@@ -209,14 +229,11 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
     # -- what is saved -------------------------------------------------
 
     def _state(self, epoch):
-        best = None if self.best is None else float(self.best)
-        if best is not None and not math.isfinite(best):
-            # A NaN first epoch is Keras' best, which nothing improves on:
-            # JSON has no NaN, and a null would read as "no best yet".
-            best = str(best)
-        return {"epoch": epoch, "best": best, "best_epoch": self.best_epoch,
-                "wait": self.wait, "stopped_epoch": self.stopped_epoch,
-                "saved": self._saved}
+        return {"epoch": epoch, "best": _to_json(self.best),
+                "best_epoch": self.best_epoch, "wait": self.wait,
+                "stopped_epoch": self.stopped_epoch, "saved": self._saved,
+                "logs": [{key: _to_json(value) for key, value in logs.items()}
+                         for logs in self.epoch_logs]}
 
     def _state_path(self):
         return os.path.join(self.backup_dir, STATE_FILE)
@@ -231,8 +248,11 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
             states = json.load(f)
         for state in states:
             if state["epoch"] == resume_epoch:
-                best = state["best"]
-                self.best = float(best) if isinstance(best, str) else best
+                self.best = _from_json(state["best"])
+                self.epoch_logs = [
+                    {key: _from_json(value) for key, value in logs.items()}
+                    for logs in state.get("logs", [])]
+                self.resumed_epochs = len(self.epoch_logs)
                 self.best_epoch = state["best_epoch"]
                 self.wait, self._saved = state["wait"], state["saved"]
                 self.stopped_epoch = state["stopped_epoch"]
@@ -246,6 +266,7 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         self._saved = self._started = False
+        self.epoch_logs, self.resumed_epochs = [], 0
         if self._backup is not None:
             self._backup.on_train_begin(logs)
             self._load_state()
@@ -267,6 +288,8 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
 
     def on_epoch_end(self, epoch, logs=None):
         self.get_monitor_value(logs)  # a missing monitor fails first
+        self.epoch_logs.append({key: float(value)
+                                for key, value in logs.items()})
         previous_best = self.best
         super().on_epoch_end(epoch, logs)
         if self.best is not previous_best:

@@ -2,6 +2,7 @@
 `fit` that lays the schedule over exactly the updates it runs, with the
 toolkit's callbacks configured per trial."""
 
+import contextlib
 import math
 
 import keras
@@ -11,7 +12,8 @@ import numpy as np
 from kerastrain._validation import (check_bool, check_float, check_int,
                                     is_dataset)
 
-from kerastrain.callbacks import (GradientAccumulation, LRFinder,
+from kerastrain.callbacks import (CheckpointEarlyStopping,
+                                  GradientAccumulation, LRFinder,
                                   WeightHistograms)
 from kerastrain.data.passes import fit_passes, passes
 from kerastrain.tuning._knob import knob_values
@@ -160,13 +162,57 @@ class ToolkitHyperModel(keras_tuner.HyperModel):
         data the subclass makes are finite `tf.data.Dataset`s,
         `kerastrain.data.fit_passes` reads a pass of each per epoch from
         one iterator per `fit` (Keras would start them anew every epoch,
-        slow on jax). Returns the `History`.
+        slow on jax). Errors in the arguments and the data, the same for
+        every trial, are KerasTuner's `FatalValueError` and
+        `FatalTypeError` (a `ValueError` and a `TypeError`): the search
+        stops with them at once, where a plain one fails each trial in
+        turn. So does a validation metric as the objective without
+        validation data. Returns the `History`; after a resume from a
+        `CheckpointEarlyStopping` backup, with the epochs before it too.
         """
         # Read from a copy, registering nothing: on the trial's own `hp`
         # the oracle would add to its space the knobs of a `tunable=False`
         # HyperModel (KerasTuner hands `build` a copy for that reason);
         # `build` registered them where they belong.
         values = self.trial_values(hp.copy())
+        with _fatal():
+            callbacks, fit_kwargs, batches, span = self._checked_fit_args(
+                values, x, y, batch_size, epochs, callbacks,
+                validation_split, validation_data, initial_epoch,
+                steps_per_epoch, kwargs)
+        trial_id = trial_id_of(callbacks)
+        initial_epoch, epochs = span["initial_epoch"], span["epochs"]
+        accumulation = _first(callbacks, GradientAccumulation)
+        accumulate = None if accumulation is None else accumulation_steps(
+            accumulation, initial_epoch)
+        total_steps = scheduled_updates(steps_per_epoch or batches, epochs,
+                                        initial_epoch, accumulation)
+        self.compile_model(model, values, total_steps, accumulate)
+        self._probe_as_trained(callbacks)
+        if steps_per_epoch is None and _in_passes(fit_kwargs):
+            history = fit_passes(model, **fit_kwargs, **span)
+        else:
+            history = model.fit(steps_per_epoch=steps_per_epoch,
+                                **fit_kwargs, **span)
+        checkpoint = _first(callbacks, CheckpointEarlyStopping)
+        if checkpoint is not None and checkpoint.resumed_epochs:
+            _add_resumed_epochs(history, checkpoint, initial_epoch,
+                                callbacks)
+        finder = _first(callbacks, LRFinder)
+        if trial_id is not None and finder is not None and (
+                finder.result is not None):
+            # Position n is execution n; a trial run again (a retry)
+            # starts from execution 0 again.
+            results = self.lr_finder_results.setdefault(trial_id, [])
+            results[execution_of(callbacks):] = [finder.result]
+        return history
+
+    def _checked_fit_args(self, values, x, y, batch_size, epochs,
+                          callbacks, validation_split, validation_data,
+                          initial_epoch, steps_per_epoch, kwargs):
+        """The checked arguments of `fit`, the callbacks given their
+        per-trial files, `fit`'s data arguments, the number of batches in
+        a pass, and its epochs and callbacks."""
         if batch_size is None:  # Keras' default, as `model.fit` reads None
             batch_size = 32
         batch_size = check_int("batch_size", batch_size, min_value=1)
@@ -185,8 +231,9 @@ class ToolkitHyperModel(keras_tuner.HyperModel):
             steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch,
                                         min_value=1)
         callbacks = list(callbacks or [])
-        trial_id = trial_id_of(callbacks)
-        per_trial_callbacks(callbacks, trial_id)
+        _check_validation_for_objective(callbacks, validation_split,
+                                        validation_data)
+        per_trial_callbacks(callbacks, trial_id_of(callbacks))
         fit_kwargs, batches = self._fit_data(
             values, x, y, batch_size, validation_split, validation_data,
             steps_per_epoch, kwargs)
@@ -195,28 +242,9 @@ class ToolkitHyperModel(keras_tuner.HyperModel):
                 "The training dataset's length is unknown or infinite, so "
                 "the schedule cannot be laid out over the epochs. Pass "
                 "`steps_per_epoch` to `search`/`fit`.")
-        accumulation = _first(callbacks, GradientAccumulation)
-        accumulate = None if accumulation is None else accumulation_steps(
-            accumulation, initial_epoch)
-        total_steps = scheduled_updates(steps_per_epoch or batches, epochs,
-                                        initial_epoch, accumulation)
-        self.compile_model(model, values, total_steps, accumulate)
-        self._probe_as_trained(callbacks)
         span = dict(epochs=epochs, initial_epoch=initial_epoch,
                     callbacks=callbacks)
-        if steps_per_epoch is None and _in_passes(fit_kwargs):
-            history = fit_passes(model, **fit_kwargs, **span)
-        else:
-            history = model.fit(steps_per_epoch=steps_per_epoch,
-                                **fit_kwargs, **span)
-        finder = _first(callbacks, LRFinder)
-        if trial_id is not None and finder is not None and (
-                finder.result is not None):
-            # Position n is execution n; a trial run again (a retry)
-            # starts from execution 0 again.
-            results = self.lr_finder_results.setdefault(trial_id, [])
-            results[execution_of(callbacks):] = [finder.result]
-        return history
+        return callbacks, fit_kwargs, batches, span
 
     def _fit_data(self, values, x, y, batch_size, validation_split,
                   validation_data, steps_per_epoch, kwargs):
@@ -266,6 +294,79 @@ def _in_passes(fit_kwargs):
     except (TypeError, ValueError):
         return False
     return True
+
+
+@contextlib.contextmanager
+def _fatal():
+    """Makes the `ValueError`s and `TypeError`s raised inside KerasTuner's
+    fatal ones (subclasses of both): they come from the arguments and the
+    data, the same for every trial, so the search stops with the message
+    at once, where KerasTuner would fail each trial in turn and end with
+    "Number of consecutive failures exceeded the limit"."""
+    try:
+        yield
+    except keras_tuner.errors.FatalError:
+        raise
+    except ValueError as error:
+        raise keras_tuner.errors.FatalValueError(str(error)) from error
+    except TypeError as error:
+        raise keras_tuner.errors.FatalTypeError(str(error)) from error
+
+
+def _tuner_checkpoint(callbacks):
+    """KerasTuner's own callback of a trial in a search (it saves the best
+    epoch's weights and knows the objective), or None outside one."""
+    return next((c for c in callbacks if hasattr(c, "objective")
+                 and hasattr(c, "filepath")), None)
+
+
+def _check_validation_for_objective(callbacks, validation_split,
+                                    validation_data):
+    """Raises if the search's objective is a validation metric and there
+    is no validation data: every trial would train, then fail to find it
+    in its logs."""
+    saver = _tuner_checkpoint(callbacks)
+    if saver is None or validation_split or validation_data is not None:
+        return
+    objective = saver.objective
+    names = [o.name for o in getattr(objective, "objectives", [objective])]
+    wanted = [name for name in names if name.startswith("val_")]
+    if wanted:
+        raise ValueError(
+            f"The search's objective {wanted} is a validation metric, and "
+            "`search` got no validation data: pass `validation_data` or "
+            "`validation_split`. Received: validation_data=None, "
+            f"validation_split={validation_split!r}")
+
+
+def _add_resumed_epochs(history, checkpoint, initial_epoch, callbacks):
+    """Puts the epochs a resumed `fit` ran before its crash, which the
+    checkpoint kept with its backup, in front of `history` (Keras' holds
+    only those after the resume), so that KerasTuner scores the trial on
+    all of them. Where the best epoch by the tuner's objective came before
+    the resume and the model holds its weights (the checkpoint restored
+    them), KerasTuner's own checkpoint of the trial (its best epoch's
+    weights, for `get_best_models`) is written again with them."""
+    earlier = checkpoint.epoch_logs[:checkpoint.resumed_epochs]
+    later = [{key: values[i] for key, values in history.history.items()}
+             for i in range(len(history.epoch))]
+    epochs = list(range(initial_epoch, initial_epoch + len(earlier)))
+    history.epoch = epochs + list(history.epoch)
+    for key in set(history.history).union(*earlier):
+        history.history[key] = [logs.get(key, math.nan) for logs in earlier
+                                ] + list(history.history.get(key, []))
+    saver = _tuner_checkpoint(callbacks)
+    if saver is None or not checkpoint.restore_best or not (
+            checkpoint._saved):
+        return
+    objective, best = saver.objective, None
+    for epoch, logs in zip(history.epoch, earlier + later):
+        if objective.has_value(logs) and (best is None or (
+                objective.better_than(objective.get_value(logs), best[1]))):
+            best = epoch, objective.get_value(logs)
+    if best is not None and best[0] in epochs and (
+            best[0] == checkpoint.best_epoch):
+        checkpoint.model.save_weights(saver.filepath)
 
 
 def _first(callbacks, cls):

@@ -213,6 +213,15 @@ def test_an_interrupted_fit_resumes_and_stops_like_an_uninterrupted_one(
     history = fit(make_model(), [resumed_callback])
     # It resumed at the crashed epoch, not at 0, and stopped in step.
     assert history.epoch[0] == crash_epoch
+    # The epochs before the crash came back with the backup; Keras'
+    # History has the others.
+    assert resumed_callback.resumed_epochs == crash_epoch
+    assert resumed_callback.epoch_logs[crash_epoch:] == [
+        {key: values[i] for key, values in history.history.items()}
+        for i in range(len(history.epoch))]
+    np.testing.assert_allclose(
+        [logs["val_loss"] for logs in resumed_callback.epoch_logs],
+        [logs["val_loss"] for logs in reference.epoch_logs], rtol=1e-5)
     assert resumed_callback.stopped_epoch == reference.stopped_epoch
     assert resumed_callback.best_epoch == reference.best_epoch
     for a, b in zip(weights(keras.saving.load_model(tmp_path / "best.keras")),
@@ -247,6 +256,7 @@ def test_a_nan_best_resumes_as_it_was(tmp_path):
     assert history.epoch[0] == 2
     assert np.isnan(resumed.best)
     assert (resumed.best_epoch, resumed.stopped_epoch) == (0, 3)
+    assert np.isnan(resumed.epoch_logs[0]["val_loss"])  # through JSON
 
 
 @pytest.mark.parametrize("crash", ["first epoch", "after the stop"])

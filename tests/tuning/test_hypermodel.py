@@ -1,0 +1,114 @@
+import keras
+import keras_tuner as kt
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+
+from kerastrain.callbacks import CheckpointEarlyStopping
+from kerastrain.tuning import MLPHyperModel
+from tests.support import CrashAt, to_numpy
+
+
+class EpochLogs(keras.callbacks.Callback):
+    """The logs of every epoch any trial's copy saw, in order (a class
+    attribute: KerasTuner deep-copies the callbacks)."""
+
+    seen = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        EpochLogs.seen.append((epoch, dict(logs)))
+
+
+def cancer():
+    x, y = load_breast_cancer(return_X_y=True)
+    x = StandardScaler().fit_transform(x).astype("float32")
+    x, xv, y, yv = train_test_split(x, y, test_size=0.3, random_state=0)
+    return x, y, xv, yv
+
+
+def search(folder, crash_at=None):
+    """One trial of 6 epochs, whose val_loss is best at epoch 4 and worse
+    at 5; with `crash_at`, interrupted at the end of that epoch (after the
+    backup), as a Ctrl-C."""
+    keras.utils.set_random_seed(0)
+    x, y, xv, yv = cancer()
+    model_maker = MLPHyperModel(30, 2, units=64, num_layers=2, dropout=0.0,
+                                l2=1e-6, batch_norm=False,
+                                learning_rate=0.3, balancing="none", seed=0)
+    tuner = kt.RandomSearch(model_maker, objective="val_loss", max_trials=1,
+                            directory=str(folder / "tuner"), seed=1,
+                            overwrite=False)
+    callbacks = [CheckpointEarlyStopping(
+        str(folder / "ckpt" / "best.keras"), backup_dir=str(folder / "bk"),
+        patience=20), EpochLogs()]
+    if crash_at is not None:
+        callbacks.append(CrashAt(crash_at))
+    tuner.search(x, y, validation_data=(xv, yv), epochs=6, batch_size=32,
+                 verbose=0, callbacks=callbacks)
+    return tuner, xv, yv
+
+
+def test_a_trial_resumed_from_its_backup_is_scored_on_all_its_epochs(
+        tmp_path):
+    """Keras' History of the resumed `fit` holds only the epochs after the
+    crash; KerasTuner scored the trial on those alone (about 5x worse
+    here) and kept their best weights as the trial's best model."""
+    EpochLogs.seen = []
+    with pytest.raises(KeyboardInterrupt):
+        search(tmp_path, crash_at=4)
+    tuner, xv, yv = search(tmp_path)
+    epochs = [epoch for epoch, _ in EpochLogs.seen]
+    assert epochs == [0, 1, 2, 3, 4, 5]  # resumed at 5, nothing twice
+    val_losses = [logs["val_loss"] for _, logs in EpochLogs.seen]
+    best = int(np.argmin(val_losses))
+    assert best <= 4  # the premise: the best epoch came before the crash
+    trial = tuner.oracle.get_best_trials()[0]
+    assert trial.score == pytest.approx(val_losses[best], rel=1e-6)
+    assert trial.best_step == best
+    model = tuner.get_best_models()[0]
+    assert model.evaluate(xv, yv, verbose=0)[0] == pytest.approx(
+        val_losses[best], rel=1e-4)
+
+
+def small_search(folder, objective="val_loss", max_trials=5):
+    model_maker = MLPHyperModel(30, 2, units=8, num_layers=1, seed=0)
+    return kt.RandomSearch(model_maker, objective=objective,
+                           max_trials=max_trials, seed=1, overwrite=True,
+                           directory=str(folder))
+
+
+@pytest.mark.parametrize("labels, error, match", [
+    (lambda y: np.stack([y, y, y], 1), ValueError, "shape"),
+    (lambda y: y + 5, ValueError, r"in \[0, 2\)"),
+    (lambda y: y.astype(str), TypeError, "class indices"),
+])
+def test_a_data_error_stops_the_search_at_its_first_trial(tmp_path, labels,
+                                                          error, match):
+    """KerasTuner failed each trial in turn with it and, after 3, raised
+    "Number of consecutive failures exceeded the limit of 3"; fewer trials
+    than that, and `search` returned as if it had worked."""
+    x, y, xv, yv = cancer()
+    tuner = small_search(tmp_path)
+    with pytest.raises(kt.errors.FatalError) as caught:
+        tuner.search(x, labels(y), validation_data=(xv, yv), epochs=1,
+                     verbose=0)
+    assert isinstance(caught.value, error)
+    assert caught.match(match)
+    assert len(tuner.oracle.trials) == 1
+
+
+def test_a_validation_objective_without_validation_data_is_refused_early(
+        tmp_path):
+    x, y, _, _ = cancer()
+    EpochLogs.seen = []
+    with pytest.raises(kt.errors.FatalValueError, match=(
+            r"objective \['val_loss'\] is a validation metric.*"
+            "`validation_data` or `validation_split`")):
+        small_search(tmp_path / "a").search(
+            x, y, epochs=1, verbose=0, callbacks=[EpochLogs()])
+    assert EpochLogs.seen == []  # before any training
+    tuner = small_search(tmp_path / "b", objective="loss", max_trials=1)
+    tuner.search(x, y, epochs=1, verbose=0)  # a training metric needs none
+    assert tuner.oracle.get_best_trials()[0].score > 0
