@@ -67,6 +67,53 @@ def pixels(x):
     return images
 
 
+# Pixels the model sees (integers scaled, floats as given) on the [0, 1]
+# scale lie within these bounds, with room for a little noise.
+UNIT_SCALE = (-0.5, 1.5)
+
+
+def pixel_range(x):
+    """`(min, max)` of checked images `x` as `pixels` gives them (integers
+    scaled to [0, 1], floats as they are), and whether they are integers,
+    read without converting them."""
+    x = np.asarray(x)
+    low, high = float(x.min()), float(x.max())
+    if np.issubdtype(x.dtype, np.integer):
+        return low / 255.0, high / 255.0, True
+    return low, high, False
+
+
+def check_pixel_scales(x, validation_x):
+    """Raises unless training images `x` and validation images
+    `validation_x` (both checked by `pixels`) reach the model on one
+    scale: both within about [0, 1] (`UNIT_SCALE`), or both beyond it.
+
+    `pixels` scales integers to [0, 1] and keeps floats as they are, so
+    uint8 training images beside float validation images in 0..255 train
+    on [0, 1] and are scored on [0, 255], without a word. Floats beyond
+    [0, 1] on both sides (standardized, or 0..255 on purpose) are kept
+    as given.
+    """
+    sides = [pixel_range(x), pixel_range(validation_x)]
+    unit = [UNIT_SCALE[0] <= low and high <= UNIT_SCALE[1]
+            for low, high, _ in sides]
+    if unit[0] == unit[1]:
+        return
+
+    def seen(low, high, integers):
+        kind = ("integers, 8-bit pixels scaled from [0, 255]" if integers
+                else "floats, used as they are")
+        return f"[{low:.4g}, {high:.4g}] ({kind})"
+
+    raise ValueError(
+        "Argument `validation_data` must hold images on the pixel scale of "
+        "the training images `x`: the model would train on pixels in "
+        f"{seen(*sides[0])} and be scored on pixels in {seen(*sides[1])}. "
+        "Integer images are 8-bit pixels, scaled to [0, 1]; float images "
+        "are used as they are. Pass both as integers (uint8), or both as "
+        "floats on one scale (divide 0..255 floats by 255).")
+
+
 def one_hot_labels(y, num_classes):
     """Checked float32 one-hot rows from integer labels `(N,)` or `(N, 1)`
     in [0, num_classes) (whole floats and bools too), or from one-hot (or

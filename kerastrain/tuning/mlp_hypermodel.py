@@ -1,6 +1,10 @@
 """The search space of a multilayer perceptron for tabular data."""
 
+import functools
+import re
+
 import keras
+import keras_tuner
 import numpy as np
 
 from kerastrain._seeds import MODEL_SEED_LIMIT
@@ -12,6 +16,10 @@ from kerastrain.tuning._hypermodel import (ToolkitHyperModel,
 from kerastrain.tuning._knob import Knob, category, integer, number
 
 BALANCING = ("none", "class_weight") + METHODS
+
+# The message of a dataset label check failing in the tf.data pipeline,
+# inside TensorFlow's error.
+_LABEL_ERROR = re.compile(r"assertion failed: \[(Argument `[^\n]*?\.)\]")
 
 
 class MLPHyperModel(ToolkitHyperModel):
@@ -26,6 +34,11 @@ class MLPHyperModel(ToolkitHyperModel):
     (threshold at logit 0) and `auc`; multiclass ones get `num_classes`
     logits, `SparseCategoricalCrossentropy(from_logits=True)` and
     `accuracy`. Labels are integers (one-hot rows are turned into them).
+    A `tf.data.Dataset` given as `x` or as `validation_data` must yield
+    batches `(features, labels)` (or with sample weights) whose labels
+    follow the same rules: its `element_spec` is checked before training,
+    and every batch as it is read (a bad one stops `fit` with a
+    `ValueError` naming the dataset and the labels it held).
 
     `balancing` decides how the trial treats imbalanced classes: `"none"`,
     `"class_weight"` (Keras' `class_weight`, "balanced" weights from
@@ -181,10 +194,90 @@ class MLPHyperModel(ToolkitHyperModel):
                 f"range [{y.min()}, {y.max()}]")
         return y
 
+    def _checked_dataset(self, dataset, name):
+        """`dataset` of `(features, labels[, sample_weights])` batches with
+        its labels checked as `labels` checks NumPy ones, and given as
+        int64 class indices, shape (batch,).
+
+        The `element_spec` is checked here: labels must be numbers or
+        bools of shape (batch,), (batch, 1) or (batch, num_classes). The
+        values are checked in the pipeline, batch by batch: a bad one fails
+        the `fit` reading it with a `ValueError` naming `name` (see `fit`).
+
+        Args:
+            dataset: A `tf.data.Dataset` of batches.
+            name: The argument it was given as, `"x"` or
+                `"validation_data"`.
+
+        Returns:
+            The dataset mapped through the checks.
+        """
+        import tensorflow as tf
+
+        what = (f"Argument `{name}`, a tf.data.Dataset, must yield labels "
+                "`y`")
+        spec = dataset.element_spec
+        if not (isinstance(spec, tuple) and len(spec) in (2, 3)):
+            raise ValueError(
+                f"Argument `{name}`, a tf.data.Dataset, must yield batches "
+                "(features, labels) or (features, labels, sample_weights). "
+                f"Received elements: {spec}")
+        label = spec[1]
+        if not isinstance(label, tf.TensorSpec) or not (
+                label.dtype.is_integer or label.dtype.is_floating
+                or label.dtype == tf.bool):
+            raise TypeError(
+                f"{what} that are class indices (integers) or one-hot rows, "
+                f"as dense numbers. Received labels: {label}; map the "
+                "classes to 0, 1, ... first.")
+        shape, n = label.shape, self.num_classes
+        if shape.rank == 0:
+            raise ValueError(
+                f"{what} in batches, shape (batch,): it yields single "
+                f"samples. Batch it, e.g. `{name}.batch(32)`. Received "
+                f"labels: {label}")
+        if shape.rank is None or shape.rank > 2 or (
+                shape.rank == 2 and shape[1] not in (None, 1, n)):
+            raise ValueError(
+                f"{what} of shape (batch,), (batch, 1) or (batch, {n}). "
+                f"Received labels: {label}")
+        return dataset.map(functools.partial(
+            _checked_labels, num_classes=n, what=what))
+
+    def fit(self, hp, model, *args, **kwargs):
+        """Trains `model` for the trial `hp`, as `ToolkitHyperModel.fit`
+        does; a dataset batch whose labels break `labels`' rules raises a
+        `ValueError` naming the dataset's argument (KerasTuner's
+        `FatalValueError`, which stops a search).
+
+        Args:
+            hp: The trial's `HyperParameters`.
+            model: The model `build` made.
+            *args: `x`, `y`, ... as `ToolkitHyperModel.fit` takes them.
+            **kwargs: Likewise.
+
+        Returns:
+            The `History`.
+        """
+        try:
+            return super().fit(hp, model, *args, **kwargs)
+        except Exception as error:  # tf.errors.InvalidArgumentError
+            found = (type(error).__name__ == "InvalidArgumentError"
+                     and _LABEL_ERROR.search(str(error)))
+            if not found:
+                raise
+            # KerasTuner's fatal kind of ValueError: the data is the same
+            # for every trial, so the search stops at once.
+            raise keras_tuner.errors.FatalValueError(
+                found.group(1)) from None
+
     def training_data(self, values, x, y, batch_size, validation_data,
                       kwargs):
         method = values["balancing"]
-        if validation_data is not None and not is_dataset(validation_data):
+        if is_dataset(validation_data):
+            validation_data = self._checked_dataset(validation_data,
+                                                   "validation_data")
+        elif validation_data is not None:
             val_x, val_y, *weights = validation_data
             # Keras' third entry, the validation sample weights, weighs the
             # val_loss the tuner scores.
@@ -203,7 +296,8 @@ class MLPHyperModel(ToolkitHyperModel):
                     f"Class balancing {method!r} needs the training data as "
                     "NumPy arrays `x, y`; a tf.data.Dataset can only be used "
                     "with balancing='none'.")
-            return (dict(kwargs, x=x, validation_data=validation_data),
+            return (dict(kwargs, x=self._checked_dataset(x, "x"),
+                         validation_data=validation_data),
                     batches_per_epoch(x, batch_size))
         x, y = self.inputs(x), self.labels(y)
         if method == "class_weight":
@@ -234,3 +328,71 @@ def balanced_class_weight(y):
     classes = np.unique(y)
     weights = compute_class_weight("balanced", classes=classes, y=y)
     return dict(zip(classes.tolist(), weights.tolist()))
+
+
+def _checked_labels(features, labels, *weights, num_classes, what):
+    """A dataset batch with its labels checked in graph (tf.data feeds
+    every backend) and turned into int64 indices, shape (batch,)."""
+    import tensorflow as tf
+
+    def check(ok, template, *values):
+        """The assertion op: `template` filled with `values` if not `ok`.
+        """
+        message = tf.strings.format(template, values) if values else template
+        return tf.debugging.Assert(ok, [message])
+
+    def indices(y):
+        # Class indices stored as whole floats or bools, as `labels`
+        # takes them.
+        checks = []
+        low, high = tf.reduce_min(y), tf.reduce_max(y)
+        empty = tf.equal(tf.size(y), 0)
+        if y.dtype.is_floating:
+            checks.append(check(
+                tf.reduce_all(tf.equal(y, tf.round(y))),
+                f"{what} that are class indices (whole numbers) or one-hot "
+                "rows. Received: a batch of labels in [{}, {}] holding "
+                "others (or NaN).", low, high))
+        with tf.control_dependencies(checks):
+            checks = [check(
+                tf.logical_or(empty, tf.logical_and(
+                    low >= 0, high < num_classes)),
+                f"{what} in [0, {num_classes}) (or one-hot rows of width "
+                f"{num_classes}). Received: a batch of labels in [{{}}, "
+                "{}].", low, high)]
+        with tf.control_dependencies(checks):
+            return tf.cast(y, "int64")
+
+    def from_rows(y):
+        rows = tf.cast(y, "float64")
+        ok = tf.reduce_all(tf.logical_or(tf.equal(rows, 0.0),
+                                         tf.equal(rows, 1.0)))
+        ok = tf.logical_and(ok, tf.reduce_all(tf.equal(
+            tf.reduce_sum(rows, axis=1), 1.0)))
+        done = check(ok, f"{what} given as rows of width {num_classes} "
+                     "to be one-hot: a single 1 per row. Received: a batch "
+                     "of rows with other values or sums.")
+        with tf.control_dependencies([done]):
+            return tf.argmax(rows, axis=1)
+
+    def from_column(y):
+        done = check(tf.equal(tf.shape(y)[1], 1),
+                     f"{what} of shape (batch,), (batch, 1) or (batch, "
+                     f"{num_classes}). Received: a batch of labels of "
+                     "shape {}.", tf.shape(y))
+        with tf.control_dependencies([done]):
+            return indices(y[:, 0])
+
+    if labels.dtype == tf.bool:
+        labels = tf.cast(labels, "int64")
+    if labels.shape.rank == 1:
+        labels = indices(labels)
+    elif labels.shape[1] == num_classes:
+        labels = from_rows(labels)
+    elif labels.shape[1] == 1:
+        labels = from_column(labels)
+    else:  # a width unknown until the batch is read
+        labels = tf.cond(tf.equal(tf.shape(labels)[1], num_classes),
+                         lambda: from_rows(labels),
+                         lambda: from_column(labels))
+    return (features, labels, *weights)

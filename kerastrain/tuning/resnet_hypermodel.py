@@ -4,8 +4,9 @@ import keras
 import numpy as np
 
 from kerastrain._seeds import MODEL_SEED_LIMIT
-from kerastrain._validation import check_int, check_seed
-from kerastrain.data._image_inputs import pixels
+from kerastrain._validation import check_int, check_seed, is_dataset
+from kerastrain.data._image_inputs import (check_pixel_scales, pixels,
+                                           read_dataset)
 from kerastrain.data.image_pipeline import (check_augment, image_pipeline,
                                             one_hot_labels)
 from kerastrain.models.resnet import (blocks_per_stage, check_input_shape,
@@ -13,7 +14,8 @@ from kerastrain.models.resnet import (blocks_per_stage, check_input_shape,
                                       valid_depths)
 from kerastrain.tuning._hypermodel import (ToolkitHyperModel,
                                            batches_per_epoch)
-from kerastrain.tuning._knob import Knob, category, integer, number
+from kerastrain.tuning._knob import (Knob, category, integer, knob_values,
+                                     number)
 from kerastrain.tuning.schedule_factory import (OPTIMIZERS, SCHEDULES,
                                                 learning_rate_schedule,
                                                 make_optimizer)
@@ -111,6 +113,14 @@ def _max_lr_knobs(max_lr, optimizer):
                  parent=("optimizer", name)) for name in searched]
 
 
+def _declared_rates(hp):
+    """The peak-rate names `hp` holds, active in this trial: `max_lr`
+    and/or `max_lr_<optimizer>`, declared by the user or registered by an
+    earlier `build`."""
+    return [name for name in ("max_lr", *(f"max_lr_{o}" for o in OPTIMIZERS))
+            if name in hp]
+
+
 class ResNetHyperModel(ToolkitHyperModel):
     """KerasTuner search space of a CIFAR-style ResNet and its training.
 
@@ -127,7 +137,8 @@ class ResNetHyperModel(ToolkitHyperModel):
     gives the choices, a `(min, max)` tuple narrows a numeric range
     (categorical knobs take a tuple of choices too). A value set in the
     tuner's `HyperParameters` (`hp.Fixed("norm", "group")`, passed as
-    `hyperparameters=hp`) overrides the argument.
+    `hyperparameters=hp`) overrides the argument; a declared `max_lr`
+    overrides a `max_lr` dict too (see `trial_values`).
 
     `fit` (called by the tuner with the arguments of `search`) takes
     images `x` (N, H, W, C) with integer or one-hot labels `y`, or a
@@ -136,7 +147,11 @@ class ResNetHyperModel(ToolkitHyperModel):
     trial's alpha); `validation_data` goes through the same pipeline in
     evaluation mode. Images are not standardized (uint8 are scaled to
     [0, 1]): evaluate the best model on `image_pipeline(x, y, batch_size,
-    num_classes, training=False, normalize=False)`. The schedule spans
+    num_classes, training=False, normalize=False)`. Training and
+    validation images must reach the model on one scale, both within
+    about [0, 1] or both beyond it: uint8 training images beside float
+    validation images in 0..255 are a `ValueError` naming
+    `validation_data`. The schedule spans
     exactly the updates of each `fit` call: with `Hyperband`, the epochs of
     the trial's round (from `initial_epoch` to `epochs`), so a one-cycle
     ends annealed whatever the budget; with `steps_per_epoch`, the
@@ -230,6 +245,53 @@ class ResNetHyperModel(ToolkitHyperModel):
                  number(high=1.0, high_closed=False)),
         ], name=name, tunable=tunable)
 
+    def trial_values(self, hp):
+        """`{knob: value}` for the trial `hp` describes (registering the
+        knobs with `hp` where they are new).
+
+        A `max_lr` declared in `hp` beforehand is the trial's peak rate
+        whatever the optimizer, also where the constructor's `max_lr` is a
+        dict: its `max_lr_<optimizer>` knobs are then left out of the
+        space. A `max_lr_<optimizer>` declared beside it, or where
+        `max_lr` is one rate, would be silently ignored: a `ValueError`.
+
+        Args:
+            hp: The trial's `HyperParameters`.
+
+        Returns:
+            A dict of the knobs' values.
+        """
+        per_optimizer = [knob for knob in self.knobs
+                         if knob.name.startswith("max_lr_")]
+        declared = _declared_rates(hp)
+        if not per_optimizer:
+            if "max_lr" in declared:  # the knob's own name: read
+                declared.remove("max_lr")
+            if declared:
+                names = ", ".join(f"`{name}`" for name in declared)
+                raise ValueError(
+                    f"The tuner's HyperParameters declare {names}, which this "
+                    "ResNetHyperModel does not read: its `max_lr` is one "
+                    "peak rate for every optimizer (knob `max_lr`). "
+                    "Declare `max_lr` instead, or pass `max_lr` as a dict "
+                    "per optimizer, e.g. {'sgd': (0.02, 0.5), 'adamw': "
+                    "(3e-4, 1e-2)}.")
+            return knob_values(self.knobs, hp)
+        if "max_lr" not in declared:
+            return knob_values(self.knobs, hp)
+        if len(declared) > 1:
+            others = ", ".join(f"`{name}`" for name in declared[1:])
+            raise ValueError(
+                "The tuner's HyperParameters declare both `max_lr` (one peak "
+                f"rate for every optimizer) and {others} (the "
+                "rate of one optimizer); declare one of them.")
+        values = knob_values([knob for knob in self.knobs
+                              if knob not in per_optimizer], hp)
+        # Read, not registered: it may sit in a conditional scope of the
+        # user's own.
+        values["max_lr"] = number(low_closed=False)("max_lr",
+                                                    hp.get("max_lr"))
+        return values
 
     def build_model(self, values):
         return resnet(self.input_shape, self.num_classes,
@@ -262,6 +324,13 @@ class ResNetHyperModel(ToolkitHyperModel):
         """One-hot float32 labels from integer or one-hot `y`."""
         return one_hot_labels(np.asarray(y), self.num_classes)
 
+    def _in_memory(self, x, y):
+        """A dataset of (image, label) pairs `x` (with `y` None) read into
+        arrays, as `image_pipeline` reads it; anything else as it is."""
+        if is_dataset(x) and y is None:
+            return read_dataset(x, self.num_classes)
+        return x, y
+
     def training_data(self, values, x, y, batch_size, validation_data,
                       kwargs):
         if kwargs.get("sample_weight") is not None or (isinstance(
@@ -274,6 +343,9 @@ class ResNetHyperModel(ToolkitHyperModel):
         pipeline = dict(batch_size=batch_size, num_classes=self.num_classes,
                         normalize=False, seed=self.seed)
         kwargs = dict(kwargs)
+        # Datasets read here, as the pipeline would, to compare the
+        # pixel scales of both sides.
+        x, y = self._in_memory(x, y)
         train = image_pipeline(x, y, augment=self.augment,
                                mixup_alpha=values["mixup_alpha"],
                                shuffle=kwargs.pop("shuffle", True),
@@ -283,8 +355,11 @@ class ResNetHyperModel(ToolkitHyperModel):
                 val_x, val_y = validation_data[:2]
             else:
                 val_x, val_y = validation_data, None
+            val_x, val_y = self._in_memory(val_x, val_y)
             validation_data = image_pipeline(val_x, val_y, training=False,
                                              **pipeline)
+            # After the pipelines' own checks of the pixels.
+            check_pixel_scales(x, val_x)
         # The pipeline shuffles (Keras would only warn it cannot).
         return (dict(kwargs, x=train, shuffle=False,
                      validation_data=validation_data),

@@ -441,3 +441,130 @@ def test_batch_size_none_is_keras_32_and_an_empty_span_is_named():
                            rf".*epochs={epochs}, initial_epoch="):
             hypermodel.fit(hp, model, x, y, epochs=epochs,
                            initial_epoch=initial_epoch, verbose=0)
+
+
+def batches(x, y):
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH)
+
+
+def test_a_dataset_with_labels_out_of_range_stops_the_search(tmp_path):
+    """Digits labelled 1..10 in a dataset trained, and completed a trial,
+    on jax: sparse cross-entropy reads label 10 without a word."""
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    x = (x[:256] / 16.0).astype("float32")
+    tuner = kt.RandomSearch(
+        MLPHyperModel(64, 10, num_layers=1, units=8, balancing="none",
+                      seed=0),
+        objective="loss", max_trials=2, seed=0, directory=str(tmp_path),
+        overwrite=True)
+    # The bad label is in the last batch only: every batch is checked.
+    labels = np.where(np.arange(256) < 250, y[:256], 10)
+    with pytest.raises(ValueError, match=r"Argument `x`, a tf.data.Dataset,"
+                       r" must yield labels `y` in \[0, 10\) \(or one-hot "
+                       r"rows of width 10\)\. Received: a batch of labels "
+                       r"in \[\d, 10\]\.$"):
+        tuner.search(batches(x, labels), epochs=1, verbose=0)
+    assert all(t.status != "COMPLETED" for t in tuner.oracle.trials.values())
+
+
+@pytest.mark.parametrize("labels, match", [
+    # Binary labels {0, 2} trained to a negative loss on torch.
+    (lambda y: 2 * y, r"labels `y` in \[0, 2\).*labels in \[0, 2\]\."),
+    (lambda y: y - 1, r"labels `y` in \[0, 2\).*labels in \[-1, 0\]\."),
+    (lambda y: y + 0.5, r"class indices \(whole numbers\).*in \[0.5, "),
+    (lambda y: np.where(y[:, None] == 1, [1, 1], [1, 0]),
+     "rows of width 2 to be one-hot"),
+    (lambda y: y[:, None] + 3, r"in \[0, 2\).*labels in \[3, 4\]\."),
+], ids=["0_2", "negative", "fraction", "not_one_hot", "column"])
+@pytest.mark.parametrize("where", ["x", "validation_data"])
+def test_dataset_labels_follow_the_rules_of_numpy_ones(labels, match,
+                                                        where):
+    (x, y), (x_val, y_val) = diabetes_risk()
+    hypermodel, hp, model = small_trial("none")
+    train, validation = batches(x, y), batches(x_val, y_val)
+    if where == "x":
+        train = batches(x, labels(y))
+        with pytest.raises(ValueError):
+            hypermodel.labels(labels(y))  # as the NumPy path refuses them
+    else:
+        validation = batches(x_val, labels(y_val))
+    with pytest.raises(ValueError, match=rf"^Argument `{where}`, a "
+                       rf"tf.data.Dataset, must yield .*{match}"):
+        hypermodel.fit(hp, model, train, validation_data=validation,
+                       epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("form", ["int", "column", "one_hot", "float",
+                                  "bool"])
+def test_good_dataset_labels_train_exactly_as_numpy_ones(form):
+    (x, y), (x_val, y_val) = diabetes_risk()
+    x, x_val = x.astype("float32"), x_val.astype("float32")
+    as_form = {"int": lambda y: y, "column": lambda y: y[:, None],
+               "one_hot": lambda y: np.eye(2, dtype="int32")[y],
+               "float": lambda y: y.astype("float32"),
+               "bool": lambda y: y.astype(bool)}[form]
+    hypermodel = MLPHyperModel(10, 2, num_layers=1, units=8,
+                               learning_rate=1e-2, balancing="none", seed=0)
+    hp = kt.HyperParameters()
+    model = hypermodel.build(hp)
+    initial = model.get_weights()
+    reference = hypermodel.fit(hp, model, x, y, batch_size=BATCH,
+                               shuffle=False, validation_data=(x_val, y_val),
+                               epochs=1, verbose=0).history
+    expected = model.get_weights()
+    model.set_weights(initial)
+    history = hypermodel.fit(
+        hp, model, batches(x, as_form(y)),
+        validation_data=batches(x_val, as_form(y_val)), epochs=1,
+        verbose=0).history
+    assert max(np.abs(a - b).max() for a, b in zip(expected, initial)) > (
+        1e-2)  # it trained
+    for a, b in zip(expected, model.get_weights()):
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-7)
+    assert history["val_loss"] == pytest.approx(reference["val_loss"],
+                                                rel=1e-5)
+
+
+def test_a_dataset_whose_labels_cannot_be_classes_is_refused_up_front():
+    """`element_spec` tells before any batch is read."""
+    import tensorflow as tf
+
+    (x, y), _ = diabetes_risk()
+    hypermodel = MLPHyperModel(10, 2)
+    cases = [
+        (tf.data.Dataset.from_tensor_slices((x, y)), ValueError,
+         r"labels `y` in batches.*Batch it, e.g. `x.batch\(32\)`"),
+        (batches(x, np.where(y == 1, "yes", "no")), TypeError,
+         r"dtype=tf.string.*map the classes to 0, 1"),
+        (batches(x, np.eye(3)[y]), ValueError,
+         r"shape \(batch,\), \(batch, 1\) or \(batch, 2\). Received labels:"
+         r" TensorSpec\(shape=\(None, 3\)"),
+        (batches(x, y[:, None, None]), ValueError, r"shape=\(None, 1, 1\)"),
+        (tf.data.Dataset.from_tensor_slices(x).batch(BATCH), ValueError,
+         r"batches \(features, labels\)"),
+    ]
+    for dataset, error, match in cases:
+        with pytest.raises(error, match=r"^Argument `x`, a tf.data.Dataset"
+                           rf".*{match}"):
+            hypermodel.training_data(values(), dataset, None, BATCH, None,
+                                     {})
+        with pytest.raises(error, match=r"^Argument `validation_data`"):
+            hypermodel.training_data(values(), x, y, BATCH, dataset, {})
+
+
+def test_a_learning_rate_set_in_the_hyperparameters_is_the_one_trained():
+    """MLPHyperModel has one `learning_rate` knob (no form per optimizer,
+    unlike ResNetHyperModel's `max_lr`): a declared value wins."""
+    (x, y), _ = diabetes_risk()
+    hypermodel = MLPHyperModel(10, 2, num_layers=1, units=8,
+                               learning_rate=1e-3, balancing="none")
+    hp = kt.HyperParameters()
+    hp.Fixed("learning_rate", 0.05)
+    model = hypermodel.build(hp)
+    hypermodel.fit(hp, model, x, y, epochs=1, verbose=0)
+    assert float(to_numpy(model.optimizer.learning_rate)) == pytest.approx(
+        0.05)

@@ -513,3 +513,121 @@ def test_sample_weights_are_refused_by_name():
         with pytest.raises(ValueError, match=r"Sample weights .*"
                            r"`sample_weight`"):
             model.training_data({"mixup_alpha": 0.0}, x, y, 8, data, kwargs)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_a_declared_max_lr_wins_over_the_rates_per_optimizer(tmp_path,
+                                                             optimizer):
+    """The README: a value set in the tuner's HyperParameters overrides
+    the constructor argument. With `max_lr` a dict, the trial recorded
+    max_lr 0.5 but trained at the dict's rate."""
+    spies.reset()
+    (x, y), validation = digits(64, 16)  # 4 batches: one-cycle needs 4
+    hp = kt.HyperParameters()
+    hp.Fixed("max_lr", 0.5)
+    hp.Fixed("optimizer", optimizer)
+    tuner = kt.RandomSearch(
+        hypermodel(max_lr=RATES, **dict(CHEAP, optimizer=optimizer)),
+        objective="val_accuracy", max_trials=1, hyperparameters=hp, seed=0,
+        directory=str(tmp_path), overwrite=True)
+    tuner.search(x, y, validation_data=validation, epochs=1,
+                 batch_size=BATCH, verbose=0, callbacks=[spies.Recorder()])
+    (trial,) = tuner.oracle.trials.values()
+    assert trial.status == "COMPLETED"
+    (run,) = spies.Recorder.runs
+    schedule = run["learning_rate"]
+    assert isinstance(schedule, OneCycle)
+    assert schedule.max_lr == pytest.approx(0.5)
+    assert float(schedule(0)) == pytest.approx(0.5 / schedule.div_factor,
+                                               rel=1e-6)
+    values = trial.hyperparameters.values
+    assert values["max_lr"] == 0.5
+    # The rates per optimizer are out of the space: the record is whole.
+    assert not [name for name in values if name.startswith("max_lr_")]
+    # A constant rate reads the same (outside a search).
+    hp = kt.HyperParameters()
+    hp.Fixed("max_lr", 0.5)
+    hp.Fixed("schedule", "constant")
+    model_maker = hypermodel(max_lr=RATES, optimizer=optimizer)
+    model = model_maker.build(hp)
+    model_maker.fit(hp, model, x, y, batch_size=BATCH, epochs=1, verbose=0)
+    assert float(to_numpy(model.optimizer.learning_rate)) == pytest.approx(
+        0.5)
+
+
+@pytest.mark.parametrize("max_lr, declared, match", [
+    # A declared rate per optimizer that no knob reads: ignored before.
+    (0.01, {"max_lr_sgd": 0.3}, r"declare `max_lr_sgd`, which this "
+     r"ResNetHyperModel does not read: its `max_lr` is one peak rate"),
+    (RATES, {"max_lr": 0.5, "max_lr_sgd": 0.3},
+     r"declare both `max_lr` .* and `max_lr_sgd`"),
+])
+def test_peak_rates_declared_that_would_be_ignored_are_named(
+        max_lr, declared, match):
+    hp = kt.HyperParameters()
+    hp.Fixed("optimizer", "sgd")
+    for name, value in declared.items():
+        hp.Fixed(name, value)
+    with pytest.raises(ValueError, match=match):
+        hypermodel(max_lr=max_lr).build(hp)
+    # A declared rate of a knob's own name is read, as before.
+    hp = kt.HyperParameters()
+    hp.Fixed("optimizer", "sgd")
+    hp.Fixed("max_lr_sgd", 0.3)
+    model = hypermodel(max_lr=RATES, schedule="one_cycle").build(hp)
+    assert model.optimizer._learning_rate.max_lr == pytest.approx(0.3)
+
+
+def eight_bit(images):
+    return np.round(images * 255).astype("uint8")
+
+
+@pytest.mark.parametrize("scales", [
+    # The reviewer's search: trained on [0, 1], scored on [0, 255], and
+    # completed with val_accuracy 0.14.
+    ("uint8", "float_255"), ("float", "float_255"), ("float_255", "uint8"),
+    ("float_255", "float"), ("uint8", "float_255_dataset")])
+def test_training_and_validation_pixels_on_two_scales_are_refused(scales):
+    import tensorflow as tf
+
+    (x, y), (x_val, y_val) = digits(64, 32)
+    as_scale = {"uint8": eight_bit, "float": lambda images: images,
+                "float_255": lambda images: images * 255.0,
+                "float_255_dataset": lambda images: images * 255.0}
+    validation = (as_scale[scales[1]](x_val), y_val)
+    if scales[1].endswith("dataset"):
+        validation = tf.data.Dataset.from_tensor_slices(validation)
+    model_maker = hypermodel(**CHEAP)
+    hp = kt.HyperParameters()
+    model = model_maker.build(hp)
+    high = [255 if scale.startswith("float_255") else 1
+            for scale in scales]
+    with pytest.raises(ValueError, match=r"^Argument `validation_data` must"
+                       r" hold images on the pixel scale of the training "
+                       rf"images `x`: the model would train on pixels in "
+                       rf"\[0, {high[0]}\] .* scored on pixels in "
+                       rf"\[0, {high[1]}\] "):
+        model_maker.fit(hp, model, as_scale[scales[0]](x), y,
+                        validation_data=validation, batch_size=BATCH,
+                        epochs=1, verbose=0)
+    assert int(to_numpy(model.optimizer.iterations)) == 0  # at the start
+
+
+@pytest.mark.parametrize("scales", [("uint8", "uint8"), ("float", "float"),
+                                    ("uint8", "float")])
+def test_pixels_on_one_scale_train_and_are_scored_as_evaluated(scales):
+    """uint8 pixels are scaled to [0, 1]: floats in [0, 1] beside them are
+    on their scale."""
+    (x, y), (x_val, y_val) = digits(64, 32)
+    as_scale = {"uint8": eight_bit, "float": lambda images: images}
+    x, x_val = as_scale[scales[0]](x), as_scale[scales[1]](x_val)
+    model_maker = hypermodel(**CHEAP)
+    hp = kt.HyperParameters()
+    model = model_maker.build(hp)
+    history = model_maker.fit(hp, model, x, y, validation_data=(x_val, y_val),
+                              batch_size=BATCH, epochs=1, verbose=0)
+    scored = model.evaluate(
+        image_pipeline(x_val, y_val, BATCH, 10, training=False,
+                       normalize=False), verbose=0, return_dict=True)
+    assert history.history["val_loss"][0] == pytest.approx(scored["loss"],
+                                                           rel=1e-5)
