@@ -160,6 +160,17 @@ class MLPHyperModel(ToolkitHyperModel):
         """Features `x` as float32, as the model trains on them."""
         return np.asarray(x, "float32")
 
+    def _features(self, x, name):
+        """`inputs(x)`, refused unless it has `input_dim` features, naming
+        `name` (Keras' own error names neither)."""
+        x = self.inputs(x)
+        if x.ndim != 2 or x.shape[1] != self.input_dim:
+            raise ValueError(
+                f"Argument `{name}` must hold rows of input_dim="
+                f"{self.input_dim} features, shape (N, {self.input_dim}). "
+                f"Received: features of shape {x.shape}")
+        return x
+
     def labels(self, y):
         """Integer labels in [0, num_classes) from integer labels, (N,) or
         (N, 1), or one-hot rows, (N, num_classes)."""
@@ -281,7 +292,8 @@ class MLPHyperModel(ToolkitHyperModel):
             val_x, val_y, *weights = validation_data
             # Keras' third entry, the validation sample weights, weighs the
             # val_loss the tuner scores.
-            validation_data = (self.inputs(val_x), self.labels(val_y), *(
+            validation_data = (self._features(val_x, "validation_data"),
+                               self.labels(val_y), *(
                 None if w is None else np.asarray(w, "float32")
                 for w in weights))
         if method != "none" and kwargs.get("sample_weight") is not None:
@@ -299,7 +311,7 @@ class MLPHyperModel(ToolkitHyperModel):
             return (dict(kwargs, x=self._checked_dataset(x, "x"),
                          validation_data=validation_data),
                     batches_per_epoch(x, batch_size))
-        x, y = self.inputs(x), self.labels(y)
+        x, y = self._features(x, "x"), self.labels(y)
         if method == "class_weight":
             if kwargs.get("class_weight") is not None:
                 raise ValueError(

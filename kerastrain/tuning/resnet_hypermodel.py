@@ -324,6 +324,15 @@ class ResNetHyperModel(ToolkitHyperModel):
         """One-hot float32 labels from integer or one-hot `y`."""
         return one_hot_labels(np.asarray(y), self.num_classes)
 
+    def _check_image_shape(self, x, name):
+        """Refuses images of another shape than `input_shape`, naming
+        `name` (Keras' error came from inside the stem's convolution)."""
+        if tuple(np.shape(x)[1:]) != self.input_shape:
+            raise ValueError(
+                f"Argument `{name}` must hold images of input_shape="
+                f"{self.input_shape}, shape (N, *input_shape). Received: "
+                f"images of shape {np.shape(x)}")
+
     def _in_memory(self, x, y):
         """A dataset of (image, label) pairs `x` (with `y` None) read into
         arrays, as `image_pipeline` reads it; anything else as it is."""
@@ -346,6 +355,7 @@ class ResNetHyperModel(ToolkitHyperModel):
         # Datasets read here, as the pipeline would, to compare the
         # pixel scales of both sides.
         x, y = self._in_memory(x, y)
+        self._check_image_shape(x, "x")
         train = image_pipeline(x, y, augment=self.augment,
                                mixup_alpha=values["mixup_alpha"],
                                shuffle=kwargs.pop("shuffle", True),
@@ -356,6 +366,7 @@ class ResNetHyperModel(ToolkitHyperModel):
             else:
                 val_x, val_y = validation_data, None
             val_x, val_y = self._in_memory(val_x, val_y)
+            self._check_image_shape(val_x, "validation_data")
             validation_data = image_pipeline(val_x, val_y, training=False,
                                              **pipeline)
             # After the pipelines' own checks of the pixels.

@@ -112,3 +112,21 @@ def test_a_validation_objective_without_validation_data_is_refused_early(
     tuner = small_search(tmp_path / "b", objective="loss", max_trials=1)
     tuner.search(x, y, epochs=1, verbose=0)  # a training metric needs none
     assert tuner.oracle.get_best_trials()[0].score > 0
+
+
+def test_features_of_another_width_are_refused_naming_the_argument(
+        tmp_path):
+    """Keras' error ("expected shape=(None, 10), found (64, 30)") named
+    neither `input_dim` nor the argument."""
+    x, y, xv, yv = cancer()
+    model_maker = MLPHyperModel(10, 2, units=8, num_layers=1, seed=0)
+    for data, name in (((x, xv[:, :10]), "x"),
+                       ((x[:, :10], xv), "validation_data")):
+        tuner = kt.RandomSearch(model_maker, objective="val_loss",
+                                max_trials=1, overwrite=True,
+                                directory=str(tmp_path / name))
+        with pytest.raises(kt.errors.FatalValueError, match=(
+                rf"`{name}` must hold rows of input_dim=10 features.*"
+                r"Received: features of shape \(\d+, 30\)")):
+            tuner.search(data[0], y, validation_data=(data[1], yv),
+                         epochs=1, verbose=0)

@@ -631,3 +631,22 @@ def test_pixels_on_one_scale_train_and_are_scored_as_evaluated(scales):
                        normalize=False), verbose=0, return_dict=True)
     assert history.history["val_loss"][0] == pytest.approx(scored["loss"],
                                                            rel=1e-5)
+
+
+@pytest.mark.parametrize("side", ["x", "validation_data"])
+def test_images_of_another_shape_are_refused_naming_the_argument(side):
+    """3-channel images for (8, 8, 1) failed inside the stem's
+    convolution, naming neither `input_shape` nor the argument."""
+    (x, y), (xv, yv) = digits(32, 16)
+    if side == "x":
+        x = np.repeat(x, 3, axis=-1)
+    else:
+        xv = np.repeat(xv, 3, axis=-1)
+    model_maker = hypermodel(**CHEAP)
+    hp = kt.HyperParameters()
+    with pytest.raises(ValueError, match=(
+            rf"`{side}` must hold images of input_shape=\(8, 8, 1\).*"
+            r"Received: images of shape \(\d+, 8, 8, 3\)")):
+        model_maker.fit(hp, model_maker.build(hp), x, y, epochs=1,
+                        batch_size=BATCH, validation_data=(xv, yv),
+                        verbose=0)
