@@ -8,6 +8,7 @@ import string
 
 import h5py
 import keras
+import numpy as np
 
 from kerastrain._validation import (check_bool, check_choice, check_float,
                                     check_int, check_path, check_verbose)
@@ -91,6 +92,13 @@ def _to_json(value):
     return value if math.isfinite(value) else str(value)
 
 
+def _scalars(logs):
+    """The scalar entries of `logs` as floats; a per-class metric (such as
+    `F1Score(average=None)`) gives a vector, which no objective reads."""
+    return {key: float(value) for key, value in logs.items()
+            if np.ndim(value) == 0}
+
+
 def _from_json(value):
     return float(value) if isinstance(value, str) else value
 
@@ -146,8 +154,8 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
     overwriting the file even if an earlier fit's model scored better.
     Give each stage its own `filepath` to keep both.
 
-    After a `fit`, `epoch_logs` holds the logs of each of its epochs, the
-    ones before a resume included (kept with the backup), and
+    After a `fit`, `epoch_logs` holds the logs (their scalars) of each of
+    its epochs, the ones before a resume included (kept with the backup), and
     `resumed_epochs` how many came from before the resume: the `History`
     Keras returns for a resumed `fit` has only the epochs after it. The
     toolkit's HyperModels give KerasTuner the whole run this way.
@@ -288,8 +296,7 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
 
     def on_epoch_end(self, epoch, logs=None):
         self.get_monitor_value(logs)  # a missing monitor fails first
-        self.epoch_logs.append({key: float(value)
-                                for key, value in logs.items()})
+        self.epoch_logs.append(_scalars(logs))
         previous_best = self.best
         super().on_epoch_end(epoch, logs)
         if self.best is not previous_best:

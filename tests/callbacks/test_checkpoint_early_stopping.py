@@ -230,6 +230,25 @@ def test_an_interrupted_fit_resumes_and_stops_like_an_uninterrupted_one(
     assert not os.path.exists(tmp_path / "backup")  # cleaned up at the end
 
 
+def test_a_per_class_metric_is_left_out_of_the_epoch_logs(tmp_path):
+    """`F1Score(average=None)` logs a vector per epoch: `float` of it
+    crashed the callback at the first epoch's end."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 4)).astype("float32")
+    y = keras.utils.to_categorical(np.argmax(x[:, :3], axis=1), 3)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model.compile("adam", keras.losses.CategoricalCrossentropy(
+        from_logits=True), metrics=[keras.metrics.F1Score(average=None)])
+    callback = CheckpointEarlyStopping(str(tmp_path / "best.keras"),
+                                       monitor="loss",
+                                       backup_dir=str(tmp_path / "backup"))
+    history = model.fit(x, y, epochs=2, verbose=0, callbacks=[callback])
+    assert np.shape(history.history["f1_score"][0]) == (3,)
+    assert all("f1_score" not in logs for logs in callback.epoch_logs)
+    assert [logs["loss"] for logs in callback.epoch_logs] == pytest.approx(
+        history.history["loss"])
+
+
 def test_a_nan_best_resumes_as_it_was(tmp_path):
     """A diverged first epoch (NaN) is Keras' best, which nothing improves
     on; written as JSON's null it would come back as "no best yet", and
