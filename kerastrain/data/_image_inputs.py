@@ -69,7 +69,11 @@ def pixels(x):
 
 # Pixels the model sees (integers scaled, floats as given) on the [0, 1]
 # scale lie within these bounds, with room for a little noise.
-UNIT_SCALE = (-0.5, 1.5)
+# Peak pixel magnitudes that tell the two scales apart: images within
+# [0, 1] peak at 1 (a little more after noise or interpolation), 8-bit
+# ones in 0..255 far above 10; standardized ones (peaks of 2 to 5) are
+# neither, and never refused.
+UNIT_PEAK, BYTE_PEAK = 1.5, 10.0
 
 
 def pixel_range(x):
@@ -84,20 +88,20 @@ def pixel_range(x):
 
 
 def check_pixel_scales(x, validation_x):
-    """Raises unless training images `x` and validation images
-    `validation_x` (both checked by `pixels`) reach the model on one
-    scale: both within about [0, 1] (`UNIT_SCALE`), or both beyond it.
+    """Raises where training images `x` and validation images
+    `validation_x` (both checked by `pixels`) reach the model on two
+    clearly different scales: one side peaks within about [0, 1]
+    (`UNIT_PEAK`), the other beyond `BYTE_PEAK`, as 0..255 pixels do.
 
     `pixels` scales integers to [0, 1] and keeps floats as they are, so
     uint8 training images beside float validation images in 0..255 train
     on [0, 1] and are scored on [0, 255], without a word. Floats beyond
     [0, 1] on both sides (standardized, or 0..255 on purpose) are kept
-    as given.
+    as given, and so are a few pixels over 1 (noise, interpolation).
     """
     sides = [pixel_range(x), pixel_range(validation_x)]
-    unit = [UNIT_SCALE[0] <= low and high <= UNIT_SCALE[1]
-            for low, high, _ in sides]
-    if unit[0] == unit[1]:
+    peaks = sorted(max(abs(low), abs(high)) for low, high, _ in sides)
+    if not (peaks[0] <= UNIT_PEAK and peaks[1] > BYTE_PEAK):
         return
 
     def seen(low, high, integers):

@@ -268,6 +268,24 @@ class ToolkitHyperModel(keras_tuner.HyperModel):
             fit_kwargs["x"] = fit_kwargs["x"].repeat()
         return fit_kwargs, batches
 
+    @contextlib.contextmanager
+    def per_trial(self, name):
+        """Marks the errors raised inside as coming from the trial's value
+        of the knob `name`. Where the search varies it, they become
+        `TrialValueError` and `TrialTypeError`: the trial fails alone, and
+        the trials with other values go on. Where every trial has the
+        same value, they are left to `fit`, which stops the search."""
+        knob = next(knob for knob in self.knobs if knob.name == name)
+        if knob.fixed is not None or not self.tunable:
+            yield
+            return
+        try:
+            yield
+        except ValueError as error:
+            raise TrialValueError(str(error)) from error
+        except TypeError as error:
+            raise TrialTypeError(str(error)) from error
+
     def _probe_as_trained(self, callbacks):
         """Gives a `WeightHistograms` probe the inputs (scaled as in
         training) and labels of the compiled loss."""
@@ -305,12 +323,23 @@ def _fatal():
     "Number of consecutive failures exceeded the limit"."""
     try:
         yield
-    except keras_tuner.errors.FatalError:
+    except (keras_tuner.errors.FatalError,
+            keras_tuner.errors.FailedTrialError):
         raise
     except ValueError as error:
         raise keras_tuner.errors.FatalValueError(str(error)) from error
     except TypeError as error:
         raise keras_tuner.errors.FatalTypeError(str(error)) from error
+
+
+class TrialValueError(keras_tuner.errors.FailedTrialError, ValueError):
+    """A `ValueError` that comes from a trial's values: KerasTuner fails
+    that trial alone (and does not retry it), and the search goes on."""
+
+
+class TrialTypeError(keras_tuner.errors.FailedTrialError, TypeError):
+    """A `TypeError` that comes from a trial's values (see
+    `TrialValueError`)."""
 
 
 def _tuner_checkpoint(callbacks):
@@ -343,30 +372,34 @@ def _add_resumed_epochs(history, checkpoint, initial_epoch, callbacks):
     """Puts the epochs a resumed `fit` ran before its crash, which the
     checkpoint kept with its backup, in front of `history` (Keras' holds
     only those after the resume), so that KerasTuner scores the trial on
-    all of them. Where the best epoch by the tuner's objective came before
-    the resume and the model holds its weights (the checkpoint restored
-    them), KerasTuner's own checkpoint of the trial (its best epoch's
-    weights, for `get_best_models`) is written again with them."""
+    all of them. A metric's list holds the epochs that logged it, as
+    Keras' does (validation ones, with `validation_freq`, only some).
+    Where the best epoch by the tuner's objective came before the resume,
+    beats what KerasTuner's own checkpoint of the trial holds (its best
+    epoch's weights, for `get_best_models`; one is shared by a trial's
+    executions), and the model holds its weights (the checkpoint restored
+    them), that checkpoint is written again with them."""
     earlier = checkpoint.epoch_logs[:checkpoint.resumed_epochs]
-    later = [{key: values[i] for key, values in history.history.items()}
-             for i in range(len(history.epoch))]
     epochs = list(range(initial_epoch, initial_epoch + len(earlier)))
     history.epoch = epochs + list(history.epoch)
     for key in set(history.history).union(*earlier):
-        history.history[key] = [logs.get(key, math.nan) for logs in earlier
+        history.history[key] = [logs[key] for logs in earlier
+                                if key in logs
                                 ] + list(history.history.get(key, []))
     saver = _tuner_checkpoint(callbacks)
     if saver is None or not checkpoint.restore_best or not (
             checkpoint._saved):
         return
     objective, best = saver.objective, None
-    for epoch, logs in zip(history.epoch, earlier + later):
+    for epoch, logs in zip(history.epoch, checkpoint.epoch_logs):
         if objective.has_value(logs) and (best is None or (
                 objective.better_than(objective.get_value(logs), best[1]))):
             best = epoch, objective.get_value(logs)
     if best is not None and best[0] in epochs and (
-            best[0] == checkpoint.best_epoch):
+            best[0] == checkpoint.best_epoch) and (
+            objective.better_than(best[1], saver.best_value)):
         checkpoint.model.save_weights(saver.filepath)
+        saver.best_value = best[1]
 
 
 def _first(callbacks, cls):

@@ -296,34 +296,42 @@ class MLPHyperModel(ToolkitHyperModel):
                                self.labels(val_y), *(
                 None if w is None else np.asarray(w, "float32")
                 for w in weights))
-        if method != "none" and kwargs.get("sample_weight") is not None:
-            raise ValueError(
-                f"Argument `sample_weight` cannot be combined with the "
-                f"trial's balancing={method!r}, which resamples the data or "
-                "sets class weights itself; fix `balancing` to 'none' to "
-                "weigh samples yourself.")
+        with self.per_trial("balancing"):
+            _check_balancing(method, is_dataset(x), kwargs)
         if is_dataset(x):
-            if method != "none":
-                raise ValueError(
-                    f"Class balancing {method!r} needs the training data as "
-                    "NumPy arrays `x, y`; a tf.data.Dataset can only be used "
-                    "with balancing='none'.")
             return (dict(kwargs, x=self._checked_dataset(x, "x"),
                          validation_data=validation_data),
                     batches_per_epoch(x, batch_size))
         x, y = self._features(x, "x"), self.labels(y)
         if method == "class_weight":
-            if kwargs.get("class_weight") is not None:
-                raise ValueError(
-                    "The trial's balancing='class_weight' sets `class_weight`"
-                    "; do not pass one to `search`/`fit` as well, or fix "
-                    "`balancing` to another method.")
             kwargs = dict(kwargs, class_weight=balanced_class_weight(y))
         elif method != "none":
-            x, y = balance(x, y, method, seed=self.seed, verbose=0)
+            with self.per_trial("balancing"):  # a class too small to split
+                x, y = balance(x, y, method, seed=self.seed, verbose=0)
         return (dict(kwargs, x=x, y=y, batch_size=batch_size,
                      validation_data=validation_data),
                 batches_per_epoch(x, batch_size))
+
+
+def _check_balancing(method, dataset, kwargs):
+    """Raises where `fit`'s arguments clash with the balancing `method`:
+    a resampling or class weights of its own, which needs arrays."""
+    if method != "none" and kwargs.get("sample_weight") is not None:
+        raise ValueError(
+            f"Argument `sample_weight` cannot be combined with the "
+            f"trial's balancing={method!r}, which resamples the data or "
+            "sets class weights itself; fix `balancing` to 'none' to "
+            "weigh samples yourself.")
+    if dataset and method != "none":
+        raise ValueError(
+            f"Class balancing {method!r} needs the training data as "
+            "NumPy arrays `x, y`; a tf.data.Dataset can only be used "
+            "with balancing='none'.")
+    if method == "class_weight" and kwargs.get("class_weight") is not None:
+        raise ValueError(
+            "The trial's balancing='class_weight' sets `class_weight`"
+            "; do not pass one to `search`/`fit` as well, or fix "
+            "`balancing` to another method.")
 
 
 def balanced_class_weight(y):

@@ -28,25 +28,46 @@ def cancer():
     return x, y, xv, yv
 
 
-def search(folder, crash_at=None):
+class CrashAfter(keras.callbacks.Callback):
+    """Interrupts the search (KeyboardInterrupt, as a Ctrl-C) at the end
+    of its `count`th epoch, counted over its executions."""
+
+    seen = 0
+
+    def __init__(self, count):
+        super().__init__()
+        self.count = count
+
+    def on_epoch_end(self, epoch, logs=None):
+        CrashAfter.seen += 1
+        if CrashAfter.seen == self.count:
+            raise KeyboardInterrupt("simulated crash")
+
+
+def search(folder, crash_after=None, executions=1, objective="val_loss",
+           monitor="val_loss", learning_rate=0.3, more_callbacks=(),
+           **fit_kwargs):
     """One trial of 6 epochs, whose val_loss is best at epoch 4 and worse
-    at 5; with `crash_at`, interrupted at the end of that epoch (after the
-    backup), as a Ctrl-C."""
+    at 5; with `crash_after`, interrupted at the end of that many epochs
+    (after the backup)."""
     keras.utils.set_random_seed(0)
     x, y, xv, yv = cancer()
     model_maker = MLPHyperModel(30, 2, units=64, num_layers=2, dropout=0.0,
                                 l2=1e-6, batch_norm=False,
-                                learning_rate=0.3, balancing="none", seed=0)
-    tuner = kt.RandomSearch(model_maker, objective="val_loss", max_trials=1,
+                                learning_rate=learning_rate,
+                                balancing="none", seed=0)
+    tuner = kt.RandomSearch(model_maker, objective=objective, max_trials=1,
+                            executions_per_trial=executions,
                             directory=str(folder / "tuner"), seed=1,
                             overwrite=False)
     callbacks = [CheckpointEarlyStopping(
         str(folder / "ckpt" / "best.keras"), backup_dir=str(folder / "bk"),
-        patience=20), EpochLogs()]
-    if crash_at is not None:
-        callbacks.append(CrashAt(crash_at))
+        monitor=monitor, patience=20), EpochLogs(), *more_callbacks]
+    if crash_after is not None:
+        CrashAfter.seen = 0
+        callbacks.append(CrashAfter(crash_after))
     tuner.search(x, y, validation_data=(xv, yv), epochs=6, batch_size=32,
-                 verbose=0, callbacks=callbacks)
+                 verbose=0, callbacks=callbacks, **fit_kwargs)
     return tuner, xv, yv
 
 
@@ -57,7 +78,7 @@ def test_a_trial_resumed_from_its_backup_is_scored_on_all_its_epochs(
     here) and kept their best weights as the trial's best model."""
     EpochLogs.seen = []
     with pytest.raises(KeyboardInterrupt):
-        search(tmp_path, crash_at=4)
+        search(tmp_path, crash_after=5)
     tuner, xv, yv = search(tmp_path)
     epochs = [epoch for epoch, _ in EpochLogs.seen]
     assert epochs == [0, 1, 2, 3, 4, 5]  # resumed at 5, nothing twice
@@ -70,6 +91,59 @@ def test_a_trial_resumed_from_its_backup_is_scored_on_all_its_epochs(
     model = tuner.get_best_models()[0]
     assert model.evaluate(xv, yv, verbose=0)[0] == pytest.approx(
         val_losses[best], rel=1e-4)
+
+
+class SpoilSecondFit(keras.callbacks.Callback):
+    """Scales the starting weights of the second `fit` by 30, so that it
+    scores far worse than the first."""
+
+    fits = 0
+
+    def on_train_begin(self, logs=None):
+        SpoilSecondFit.fits += 1
+        if SpoilSecondFit.fits == 2:
+            for weight in self.model.weights:
+                weight.assign(weight * 30.0)
+
+
+def test_a_resumed_execution_keeps_a_better_earlier_executions_model(
+        tmp_path):
+    """KerasTuner's checkpoint of a trial holds the best epoch of all its
+    executions; the resumed one's best before its crash, rewritten into
+    it, replaced a better model of the execution before."""
+    EpochLogs.seen, SpoilSecondFit.fits = [], 0
+    kwargs = dict(executions=2, learning_rate=1e-3,
+                  more_callbacks=[SpoilSecondFit()])
+    with pytest.raises(KeyboardInterrupt):
+        # Execution 1 crashes after its last epoch: all its epochs, its
+        # best included, come back from the backup.
+        search(tmp_path, crash_after=6 + 6, **kwargs)
+    before, EpochLogs.seen = EpochLogs.seen, []
+    tuner, xv, yv = search(tmp_path, **kwargs)
+    # Execution 0 ran again from its start; execution 1 had none left.
+    assert [epoch for epoch, _ in EpochLogs.seen] == [0, 1, 2, 3, 4, 5]
+    first = [logs["val_loss"] for _, logs in EpochLogs.seen]
+    second = [logs["val_loss"] for _, logs in before[6:]]
+    assert min(first) < min(second)  # the premise
+    model = tuner.get_best_models()[0]
+    assert model.evaluate(xv, yv, verbose=0)[0] == pytest.approx(
+        min(first), rel=1e-4)
+
+
+def test_a_resumed_trial_validated_every_other_epoch_is_scored(tmp_path):
+    """`validation_freq=2`: the val_* lists are shorter than the epochs,
+    and merging the resumed epochs raised IndexError."""
+    EpochLogs.seen = []
+    kwargs = dict(objective="loss", monitor="loss", validation_freq=2)
+    with pytest.raises(KeyboardInterrupt):
+        search(tmp_path, crash_after=4, **kwargs)
+    tuner, _, _ = search(tmp_path, **kwargs)
+    losses = [logs["loss"] for _, logs in EpochLogs.seen]
+    assert len(losses) == 6
+    trial = tuner.oracle.get_best_trials()[0]
+    assert trial.status == "COMPLETED", trial.message
+    assert trial.score == pytest.approx(min(losses), rel=1e-6)
+    assert trial.best_step == int(np.argmin(losses))
 
 
 def small_search(folder, objective="val_loss", max_trials=5):

@@ -346,6 +346,46 @@ def test_sample_weights_reach_validation_and_conflicts_are_named():
                        sample_weight=train_weights, epochs=1, verbose=0)
 
 
+@pytest.mark.parametrize("balancing, kwargs", [
+    # One positive sample: too few for SMOTE, none for the other trials.
+    (["none", "smote"], {}),
+    (["class_weight", "none"], {"class_weight": {0: 1.0, 1: 2.0}}),
+    (["none", "oversample"], {"sample_weight": "ones"}),
+])
+def test_a_balancing_error_fails_its_trials_alone(tmp_path, balancing,
+                                                  kwargs):
+    """Such errors come from the trial's balancing: made fatal, the first
+    of them stopped the search the other methods would have run."""
+    (x, y), validation = diabetes_risk()
+    if "class_weight" not in kwargs:
+        y = np.where(np.arange(len(y)) == np.argmax(y), 1, 0)
+    if kwargs.get("sample_weight") == "ones":
+        kwargs = dict(sample_weight=np.ones(len(y), "float32"))
+
+    def grid(balancing):
+        hypermodel = MLPHyperModel(10, 2, num_layers=1, units=8,
+                                   dropout=0.0, l2=0.0, batch_norm=False,
+                                   learning_rate=1e-3, balancing=balancing,
+                                   seed=0)
+        return kt.GridSearch(hypermodel, objective="val_loss", max_trials=2,
+                             directory=str(tmp_path / str(balancing)),
+                             overwrite=True)
+
+    tuner = grid(balancing)
+    tuner.search(x, y, validation_data=validation, epochs=1, verbose=0,
+                 **kwargs)
+    statuses = {trial.hyperparameters.get("balancing"): trial.status
+                for trial in trials(tuner)}
+    assert statuses == {"none": "COMPLETED",
+                        next(b for b in balancing if b != "none"): "FAILED"}
+    # Where every trial has the method, the search stops at its first.
+    tuner = grid(next(b for b in balancing if b != "none"))
+    with pytest.raises(kt.errors.FatalValueError):
+        tuner.search(x, y, validation_data=validation, epochs=1, verbose=0,
+                     **kwargs)
+    assert len(tuner.oracle.trials) == 1
+
+
 def test_a_dataset_of_unknown_length_trains_with_steps_per_epoch():
     """An infinite (or unknown-length) dataset gives no pass to lay the
     schedule over: `steps_per_epoch` does, and without it `fit` says so.

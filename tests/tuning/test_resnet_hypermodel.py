@@ -613,13 +613,28 @@ def test_training_and_validation_pixels_on_two_scales_are_refused(scales):
     assert int(to_numpy(model.optimizer.iterations)) == 0  # at the start
 
 
-@pytest.mark.parametrize("scales", [("uint8", "uint8"), ("float", "float"),
-                                    ("uint8", "float")])
+def noisy(images):
+    """[0, 1] images with noise, clipped to [-0.6, 1.6]: still [0, 1]'s
+    scale, where a bound of 1.5 on the extremes saw another."""
+    noise = np.random.default_rng(0).normal(0, 0.3, images.shape)
+    return np.clip(images + noise, -0.6, 1.6).astype("float32")
+
+
+def one_bright(images):
+    images = images.copy()
+    images[0, 0, 0, 0] = 1.6  # one pixel over the edge
+    return images
+
+
+@pytest.mark.parametrize("scales", [
+    ("uint8", "uint8"), ("float", "float"), ("uint8", "float"),
+    ("noisy", "float"), ("uint8", "noisy"), ("float", "one_bright")])
 def test_pixels_on_one_scale_train_and_are_scored_as_evaluated(scales):
     """uint8 pixels are scaled to [0, 1]: floats in [0, 1] beside them are
-    on their scale."""
+    on their scale, a few of them beyond it too."""
     (x, y), (x_val, y_val) = digits(64, 32)
-    as_scale = {"uint8": eight_bit, "float": lambda images: images}
+    as_scale = {"uint8": eight_bit, "float": lambda images: images,
+                "noisy": noisy, "one_bright": one_bright}
     x, x_val = as_scale[scales[0]](x), as_scale[scales[1]](x_val)
     model_maker = hypermodel(**CHEAP)
     hp = kt.HyperParameters()
