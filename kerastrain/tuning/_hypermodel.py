@@ -126,6 +126,7 @@ class ToolkitHyperModel(keras_tuner.HyperModel):
         super().__init__(name=name, tunable=check_bool("tunable", tunable))
         self.knobs = list(knobs)
         self.lr_finder_results = {}
+        self._searched = set()  # the trial's varied knobs, set by `fit`
         self._dtype_policy = keras.config.dtype_policy().name
 
     def trial_values(self, hp):
@@ -167,7 +168,9 @@ class ToolkitHyperModel(keras_tuner.HyperModel):
         `FatalTypeError` (a `ValueError` and a `TypeError`): the search
         stops with them at once, where a plain one fails each trial in
         turn. So does a validation metric as the objective without
-        validation data. Returns the `History`; after a resume from a
+        validation data, or with a `validation_freq` other than 1. Errors
+        of a searched knob's value fail the trial alone (`per_trial`).
+        Returns the `History`; after a resume from a
         `CheckpointEarlyStopping` backup, with the epochs before it too.
         """
         # Read from a copy, registering nothing: on the trial's own `hp`
@@ -175,6 +178,7 @@ class ToolkitHyperModel(keras_tuner.HyperModel):
         # HyperModel (KerasTuner hands `build` a copy for that reason);
         # `build` registered them where they belong.
         values = self.trial_values(hp.copy())
+        self._searched = _searched_names(hp)
         with _fatal():
             callbacks, fit_kwargs, batches, span = self._checked_fit_args(
                 values, x, y, batch_size, epochs, callbacks,
@@ -232,7 +236,8 @@ class ToolkitHyperModel(keras_tuner.HyperModel):
                                         min_value=1)
         callbacks = list(callbacks or [])
         _check_validation_for_objective(callbacks, validation_split,
-                                        validation_data)
+                                        validation_data,
+                                        kwargs.get("validation_freq", 1))
         per_trial_callbacks(callbacks, trial_id_of(callbacks))
         fit_kwargs, batches = self._fit_data(
             values, x, y, batch_size, validation_split, validation_data,
@@ -271,12 +276,19 @@ class ToolkitHyperModel(keras_tuner.HyperModel):
     @contextlib.contextmanager
     def per_trial(self, name):
         """Marks the errors raised inside as coming from the trial's value
-        of the knob `name`. Where the search varies it, they become
-        `TrialValueError` and `TrialTypeError`: the trial fails alone, and
-        the trials with other values go on. Where every trial has the
-        same value, they are left to `fit`, which stops the search."""
-        knob = next(knob for knob in self.knobs if knob.name == name)
-        if knob.fixed is not None or not self.tunable:
+        of the knob `name`. Where the search varies it (its entry in the
+        trial's `HyperParameters` is not `Fixed`, or depends on another),
+        they become `TrialValueError` and `TrialTypeError`: KerasTuner
+        fails the trial without retrying it, and the search goes on
+        (until `max_consecutive_failed_trials` fail in a row). Where every
+        trial has the same value, they are left to `fit`, which stops the
+        search."""
+        if name not in {knob.name for knob in self.knobs}:
+            raise ValueError(
+                f"Argument `name` must be one of the knobs "
+                f"{[knob.name for knob in self.knobs]}. Received: "
+                f"name={name!r}")
+        if name not in self._searched:
             yield
             return
         try:
@@ -334,12 +346,21 @@ def _fatal():
 
 class TrialValueError(keras_tuner.errors.FailedTrialError, ValueError):
     """A `ValueError` that comes from a trial's values: KerasTuner fails
-    that trial alone (and does not retry it), and the search goes on."""
+    that trial alone (and does not retry it), and the search goes on,
+    until `max_consecutive_failed_trials` fail in a row."""
 
 
 class TrialTypeError(keras_tuner.errors.FailedTrialError, TypeError):
     """A `TypeError` that comes from a trial's values (see
     `TrialValueError`)."""
+
+
+def _searched_names(hp):
+    """Names of the hyperparameters a search can vary in `hp`: all but
+    the unconditional `Fixed` ones."""
+    fixed = keras_tuner.engine.hyperparameters.Fixed
+    return {entry.name for entry in hp.space
+            if entry.conditions or not isinstance(entry, fixed)}
 
 
 def _tuner_checkpoint(callbacks):
@@ -350,22 +371,31 @@ def _tuner_checkpoint(callbacks):
 
 
 def _check_validation_for_objective(callbacks, validation_split,
-                                    validation_data):
+                                    validation_data, validation_freq):
     """Raises if the search's objective is a validation metric and there
-    is no validation data: every trial would train, then fail to find it
-    in its logs."""
+    is no validation data, or validation on some epochs only: every trial
+    would train, then fail to find it in its logs (KerasTuner reads the
+    History's lists by epoch)."""
     saver = _tuner_checkpoint(callbacks)
-    if saver is None or validation_split or validation_data is not None:
+    if saver is None:
         return
     objective = saver.objective
     names = [o.name for o in getattr(objective, "objectives", [objective])]
     wanted = [name for name in names if name.startswith("val_")]
-    if wanted:
+    if not wanted:
+        return
+    if not validation_split and validation_data is None:
         raise ValueError(
             f"The search's objective {wanted} is a validation metric, and "
             "`search` got no validation data: pass `validation_data` or "
             "`validation_split`. Received: validation_data=None, "
             f"validation_split={validation_split!r}")
+    if validation_freq != 1:
+        raise ValueError(
+            f"The search's objective {wanted} is a validation metric, "
+            "which KerasTuner reads at every epoch: argument "
+            "`validation_freq` must be 1 (or the objective a training "
+            f"metric). Received: validation_freq={validation_freq!r}")
 
 
 def _add_resumed_epochs(history, checkpoint, initial_epoch, callbacks):

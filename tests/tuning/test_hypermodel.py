@@ -188,6 +188,21 @@ def test_a_validation_objective_without_validation_data_is_refused_early(
     assert tuner.oracle.get_best_trials()[0].score > 0
 
 
+def test_a_validation_objective_validated_every_few_epochs_is_refused(
+        tmp_path):
+    """KerasTuner reads the History's lists by epoch: every trial trained,
+    then failed with KeyError: 'val_loss', and `search` returned."""
+    x, y, xv, yv = cancer()
+    EpochLogs.seen = []
+    with pytest.raises(kt.errors.FatalValueError, match=(
+            r"objective \['val_loss'\] .* `validation_freq` must be 1.*"
+            "Received: validation_freq=2")):
+        small_search(tmp_path).search(
+            x, y, validation_data=(xv, yv), validation_freq=2, epochs=2,
+            verbose=0, callbacks=[EpochLogs()])
+    assert EpochLogs.seen == []  # before any training
+
+
 def test_features_of_another_width_are_refused_naming_the_argument(
         tmp_path):
     """Keras' error ("expected shape=(None, 10), found (64, 30)") named

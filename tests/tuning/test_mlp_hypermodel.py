@@ -386,6 +386,40 @@ def test_a_balancing_error_fails_its_trials_alone(tmp_path, balancing,
     assert len(tuner.oracle.trials) == 1
 
 
+def test_the_search_space_not_the_constructor_says_what_is_searched(
+        tmp_path):
+    """A method fixed in the tuner's `HyperParameters` failed every trial
+    alone (and `search` returned); one searched there, beside a
+    `tunable=False` HyperModel, stopped the search."""
+    (x, y), validation = diabetes_risk()
+    y = np.where(np.arange(len(y)) == np.argmax(y), 1, 0)  # SMOTE fails
+
+    def grid(name, hp, **options):
+        hypermodel = MLPHyperModel(10, 2, num_layers=1, units=8,
+                                   dropout=0.0, l2=0.0, batch_norm=False,
+                                   learning_rate=1e-3, seed=0, **options)
+        return kt.GridSearch(hypermodel, objective="val_loss", max_trials=2,
+                             hyperparameters=hp, overwrite=True,
+                             directory=str(tmp_path / name))
+
+    hp = kt.HyperParameters()
+    hp.Fixed("balancing", "smote")
+    tuner = grid("fixed", hp)  # the constructor's default: three methods
+    with pytest.raises(kt.errors.FatalValueError, match="SMOTE needs"):
+        tuner.search(x, y, validation_data=validation, epochs=1, verbose=0)
+    hp = kt.HyperParameters()
+    hp.Choice("balancing", ["none", "smote"])
+    tuner = grid("searched", hp, tunable=False)
+    tuner.search(x, y, validation_data=validation, epochs=1, verbose=0)
+    assert {trial.hyperparameters.get("balancing"): trial.status
+            for trial in trials(tuner)} == {"none": "COMPLETED",
+                                            "smote": "FAILED"}
+    with pytest.raises(ValueError, match=r"`name` must be one of the knobs"
+                       r" \[.*'balancing'\]. Received: name='balance'"):
+        with tuner.hypermodel.per_trial("balance"):
+            pass
+
+
 def test_a_dataset_of_unknown_length_trains_with_steps_per_epoch():
     """An infinite (or unknown-length) dataset gives no pass to lay the
     schedule over: `steps_per_epoch` does, and without it `fit` says so.
