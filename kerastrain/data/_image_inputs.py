@@ -67,12 +67,11 @@ def pixels(x):
     return images
 
 
-# Pixels the model sees (integers scaled, floats as given) on the [0, 1]
-# scale lie within these bounds, with room for a little noise.
-# Peak pixel magnitudes that tell the two scales apart: images within
-# [0, 1] peak at 1 (a little more after noise or interpolation), 8-bit
-# ones in 0..255 far above 10; standardized ones (peaks of 2 to 5) are
-# neither, and never refused.
+# Peak magnitudes of the pixels the model sees (integers scaled, floats
+# as given) that tell the two scales apart: images within [0, 1] peak at
+# 1 (a little more after noise or interpolation), 8-bit ones in 0..255
+# far above 10; standardized ones (peaks of 2 to 5) are neither, and
+# never refused.
 UNIT_PEAK, BYTE_PEAK = 1.5, 10.0
 
 
