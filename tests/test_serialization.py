@@ -140,9 +140,13 @@ def test_saved_models_load_predict_the_same_and_train_on_other_backends(
             assert names == [type(l).__name__ for l in model.layers]
             assert optimizer_config == configs[key], (key, backend)
             assert iterations == int(to_numpy(model.optimizer.iterations))
+            # float16 layers round on each backend its own way: a float16
+            # step (1e-3 near 1) of a hidden unit is no error (jax's and
+            # TensorFlow's came 1.7e-4 apart on a CPU with AVX512-FP16).
+            atol = 2e-3 if key == "mixed_precision" else 1e-5
             np.testing.assert_allclose(
                 np.load(tmp_path / f"{key}_{backend}.npy"), expected[key],
-                atol=1e-5, err_msg=f"{key} loaded on {backend}")
+                atol=atol, err_msg=f"{key} loaded on {backend}")
         jit, fresh_jit, module, fresh_module, trained = json.loads(lines[-1])
         assert (jit, module) == (fresh_jit, fresh_module), backend
         assert trained, backend
