@@ -8,7 +8,6 @@ from sklearn.preprocessing import StandardScaler
 
 from kerastrain.callbacks import CheckpointEarlyStopping
 from kerastrain.tuning import MLPHyperModel
-from tests.support import CrashAt, to_numpy
 
 
 class EpochLogs(keras.callbacks.Callback):
@@ -47,9 +46,9 @@ class CrashAfter(keras.callbacks.Callback):
 def search(folder, crash_after=None, executions=1, objective="val_loss",
            monitor="val_loss", learning_rate=0.3, more_callbacks=(),
            **fit_kwargs):
-    """One trial of 6 epochs, whose val_loss is best at epoch 4 and worse
-    at 5; with `crash_after`, interrupted at the end of that many epochs
-    (after the backup)."""
+    """One trial of 6 epochs (with the defaults, its val_loss best at
+    epoch 4 and worse at 5); with `crash_after`, interrupted at the end
+    of that many epochs, counted over executions (after the backup)."""
     keras.utils.set_random_seed(0)
     x, y, xv, yv = cancer()
     model_maker = MLPHyperModel(30, 2, units=64, num_layers=2, dropout=0.0,

@@ -346,6 +346,18 @@ def test_sample_weights_reach_validation_and_conflicts_are_named():
                        sample_weight=train_weights, epochs=1, verbose=0)
 
 
+def balancing_grid(directory, hyperparameters=None, **options):
+    """A grid search of at most two trials over what `balancing` (in
+    `options` or `hyperparameters`) leaves open, every other knob fixed
+    (the default ranges would make a grid of hundreds)."""
+    hypermodel = MLPHyperModel(10, 2, num_layers=1, units=8, dropout=0.0,
+                               l2=0.0, batch_norm=False, learning_rate=1e-3,
+                               seed=0, **options)
+    return kt.GridSearch(hypermodel, objective="val_loss", max_trials=2,
+                         hyperparameters=hyperparameters, overwrite=True,
+                         directory=str(directory))
+
+
 @pytest.mark.parametrize("balancing, kwargs", [
     # One positive sample: too few for SMOTE, none for the other trials.
     (["none", "smote"], {}),
@@ -363,13 +375,7 @@ def test_a_balancing_error_fails_its_trials_alone(tmp_path, balancing,
         kwargs = dict(sample_weight=np.ones(len(y), "float32"))
 
     def grid(balancing):
-        hypermodel = MLPHyperModel(10, 2, num_layers=1, units=8,
-                                   dropout=0.0, l2=0.0, batch_norm=False,
-                                   learning_rate=1e-3, balancing=balancing,
-                                   seed=0)
-        return kt.GridSearch(hypermodel, objective="val_loss", max_trials=2,
-                             directory=str(tmp_path / str(balancing)),
-                             overwrite=True)
+        return balancing_grid(tmp_path / str(balancing), balancing=balancing)
 
     tuner = grid(balancing)
     tuner.search(x, y, validation_data=validation, epochs=1, verbose=0,
@@ -394,22 +400,16 @@ def test_the_search_space_not_the_constructor_says_what_is_searched(
     (x, y), validation = diabetes_risk()
     y = np.where(np.arange(len(y)) == np.argmax(y), 1, 0)  # SMOTE fails
 
-    def grid(name, hp, **options):
-        hypermodel = MLPHyperModel(10, 2, num_layers=1, units=8,
-                                   dropout=0.0, l2=0.0, batch_norm=False,
-                                   learning_rate=1e-3, seed=0, **options)
-        return kt.GridSearch(hypermodel, objective="val_loss", max_trials=2,
-                             hyperparameters=hp, overwrite=True,
-                             directory=str(tmp_path / name))
-
     hp = kt.HyperParameters()
     hp.Fixed("balancing", "smote")
-    tuner = grid("fixed", hp)  # the constructor's default: three methods
+    # The constructor's default: three methods.
+    tuner = balancing_grid(tmp_path / "fixed", hyperparameters=hp)
     with pytest.raises(kt.errors.FatalValueError, match="SMOTE needs"):
         tuner.search(x, y, validation_data=validation, epochs=1, verbose=0)
     hp = kt.HyperParameters()
     hp.Choice("balancing", ["none", "smote"])
-    tuner = grid("searched", hp, tunable=False)
+    tuner = balancing_grid(tmp_path / "searched", hyperparameters=hp,
+                           tunable=False)
     tuner.search(x, y, validation_data=validation, epochs=1, verbose=0)
     assert {trial.hyperparameters.get("balancing"): trial.status
             for trial in trials(tuner)} == {"none": "COMPLETED",
