@@ -26,13 +26,17 @@ def test_quick_run_writes_reloadable_outputs(tmp_path, capsys,
     real = common.plot_confusion_matrix
     monkeypatch.setattr(common, "plot_confusion_matrix", spy)
     out = tmp_path / "run"
-    assert recipe.main(["--quick", "--out", str(out), "--seed", "3"]) == 0
+    # --mixed-precision (for GPUs) end to end: the finder under Keras'
+    # loss-scale optimizer, one-cycle, the checkpoint and its reload.
+    assert recipe.main(["--quick", "--out", str(out), "--seed", "3",
+                        "--mixed-precision"]) == 0
     assert {"model.keras", "metrics.json", "history.csv", "lr_finder.png",
             "schedule.png", "learning_curves.png",
             "confusion_matrix.png"} == set(os.listdir(out))
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["seed"] == 3 and metrics["backend"] == \
         keras.backend.backend()
+    assert metrics["mixed_precision"] is True
     # The suggestion is one of the range test's rates: the k-th of its
     # geometric grid from 1e-7 to 10 over 20 steps (the quick run's).
     k = 19 * math.log(metrics["max_lr"] / 1e-7) / math.log(1e8)
