@@ -367,11 +367,25 @@ class ResNetHyperModel(ToolkitHyperModel):
                 val_x, val_y = validation_data, None
             val_x, val_y = self._in_memory(val_x, val_y)
             self._check_image_shape(val_x, "validation_data")
-            validation_data = image_pipeline(val_x, val_y, training=False,
-                                             **pipeline)
+            validation_data = _validation_pipeline(val_x, val_y, pipeline)
             # After the pipelines' own checks of the pixels.
             check_pixel_scales(x, val_x)
         # The pipeline shuffles (Keras would only warn it cannot).
         return (dict(kwargs, x=train, shuffle=False,
                      validation_data=validation_data),
                 batches_per_epoch(train, batch_size))
+
+
+def _validation_pipeline(x, y, pipeline):
+    """`image_pipeline` of the validation images `x` and labels `y`. Its
+    errors name its own arguments, `x` and `y`, which a caller of `fit`
+    reads as the training data: they now say they are about
+    `validation_data`."""
+    try:
+        return image_pipeline(x, y, training=False, **pipeline)
+    except (ValueError, TypeError) as error:
+        if type(error) not in (ValueError, TypeError):
+            raise
+        raise type(error)(
+            "In `validation_data` (its images are the `x`, its labels the "
+            f"`y` below): {error}") from None

@@ -678,3 +678,27 @@ def test_images_of_another_shape_are_refused_naming_the_argument(side):
         model_maker.fit(hp, model_maker.build(hp), x, y, epochs=1,
                         batch_size=BATCH, validation_data=(xv, yv),
                         verbose=0)
+
+
+@pytest.mark.parametrize("spoil, match", [
+    (lambda xv, yv: (xv[:0], yv[:0]),
+     r"Argument `x` must hold at least one image"),
+    (lambda xv, yv: (np.where(xv > 0.5, np.nan, xv), yv),
+     r"Argument `x` must hold finite pixel values"),
+    (lambda xv, yv: (xv, yv + 10), r"Argument `y`.*10"),
+])
+def test_bad_validation_images_and_labels_are_named_as_validation_data(
+        spoil, match):
+    """The validation pipeline's errors named `x` and `y`: read as the
+    training data, which was fine."""
+    (x, y), validation = digits(32, 16)
+    model_maker = hypermodel(**CHEAP)
+    hp = kt.HyperParameters()
+    model = model_maker.build(hp)
+    with pytest.raises(ValueError, match=r"^In `validation_data` \(its "
+                       r"images are the `x`, its labels the `y` below\): "
+                       + match):
+        model_maker.fit(hp, model, x, y, epochs=1, batch_size=BATCH,
+                        validation_data=spoil(*validation), verbose=0)
+    assert int(to_numpy(model.optimizer.iterations)) == 0
+
