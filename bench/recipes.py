@@ -13,6 +13,7 @@ one on): the first seed compiles into it (cold), the later ones reuse it
 (warm), as a user's second run would.
 
 Run: python -m bench.recipes [--backends tensorflow,jax,torch] [--seeds 0,1,2]
+     [--members 1]
 """
 
 import argparse
@@ -27,12 +28,14 @@ BACKENDS = ("tensorflow", "jax", "torch")
 TARGET_ACCURACY, BUDGET_S = 0.997, 60.0
 
 
-def run_recipe(backend, seed, out, cache):
-    """Runs the recipe in a fresh process with JAX's compilation cache in
-    folder `cache`; returns (metrics, seconds)."""
+def run_recipe(backend, seed, out, cache, members=1):
+    """Runs the recipe (with `--members members`) in a fresh process with
+    JAX's compilation cache in folder `cache`; returns (metrics,
+    seconds)."""
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "recipes.digits_resnet",
-                    "--backend", backend, "--seed", str(seed), "--out", out],
+                    "--backend", backend, "--seed", str(seed), "--out", out,
+                    "--members", str(members)],
                    check=True, stdout=subprocess.DEVNULL,
                    env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
                             JAX_COMPILATION_CACHE_DIR=cache))
@@ -45,6 +48,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", default=",".join(BACKENDS))
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--members", type=int, default=1,
+                        help="the recipe's --members (default 1)")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     print(f"{'backend':<11} {'seed':>4} {'test acc':>9} {'errors':>6} "
@@ -57,7 +62,8 @@ def main(argv=None):
                 state = ("warm" if os.listdir(cache) else "cold") if (
                     backend == "jax") else "-"
                 with tempfile.TemporaryDirectory() as out:
-                    metrics, seconds = run_recipe(backend, seed, out, cache)
+                    metrics, seconds = run_recipe(backend, seed, out, cache,
+                                                  args.members)
                 accuracies.append(metrics["test_accuracy"])
                 tta_accuracies.append(metrics["test_accuracy_tta"])
                 times.append(metrics["wall_time_s"])

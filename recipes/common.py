@@ -493,7 +493,9 @@ def one_cycle_steps(args, samples, epochs=None, what=None):
 def fit_image_classifier(model, train, val, args, *, max_lr, weight_decay,
                          augment, mixup_alpha, mixup_off=0.25,
                          label_smoothing=0.0):
-    """The image recipes' training: compiles `model` (logits out) with
+    """The image recipes' training: compiles `model` (logits out, or the
+    members of `trained_together`: their logits, each with its own loss
+    and its own training pipeline) with
     kerastrain's SGD (Nesterov) on a one-cycle rate whose momentum cycles
     against it and feeds it `image_pipeline` batches (`augment`, one-hot
     labels), mixed up for all but the last `mixup_off` of the epochs (timm's
@@ -522,17 +524,22 @@ def fit_image_classifier(model, train, val, args, *, max_lr, weight_decay,
 
     steps = one_cycle_steps(args, len(train[0]))
     one_cycle = OneCycle(max_lr, steps)
+    outputs = len(model.outputs)
     model.compile(
         optimizer=SGD(one_cycle, momentum=one_cycle.momentum_schedule,
                       nesterov=True, weight_decay=weight_decay),
-        # Mixup makes soft labels, hence the categorical loss.
+        # Mixup makes soft labels, hence the categorical loss; with several
+        # outputs, each gets it and the loss is their sum.
         loss=keras.losses.CategoricalCrossentropy(
             from_logits=True, label_smoothing=label_smoothing),
-        metrics=["accuracy"])
+        metrics=["accuracy"] * outputs)
     pipeline = dict(batch_size=args.batch_size,
-                    num_classes=model.output_shape[-1], normalize=False,
+                    num_classes=model.outputs[0].shape[-1], normalize=False,
                     seed=args.seed)
     validation = image_pipeline(*val, training=False, **pipeline)
+    if outputs > 1:  # every member reads the same validation batches
+        validation = validation.map(
+            lambda x, y: ((x,) * outputs, (y,) * outputs))
     checkpoint = CheckpointEarlyStopping(
         os.path.join(args.out, "model.keras"), monitor="val_loss",
         patience=args.epochs, start_from_epoch=int(0.9 * args.epochs))
@@ -541,23 +548,65 @@ def fit_image_classifier(model, train, val, args, *, max_lr, weight_decay,
     # Two fits, one optimizer: the schedule runs on through both; the
     # checkpoint (last 10% of the epochs) watches the second. The second
     # fit's pipeline gets a seed of its own: with the first one's, it
-    # would replay the first fit's shuffles and augmentations.
+    # would replay the first fit's shuffles and augmentations. So does
+    # each member's pipeline: members of `trained_together` each read
+    # their own shuffles, augmentations and mixup.
+    seeds = spawn_seeds(args.seed, 2 * outputs - 1)
     history = None
-    for start, stop, alpha, seed in (
-            (0, mixed_epochs, mixup_alpha, args.seed),
-            (mixed_epochs, args.epochs, 0.0, spawn_seeds(args.seed, 1)[0])):
+    for start, stop, alpha, fit_seeds in (
+            (0, mixed_epochs, mixup_alpha, [args.seed, *seeds[1:outputs]]),
+            (mixed_epochs, args.epochs, 0.0, [seeds[0], *seeds[outputs:]])):
         if stop <= start:
             continue
         part = fit_passes(
-            model, image_pipeline(*train, augment=augment,
-                                  mixup_alpha=alpha,
-                                  **{**pipeline, "seed": seed}),
+            model, _zipped([image_pipeline(*train, augment=augment,
+                                           mixup_alpha=alpha,
+                                           **{**pipeline, "seed": seed})
+                            for seed in fit_seeds]),
             validation, initial_epoch=start, epochs=stop,
             verbose=2, shuffle=False,  # the pipeline reshuffles itself
             callbacks=[checkpoint] if stop == args.epochs else [])
         history = part if history is None else _extend(history, part)
     plot_schedule(one_cycle, steps, os.path.join(args.out, "schedule.png"))
     return history
+
+
+def _zipped(pipelines):
+    """One pipeline, or for several (one per member of a
+    `trained_together` model) their batches side by side: (the images of
+    each, the labels of each)."""
+    import tensorflow as tf
+
+    if len(pipelines) == 1:
+        return pipelines[0]
+    return tf.data.Dataset.zip(tuple(pipelines)).map(
+        lambda *batches: (tuple(b[0] for b in batches),
+                          tuple(b[1] for b in batches)))
+
+
+def trained_together(build, count):
+    """`count` models from `build(i)` and one Keras model with an input
+    and an output for each, to train them in one `fit` (one compiled
+    step): each member reads its own batches (`fit_image_classifier`
+    gives each its own pipeline) and has its own loss, so the members
+    learn independently, as in runs of their own.
+
+    Each member is built in a name scope of its own (`member_<i>/`):
+    members built alike would otherwise have variables of the same paths,
+    and Keras' torch backend keys a model's parameters by path, so `fit`
+    would never clear the gradients of all but one of them.
+
+    Returns `(members, model)`.
+    """
+    import keras
+
+    members = []
+    for i in range(count):
+        with keras.name_scope(f"member_{i}"):
+            members.append(build(i))
+    inputs = [keras.Input(shape=m.inputs[0].shape[1:]) for m in members]
+    return members, keras.Model(
+        inputs, [m(x) for m, x in zip(members, inputs)])
 
 
 def _extend(history, more):

@@ -6,8 +6,10 @@ XLA's compilation cache is warm, 44-64 s; a loaded machine takes longer).
 Load the 1,797 digits that ship with scikit-learn, hold out a stratified
 15% test split (exactly `train_test_split(x, y, test_size=0.15,
 stratify=y, random_state=seed)`, so any peer can be compared on it) and a
-15% validation split, and train a ResNet-8 with kerastrain's residual
-blocks and stochastic depth: small random shifts and rotations in the
+15% validation split, and train two ResNet-8s with kerastrain's
+residual blocks and stochastic depth together, in one `fit` (each its own
+initial weights and loss), whose averaged softmax is the model: small
+random shifts and rotations in the
 tf.data pipeline, mixup for the first 75% of the epochs, label smoothing
 0.1, a one-cycle learning rate with the momentum of kerastrain's SGD
 cycling against it, and CheckpointEarlyStopping keeping the best of the
@@ -66,40 +68,62 @@ def run(args):
     import keras
     import numpy as np
 
+    from kerastrain._seeds import MODEL_SEED_LIMIT, spawn_seeds
     from kerastrain.io import save_model
-    from kerastrain.models import resnet, tta
+    from kerastrain.models import ensemble, resnet, tta
 
     keras.utils.set_random_seed(args.seed)
     train, val, test = load_split(args.seed)
     if args.quick:
         train = (train[0][:QUICK_SAMPLES], train[1][:QUICK_SAMPLES])
-    model = resnet((8, 8, 1), num_classes=10, depth=DEPTH, width=WIDTH,
-                   drop_path_rate=0.1, seed=args.seed, name=NAME)
+    # Streams of their own: `fit_image_classifier` seeds the members'
+    # pipelines with the first 2 * members - 1 seeds spawned. The first
+    # member trains as the recipe's one ResNet does without --members.
+    count = args.members
+    drop_path_seeds = [args.seed] + [
+        s % MODEL_SEED_LIMIT
+        for s in spawn_seeds(args.seed, 3 * count - 2)[2 * count - 1:]]
+    members, trained = common.trained_together(
+        lambda i: resnet((8, 8, 1), num_classes=10, depth=DEPTH,
+                         width=WIDTH, drop_path_rate=0.1,
+                         seed=drop_path_seeds[i], name=f"{NAME}_{i}"),
+        count)
     print(f"{NAME}: {len(train[0])} train / {len(val[0])} validation / "
-          f"{len(test[0])} test digits, {model.count_params():,} "
-          f"parameters, backend {keras.backend.backend()}")
+          f"{len(test[0])} test digits, {count} ResNet-{DEPTH} of "
+          f"{members[0].count_params():,} parameters, backend "
+          f"{keras.backend.backend()}")
     history = common.fit_image_classifier(
-        model, train, val, args, max_lr=MAX_LR, weight_decay=WEIGHT_DECAY,
+        trained, train, val, args, max_lr=MAX_LR, weight_decay=WEIGHT_DECAY,
         augment=AUGMENT, mixup_alpha=MIXUP_ALPHA,
         label_smoothing=LABEL_SMOOTHING)
+    # The checkpoint's members (their best epoch together), their softmax
+    # averaged (one member's softmax, without --members): model.keras
+    # replaces the training model's checkpoint.
+    model = ensemble(members, name=NAME)
+    save_model(model, os.path.join(args.out, "model.keras"))
     accuracy, predictions = common.report_classifier(
         NAME, model, history, *test, args)
-    # Test-time augmentation: the checkpoint's softmax averaged over the
-    # digit and its four one-pixel shifts, the training's shifts.
-    tta_model = tta(model, shift=1)
+    # Test-time augmentation: the ensemble's probabilities averaged over
+    # the digit and its four one-pixel shifts, the training's shifts.
+    tta_model = tta(model, shift=1, from_logits=False)
     save_model(tta_model, os.path.join(args.out, "model_tta.keras"))
     tta_predictions = np.argmax(np.asarray(tta_model.predict(
         test[0], verbose=0)), axis=-1)
     tta_accuracy = float(np.mean(tta_predictions == test[1]))
+    alone = [float(np.mean(np.argmax(np.asarray(m.predict(
+        test[0], verbose=0)), axis=-1) == test[1]))
+        for m in members] if count > 1 else []
     svc = svc_accuracy(train, val, test)
     return common.finish(NAME, args, {
         "test_accuracy": accuracy,
         **errors(predictions, test[1]),
+        **({"member_test_accuracies": alone} if alone else {}),
         "test_accuracy_tta": tta_accuracy,
         **errors(tta_predictions, test[1], suffix="_tta"),
         "baselines": {"svc_rbf_c10_gamma0.001_accuracy": svc},
         "epochs_run": len(history.epoch),
     }, [("test accuracy", accuracy),
+        *((f"member {i} alone", a) for i, a in enumerate(alone)),
         ("with test-time shifts (model_tta.keras)", tta_accuracy),
         ("SVC peer, same split", svc),
         ("epochs", len(history.epoch))], tf_data=True)
@@ -120,7 +144,15 @@ def errors(predictions, labels, suffix=""):
 
 def main(argv=None):
     return common.run_main(NAME, __doc__, run, argv, epochs=40,
-                           batch_size=64)
+                           batch_size=64, add_arguments=add_arguments)
+
+
+def add_arguments(parser):
+    parser.add_argument(
+        "--members", type=common.positive_int, default=1,
+        help="ResNets trained together, each on its own batches, their "
+        "softmax averaged (default 1; 2 made fewer test errors in about "
+        "twice the time)")
 
 
 if __name__ == "__main__":

@@ -172,6 +172,42 @@ def test_the_fit_after_mixup_does_not_replay_the_first_fits_batches(
     assert training_calls[0][1]["seed"] == 0  # the user's seed, first
 
 
+def test_members_trained_together_learn_as_each_would_alone():
+    import numpy as np
+
+    from kerastrain.models import resnet
+    from tests.support import to_numpy
+
+    def build(i):
+        keras.utils.set_random_seed(i)  # each member's initial weights
+        return resnet((8, 8, 1), 4, depth=8, width=4, name=f"member{i}")
+
+    rng = np.random.default_rng(0)
+    x = rng.random((32, 8, 8, 1), "float32")
+    y = np.eye(4, dtype="float32")[np.arange(32) % 4]
+
+    def fit(model, data):
+        model.compile(keras.optimizers.SGD(0.1, momentum=0.9),
+                      keras.losses.CategoricalCrossentropy(from_logits=True))
+        model.fit(*data, batch_size=8, epochs=2, shuffle=False, verbose=0)
+
+    members, together = common.trained_together(build, 2)
+    # Built alike, the members' variables would share paths; on torch,
+    # Keras then cleared only one member's gradients between steps.
+    paths = [v.path for v in together.trainable_variables]
+    assert len(set(paths)) == len(paths)
+    # Each member reads its own batches: here the other's in reverse.
+    xs, ys = (x, x[::-1]), (y, y[::-1])
+    fit(together, (xs, ys))
+    for i, member in enumerate(members):
+        alone = build(i)
+        fit(alone, (xs[i], ys[i]))
+        for trained, reference in zip(member.weights, alone.weights):
+            np.testing.assert_allclose(to_numpy(trained),
+                                       to_numpy(reference),
+                                       rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("seed", ["-1", str(common.MAX_SEED + 1),
                                   str(2**32), "1.5", "one"])
 def test_a_seed_out_of_range_is_an_argparse_error(tmp_path, capsys, seed):

@@ -20,8 +20,9 @@ EXPECTED_FILES = {"model.keras", "model_tta.keras", "metrics.json",
 
 def test_quick_run_writes_reloadable_outputs(tmp_path, capsys):
     out = tmp_path / "run"
+    # Two members: the one-member default is the same code, with one.
     assert digits_resnet.main(["--quick", "--out", str(out), "--seed",
-                               "1"]) == 0
+                               "1", "--members", "2"]) == 0
     assert EXPECTED_FILES <= set(os.listdir(out))
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("test_accuracy", "test_errors", "baselines", "wall_time_s",
@@ -46,10 +47,25 @@ def test_quick_run_writes_reloadable_outputs(tmp_path, capsys):
         {"index": int(i), "label": int(y_test[i]),
          "predicted": int(predicted[i])} for i in wrong]
 
-    # model_tta.keras averages the softmax of the digit and its four
-    # one-pixel shifts (NumPy's, here) and reproduces the TTA metrics.
-    averaged = np.mean([softmax(to_numpy(model(v)))
-                        for v in shift_views(x_test)], 0)
+    # model.keras averages the softmax (NumPy's, here) of its members,
+    # ResNets of their own weights.
+    members = [layer for layer in model.layers
+               if isinstance(layer, keras.Model)]
+    assert len(members) == 2
+    assert not np.array_equal(to_numpy(members[0].weights[0]),
+                              to_numpy(members[1].weights[0]))
+    np.testing.assert_allclose(
+        to_numpy(model(x_test)),
+        np.mean([softmax(to_numpy(m(x_test))) for m in members], 0),
+        rtol=1e-5, atol=1e-6)
+    assert metrics["member_test_accuracies"] == [
+        pytest.approx(np.mean(np.argmax(to_numpy(m(x_test)), -1) == y_test),
+                      abs=1e-6) for m in members]
+
+    # model_tta.keras averages those probabilities over the digit and its
+    # four one-pixel shifts and reproduces the TTA metrics.
+    averaged = np.mean([to_numpy(model(v)) for v in shift_views(x_test)],
+                       0)
     tta_model = keras.saving.load_model(out / "model_tta.keras")
     np.testing.assert_allclose(to_numpy(tta_model(x_test)), averaged,
                                rtol=1e-5, atol=1e-6)
@@ -62,14 +78,16 @@ def test_quick_run_writes_reloadable_outputs(tmp_path, capsys):
         for i in np.flatnonzero(predicted != y_test)]
     assert metrics["test_errors_tta"] == len(metrics["misclassified_tta"])
 
-    # It is the best epoch on validation loss among the last 10% of the
-    # epochs (CheckpointEarlyStopping with start_from_epoch).
+    # Its members are the best epoch on validation loss (the sum of
+    # theirs) among the last 10% of the epochs (CheckpointEarlyStopping
+    # with start_from_epoch).
     val_losses = [float(row["val_loss"]) for row in rows]
     val_losses = val_losses[int(0.9 * len(val_losses)):]
     _, (x_val, y_val), _ = digits_resnet.load_split(1)
     loss = keras.losses.CategoricalCrossentropy(
         from_logits=True, label_smoothing=digits_resnet.LABEL_SMOOTHING)
-    reloaded = float(loss(np.eye(10)[y_val], to_numpy(model(x_val))))
+    reloaded = sum(float(loss(np.eye(10)[y_val], to_numpy(m(x_val))))
+                   for m in members)
     assert reloaded == pytest.approx(min(val_losses), rel=1e-4)
     assert "test accuracy" in capsys.readouterr().out
 
@@ -103,6 +121,7 @@ def test_test_split_is_sklearns_stratified_split():
     (["--epochs", "0"], "--epochs"),
     (["--backend", "theano"], "--backend"),
     (["--batch-size", "x"], "--batch-size"),
+    (["--members", "0"], "--members"),
 ])
 def test_bad_flags_exit_with_a_message(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
