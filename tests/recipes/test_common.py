@@ -132,7 +132,7 @@ def test_jax_recipe_fills_the_cache_and_a_cached_rerun_is_identical(
         assert metrics[0][key] == metrics[1][key]
 
 
-def test_the_fit_after_mixup_does_not_replay_the_first_fits_batches(
+def test_no_fit_or_member_replays_the_batches_of_another(
         tmp_path, monkeypatch):
     import argparse
 
@@ -161,6 +161,7 @@ def test_the_fit_after_mixup_does_not_replay_the_first_fits_batches(
         augment=("shift",), mixup_alpha=0.2)
     assert history.epoch == [0, 1, 2, 3]
     assert len(training_calls) == 2  # with mixup, then without
+    single_seeds = [kwargs["seed"] for _, kwargs in training_calls]
 
     def first_batch(args, kwargs):
         images, _ = next(iter(real(*args, **{**kwargs, "mixup_alpha": 0.0})))
@@ -170,6 +171,18 @@ def test_the_fit_after_mixup_does_not_replay_the_first_fits_batches(
     first, second = (first_batch(*call) for call in training_calls)
     assert not np.array_equal(first, second)
     assert training_calls[0][1]["seed"] == 0  # the user's seed, first
+
+    # Members trained together: each fit gives each member a pipeline of
+    # its own seed, the first member's those of the one model above.
+    training_calls.clear()
+    members, together = common.trained_together(
+        lambda i: resnet((8, 8, 1), 4, depth=8, width=4, name=f"m{i}"), 2)
+    common.fit_image_classifier(
+        together, train, val, args, max_lr=0.1, weight_decay=0.0,
+        augment=("shift",), mixup_alpha=0.2)
+    seeds = [kwargs["seed"] for _, kwargs in training_calls]
+    assert len(seeds) == 4 and len(set(seeds)) == 4
+    assert seeds[0] == 0 and seeds[2] == single_seeds[1]
 
 
 def test_members_trained_together_learn_as_each_would_alone():
