@@ -10,9 +10,10 @@ stratify=y, random_state=seed)`, so any peer can be compared on it) and a
 blocks and stochastic depth (with `--members N`, N of them in one `fit`,
 each on its own batches, their softmax averaged): small random shifts
 and rotations in the tf.data pipeline, mixup for the first 75% of the
-epochs, label smoothing 0.1, a one-cycle learning rate with the momentum of kerastrain's SGD
-cycling against it, and CheckpointEarlyStopping keeping the best of the
-annealed last epochs on validation. Evaluate on the test split, as it
+epochs, label smoothing 0.1, a one-cycle learning rate with the
+momentum of kerastrain's SGD cycling against it, and
+CheckpointEarlyStopping keeping the best of the annealed last epochs on
+validation. Evaluate on the test split, as it
 is and with test-time augmentation (`kerastrain.models.tta`: the mean of
 the digit's and its four one-pixel shifts' predictions), beside an RBF
 SVC (the strongest scikit-learn peer) and write both models, the metrics
