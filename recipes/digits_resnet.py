@@ -5,19 +5,19 @@ XLA's compilation cache is warm, 44-64 s; a loaded machine takes longer).
 
 Load the 1,797 digits that ship with scikit-learn, hold out a stratified
 15% test split (exactly `train_test_split(x, y, test_size=0.15,
-stratify=y, random_state=seed)`, so any peer can be compared on it) and a
-15% validation split, and train a ResNet-8 with kerastrain's residual
+stratify=y, random_state=seed)`, so any peer can be compared on it) and
+a 15% validation split, and train a ResNet-8 with kerastrain's residual
 blocks and stochastic depth (with `--members N`, N of them in one `fit`,
 each on its own batches, their softmax averaged): small random shifts
 and rotations in the tf.data pipeline, mixup for the first 75% of the
-epochs, label smoothing 0.1, a one-cycle learning rate with the
-momentum of kerastrain's SGD cycling against it, and
-CheckpointEarlyStopping keeping the best of the annealed last epochs on
-validation. Evaluate on the test split, as it
-is and with test-time augmentation (`kerastrain.models.tta`: the mean of
-the digit's and its four one-pixel shifts' predictions), beside an RBF
-SVC (the strongest scikit-learn peer) and write both models, the metrics
-and plots to `saved_models/digits_resnet/`.
+epochs, label smoothing 0.1, a one-cycle learning rate with the momentum
+of kerastrain's SGD cycling against it, and CheckpointEarlyStopping
+keeping the best of the annealed last epochs on validation. Evaluate on
+the test split, as it is and with test-time augmentation
+(`kerastrain.models.tta`: the mean of the digit's and its four one-pixel
+shifts' predictions), beside an RBF SVC (the strongest scikit-learn
+peer) and write both models, the metrics and plots to
+`saved_models/digits_resnet/`.
 
 Run: python -m recipes.digits_resnet [--epochs 40] [--seed 0]
      [--backend jax] [--members 1]
