@@ -516,7 +516,6 @@ def fit_image_classifier(model, train, val, args, *, max_lr, weight_decay,
     """
     import keras
 
-    from kerastrain._seeds import spawn_seeds
     from kerastrain.callbacks import CheckpointEarlyStopping
     from kerastrain.data import fit_passes, image_pipeline
     from kerastrain.optimizers import SGD
@@ -546,16 +545,14 @@ def fit_image_classifier(model, train, val, args, *, max_lr, weight_decay,
     mixed_epochs = int(round(args.epochs * (1 - mixup_off))) if (
         mixup_alpha > 0) else 0
     # Two fits, one optimizer: the schedule runs on through both; the
-    # checkpoint (last 10% of the epochs) watches the second. The second
-    # fit's pipeline gets a seed of its own: with the first one's, it
-    # would replay the first fit's shuffles and augmentations. So does
-    # each member's pipeline: members of `trained_together` each read
-    # their own shuffles, augmentations and mixup.
-    seeds = spawn_seeds(args.seed, 2 * outputs - 1)
+    # checkpoint (last 10% of the epochs) watches the second. Each fit
+    # and each member of a `trained_together` model reads a pipeline of
+    # its own seed (`member_seeds`).
+    seeds = member_seeds(args.seed, outputs)
     history = None
     for start, stop, alpha, fit_seeds in (
-            (0, mixed_epochs, mixup_alpha, [args.seed, *seeds[1:outputs]]),
-            (mixed_epochs, args.epochs, 0.0, [seeds[0], *seeds[outputs:]])):
+            (0, mixed_epochs, mixup_alpha, seeds.first_fit),
+            (mixed_epochs, args.epochs, 0.0, seeds.second_fit)):
         if stop <= start:
             continue
         part = fit_passes(
@@ -569,6 +566,35 @@ def fit_image_classifier(model, train, val, args, *, max_lr, weight_decay,
         history = part if history is None else _extend(history, part)
     plot_schedule(one_cycle, steps, os.path.join(args.out, "schedule.png"))
     return history
+
+
+def member_seeds(seed, count):
+    """The seeds of `count` members trained together from a recipe's
+    `seed` (`trained_together`; one member for a model of its own), every
+    stream its own: a pipeline that shared a seed with another would
+    replay its shuffles and augmentations, and members that shared one
+    would read the same batches (and make the same errors).
+
+    Member 0 gets the seeds of a run without members: `seed` for the
+    pipeline of its first fit (the mixed-up epochs of
+    `fit_image_classifier`) and for its model (DropPath), and the first
+    seed spawned from `seed` for the pipeline of its second fit. The
+    other members get the seeds spawned after that one, a model's kept
+    below `MODEL_SEED_LIMIT`.
+
+    Returns a namespace of three lists, a seed per member each:
+    `first_fit`, `second_fit` and `model`.
+    """
+    import types
+
+    from kerastrain._seeds import MODEL_SEED_LIMIT, spawn_seeds
+
+    spawned = spawn_seeds(seed, 3 * count - 2)
+    return types.SimpleNamespace(
+        first_fit=[seed, *spawned[1:count]],
+        second_fit=[spawned[0], *spawned[count:2 * count - 1]],
+        model=[seed, *(s % MODEL_SEED_LIMIT
+                       for s in spawned[2 * count - 1:])])
 
 
 def _zipped(pipelines):

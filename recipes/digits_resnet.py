@@ -69,7 +69,6 @@ def run(args):
     import keras
     import numpy as np
 
-    from kerastrain._seeds import MODEL_SEED_LIMIT, spawn_seeds
     from kerastrain.io import save_model
     from kerastrain.models import ensemble, resnet, tta
 
@@ -77,13 +76,10 @@ def run(args):
     train, val, test = load_split(args.seed)
     if args.quick:
         train = (train[0][:QUICK_SAMPLES], train[1][:QUICK_SAMPLES])
-    # Streams of their own: `fit_image_classifier` seeds the members'
-    # pipelines with the first 2 * members - 1 seeds spawned. The first
-    # member trains as the recipe's one ResNet does without --members.
+    # The first member trains as the recipe's one ResNet does without
+    # --members.
     count = args.members
-    drop_path_seeds = [args.seed] + [
-        s % MODEL_SEED_LIMIT
-        for s in spawn_seeds(args.seed, 3 * count - 2)[2 * count - 1:]]
+    drop_path_seeds = common.member_seeds(args.seed, count).model
     members, trained = common.trained_together(
         lambda i: resnet((8, 8, 1), num_classes=10, depth=DEPTH,
                          width=WIDTH, drop_path_rate=0.1,

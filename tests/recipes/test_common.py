@@ -185,6 +185,31 @@ def test_no_fit_or_member_replays_the_batches_of_another(
     assert seeds[0] == 0 and seeds[2] == single_seeds[1]
 
 
+@pytest.mark.parametrize("seed", [0, 7, common.MAX_SEED])
+def test_member_seeds_give_every_stream_its_own(seed):
+    from kerastrain._seeds import MODEL_SEED_LIMIT
+
+    alone = common.member_seeds(seed, 1)
+    assert (alone.first_fit, alone.model) == ([seed], [seed])
+    for count in (2, 3, 5):
+        seeds = common.member_seeds(seed, count)
+        pipelines = seeds.first_fit + seeds.second_fit
+        assert len(set(pipelines)) == 2 * count
+        assert len(set(seeds.model)) == count
+        assert all(0 <= s < MODEL_SEED_LIMIT for s in seeds.model)
+        # Member 0 trains as a run without members does.
+        assert [seeds.first_fit[0], seeds.second_fit[0],
+                seeds.model[0]] == [alone.first_fit[0],
+                                    alone.second_fit[0], alone.model[0]]
+        # A model seeds its layers with seed + i: the other members'
+        # models stay clear of the pipelines' seeds and of each other's
+        # first thousand layers.
+        for i, model_seed in enumerate(seeds.model[1:], 1):
+            others = [s for j, s in enumerate(seeds.model) if j != i]
+            assert all(abs(model_seed - s) > 1000
+                       for s in others + pipelines)
+
+
 def test_members_trained_together_learn_as_each_would_alone():
     import numpy as np
 
