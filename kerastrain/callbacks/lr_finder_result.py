@@ -82,6 +82,37 @@ class LRFinderResult:
             text += f", valley {self.suggestion():.2g}"
         return text + ")"
 
+    def get_config(self):
+        """The result as lists and numbers, ready for JSON
+        (`kerastrain.io.write_json`, which writes NaN as null);
+        `LRFinderResult.from_config` makes it again.
+
+        Returns:
+            A dict: `lrs`, `losses`, `smoothed_losses` (lists of floats)
+            and `num_steps`.
+        """
+        return {"lrs": self.lrs.tolist(), "losses": self.losses.tolist(),
+                "smoothed_losses": self.smoothed_losses.tolist(),
+                "num_steps": self.num_steps}
+
+    @classmethod
+    def from_config(cls, config):
+        """The result `get_config` describes; None in a list (a NaN loss
+        read back from JSON) is NaN again.
+
+        Args:
+            config: A dict from `get_config`, or read from its JSON.
+
+        Returns:
+            An `LRFinderResult`.
+        """
+        def floats(values):
+            return [np.nan if v is None else v for v in values]
+
+        return cls(floats(config["lrs"]), floats(config["losses"]),
+                   floats(config["smoothed_losses"]),
+                   num_steps=config.get("num_steps"))
+
     def _suggests(self):
         """Whether enough of the curve is usable for a suggestion."""
         return len(self._curve()[0]) >= 3

@@ -3,7 +3,10 @@
 toolkit's callbacks configured per trial."""
 
 import contextlib
+import glob
+import json
 import math
+import os
 
 import keras
 import keras_tuner
@@ -14,15 +17,18 @@ from kerastrain._validation import (check_bool, check_float, check_int,
 
 from kerastrain.callbacks import (CheckpointEarlyStopping,
                                   GradientAccumulation, LRFinder,
-                                  WeightHistograms)
+                                  LRFinderResult, WeightHistograms)
 from kerastrain.data.passes import fit_passes, passes
+from kerastrain.io import write_json
 from kerastrain.tuning._knob import knob_values
-from kerastrain.tuning.per_trial import (execution_of, per_trial_callbacks,
-                                         trial_id_of)
+from kerastrain.tuning.per_trial import (_tuner_callback, execution_of,
+                                         per_trial_callbacks, trial_id_of)
 
 # `build` runs before the data is seen, so it lays the trial's schedule
 # over this many updates; `fit` recompiles with the exact number.
 NOMINAL_STEPS = 1000
+# A trial's `LRFinder` results, in its folder of the tuner's project.
+LR_FINDER_FILE = "lr_finder.json"
 
 
 def batches_per_epoch(x, batch_size):
@@ -116,6 +122,10 @@ class ToolkitHyperModel(keras_tuner.HyperModel):
     After a search, `lr_finder_results[trial_id]` holds, for each trial
     that ran an `LRFinder`, a list of its `LRFinderResult`s, one per
     execution (`executions_per_trial`), in order: `[result]` with one.
+    Each trial also writes them to `lr_finder.json` in its folder of the
+    tuner's project (`trial_<id>/`), and a search resumed in a new
+    process reads back those of the trials finished before
+    (`load_lr_finder_results`).
     """
 
     def __init__(self, knobs, name=None, tunable=True):
@@ -205,11 +215,41 @@ class ToolkitHyperModel(keras_tuner.HyperModel):
         finder = _first(callbacks, LRFinder)
         if trial_id is not None and finder is not None and (
                 finder.result is not None):
+            tuner = _tuner_callback(callbacks).tuner
+            self.load_lr_finder_results(tuner)  # those of a resumed search
             # Position n is execution n; a trial run again (a retry)
             # starts from execution 0 again.
             results = self.lr_finder_results.setdefault(trial_id, [])
             results[execution_of(callbacks):] = [finder.result]
+            write_json({"executions": [r.get_config() for r in results]},
+                       os.path.join(tuner.get_trial_dir(trial_id),
+                                    LR_FINDER_FILE))
         return history
+
+    def load_lr_finder_results(self, tuner):
+        """Reads into `lr_finder_results` the `LRFinder` results that the
+        trials of `tuner`'s search wrote to its project folder, for the
+        trials not there yet: after a restart, or for a finished search
+        reloaded in a new process (a tuner made again with
+        `overwrite=False`). `fit` calls it before adding a trial's results.
+
+        Args:
+            tuner: A KerasTuner tuner.
+
+        Returns:
+            `lr_finder_results`, `{trial_id: [LRFinderResult, ...]}`.
+        """
+        pattern = os.path.join(glob.escape(str(tuner.project_dir)),
+                               "trial_*", LR_FINDER_FILE)
+        for path in sorted(glob.glob(pattern)):
+            trial_id = os.path.basename(os.path.dirname(path))[
+                len("trial_"):]
+            if trial_id not in self.lr_finder_results:
+                with open(path, encoding="utf-8") as f:
+                    executions = json.load(f)["executions"]
+                self.lr_finder_results[trial_id] = [
+                    LRFinderResult.from_config(c) for c in executions]
+        return self.lr_finder_results
 
     def _checked_fit_args(self, values, x, y, batch_size, epochs,
                           callbacks, validation_split, validation_data,

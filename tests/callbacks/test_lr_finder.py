@@ -690,6 +690,30 @@ def test_suggestions_on_a_known_curve(tmp_path):
         result.suggestion("slide")
 
 
+def test_a_result_written_as_json_reads_back_whole(tmp_path):
+    """A range test stopped by a NaN loss: JSON writes it as null, and it
+    reads back as NaN, the suggestions and the steps asked for the
+    same."""
+    import json
+
+    from kerastrain.io import write_json
+
+    lrs, losses = known_curve()
+    losses = losses.copy()
+    losses[-3:] = np.nan
+    result = LRFinderResult(lrs, losses, losses * 1.5, num_steps=150)
+    write_json(result.get_config(), str(tmp_path / "result.json"))
+    with open(tmp_path / "result.json") as f:
+        again = LRFinderResult.from_config(json.load(f))
+    for name in ("lrs", "losses", "smoothed_losses"):
+        np.testing.assert_array_equal(getattr(again, name),
+                                      getattr(result, name))
+    assert again.num_steps == 150
+    assert [again.suggestion(m) for m in ("valley", "steep", "minimum")
+            ] == [result.suggestion(m)
+                  for m in ("valley", "steep", "minimum")]
+
+
 def test_a_test_stopped_by_an_exception_is_put_back_by_the_next_fit():
     # Keras skips `on_train_end` when `fit` raises: the next `fit` with the
     # callback must not snapshot the half-tested model as the one to

@@ -8,7 +8,8 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import (
     EventAccumulator)
 
-from kerastrain.callbacks import GradientAccumulation, WeightHistograms
+from kerastrain.callbacks import (GradientAccumulation, LRFinder,
+                                  WeightHistograms)
 from kerastrain.data import class_counts, load
 from kerastrain.tuning import MLPHyperModel
 from tests.support import to_numpy
@@ -157,7 +158,7 @@ def test_every_execution_of_a_trial_keeps_its_files_and_lr_finder_result(
         tmp_path):
     spies.reset()
     (x, y), _ = diabetes_risk()
-    hypermodel = MLPHyperModel(10, 2, num_layers=1, units=8,
+    hypermodel = MLPHyperModel(10, 2, num_layers=1, units=[8, 16],
                                balancing="none", seed=0)
     tuner = kt.RandomSearch(hypermodel, objective="loss", max_trials=1,
                             executions_per_trial=2, seed=0,
@@ -177,6 +178,34 @@ def test_every_execution_of_a_trial_keeps_its_files_and_lr_finder_result(
     assert [r["filepath"] for r in spies.CheckpointSpy.runs] == [
         str(tmp_path / "ckpt" / trial_id / f"execution{n}" / "best.keras")
         for n in (0, 1)]
+
+    # The search resumed by a new tuner and hypermodel (as in a new
+    # process) reads back the finished trial's results beside its new
+    # trial's.
+    again = MLPHyperModel(10, 2, num_layers=1, units=[8, 16],
+                          balancing="none", seed=0)
+    resumed = kt.RandomSearch(again, objective="loss", max_trials=2,
+                              executions_per_trial=2, seed=0,
+                              directory=str(tmp_path / "tuner"),
+                              overwrite=False)
+    resumed.search(x[:64], y[:64], epochs=1, batch_size=16, verbose=0,
+                   callbacks=[LRFinder(1e-4, 1.0, num_steps=3)])
+    assert sorted(again.lr_finder_results) == sorted(resumed.oracle.trials)
+    assert len(again.lr_finder_results) == 2
+    for before, after in zip(results, again.lr_finder_results[trial_id]):
+        for name in ("lrs", "losses", "smoothed_losses"):
+            np.testing.assert_array_equal(getattr(after, name),
+                                          getattr(before, name))
+        assert after.num_steps == before.num_steps == 3
+    # A tuner reloaded without searching reads them all.
+    reloaded = MLPHyperModel(10, 2, num_layers=1, units=[8, 16],
+                             balancing="none", seed=0)
+    kt.RandomSearch(reloaded, objective="loss", max_trials=2, seed=0,
+                    directory=str(tmp_path / "tuner"), overwrite=False)
+    assert reloaded.load_lr_finder_results(resumed) is (
+        reloaded.lr_finder_results)
+    assert {k: len(v) for k, v in reloaded.lr_finder_results.items()} == {
+        k: 2 for k in resumed.oracle.trials}
 
 
 def test_tunable_false_searches_only_what_was_declared(tmp_path):
