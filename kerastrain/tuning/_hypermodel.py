@@ -239,6 +239,11 @@ class ToolkitHyperModel(keras_tuner.HyperModel):
         Returns:
             `lr_finder_results`, `{trial_id: [LRFinderResult, ...]}`.
         """
+        if not isinstance(tuner, keras_tuner.engine.base_tuner.BaseTuner):
+            raise TypeError(
+                "Argument `tuner` must be a KerasTuner tuner (the search's, "
+                "made with its `directory` and `project_name`). Received: "
+                f"tuner={tuner!r}")
         pattern = os.path.join(glob.escape(str(tuner.project_dir)),
                                "trial_*", LR_FINDER_FILE)
         for path in sorted(glob.glob(pattern)):

@@ -206,6 +206,8 @@ def test_every_execution_of_a_trial_keeps_its_files_and_lr_finder_result(
         reloaded.lr_finder_results)
     assert {k: len(v) for k, v in reloaded.lr_finder_results.items()} == {
         k: 2 for k in resumed.oracle.trials}
+    with pytest.raises(TypeError, match="tuner"):
+        reloaded.load_lr_finder_results(str(tmp_path / "tuner"))
 
 
 def test_tunable_false_searches_only_what_was_declared(tmp_path):
