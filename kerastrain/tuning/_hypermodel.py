@@ -188,7 +188,7 @@ class ToolkitHyperModel(keras_tuner.HyperModel):
         # HyperModel (KerasTuner hands `build` a copy for that reason);
         # `build` registered them where they belong.
         values = self.trial_values(hp.copy())
-        self._searched = _searched_names(hp)
+        self._searched = _searched_names(_search_space(hp, callbacks))
         with _fatal():
             callbacks, fit_kwargs, batches, span = self._checked_fit_args(
                 values, x, y, batch_size, epochs, callbacks,
@@ -322,7 +322,8 @@ class ToolkitHyperModel(keras_tuner.HyperModel):
     def per_trial(self, name):
         """Marks the errors raised inside as coming from the trial's value
         of the knob `name`. Where the search varies it (its entry in the
-        trial's `HyperParameters` is not `Fixed`, or depends on another),
+        search's space, the oracle's `HyperParameters`, is not `Fixed`, or
+        depends on another; outside a search, the trial's),
         they become `TrialValueError` and `TrialTypeError`: KerasTuner
         fails the trial without retrying it, and the search goes on
         (until `max_consecutive_failed_trials` fail in a row). Where every
@@ -406,6 +407,18 @@ def _searched_names(hp):
     fixed = keras_tuner.engine.hyperparameters.Fixed
     return {entry.name for entry in hp.space
             if entry.conditions or not isinstance(entry, fixed)}
+
+
+def _search_space(hp, callbacks):
+    """The hyperparameters a search can vary: in a search, its oracle's
+    (with `tune_new_entries=False` the oracle leaves out the knobs not
+    declared beforehand, and every trial takes their defaults, though the
+    trial's `hp` lists them as choices); outside one, `hp`."""
+    callback = _tuner_callback(callbacks)
+    oracle = None if callback is None else getattr(callback.tuner, "oracle",
+                                                   None)
+    space = getattr(oracle, "hyperparameters", None)
+    return hp if space is None else space
 
 
 def _tuner_checkpoint(callbacks):

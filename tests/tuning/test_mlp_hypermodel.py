@@ -377,7 +377,8 @@ def test_sample_weights_reach_validation_and_conflicts_are_named():
                        sample_weight=train_weights, epochs=1, verbose=0)
 
 
-def balancing_grid(directory, hyperparameters=None, **options):
+def balancing_grid(directory, hyperparameters=None,
+                   tune_new_entries=True, **options):
     """A grid search of at most two trials over what `balancing` (in
     `options` or `hyperparameters`) leaves open, every other knob fixed
     (the default ranges would make a grid of hundreds)."""
@@ -386,7 +387,8 @@ def balancing_grid(directory, hyperparameters=None, **options):
                                seed=0, **options)
     return kt.GridSearch(hypermodel, objective="val_loss", max_trials=2,
                          hyperparameters=hyperparameters, overwrite=True,
-                         directory=str(directory))
+                         directory=str(directory),
+                         tune_new_entries=tune_new_entries)
 
 
 @pytest.mark.parametrize("balancing, kwargs", [
@@ -445,6 +447,16 @@ def test_the_search_space_not_the_constructor_says_what_is_searched(
     assert {trial.hyperparameters.get("balancing"): trial.status
             for trial in trials(tuner)} == {"none": "COMPLETED",
                                             "smote": "FAILED"}
+    # With `tune_new_entries=False` the oracle searches only `units`:
+    # every trial takes the first method, which stops the search.
+    hp = kt.HyperParameters()
+    hp.Choice("units", [8, 16])
+    tuner = balancing_grid(tmp_path / "untuned", hyperparameters=hp,
+                           balancing=["smote", "none"],
+                           tune_new_entries=False)
+    with pytest.raises(kt.errors.FatalValueError, match="SMOTE needs"):
+        tuner.search(x, y, validation_data=validation, epochs=1, verbose=0)
+    assert len(tuner.oracle.trials) == 1
     with pytest.raises(ValueError, match=r"`name` must be one of the knobs"
                        r" \[.*'balancing'\]. Received: name='balance'"):
         with tuner.hypermodel.per_trial("balance"):
