@@ -158,12 +158,18 @@ def test_every_execution_of_a_trial_keeps_its_files_and_lr_finder_result(
         tmp_path):
     spies.reset()
     (x, y), _ = diabetes_risk()
-    hypermodel = MLPHyperModel(10, 2, num_layers=1, units=[8, 16],
-                               balancing="none", seed=0)
-    tuner = kt.RandomSearch(hypermodel, objective="loss", max_trials=1,
-                            executions_per_trial=2, seed=0,
-                            directory=str(tmp_path / "tuner"),
-                            overwrite=True)
+
+    def search(max_trials, overwrite):
+        """A new hypermodel and tuner on the same folder, as a new process
+        would make them."""
+        hypermodel = MLPHyperModel(10, 2, num_layers=1, units=[8, 16],
+                                   balancing="none", seed=0)
+        return hypermodel, kt.RandomSearch(
+            hypermodel, objective="loss", max_trials=max_trials,
+            executions_per_trial=2, seed=0,
+            directory=str(tmp_path / "tuner"), overwrite=overwrite)
+
+    hypermodel, tuner = search(max_trials=1, overwrite=True)
     tuner.search(x[:64], y[:64], epochs=1, batch_size=16, verbose=0,
                  callbacks=[spies.LRFinderSpy(1e-4, 1.0, num_steps=3),
                             spies.CheckpointSpy(
@@ -179,15 +185,9 @@ def test_every_execution_of_a_trial_keeps_its_files_and_lr_finder_result(
         str(tmp_path / "ckpt" / trial_id / f"execution{n}" / "best.keras")
         for n in (0, 1)]
 
-    # The search resumed by a new tuner and hypermodel (as in a new
-    # process) reads back the finished trial's results beside its new
-    # trial's.
-    again = MLPHyperModel(10, 2, num_layers=1, units=[8, 16],
-                          balancing="none", seed=0)
-    resumed = kt.RandomSearch(again, objective="loss", max_trials=2,
-                              executions_per_trial=2, seed=0,
-                              directory=str(tmp_path / "tuner"),
-                              overwrite=False)
+    # The search resumed reads back the finished trial's results beside
+    # its new trial's.
+    again, resumed = search(max_trials=2, overwrite=False)
     resumed.search(x[:64], y[:64], epochs=1, batch_size=16, verbose=0,
                    callbacks=[LRFinder(1e-4, 1.0, num_steps=3)])
     assert sorted(again.lr_finder_results) == sorted(resumed.oracle.trials)
@@ -198,11 +198,8 @@ def test_every_execution_of_a_trial_keeps_its_files_and_lr_finder_result(
                                           getattr(before, name))
         assert after.num_steps == before.num_steps == 3
     # A tuner reloaded without searching reads them all.
-    reloaded = MLPHyperModel(10, 2, num_layers=1, units=[8, 16],
-                             balancing="none", seed=0)
-    kt.RandomSearch(reloaded, objective="loss", max_trials=2, seed=0,
-                    directory=str(tmp_path / "tuner"), overwrite=False)
-    assert reloaded.load_lr_finder_results(resumed) is (
+    reloaded, tuner = search(max_trials=2, overwrite=False)
+    assert reloaded.load_lr_finder_results(tuner) is (
         reloaded.lr_finder_results)
     assert {k: len(v) for k, v in reloaded.lr_finder_results.items()} == {
         k: 2 for k in resumed.oracle.trials}
