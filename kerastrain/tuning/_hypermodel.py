@@ -415,10 +415,7 @@ def _search_space(hp, callbacks):
     declared beforehand, and every trial takes their defaults, though the
     trial's `hp` lists them as choices); outside one, `hp`."""
     callback = _tuner_callback(callbacks)
-    oracle = None if callback is None else getattr(callback.tuner, "oracle",
-                                                   None)
-    space = getattr(oracle, "hyperparameters", None)
-    return hp if space is None else space
+    return hp if callback is None else callback.tuner.oracle.hyperparameters
 
 
 def _tuner_checkpoint(callbacks):
