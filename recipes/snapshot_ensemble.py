@@ -26,7 +26,7 @@ Run: python -m recipes.snapshot_ensemble [--epochs 40] [--cycles 5]
 import sys
 
 from recipes import common
-from recipes.digits_resnet import (AUGMENT, QUICK_SAMPLES, load_split,
+from recipes.digits_resnet import (AUGMENT, load_split,
                                    svc_accuracy)
 
 NAME = "snapshot_ensemble"
@@ -61,9 +61,7 @@ def run(args):
 
     out = args.out
     keras.utils.set_random_seed(args.seed)
-    train, val, test = load_split(args.seed)
-    if args.quick:
-        train = (train[0][:QUICK_SAMPLES], train[1][:QUICK_SAMPLES])
+    train, val, test = load_split(args.seed, quick=args.quick)
     steps = args.epochs * -(-len(train[0]) // args.batch_size)
     if steps < args.cycles:
         raise common.RecipeError(

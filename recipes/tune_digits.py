@@ -21,7 +21,7 @@ Run: python -m recipes.tune_digits [--max-trials 6] [--tuner hyperband]
 import sys
 
 from recipes import common
-from recipes.digits_resnet import (AUGMENT, QUICK_SAMPLES, load_split,
+from recipes.digits_resnet import (AUGMENT, load_split,
                                    svc_accuracy)
 
 NAME = "tune_digits"
@@ -41,9 +41,7 @@ def run(args):
 
     out = args.out
     keras.utils.set_random_seed(args.seed)
-    train, val, test = load_split(args.seed)
-    if args.quick:
-        train = (train[0][:QUICK_SAMPLES], train[1][:QUICK_SAMPLES])
+    train, val, test = load_split(args.seed, quick=args.quick)
     # Every schedule is searched, one-cycle included; a Hyperband round may
     # span a single epoch.
     hyperband = args.tuner == "hyperband"

@@ -33,7 +33,7 @@ def test_quick_run_reports_each_snapshot_and_their_average(tmp_path):
             "misclassified.png"} <= set(os.listdir(out))
 
     # model.keras is the average of the snapshots' softmax outputs.
-    _, _, (x_test, y_test) = load_split(0)
+    _, _, (x_test, y_test) = load_split(0, quick=True)
     members = [keras.saving.load_model(out / "snapshots" / name)
                for name in snapshots]
     expected = np.mean([keras.ops.convert_to_numpy(keras.ops.softmax(

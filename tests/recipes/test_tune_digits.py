@@ -32,7 +32,7 @@ def test_quick_search_writes_the_best_model_and_the_trials(tmp_path, capsys):
 
     # model.keras is the best trial's best epoch: its validation accuracy
     # is the trial's score, and it gives the reported test accuracy.
-    _, (x_val, y_val), (x_test, y_test) = load_split(0)
+    _, (x_val, y_val), (x_test, y_test) = load_split(0, quick=True)
     model = keras.saving.load_model(out / "model.keras")
 
     def accuracy(x, y):
