@@ -149,7 +149,18 @@ def test_no_fit_or_member_replays_the_batches_of_another(
             training_calls.append((args, kwargs))
         return real(*args, **kwargs)
 
+    def fit_passes(model, data, validation_data, *, initial_epoch, epochs,
+                   **kwargs):
+        """No training: what is checked are the pipelines the fits get
+        (the recipes' quick tests train through the real one)."""
+        fits.append((initial_epoch, epochs, kwargs["callbacks"]))
+        history = keras.callbacks.History()
+        history.epoch = list(range(initial_epoch, epochs))
+        return history
+
+    fits = []
     monkeypatch.setattr(kerastrain.data, "image_pipeline", spy)
+    monkeypatch.setattr(kerastrain.data, "fit_passes", fit_passes)
     rng = np.random.default_rng(0)
     train = (rng.random((32, 8, 8, 1), "float32"), np.arange(32) % 4)
     val = (rng.random((8, 8, 8, 1), "float32"), np.arange(8) % 4)
@@ -160,7 +171,11 @@ def test_no_fit_or_member_replays_the_batches_of_another(
         model, train, val, args, max_lr=0.1, weight_decay=0.0,
         augment=("shift",), mixup_alpha=0.2)
     assert history.epoch == [0, 1, 2, 3]
-    assert len(training_calls) == 2  # with mixup, then without
+    # With mixup for 3 epochs, then without; the checkpoint watches the
+    # second.
+    assert [fit[:2] for fit in fits] == [(0, 3), (3, 4)]
+    assert [len(fit[2]) for fit in fits] == [0, 1]
+    assert len(training_calls) == 2
     single_seeds = [kwargs["seed"] for _, kwargs in training_calls]
 
     def first_batch(args, kwargs):
