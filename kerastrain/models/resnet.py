@@ -1,6 +1,7 @@
 """CIFAR-style ResNet builder (He et al., 2016, section 4.2)."""
 
 import numbers
+import warnings
 
 import keras
 
@@ -175,7 +176,11 @@ def resnet(
     depth uses the linear decay rule over all blocks.
 
     Args:
-        input_shape: Tuple `(height, width, channels)`, e.g. `(32, 32, 3)`.
+        input_shape: Tuple `(height, width, channels)`, e.g. `(32, 32, 3)`:
+            the model is channels-last whatever
+            `keras.config.image_data_format()` says (under a global
+            `"channels_first"` it warns, since `(channels, height, width)`
+            would silently build another net).
         num_classes: Integer >= 1, the number of logits.
         depth: Integer, the number of weighted layers (see above).
         width: Integer >= 1, the channels of the first stage.
@@ -240,6 +245,15 @@ def resnet(
     check_keras_identifier("kernel_regularizer", kernel_regularizer,
                            keras.regularizers.get)
 
+    if keras.config.image_data_format() == "channels_first":
+        # Both readings of `input_shape` build a net; only one is meant.
+        warnings.warn(
+            "`resnet` builds a channels-last model whatever "
+            "`keras.config.image_data_format()` says (here "
+            "'channels_first'): `input_shape` is read as (height, width, "
+            f"channels). Received: input_shape={input_shape}. Transpose "
+            "channels-first images first, e.g. with "
+            "`keras.ops.transpose(images, (0, 2, 3, 1))`.", stacklevel=2)
     inputs = keras.Input(shape=input_shape)
     # Channels-last whatever `keras.config.image_data_format()` says: the
     # norms and the blocks normalize and add over the last axis.

@@ -1,3 +1,5 @@
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -238,14 +240,20 @@ def test_built_channels_last_whatever_the_global_image_format(tmp_path):
     `channels_first` made the convolutions read the height as channels,
     and a file saved before could not be loaded under it."""
     keras.utils.set_random_seed(0)
-    reference = resnet((16, 16, 3), 10, depth=8, width=8)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reference = resnet((16, 16, 3), 10, depth=8, width=8)
+    assert not [w for w in caught if "channels-last" in str(w.message)]
     x = np.random.default_rng(0).uniform(size=(2, 16, 16, 3)).astype(
         "float32")
     expected = to_numpy(reference.predict(x, verbose=0))
     reference.save(tmp_path / "resnet.keras")
     keras.config.set_image_data_format("channels_first")
     try:
-        model = resnet((16, 16, 3), 10, depth=8, width=8)
+        # (3, 16, 16) would build a net of 16 x 3 images: it warns.
+        with pytest.warns(UserWarning, match=r"channels-last.*"
+                          r"input_shape=\(16, 16, 3\)"):
+            model = resnet((16, 16, 3), 10, depth=8, width=8)
         block = ResidualBlock(8)
         out = block(np.zeros((2, 16, 16, 3), "float32"))
         loaded = keras.saving.load_model(tmp_path / "resnet.keras")
