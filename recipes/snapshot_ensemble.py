@@ -26,8 +26,7 @@ Run: python -m recipes.snapshot_ensemble [--epochs 40] [--cycles 5]
 import sys
 
 from recipes import common
-from recipes.digits_resnet import (AUGMENT, load_split,
-                                   svc_accuracy)
+from recipes.digits_resnet import AUGMENT, load_split, svc_accuracy
 
 NAME = "snapshot_ensemble"
 DEPTH, WIDTH, PEAK_LR, WEIGHT_DECAY = 8, 16, 0.1, 5e-3

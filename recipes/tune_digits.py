@@ -21,8 +21,7 @@ Run: python -m recipes.tune_digits [--max-trials 6] [--tuner hyperband]
 import sys
 
 from recipes import common
-from recipes.digits_resnet import (AUGMENT, load_split,
-                                   svc_accuracy)
+from recipes.digits_resnet import AUGMENT, load_split, svc_accuracy
 
 NAME = "tune_digits"
 
