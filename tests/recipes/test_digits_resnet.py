@@ -36,7 +36,8 @@ def test_quick_run_writes_reloadable_outputs(tmp_path, capsys):
     assert len(rows) == metrics["epochs_run"] and "val_loss" in rows[0]
 
     # The saved model is the trained one: it reproduces the test accuracy.
-    _, _, (x_test, y_test) = digits_resnet.load_split(1, quick=True)
+    train, (x_val, y_val), (x_test, y_test) = digits_resnet.load_split(
+        1, quick=True)
     model = keras.saving.load_model(out / "model.keras")
     predicted = np.argmax(to_numpy(model(x_test)), -1)
     assert np.mean(predicted == y_test) == pytest.approx(
@@ -83,7 +84,6 @@ def test_quick_run_writes_reloadable_outputs(tmp_path, capsys):
     # with start_from_epoch).
     val_losses = [float(row["val_loss"]) for row in rows]
     val_losses = val_losses[int(0.9 * len(val_losses)):]
-    _, (x_val, y_val), _ = digits_resnet.load_split(1, quick=True)
     loss = keras.losses.CategoricalCrossentropy(
         from_logits=True, label_smoothing=digits_resnet.LABEL_SMOOTHING)
     reloaded = sum(float(loss(np.eye(10)[y_val], to_numpy(m(x_val))))
@@ -95,9 +95,8 @@ def test_quick_run_writes_reloadable_outputs(tmp_path, capsys):
     # QUICK_SAMPLES training and QUICK_EVAL_SAMPLES validation digits, as
     # raw 0-16 pixels (libsvm is deterministic: the same accuracy to the
     # bit).
-    train, val, _ = digits_resnet.load_split(1, quick=True)
-    x = np.concatenate([train[0], val[0]]).reshape(-1, 64) * 16
-    y = np.concatenate([train[1], val[1]])
+    x = np.concatenate([train[0], x_val]).reshape(-1, 64) * 16
+    y = np.concatenate([train[1], y_val])
     svc = SVC(C=10, gamma=0.001).fit(x, y)
     peer = np.mean(svc.predict(x_test.reshape(-1, 64) * 16) == y_test)
     assert metrics["baselines"]["svc_rbf_c10_gamma0.001_accuracy"] == \
