@@ -4,6 +4,7 @@ import pytest
 
 from kerastrain.optimizers import LARS, SGD, AdamW
 from kerastrain.schedules import OneCycle
+from tests.optimizers import linear
 
 OPTIMIZERS = [SGD, AdamW, LARS]
 
@@ -82,3 +83,55 @@ def test_a_callable_that_is_no_schedule_names_both_choices(
     with pytest.raises(TypeError, match=rf"`{name}` must be a number or a "
                        r"`keras.optimizers.schedules.LearningRateSchedule`"):
         optimizer(0.1, **{name: lambda step: 0.9})
+
+
+class CountedOneCycle(OneCycle):
+    """A one-cycle schedule that counts its evaluations."""
+
+    calls = 0
+
+    def __call__(self, step):
+        CountedOneCycle.calls += 1
+        return super().__call__(step)
+
+
+@pytest.mark.parametrize("optimizer, keras_optimizer", [
+    (SGD, keras.optimizers.SGD), (AdamW, keras.optimizers.AdamW)])
+def test_weight_decay_evaluates_the_schedule_once_per_update(
+        optimizer, keras_optimizer):
+    """Keras' decoupled decay reads the learning rate once per variable, a
+    schedule's whole computation each time (in a traced step, as many
+    copies); ours reads it once for the decay, beside the update's own.
+    (On torch, Keras swaps its own classes for fused versions that read it
+    once; subclasses such as ours take the generic path.)"""
+    variables = [keras.Variable(np.ones(2, "float32")) for _ in range(5)]
+    grads = [keras.ops.full((2,), 0.5)] * len(variables)
+    counts = {}
+    for make in (optimizer, keras_optimizer):
+        instance = make(CountedOneCycle(0.1, 10), weight_decay=0.01)
+        instance.build(variables)
+        CountedOneCycle.calls = 0
+        instance.apply(grads, variables)
+        counts[make] = CountedOneCycle.calls
+    fused = keras.backend.backend() == "torch"
+    assert counts == {keras_optimizer: 2 if fused else 1 + len(variables),
+                      optimizer: 2}
+
+
+@pytest.mark.parametrize("optimizer, keras_optimizer", [
+    (SGD, keras.optimizers.SGD), (AdamW, keras.optimizers.AdamW)])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.02])
+def test_weight_decay_under_a_schedule_is_kerass_exactly(
+        optimizer, keras_optimizer, weight_decay):
+    """The same updates as Keras' optimizer, zero decay (which ours skips
+    where Keras subtracts `w * 0 * lr`) included."""
+    ours = linear.fit(optimizer(OneCycle(0.05, 10),
+                                weight_decay=weight_decay), 10)
+    built_in = linear.fit(keras_optimizer(OneCycle(0.05, 10),
+                                          weight_decay=weight_decay), 10)
+    linear.assert_same_as_keras_built_in(ours, built_in)
+    # The decay moved the weights.
+    without = linear.fit(optimizer(OneCycle(0.05, 10), weight_decay=0.0),
+                         10)
+    assert (np.abs(without[0] - built_in[0]).max() > 1e-6) == (
+        weight_decay > 0)
