@@ -4,6 +4,20 @@ import keras
 import pytest
 
 
+def pytest_configure(config):
+    """On TensorFlow, turns off Grappler, its graph optimizer, for the
+    tests (as the runner lowers XLA's optimization level for jax): each
+    test traces new small functions and runs them a few steps, so
+    optimizing every graph cost more than it saved (the tuning and
+    checkpoint tests took 129 s with it, 110 s without; README, Tests).
+    Users' runs, and the tests' subprocesses, keep it."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.optimizer.set_experimental_options(
+            {"disable_meta_optimizer": True})
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _freeze_what_outlives_each_file():
     """Before each file's tests, once the previous file's fixtures are
