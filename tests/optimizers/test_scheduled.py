@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from kerastrain.optimizers import LARS, SGD, AdamW
+from kerastrain.optimizers.scheduled import schedules_count_updates
 from kerastrain.schedules import OneCycle
 from tests.optimizers import linear
 
@@ -135,3 +136,27 @@ def test_weight_decay_under_a_schedule_is_kerass_exactly(
                          10)
     assert (np.abs(without[0] - built_in[0]).max() > 1e-6) == (
         weight_decay > 0)
+
+
+@pytest.mark.parametrize("counts_updates", [False, True])
+def test_weight_decay_leaves_the_rate_as_it_found_it(counts_updates):
+    """The decay reads the rate once through a stand-in for Keras'
+    `_get_current_learning_rate`; after the update the optimizer reads it
+    as before: Keras' own method, or the one `schedules_count_updates`
+    set, which then still counts applied updates."""
+    variables = [keras.Variable(np.ones(2, "float32")) for _ in range(3)]
+    grads = [keras.ops.full((2,), 0.5)] * len(variables)
+    one_cycle = OneCycle(0.1, 10)
+    optimizer = SGD(one_cycle, 0.9, weight_decay=0.01,
+                    gradient_accumulation_steps=2)
+    if counts_updates:
+        schedules_count_updates(optimizer)
+    before = vars(optimizer).get("_get_current_learning_rate")
+    optimizer.build(variables)
+    for _ in range(4):  # two updates of two micro-batches
+        optimizer.apply(grads, variables)
+    assert vars(optimizer).get("_get_current_learning_rate") is before
+    step = 2 if counts_updates else 4
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(optimizer.learning_rate),
+        keras.ops.convert_to_numpy(one_cycle(step)), rtol=1e-6)
