@@ -225,15 +225,23 @@ class ScheduledHyperparameters:
         if not self.weight_decay:
             return
         rate = self.learning_rate
+        # Keras' method, or the one `schedules_count_updates` set. Under a
+        # tf.distribute strategy the replicas each get here before their
+        # merged decay runs, the second finding the first's stand-in:
+        # what it stands in for is the one to put back.
         own = vars(self).get("_get_current_learning_rate")
-        self._get_current_learning_rate = lambda: rate
+        own = getattr(own, "stands_in_for", own)
+
+        def stand_in():
+            return rate
+
+        stand_in.stands_in_for = own
+        self._get_current_learning_rate = stand_in
         try:
             super()._apply_weight_decay(variables)
         finally:
-            # (`pop`: under a tf.distribute strategy, each replica's
-            # thread restores the attribute after the merged update.)
             vars(self).pop("_get_current_learning_rate", None)
-            if own is not None:  # set by `schedules_count_updates`
+            if own is not None:
                 self._get_current_learning_rate = own
 
     def current(self, name, dtype):

@@ -6,6 +6,7 @@ from kerastrain.optimizers import LARS, SGD, AdamW
 from kerastrain.optimizers.scheduled import schedules_count_updates
 from kerastrain.schedules import OneCycle
 from tests.optimizers import linear
+from tests.support import run_python
 
 OPTIMIZERS = [SGD, AdamW, LARS]
 
@@ -160,3 +161,35 @@ def test_weight_decay_leaves_the_rate_as_it_found_it(counts_updates):
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(optimizer.learning_rate),
         keras.ops.convert_to_numpy(one_cycle(step)), rtol=1e-6)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="tf.distribute is TensorFlow's")
+def test_under_a_mirrored_strategy_the_schedule_goes_on():
+    """Two replicas (two logical CPUs, set before TensorFlow starts, hence
+    a subprocess) each reach the decay before their merged update: the
+    rate read afterwards is the schedule's at the step reached, not a
+    replica's stand-in (a tensor of the traced step)."""
+    out = run_python("tensorflow", """
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from kerastrain.optimizers import SGD
+from kerastrain.schedules import OneCycle
+with tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    optimizer = SGD(OneCycle(0.1, 20), 0.9, weight_decay=0.01)
+    model.compile(optimizer, "mse")
+rng = np.random.default_rng(0)
+model.fit(rng.random((32, 3), "float32"), rng.random((32, 2), "float32"),
+          batch_size=8, verbose=0)
+step = int(keras.ops.convert_to_numpy(optimizer.iterations))
+rate = keras.ops.convert_to_numpy(optimizer.learning_rate)
+print(step, float(rate), "_get_current_learning_rate" in vars(optimizer))
+""")
+    step, rate, left = out.split()[-3:]
+    assert step == "4" and left == "False"
+    assert float(rate) == pytest.approx(float(OneCycle(0.1, 20)(4)),
+                                        rel=1e-6)
