@@ -8,8 +8,13 @@ what the argument must be, then what was received, e.g.
 import math
 import numbers
 import os
+import re
 
 import numpy as np
+
+# What TensorFlow's name scopes take (its op-name pattern): a schedule's
+# name becomes one.
+NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.>-]*")
 
 
 def _received(name, value):
@@ -139,12 +144,15 @@ def check_float_list(name, values):
 
 
 def check_name(value):
-    """Returns `value` if it can name a schedule: a string without `/`,
-    which Keras' name scopes refuse, from inside `fit`."""
-    if not isinstance(value, str) or "/" in value:
+    """Returns `value` if it can name a schedule: a string that TensorFlow's
+    name scopes take, which they refuse only from inside `fit` (a letter,
+    digit or `.` first, then letters, digits and `_ . > -`; Keras' own
+    scopes refuse `/` on every backend)."""
+    if not isinstance(value, str) or not NAME.fullmatch(value):
         raise ValueError(
-            "Argument `name` must be a string without `/`. "
-            f"{_received('name', value)}")
+            "Argument `name` must be a string of letters, digits and "
+            "`_ . > -`, starting with a letter, digit or `.` (TensorFlow's "
+            f"name scopes refuse the rest). {_received('name', value)}")
     return value
 
 

@@ -34,8 +34,9 @@ def valid_depths(bottleneck=False, up_to=200):
     >>> valid_depths()[:4]
     [8, 14, 20, 26]
     """
-    step = _depth_step(bottleneck)
-    return list(range(step + 2, up_to + 1, step))
+    step = _depth_step(check_bool("bottleneck", bottleneck))
+    return list(range(step + 2, check_int("up_to", up_to, min_value=1) + 1,
+                      step))
 
 
 def _depth_step(bottleneck):

@@ -61,11 +61,18 @@ class CyclicLR(keras.optimizers.schedules.LearningRateSchedule):
 
     @property
     def value_range(self):
-        """`(least, greatest)` value the schedule takes: the first peak is
-        the highest, `max_lr` but for `"exp_range"`'s decay."""
+        """`(least, greatest)` value the schedule takes: the highest is on
+        the first climb, `max_lr` at its end but for `"exp_range"`, where
+        `step / step_size * gamma ** step` peaks at step -1 / log(gamma)
+        when that comes first (every later step stands lower than one of
+        the climb's)."""
         height = self.max_lr - self.base_lr
         if self.mode == "exp_range":
-            height *= self.gamma ** self.step_size
+            top = self.step_size if self.gamma == 1 else min(
+                self.step_size, -1 / math.log(self.gamma))
+            height *= max(step / self.step_size * self.gamma ** step
+                          for step in {max(1, math.floor(top)),
+                                       math.ceil(top)})
         return self.base_lr, self.base_lr + height
 
     def __call__(self, step):

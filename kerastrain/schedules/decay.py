@@ -37,6 +37,12 @@ class StepDecay(schedules.ExponentialDecay):
         super().__init__(self.initial_lr, self.step_size, self.gamma,
                          staircase=True, name=check_name(name))
 
+    @property
+    def value_range(self):
+        """`(least, greatest)` value the schedule takes: with `gamma < 1`
+        it decays toward 0, which float32 reaches."""
+        return 0.0 if self.gamma < 1 else self.initial_lr, self.initial_lr
+
     def get_config(self):
         return {"initial_lr": self.initial_lr, "step_size": self.step_size,
                 "gamma": self.gamma, "name": self.name}
@@ -92,6 +98,12 @@ class MultiStepDecay(schedules.PiecewiseConstantDecay):
              for i in range(len(self.milestones) + 1)],
             name=check_name(name))
 
+    @property
+    def value_range(self):
+        """`(least, greatest)` value the schedule takes: its last and its
+        first."""
+        return self.values[-1], self.values[0]
+
     def get_config(self):
         return {"initial_lr": self.initial_lr, "milestones": self.milestones,
                 "gamma": self.gamma, "name": self.name}
@@ -138,6 +150,13 @@ class LinearDecay(schedules.PolynomialDecay):
         super().__init__(self.initial_lr * self.start_factor, decay_steps,
                          end_learning_rate=self.initial_lr * self.end_factor,
                          power=1.0, name=check_name(name))
+
+    @property
+    def value_range(self):
+        """`(least, greatest)` value the schedule takes: its start and its
+        end, the lower first."""
+        return tuple(sorted((self.initial_learning_rate,
+                             self.end_learning_rate)))
 
     def get_config(self):
         return {"initial_lr": self.initial_lr,

@@ -88,7 +88,8 @@ class OneCycle(PhaseSchedule):
         last = self.total_steps - 1
         initial = self.max_lr / self.div_factor
         final = initial / self.final_div_factor
-        check_rates({"max_lr": self.max_lr, "max_lr / div_factor": initial})
+        check_rates({"max_lr": self.max_lr, "max_lr / div_factor": initial,
+                     "max_lr / div_factor / final_div_factor": final})
         high, low = self.max_momentum, self.base_momentum
         if self.three_phase:
             boundaries = [0, peak, 2 * peak, last]

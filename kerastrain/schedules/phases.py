@@ -61,19 +61,21 @@ FLOAT32_MAX = float(np.finfo("float32").max)
 
 
 def check_rates(rates):
-    """Raises a `ValueError` naming them unless every one of `rates` (a
-    dict of learning rates by name, each already checked finite and
-    >= 0) is a number float32 can hold: a larger one is inf where the
+    """Raises a `ValueError` naming those of `rates` (a dict of learning
+    rates by name, each already checked finite and >= 0, or computed from
+    such) that float32 cannot hold: a larger one is inf where the
     schedules compute, and NaN wherever it is interpolated (inf * 0)."""
-    if max(rates.values()) > FLOAT32_MAX:
-        names = " and ".join(f"`{name}`" for name in rates)
-        several = len(rates) > 1
+    over = {name: rate for name, rate in rates.items()
+            if rate > FLOAT32_MAX}
+    if over:
+        names = " and ".join(f"`{name}`" for name in over)
+        several = len(over) > 1
         raise ValueError(
             f"Argument{'s' if several else ''} {names} must be "
             f"{'rates' if several else 'a rate'} that float32 can hold "
             f"(<= {FLOAT32_MAX:.4g}), where it is computed. "
             "Received: " + ", ".join(
-                f"{name}={rate:g}" for name, rate in rates.items()))
+                f"{name}={rate:g}" for name, rate in over.items()))
 
 
 @keras.saving.register_keras_serializable(package="kerastrain")

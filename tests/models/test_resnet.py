@@ -130,6 +130,17 @@ def test_valid_depths():
     assert 110 in valid_depths() and 164 in valid_depths(bottleneck=True)
 
 
+@pytest.mark.parametrize("kwargs, error", [
+    ({"bottleneck": "no"}, TypeError),  # would list bottleneck depths
+    ({"up_to": 50.0}, TypeError),
+    ({"up_to": -5}, ValueError),  # would list none
+])
+def test_valid_depths_refuses_bad_arguments_naming_them(kwargs, error):
+    name = next(iter(kwargs))
+    with pytest.raises(error, match=f"`{name}`"):
+        valid_depths(**kwargs)
+
+
 @pytest.mark.parametrize("depth, bottleneck, n", [
     (1202, False, 200),  # ResNet-1202 of He et al., section 4.2
     (206, False, 34),    # beyond valid_depths' default listing (200)

@@ -56,13 +56,19 @@ SCHEDULED = [(SGD, "momentum", False), (LARS, "momentum", False),
 @pytest.mark.parametrize("optimizer, name, open_top", SCHEDULED)
 def test_a_schedule_of_values_outside_the_interval_is_refused(
         optimizer, name, open_top):
-    from kerastrain.schedules import CyclicLR, PhaseSchedule, Warmup
+    from kerastrain.schedules import (CyclicLR, LinearDecay,
+                                      MultiStepDecay, PhaseSchedule,
+                                      StepDecay, Warmup)
 
     inside = PhaseSchedule([0, 5], [0.5, 0.9])
     assert getattr(optimizer(0.1, **{name: inside}), name) is inside
     outside = [PhaseSchedule([0, 5], [-3.0, 0.5]),
                CyclicLR(0.5, 2.0, step_size=3),
-               Warmup(PhaseSchedule([0, 5], [0.9, 0.5]), 2, start_lr=1.5)]
+               # 0.9 at step 0, 1.0375 at step 2 of its first climb.
+               CyclicLR(0.9, 2.0, 4, mode="exp_range", gamma=0.5),
+               Warmup(PhaseSchedule([0, 5], [0.9, 0.5]), 2, start_lr=1.5),
+               StepDecay(5.0, 10), MultiStepDecay(1.5, [3]),
+               LinearDecay(0.5, 10, end_factor=2.5)]
     if open_top:  # 1 itself: Adam's bias correction divides by zero
         outside.append(OneCycle(0.01, 10, max_momentum=1.0)
                        .momentum_schedule)

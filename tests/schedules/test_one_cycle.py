@@ -78,9 +78,14 @@ def test_momentum_is_high_when_the_rate_is_low():
     ({"div_factor": 0}, "div_factor"),
     ({"total_steps": -1}, "total_steps"),
     ({"three_phase": True, "pct_start": 0.6}, "three_phase"),
-    ({"max_lr": 1e39}, r"`max_lr` and `max_lr / div_factor`.*float32"),
-    ({"div_factor": 1e-310},
-     r"`max_lr / div_factor` must be rates that float32 can hold"),
+    ({"max_lr": 1e39}, r"`max_lr` must be a rate that float32 can hold"),
+    ({"div_factor": 1e-310}, r"`max_lr / div_factor` and `max_lr / "
+     r"div_factor / final_div_factor` must be rates that float32 can hold"),
+    # Only the last rate, the peak divided by less than 1, is too large.
+    ({"max_lr": 1e38, "div_factor": 1, "final_div_factor": 0.1},
+     r"Argument `max_lr / div_factor / final_div_factor` must be a rate "
+     r"that float32 can hold .*Received: max_lr / div_factor / "
+     r"final_div_factor=1e\+39$"),
 ])
 def test_bad_arguments_are_value_errors_naming_them(kwargs, match):
     arguments = {"max_lr": 0.1, "total_steps": 100, **kwargs}

@@ -15,6 +15,8 @@ SCHEDULES = [
     schedules.OneCycle(0.1, 50, three_phase=True, anneal_strategy="linear"),
     schedules.OneCycle(0.1, 50).momentum_schedule,
     schedules.CyclicLR(0.01, 0.1, 5, mode="exp_range", gamma=0.99),
+    # Highest at step 20 of its first climb of 50.
+    schedules.CyclicLR(0.01, 0.1, 50, mode="exp_range", gamma=0.95),
     schedules.Warmup(schedules.CosineDecay(0.1, 40), 10, start_lr=0.01),
     schedules.Warmup(schedules.CyclicLR(0.01, 0.1, 5), 3),
     schedules.Warmup(0.05, 5),
@@ -90,10 +92,8 @@ def test_optimizers_with_scheduled_momentum_reload(tmp_path):
 @pytest.mark.parametrize("schedule", SCHEDULES, ids=IDS)
 def test_value_range_bounds_every_value(schedule):
     bounds = getattr(schedule, "value_range", None)
-    if isinstance(schedule, (schedules.StepDecay, schedules.MultiStepDecay,
-                             schedules.LinearDecay)) or (
-            isinstance(schedule, schedules.Warmup)
-            and isinstance(schedule.schedule, schedules.CosineDecay)):
+    if isinstance(schedule, schedules.Warmup) and isinstance(
+            schedule.schedule, schedules.CosineDecay):
         assert bounds is None  # Keras' schedules do not say theirs
         return
     low, high = bounds
@@ -115,9 +115,22 @@ def test_value_range_bounds_every_value(schedule):
     lambda name: schedules.MultiStepDecay(0.1, [5], name=name),
     lambda name: schedules.LinearDecay(0.1, 5, name=name),
 ])
-@pytest.mark.parametrize("name", ["one/cycle", None, 3])
+@pytest.mark.parametrize("name", ["one/cycle", None, 3, "one cycle",
+                                  "lr(1)", "\u00e9", "_lr", ""])
 def test_a_name_keras_scopes_refuse_is_refused_at_construction(make, name):
-    # Keras' name scope refuses it only inside `fit`.
-    with pytest.raises(ValueError, match=r"`name` must be a string "
-                       r"without `/`"):
+    # Keras' or TensorFlow's name scope refuses it only inside `fit`.
+    with pytest.raises(ValueError, match=r"`name` must be a string of "
+                       r"letters, digits and `_ \. > -`"):
         make(name)
+
+
+@pytest.mark.parametrize("make", [
+    lambda name: schedules.OneCycle(0.1, 10, name=name),
+    lambda name: schedules.StepDecay(0.1, 5, name=name),
+])
+def test_every_character_a_name_may_hold_trains(make):
+    schedule = make("0.lr-v2>a_b")
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizers.SGD(schedule, 0.9), "mse")
+    model.fit(np.ones((4, 2)), np.zeros((4, 1)), batch_size=2, verbose=0)
+    assert int(to_numpy(model.optimizer.iterations)) == 2
