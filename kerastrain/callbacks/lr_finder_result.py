@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from kerastrain._validation import check_choice
+from kerastrain._validation import check_choice, check_int
 from kerastrain.io import new_figure, save_figure
 
 
@@ -71,8 +71,22 @@ class LRFinderResult:
         self.lrs = np.asarray(lrs, dtype="float64")
         self.losses = np.asarray(losses, dtype="float64")
         self.smoothed_losses = np.asarray(smoothed_losses, dtype="float64")
-        self.num_steps = len(self.lrs) if num_steps is None else int(
-            num_steps)
+        shapes = {name: np.shape(values) for name, values in (
+            ("lrs", self.lrs), ("losses", self.losses),
+            ("smoothed_losses", self.smoothed_losses))}
+        if len(set(shapes.values())) > 1 or self.lrs.ndim != 1:
+            raise ValueError(
+                "Arguments `lrs`, `losses` and `smoothed_losses` must be "
+                "flat sequences of equal length, one entry per step. "
+                "Received shapes: " + ", ".join(
+                    f"{name}={shape}" for name, shape in shapes.items()))
+        if not (np.isfinite(self.lrs) & (self.lrs > 0)).all():
+            raise ValueError(
+                "Argument `lrs` must hold finite learning rates > 0 (the "
+                f"curve is read on a log scale). Received: lrs={lrs!r}")
+        # Recorded steps: as many as asked for, or fewer at divergence.
+        self.num_steps = len(self.lrs) if num_steps is None else check_int(
+            "num_steps", num_steps, min_value=max(1, len(self.lrs)))
 
     def __repr__(self):
         text = f"LRFinderResult({len(self.lrs)} steps"

@@ -124,9 +124,12 @@ class WeightHistograms(keras.callbacks.Callback):
                 "it); pass one, or gradients=False. Received: "
                 f"probe={type(probe).__name__}")
         # As NumPy: a TensorFlow tensor is no input to JAX's step, and a
-        # backend's tensor could pin its device memory.
+        # backend's tensor could pin its device memory. Keras' conversion
+        # detaches a torch tensor that requires gradients (a teacher's
+        # output), which NumPy's refuses.
         self.probe = None if probe is None else tuple(
-            keras.tree.map_structure(np.asarray, part) for part in probe)
+            keras.tree.map_structure(keras.ops.convert_to_numpy, part)
+            for part in probe)
         self._writer = self._initial = None
         self.percentiles = {}  # weight path: percentile rows, one per step
         self._steps = {}  # weight path: the steps of those rows

@@ -714,6 +714,26 @@ def test_a_result_written_as_json_reads_back_whole(tmp_path):
                   for m in ("valley", "steep", "minimum")]
 
 
+@pytest.mark.parametrize("change, match", [
+    # Suggestions read losses at the rates' indices: silently wrong.
+    (lambda lrs, losses: (lrs[:10], losses, losses, None),
+     r"equal length.*lrs=\(10,\), losses=\(100,\)"),
+    (lambda lrs, losses: (lrs, losses, losses[:-1], None),
+     "smoothed_losses=\\(99,\\)"),
+    (lambda lrs, losses: (-lrs, losses, losses, None), "`lrs` must hold"),
+    (lambda lrs, losses: (np.where(lrs > 0.5, np.nan, lrs), losses, losses,
+                          None), "`lrs` must hold"),
+    (lambda lrs, losses: (lrs, losses, losses, -3), "`num_steps`.* >= 100"),
+    (lambda lrs, losses: (lrs, losses, losses, 99), "`num_steps`.* >= 100"),
+])
+def test_a_result_refuses_a_curve_that_does_not_hold_together(change,
+                                                              match):
+    lrs, losses = known_curve()
+    *curve, num_steps = change(lrs, losses)
+    with pytest.raises(ValueError, match=match):
+        LRFinderResult(*curve, num_steps=num_steps)
+
+
 def test_a_test_stopped_by_an_exception_is_put_back_by_the_next_fit():
     # Keras skips `on_train_end` when `fit` raises: the next `fit` with the
     # callback must not snapshot the half-tested model as the one to

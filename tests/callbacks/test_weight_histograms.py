@@ -519,6 +519,20 @@ def test_a_tensorflow_probe_works_on_every_backend(tmp_path):
         + ["gradient_norm/net/hidden", "gradient_norm/net/out"])
 
 
+def test_a_probe_of_the_backends_own_tensors_works(tmp_path):
+    """Targets a teacher model gives: on torch they require gradients,
+    which NumPy refused to read."""
+    x, y = data()
+    teacher = make_model()
+    probe = (keras.ops.convert_to_tensor(x[:8]), teacher(x[:8]))
+    callback = WeightHistograms(tmp_path, plot=False, probe=probe)
+    np.testing.assert_allclose(
+        callback.probe[1], keras.ops.convert_to_numpy(teacher(x[:8])))
+    make_model().fit(x, y, epochs=1, batch_size=16, verbose=0,
+                     callbacks=[callback])
+    assert any(tag.startswith("gradients/") for tag in read(tmp_path))
+
+
 def test_a_probe_that_does_not_fit_the_model_is_named(tmp_path):
     # Three features for a model of four: the backend's shape error, deep
     # in a trace, named neither the probe nor its shapes.
