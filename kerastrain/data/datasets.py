@@ -4,6 +4,8 @@ name."""
 
 import numpy as np
 
+from kerastrain._validation import check_bool
+
 HIGH_RISK_PROGRESSION = 250
 
 
@@ -80,6 +82,8 @@ def load(name, split=None, data_dir=None, download=True):
     if not isinstance(name, str):
         raise TypeError(f"Argument `name` must be a string. Received: "
                         f"name={name!r}")
+    # TFDS reads any truthy value as True: "no" would download.
+    download = check_bool("download", download)
     if name.startswith("tfds:"):
         if split is None:
             split = "train"

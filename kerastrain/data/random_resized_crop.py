@@ -32,9 +32,10 @@ class RandomResizedCrop:
     uniformly at random **inside** the image, and the box is resized
     (bilinear) to the image's size. Where an area and a ratio cannot fit
     (a box wider or taller than the image), the ratio is drawn from the
-    part of `ratio` that fits, where torchvision redraws both ten times and
-    then falls back to a centre crop; so the area always comes from
-    `scale`, on a whole batch without a loop.
+    part of `ratio` that fits, or is the nearest ratio that fits where
+    none of it does, where torchvision redraws both ten times and then
+    falls back to a centre crop; so the area always comes from `scale`, on
+    a whole batch without a loop.
 
     Keras has no such layer: `RandomZoom` zooms about the centre only. This
     runs in the tf.data input pipeline (which feeds every Keras backend),
@@ -84,9 +85,10 @@ class RandomResizedCrop:
         log_area = tf.math.log(area)
         side = tf.math.log(tf.cast(shape[1], "float32") / tf.cast(
             shape[2], "float32"))
-        low = tf.maximum(math.log(self.ratio[0]) + side, log_area)
-        high = tf.minimum(math.log(self.ratio[1]) + side, -log_area)
-        high = tf.maximum(high, low)
+        # `ratio` clipped to what fits: where none of it does, the nearest
+        # ratio that does (it gave a box the image clipped, of less area).
+        low, high = (tf.minimum(tf.maximum(math.log(r) + side, log_area),
+                                -log_area) for r in self.ratio)
         log_ratio = low + (high - low) * self._random.uniform([n])
         width = tf.minimum(tf.sqrt(area * tf.exp(log_ratio)), 1.0)
         height = tf.minimum(tf.sqrt(area * tf.exp(-log_ratio)), 1.0)

@@ -64,12 +64,24 @@ def _select(x, positions):
 
 def as_categories(values):
     """Categorical columns as scikit-learn's most-frequent imputer takes
-    them: bool columns as objects (it refuses bool)."""
+    them: as objects (it refuses bool and pandas' `string` columns), every
+    gap as NaN (it fills NaN alone: a None became a category of its own,
+    and pandas' NA crashed it)."""
     if hasattr(values, "dtypes"):
-        flags = {c: object for c, d in values.dtypes.items() if d == bool}
-        return values.astype(flags) if flags else values
+        values = values.astype(object)
+        return values.where(values.notna(), np.nan)
     values = np.asarray(values)
-    return values.astype(object) if values.dtype == bool else values
+    if values.dtype == bool:
+        return values.astype(object)
+    if values.dtype != object:
+        return values
+    try:
+        import pandas
+    except ImportError:  # then None is the only gap NaN is not
+        missing = np.equal(values, None)
+    else:
+        missing = pandas.isna(values)
+    return np.where(missing, np.nan, values)
 
 
 def _numbers(values, columns):

@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -52,6 +54,14 @@ def test_splits_are_one_string_and_only_for_tfds(tmp_path):
 def test_a_missing_tfds_data_set_without_download_names_the_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match=str(tmp_path)):
         load("tfds:mnist", data_dir=str(tmp_path), download=False)
+
+
+@pytest.mark.parametrize("download", ["no", "False", 0, None])
+def test_download_must_be_a_bool(tmp_path, download):
+    # TFDS took any truthy value, "no" too, as leave to download.
+    with pytest.raises(TypeError, match=r"`download` must be True or False"):
+        load("tfds:mnist", data_dir=str(tmp_path), download=download)
+    assert not os.listdir(tmp_path)
 
 
 @pytest.mark.parametrize("damage, match", [

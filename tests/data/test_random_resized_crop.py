@@ -83,6 +83,22 @@ def test_ratio_only_from_the_part_that_fits():
     np.testing.assert_allclose(width, 1.0, atol=1e-5)
 
 
+@pytest.mark.parametrize("ratio, height, width", [
+    ((5.0, 6.0), 0.5, 1.0),  # all too wide: the widest box that fits
+    ((0.1, 0.2), 1.0, 0.5),  # all too tall: the tallest
+])
+def test_where_no_ratio_fits_the_area_still_comes_from_scale(ratio, height,
+                                                             width):
+    # A box of half the image's area is at most twice as wide as the image
+    # is, in fractions of each side (ratios 5-6 in pixels are 3-3.6 of the
+    # 12 x 20 image); the image clipped such a box to 0.41 of its area.
+    crop = RandomResizedCrop(scale=(0.5, 0.5), ratio=ratio, seed=0)
+    _, _, got_height, got_width, error = boxes_of(crop(ramps(16)))
+    assert error.max() < 1e-3
+    np.testing.assert_allclose(got_height, height, atol=1e-5)
+    np.testing.assert_allclose(got_width, width, atol=1e-5)
+
+
 def test_full_scale_square_ratio_is_the_identity():
     x = np.random.default_rng(0).random((8, H, W, 3)).astype("float32")
     out = RandomResizedCrop(scale=(1.0, 1.0), ratio=(1.0, 1.0), seed=0)(x)

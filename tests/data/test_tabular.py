@@ -60,6 +60,30 @@ def test_a_missing_category_becomes_the_most_frequent_one():
     np.testing.assert_array_equal(z[:, 1:], [[1, 0], [1, 0], [1, 0], [0, 1]])
 
 
+def test_every_kind_of_gap_in_a_category_is_filled_alike():
+    """None in an object array, a gap in a pandas bool column (None) and
+    pandas' NA in a `string` column: each became a category of its own,
+    or crashed the imputer, where NaN was filled."""
+    pandas = pytest.importorskip("pandas")
+    x = np.array([[1.0, "a"], [2.0, None], [3.0, "a"], [4.0, "b"]],
+                 dtype=object)
+    z = tabular_preprocessor(x, numeric=[0], categorical=[1]).transform(x)
+    np.testing.assert_array_equal(z[:, 1:], np.eye(2)[[0, 0, 0, 1]])
+    frame = pandas.DataFrame({
+        "m": [1.0, 2.0, 3.0, 4.0],
+        "c": pandas.array(["a", None, "a", "b"], dtype="string"),
+        "flag": [True, None, True, False],
+        "nullable": pandas.array([True, pandas.NA, True, False],
+                                 dtype="boolean")})
+    z = tabular_preprocessor(frame, categorical=["c", "flag", "nullable"]
+                             ).transform(frame)
+    # Each: the most frequent value (a, True, True) at the gap; categories
+    # sorted (a, b; False, True).
+    np.testing.assert_array_equal(z[:, 1:], np.hstack(
+        [np.eye(2)[[0, 0, 0, 1]], np.eye(2)[[1, 1, 1, 0]],
+         np.eye(2)[[1, 1, 1, 0]]]))
+
+
 def test_nan_without_imputation_names_the_column():
     with pytest.raises(ValueError, match=r"columns \[1\] with impute=False"):
         tabular_preprocessor(table(), impute=False)
