@@ -12,6 +12,9 @@ import numpy as np
 
 from kerastrain._validation import (check_bool, check_choice, check_float,
                                     check_int, check_path, check_verbose)
+from kerastrain.callbacks._training_state import (ACCUMULATION_MARK,
+                                                  base_optimizer,
+                                                  iterations, retrace)
 from kerastrain.io import atomic_path, save_model, write_json, write_text
 
 STATE_FILE = "early_stopping.json"
@@ -133,7 +136,9 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
     the previous best intact. After `patience` epochs without improvement,
     training stops. At the end of training, with `restore_best=True`, the
     weights are loaded back **from the saved file**, so the model in memory
-    is the one on disk.
+    is the one on disk (the optimizer's variables too; its step count is
+    read under the number of batches per update that the best epoch ran
+    with, which a `GradientAccumulation` may have changed since).
 
     With `backup_dir`, the training state is backed up at the end of every
     epoch (Keras' `BackupAndRestore`, with a double checkpoint) together
@@ -240,6 +245,7 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
         return {"epoch": epoch, "best": _to_json(self.best),
                 "best_epoch": self.best_epoch, "wait": self.wait,
                 "stopped_epoch": self.stopped_epoch, "saved": self._saved,
+                "best_accumulation": self._best_accumulation,
                 "logs": [{key: _to_json(value) for key, value in logs.items()}
                          for logs in self.epoch_logs]}
 
@@ -264,6 +270,7 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
                 self.best_epoch = state["best_epoch"]
                 self.wait, self._saved = state["wait"], state["saved"]
                 self.stopped_epoch = state["stopped_epoch"]
+                self._best_accumulation = state.get("best_accumulation")
         if self.stopped_epoch and self.stopped_epoch == resume_epoch - 1:
             # The crash came after the decision to stop (in a later
             # callback, or at the end of training): no epoch is left.
@@ -274,6 +281,7 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         self._saved = self._started = False
+        self._best_accumulation = None
         self.epoch_logs, self.resumed_epochs = [], 0
         if self._backup is not None:
             self._backup.on_train_begin(logs)
@@ -302,12 +310,34 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
         if self.best is not previous_best:
             save_model(self.model, self.filepath)
             self._saved = True
+            # The number of batches per update its step count was
+            # accumulated under: a Python attribute, which the file's
+            # variables do not hold (`GradientAccumulation` may change it
+            # after this epoch).
+            self._best_accumulation = base_optimizer(
+                self.model.optimizer).gradient_accumulation_steps
             if self.verbose:
                 print(f"\nEpoch {epoch + 1}: {self.monitor} improved to "
                       f"{float(self.best):.5g}, saved to {self.filepath}")
         if self._backup is not None:
             self._write_state(epoch + 1)
             self._backup.on_epoch_end(epoch, logs)
+
+    def _count_as_saved(self):
+        """After the best epoch's step count is loaded back, reads it under
+        the number of batches per update it was accumulated under, and
+        notes that for `GradientAccumulation`, which goes on from the
+        count and number it noted last."""
+        steps = self._best_accumulation
+        optimizer = base_optimizer(self.model.optimizer)
+        if not steps:
+            return
+        if hasattr(optimizer, ACCUMULATION_MARK):
+            setattr(optimizer, ACCUMULATION_MARK,
+                    ((iterations(optimizer), steps),))
+        if optimizer.gradient_accumulation_steps != steps:
+            optimizer.gradient_accumulation_steps = steps
+            retrace(self.model)
 
     def _write_state(self, next_epoch):
         states = []
@@ -325,6 +355,7 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
             self.model._initial_epoch = None
         if self.restore_best and self._saved:
             self.model.load_weights(self.filepath)
+            self._count_as_saved()
             if self.verbose:
                 print(f"Restored the best weights (epoch "
                       f"{self.best_epoch + 1}) from {self.filepath}")

@@ -459,3 +459,72 @@ def test_a_baseline_not_beaten_stops_after_patience_with_the_best_saved(
 
 def test_default_path_is_under_saved_models():
     assert CheckpointEarlyStopping().filepath.startswith("saved_models/")
+
+
+class ScriptedValidationLoss(keras.callbacks.Callback):
+    """Logs the given `val_loss` at each epoch end (before the callbacks
+    that follow it read the logs)."""
+
+    def __init__(self, losses):
+        super().__init__()
+        self.losses = losses
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["val_loss"] = self.losses[epoch]
+
+
+@pytest.mark.parametrize("crash", [False, True])
+def test_the_best_reloaded_counts_under_the_number_it_was_saved_with(
+        tmp_path, crash):
+    """The best epoch (the first) ran 5 updates of 1 batch; a
+    `GradientAccumulation` then set 4. The reloaded step count is read
+    under 1 again: a later `fit` goes on as if the epochs after the best
+    had never run, as plain SGD from that point does. Also where a crash
+    in the epochs of 4 came between, and a new model resumed from the
+    backup."""
+    import warnings
+
+    from kerastrain.callbacks import GradientAccumulation
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 4)).astype("float32")
+    y = rng.standard_normal((40, 1)).astype("float32")
+
+    def new_model():
+        keras.utils.set_random_seed(1)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        model.compile(keras.optimizers.SGD(
+            0.01, momentum=0.9, gradient_accumulation_steps=2), "mse")
+        return model
+
+    def fit_all(model, crash_at=()):
+        model.fit(x, y, epochs=4, batch_size=8, shuffle=False, verbose=0,
+                  callbacks=[GradientAccumulation({0: 1, 2: 4}),
+                             ScriptedValidationLoss([1.0, 2.0, 3.0, 4.0]),
+                             CheckpointEarlyStopping(
+                                 str(tmp_path / "best.keras"),
+                                 backup_dir=str(tmp_path / "backup")),
+                             *crash_at])
+
+    model = new_model()
+    reference = keras.models.clone_model(model)
+    reference.set_weights(model.get_weights())
+    reference.compile(keras.optimizers.SGD(0.01, momentum=0.9), "mse")
+    if crash:
+        with pytest.raises(KeyboardInterrupt):
+            fit_all(model, [CrashAt(2, batch=1)])
+        model = new_model()
+    fit_all(model)
+    assert int(to_numpy(model.optimizer.iterations)) == 5
+    reference.fit(x, y, epochs=1, batch_size=8, shuffle=False, verbose=0)
+    for trained in (model, reference):
+        with warnings.catch_warnings():
+            # No batches left pending, nor a fit without an update.
+            warnings.filterwarnings("error", message="GradientAccumulation")
+            trained.fit(x, y, epochs=1, batch_size=8, shuffle=False,
+                        steps_per_epoch=1, verbose=0,
+                        callbacks=[GradientAccumulation(1)] if (
+                            trained is model) else [])
+    assert int(to_numpy(model.optimizer.iterations)) == 6
+    for got, want in zip(model.get_weights(), reference.get_weights()):
+        np.testing.assert_allclose(got, want, atol=1e-6)
