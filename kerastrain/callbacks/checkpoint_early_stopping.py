@@ -329,9 +329,9 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
         notes that for `GradientAccumulation`, which goes on from the
         count and number it noted last."""
         steps = self._best_accumulation
-        optimizer = base_optimizer(self.model.optimizer)
         if not steps:
             return
+        optimizer = base_optimizer(self.model.optimizer)
         if hasattr(optimizer, ACCUMULATION_MARK):
             setattr(optimizer, ACCUMULATION_MARK,
                     ((iterations(optimizer), steps),))
