@@ -688,8 +688,8 @@ def make_tuner(hypermodel, args, objective, out, epochs):
                   directory=os.path.join(out, "search"),
                   project_name="search", overwrite=True, seed=args.seed)
     if args.tuner == "hyperband":
-        return keras_tuner.Hyperband(hypermodel, max_epochs=max(
-            2, epochs), factor=3, **common)
+        return keras_tuner.Hyperband(hypermodel, max_epochs=epochs,
+                                     factor=3, **common)
     tuner_class = (keras_tuner.RandomSearch if args.tuner == "random"
                    else keras_tuner.BayesianOptimization)
     return tuner_class(hypermodel, max_trials=min(args.max_trials, 2) if (

@@ -69,11 +69,12 @@ def test_unknown_tuner_is_a_flag_error(capsys):
     assert "--tuner" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("epochs", [5, 1])
 @pytest.mark.parametrize("name, tuner_class, max_trials", [
     ("random", "RandomSearch", 2), ("bayesian", "BayesianOptimization", 2),
     ("hyperband", "Hyperband", None)])
 def test_tuner_flag_picks_the_keras_tuner(tmp_path, name, tuner_class,
-                                          max_trials):
+                                          max_trials, epochs):
     import argparse
 
     import keras_tuner
@@ -84,13 +85,14 @@ def test_tuner_flag_picks_the_keras_tuner(tmp_path, name, tuner_class,
                               quick=True)
     tuner = recipe.common.make_tuner(
         ResNetHyperModel((8, 8, 1), 10, depth=8), args,
-        ("val_accuracy", "max"), str(tmp_path), epochs=5)
+        ("val_accuracy", "max"), str(tmp_path), epochs=epochs)
     assert isinstance(tuner, getattr(keras_tuner, tuner_class))
     oracle = tuner.oracle
     assert oracle.objective.name == "val_accuracy"
     assert oracle.objective.direction == "max"
     if name == "hyperband":
-        # The most a trial trains (diabetes_risk caps it below --epochs).
-        assert oracle.max_epochs == 5
+        # The most a trial trains (diabetes_risk caps it below --epochs),
+        # 1 too (it was raised to 2, so trials trained more than asked).
+        assert oracle.max_epochs == epochs
     else:
         assert oracle.max_trials == max_trials  # --quick: 2 of 9
