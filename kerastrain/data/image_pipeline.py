@@ -133,9 +133,10 @@ def _name_and_options(entry):
     return name, options
 
 
-def check_augment(augment):
+def check_augment(augment, build=False):
     """`augment` as a tuple of names, `(name, options)` pairs and
-    callables (one name alone: a 1-tuple), or a clear error."""
+    callables (one name alone: a 1-tuple), or a clear error; with `build`,
+    also for options a layer refuses (each is made once, and dropped)."""
     if isinstance(augment, str):
         augment = (augment,)
     if isinstance(augment, (dict, set, frozenset)):
@@ -161,6 +162,8 @@ def check_augment(augment):
                 f"{', '.join(AUGMENTATIONS)}")
         if not callable(entry):
             _name_and_options(entry)
+    if build:
+        _augmenters(augment, [0] * len(augment))
     return augment
 
 

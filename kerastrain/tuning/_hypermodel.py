@@ -19,7 +19,7 @@ from kerastrain.callbacks import (CheckpointEarlyStopping,
                                   GradientAccumulation, LRFinder,
                                   LRFinderResult, WeightHistograms)
 from kerastrain.data.passes import fit_passes, passes
-from kerastrain.io import write_json
+from kerastrain.io import atomic_path, write_json
 from kerastrain.tuning._knob import knob_values
 from kerastrain.tuning.per_trial import (_tuner_callback, execution_of,
                                          per_trial_callbacks, trial_id_of)
@@ -483,7 +483,10 @@ def _add_resumed_epochs(history, checkpoint, initial_epoch, callbacks):
     if best is not None and best[0] in epochs and (
             best[0] == checkpoint.best_epoch) and (
             objective.better_than(best[1], saver.best_value)):
-        checkpoint.model.save_weights(saver.filepath)
+        # Atomically: a truncated file is no trial checkpoint that
+        # KerasTuner's next round or `get_best_models` can load.
+        with atomic_path(saver.filepath) as tmp:
+            checkpoint.model.save_weights(tmp)
         saver.best_value = best[1]
 
 

@@ -149,7 +149,10 @@ class Knob:
         if self.fixed is not None:
             value = hp.Fixed(self.name, self.fixed)
         elif self.choices is not None:
-            value = (hp.Boolean(self.name) if self.boolean
+            # The first choice is the default, a yes/no one's too (which
+            # KerasTuner's `Boolean` would make False).
+            value = (hp.Boolean(self.name, default=self.choices[0])
+                     if self.boolean
                      else hp.Choice(self.name, self.choices))
         elif self.integer:
             value = hp.Int(self.name, *self.range, step=self.step,

@@ -51,7 +51,9 @@ def _check_augment(augment):
             "Argument `augment` must be an augmentation's name, or a tuple "
             "or list of names, (name, options) pairs and callables. "
             f"Received: augment={augment!r}")
-    return check_augment(augment)
+    # Its options too: a layer that refuses them would stop the search at
+    # its first trial's pipeline.
+    return check_augment(augment, build=True)
 
 
 def _widths(knob):
@@ -95,8 +97,9 @@ def _norm_check(input_shape, widths):
 def _max_lr_knobs(max_lr, optimizer):
     """The peak rate: one `max_lr` knob for every optimizer, or, from a
     dict `{optimizer: value, choices or range}`, a `max_lr_<optimizer>`
-    knob per optimizer the `optimizer` knob can take, present only in its
-    trials."""
+    knob per optimizer the dict names (it must name each one the
+    `optimizer` knob can take), present only in its trials: also one the
+    tuner's HyperParameters set in place of the knob's."""
     check = number(low_closed=False)
     if not isinstance(max_lr, dict):
         return [Knob("max_lr", max_lr, check, sampling="log")]
@@ -110,7 +113,8 @@ def _max_lr_knobs(max_lr, optimizer):
             f"{', '.join(map(repr, OPTIMIZERS))}. Received: "
             f"max_lr={max_lr!r}")
     return [Knob(f"max_lr_{name}", max_lr[name], check, sampling="log",
-                 parent=("optimizer", name)) for name in searched]
+                 parent=("optimizer", name))
+            for name in OPTIMIZERS if name in max_lr]
 
 
 def _declared_rates(hp):
@@ -278,7 +282,15 @@ class ResNetHyperModel(ToolkitHyperModel):
                     "(3e-4, 1e-2)}.")
             return knob_values(self.knobs, hp)
         if "max_lr" not in declared:
-            return knob_values(self.knobs, hp)
+            values = knob_values(self.knobs, hp)
+            rate = f"max_lr_{values['optimizer']}"
+            if values.get(rate) is None:
+                raise ValueError(
+                    f"The tuner's HyperParameters set `optimizer` to "
+                    f"{values['optimizer']!r}, for which the `max_lr` dict "
+                    f"gives no peak rate (knob `{rate}`). Add it to the "
+                    "dict, or declare `max_lr` in the HyperParameters.")
+            return values
         if len(declared) > 1:
             others = ", ".join(f"`{name}`" for name in declared[1:])
             raise ValueError(

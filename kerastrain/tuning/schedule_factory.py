@@ -12,14 +12,14 @@ import keras
 
 from kerastrain._validation import check_choice, check_float, check_int
 from kerastrain.optimizers import SGD, AdamW
-from kerastrain.schedules import CyclicLR, OneCycle, Warmup
+from kerastrain.schedules import OneCycle, PhaseSchedule, Warmup
 from kerastrain.schedules.one_cycle import MIN_STEPS as ONE_CYCLE_MIN_STEPS
 
 SCHEDULES = ("one_cycle", "cosine_warmup", "cyclic", "constant")
 OPTIMIZERS = ("sgd", "adamw")
 # Fewest updates each schedule is laid out on (one-cycle's: see its module).
 MIN_STEPS = {"one_cycle": ONE_CYCLE_MIN_STEPS, "cosine_warmup": 2,
-             "cyclic": 2, "constant": 1}
+             "cyclic": 4, "constant": 1}
 MOMENTUM = 0.9
 # Goyal et al. warm up for 5 of 90 epochs; a tenth suits short runs.
 WARMUP_FRACTION = 0.1
@@ -36,8 +36,11 @@ def learning_rate_schedule(name, max_lr, total_steps):
       cycle (0.95 down to 0.85 and back).
     - `"cosine_warmup"`: linear warmup over the first 10% of the updates,
       then cosine decay from `max_lr` to 0 at `total_steps`.
-    - `"cyclic"`: two triangular cycles between `max_lr / 4` and `max_lr`
-      (`CyclicLR(mode="triangular2")`).
+    - `"cyclic"`: two triangular cycles between `max_lr / 4` and `max_lr`,
+      the second half as high (`CyclicLR(mode="triangular2")`'s shape),
+      ending at `total_steps` as the cosine does, whatever number of
+      updates (`CyclicLR`'s whole steps would start a third cycle in up
+      to three last updates).
     - `"constant"`: `max_lr` throughout.
 
     Args:
@@ -74,9 +77,12 @@ def learning_rate_schedule(name, max_lr, total_steps):
             max_lr, decay_steps=total_steps - warmup)
         return Warmup(cosine, warmup_steps=warmup), None
     if name == "cyclic":
-        step_size = max(1, total_steps // (2 * CYCLES))
-        return CyclicLR(max_lr / CYCLIC_DIVISOR, max_lr, step_size,
-                        mode="triangular2"), None
+        low, half_cycle = max_lr / CYCLIC_DIVISOR, total_steps / (2 * CYCLES)
+        values = [low]
+        for cycle in range(CYCLES):
+            values += [low + (max_lr - low) / 2 ** cycle, low]
+        return PhaseSchedule([i * half_cycle for i in range(2 * CYCLES + 1)],
+                             values, anneal="linear"), None
     return max_lr, None
 
 

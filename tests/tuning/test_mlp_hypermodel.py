@@ -228,6 +228,16 @@ def test_tunable_false_searches_only_what_was_declared(tmp_path):
         "units")
 
 
+@pytest.mark.parametrize("name, choices", [
+    ("batch_norm", [True, False]), ("batch_norm", [False, True]),
+    ("balancing", ["smote", "none"])])
+def test_choices_left_out_of_the_search_take_their_first(name, choices):
+    # A yes/no knob took KerasTuner's `Boolean` default, False, whatever
+    # the order.
+    hypermodel = MLPHyperModel(4, 2, tunable=False, **{name: choices})
+    assert hypermodel.trial_values(kt.HyperParameters())[name] == choices[0]
+
+
 @pytest.mark.parametrize("split, error", [
     (1.5, ValueError), (-0.2, ValueError), (1.0, ValueError),
     ("0.2", TypeError), (0.99, ValueError)])

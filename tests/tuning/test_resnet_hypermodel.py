@@ -436,6 +436,27 @@ def test_a_peak_rate_dict_must_cover_the_optimizers(max_lr, optimizer):
         hypermodel(max_lr=max_lr, optimizer=optimizer)
 
 
+def test_an_optimizer_set_beforehand_takes_its_rate_from_the_dict():
+    """The constructor searches SGD alone; the tuner's HyperParameters
+    set AdamW, which the dict also gives a rate: it had no knob, and the
+    build failed on a rate of None."""
+    from kerastrain.optimizers import AdamW
+
+    hp = kt.HyperParameters()
+    hp.Fixed("optimizer", "adamw")
+    hp.Fixed("schedule", "one_cycle")
+    model = hypermodel(max_lr=RATES, optimizer="sgd").build(hp)
+    assert type(model.optimizer) is AdamW
+    assert model.optimizer._learning_rate.max_lr == pytest.approx(
+        RATES["adamw"][0])  # the range's minimum, KerasTuner's default
+    hp = kt.HyperParameters()
+    hp.Fixed("optimizer", "adamw")
+    with pytest.raises(ValueError, match=r"`optimizer` to 'adamw', for "
+                       r"which the `max_lr` dict gives no peak rate \(knob "
+                       r"`max_lr_adamw`\)"):
+        hypermodel(max_lr={"sgd": 0.1}, optimizer="sgd").build(hp)
+
+
 def test_hyperparameters_set_beforehand_win_and_are_checked():
     hp = kt.HyperParameters()
     hp.Choice("norm", ["instance"])
@@ -471,6 +492,13 @@ def test_hyperparameters_set_beforehand_win_and_are_checked():
     ({"max_lr": {0.1}}, TypeError, "`max_lr` must be a value, a list"),
     ({"augment": ("blur",)}, ValueError, "Unknown augmentation 'blur'"),
     ({"augment": (("rotate", {"seed": 1}),)}, ValueError, "seed"),
+    # Options the layer refuses: refused at the first trial's pipeline.
+    ({"augment": (("rotate", {"factr": 0.1}),)}, ValueError,
+     r"'rotate' \(RandomRotation\) rejected the options \{'factr'"),
+    ({"augment": (("rotate", {"factor": "x"}),)}, ValueError,
+     r"'rotate' \(RandomRotation\) rejected the options"),
+    ({"augment": (("flip", {"mode": "diagonal"}),)}, ValueError,
+     "'flip' in `augment` takes a `mode` among"),
     ({"num_classes": 1}, ValueError, "num_classes"),
     ({"input_shape": (8, 8)}, ValueError, "input_shape"),
     ({"input_shape": 5}, TypeError, "`input_shape` must be"),

@@ -36,22 +36,34 @@ def test_cosine_warmup_rises_for_a_tenth_then_decays_to_zero():
                                atol=1e-6)
 
 
-def test_cyclic_runs_two_cycles_over_the_updates():
-    rate, momentum = learning_rate_schedule("cyclic", 0.1, 40)
-    assert isinstance(rate, CyclicLR) and momentum is None
-    assert (rate.base_lr, rate.step_size, rate.mode) == (
-        0.025, 10, "triangular2")
-    # Peaks at 10 and 30 (the second half as high), troughs at 0, 20, 40.
-    np.testing.assert_allclose(values(rate, [0, 10, 20, 30, 40]),
-                               [0.025, 0.1, 0.025, 0.0625, 0.025],
-                               atol=1e-6)
+@pytest.mark.parametrize("total_steps", [40, 7, 4])
+def test_cyclic_runs_two_cycles_over_the_updates(total_steps):
+    rate, momentum = learning_rate_schedule("cyclic", 0.1, total_steps)
+    assert momentum is None
+    # Troughs at 0, T / 2 and T, peaks at T / 4 and 3T / 4, the second
+    # half as high, straight lines between (NumPy's interpolation).
+    steps = np.arange(total_steps + 1)
+    quarter = total_steps / 4
+    expected = np.interp(steps, [0, quarter, 2 * quarter, 3 * quarter,
+                                 total_steps],
+                         [0.025, 0.1, 0.025, 0.0625, 0.025])
+    np.testing.assert_allclose(values(rate, steps), expected, atol=1e-6)
+    if total_steps == 40:  # a whole number of steps a cycle: PyTorch's
+        np.testing.assert_allclose(
+            values(rate, steps), values(CyclicLR(0.025, 0.1, 10,
+                                                 mode="triangular2"), steps),
+            atol=1e-6)
+    # No new cycle starts in the last updates (CyclicLR, of whole steps
+    # a cycle, started one there at 7 updates).
+    tail = values(rate, steps[-1 - total_steps // 4:])
+    assert (np.diff(tail) <= 1e-9).all()
 
 
 def test_constant_is_the_peak_rate():
     assert learning_rate_schedule("constant", 0.03, 1) == (0.03, None)
 
 
-MINIMUM_UPDATES = {"one_cycle": 4, "cosine_warmup": 2, "cyclic": 2}
+MINIMUM_UPDATES = {"one_cycle": 4, "cosine_warmup": 2, "cyclic": 4}
 
 
 def test_every_schedule_but_constant_has_a_minimum_checked_below():
