@@ -12,9 +12,10 @@ import re
 
 import numpy as np
 
-# What TensorFlow's name scopes take (its op-name pattern): a schedule's
-# name becomes one.
-NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.>-]*")
+# The schedule names a `fit` on TensorFlow trains with (checked there):
+# its nested name scopes take letters, digits and `_ . -`, and its node
+# names `>` before a letter, digit or `.` only.
+NAME = re.compile(r"(?:[A-Za-z0-9_.-]|>(?=[A-Za-z0-9.]))*")
 
 
 def _received(name, value):
@@ -144,15 +145,15 @@ def check_float_list(name, values):
 
 
 def check_name(value):
-    """Returns `value` if it can name a schedule: a string that TensorFlow's
-    name scopes take, which they refuse only from inside `fit` (a letter,
-    digit or `.` first, then letters, digits and `_ . > -`; Keras' own
-    scopes refuse `/` on every backend)."""
+    """Returns `value` if it can name a schedule: a string that a `fit` on
+    TensorFlow takes, which refuses the rest only from inside that `fit`
+    (Keras' own scopes refuse `/` on every backend)."""
     if not isinstance(value, str) or not NAME.fullmatch(value):
         raise ValueError(
             "Argument `name` must be a string of letters, digits and "
-            "`_ . > -`, starting with a letter, digit or `.` (TensorFlow's "
-            f"name scopes refuse the rest). {_received('name', value)}")
+            "`_ . -`, with `>` only before a letter, digit or `.` "
+            "(TensorFlow's names inside `fit` refuse the rest). "
+            f"{_received('name', value)}")
     return value
 
 
