@@ -1,12 +1,14 @@
 import copy
 import math
 import os
+import warnings
 
 import keras
 import numpy as np
 import pytest
 
-from kerastrain.callbacks import CheckpointEarlyStopping
+from kerastrain.callbacks import (CheckpointEarlyStopping,
+                                  GradientAccumulation)
 from tests.support import CrashAt, to_numpy
 
 
@@ -482,10 +484,6 @@ def test_the_best_reloaded_counts_under_the_number_it_was_saved_with(
     had never run, as plain SGD from that point does. Also where a crash
     in the epochs of 4 came between, and a new model resumed from the
     backup."""
-    import warnings
-
-    from kerastrain.callbacks import GradientAccumulation
-
     rng = np.random.default_rng(0)
     x = rng.standard_normal((40, 4)).astype("float32")
     y = rng.standard_normal((40, 1)).astype("float32")

@@ -440,8 +440,6 @@ def test_an_optimizer_set_beforehand_takes_its_rate_from_the_dict():
     """The constructor searches SGD alone; the tuner's HyperParameters
     set AdamW, which the dict also gives a rate: it had no knob, and the
     build failed on a rate of None."""
-    from kerastrain.optimizers import AdamW
-
     hp = kt.HyperParameters()
     hp.Fixed("optimizer", "adamw")
     hp.Fixed("schedule", "one_cycle")
