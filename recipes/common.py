@@ -56,6 +56,18 @@ class RecipeError(Exception):
     prints it without a traceback and exits with status 1."""
 
 
+def program_name(name):
+    """How the recipe `name` was started, for its usage line: the
+    `kerastrain` command, `python -m recipes` (both name the recipe as
+    their first argument), or the recipe's own module."""
+    launcher = os.path.abspath(sys.argv[0]) if sys.argv else ""
+    if os.path.splitext(os.path.basename(launcher))[0] == "kerastrain":
+        return f"kerastrain {name}"
+    if launcher == os.path.join(os.path.dirname(__file__), "__main__.py"):
+        return f"python -m recipes {name}"
+    return f"python -m recipes.{name}"
+
+
 def parse_args(name, description, argv=None, *, epochs, batch_size,
                data_dir=False, add_arguments=None):
     """Parses the flags every recipe takes and selects the backend.
@@ -68,7 +80,7 @@ def parse_args(name, description, argv=None, *, epochs, batch_size,
     cannot be written is an argparse error (exit code 2) before any work
     starts.
     """
-    parser = argparse.ArgumentParser(prog=f"python -m recipes.{name}",
+    parser = argparse.ArgumentParser(prog=program_name(name),
                                      description=description)
     parser.add_argument("--epochs", type=positive_int, default=epochs,
                         help=f"training epochs (default {epochs})")

@@ -25,6 +25,16 @@ def retrace(model):
     model.make_train_function(force=True)
 
 
+def set_accumulation(model, steps):
+    """Sets the number of batches per update of `model`'s optimizer, and
+    traces the train step again where that changes it (the number is a
+    Python value frozen into the compiled step; see `retrace`)."""
+    optimizer = base_optimizer(model.optimizer)
+    if optimizer.gradient_accumulation_steps != steps:
+        optimizer.gradient_accumulation_steps = steps
+        retrace(model)
+
+
 def base_optimizer(optimizer):
     """The optimizer that holds the learning rate, the step count and the
     gradient accumulators: the inner one of a `LossScaleOptimizer` (which
@@ -90,14 +100,12 @@ def restore(model, state):
     for variable, value in zip(optimizer.variables, state["optimizer"]):
         variable.assign(value)
     base = base_optimizer(optimizer)
-    if _accumulation(base) != state["accumulation"]:
-        steps, mark = state["accumulation"]
-        base.gradient_accumulation_steps = steps
-        if mark is None:
-            vars(base).pop(ACCUMULATION_MARK, None)
-        else:
-            setattr(base, ACCUMULATION_MARK, mark)
-        retrace(model)
+    steps, mark = state["accumulation"]
+    if mark is None:
+        vars(base).pop(ACCUMULATION_MARK, None)
+    else:
+        setattr(base, ACCUMULATION_MARK, mark)
+    set_accumulation(model, steps)
     restore_learning_rate(model, state)
 
 

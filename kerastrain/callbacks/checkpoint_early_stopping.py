@@ -14,7 +14,8 @@ from kerastrain._validation import (check_bool, check_choice, check_float,
                                     check_int, check_path, check_verbose)
 from kerastrain.callbacks._training_state import (ACCUMULATION_MARK,
                                                   base_optimizer,
-                                                  iterations, retrace)
+                                                  iterations,
+                                                  set_accumulation)
 from kerastrain.io import atomic_path, save_model, write_json, write_text
 
 STATE_FILE = "early_stopping.json"
@@ -335,9 +336,7 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
         if hasattr(optimizer, ACCUMULATION_MARK):
             setattr(optimizer, ACCUMULATION_MARK,
                     ((iterations(optimizer), steps),))
-        if optimizer.gradient_accumulation_steps != steps:
-            optimizer.gradient_accumulation_steps = steps
-            retrace(self.model)
+        set_accumulation(self.model, steps)
 
     def _write_state(self, next_epoch):
         states = []

@@ -8,7 +8,8 @@ import keras
 from kerastrain._validation import check_int
 from kerastrain.callbacks._training_state import (ACCUMULATION_MARK,
                                                   base_optimizer,
-                                                  iterations, retrace)
+                                                  iterations, retrace,
+                                                  set_accumulation)
 from kerastrain.optimizers.scheduled import (has_schedules,
                                              schedules_count_updates)
 
@@ -259,10 +260,8 @@ class GradientAccumulation(keras.callbacks.Callback):
         optimizer = base_optimizer(self.model.optimizer)
         if self._first_epoch:
             self._first_epoch = False
-            counted = self._counted_under(optimizer, epoch)
-            if counted != optimizer.gradient_accumulation_steps:
-                optimizer.gradient_accumulation_steps = counted
-                retrace(self.model)
+            set_accumulation(self.model,
+                             self._counted_under(optimizer, epoch))
         new = self.steps_at(epoch)
         old = optimizer.gradient_accumulation_steps
         if new == old:

@@ -37,6 +37,20 @@ def test_runs_the_named_recipe_with_its_flags(capsys):
     assert exit_info.value.code == 2
 
 
+@pytest.mark.parametrize("launcher, usage", [
+    ("/venv/bin/kerastrain", "usage: kerastrain diabetes_risk "),
+    ("C:/venv/Scripts/kerastrain.exe", "usage: kerastrain diabetes_risk "),
+    (cli.__file__, "usage: python -m recipes diabetes_risk "),
+    ("/x/recipes/diabetes_risk.py", "usage: python -m recipes.diabetes_risk "),
+])
+def test_usage_names_the_command_that_started_the_recipe(
+        launcher, usage, monkeypatch, capsys):
+    monkeypatch.setattr("sys.argv", [launcher, "diabetes_risk", "--help"])
+    with pytest.raises(SystemExit):
+        cli.main()
+    assert capsys.readouterr().out.startswith(usage)
+
+
 def test_the_console_command_is_declared():
     with open(f"{ROOT}/pyproject.toml", "rb") as f:
         scripts = tomllib.load(f)["project"]["scripts"]
