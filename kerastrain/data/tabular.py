@@ -8,11 +8,12 @@ SCALERS = ("standard", "minmax", "robust")
 
 
 def _columns(x):
-    """Column labels (DataFrame) or positions (array) split by kind; bool
-    columns count as numbers (0 and 1)."""
+    """Every column's label (DataFrame) or position (array), in order, and
+    those that hold neither numbers nor bools (a DataFrame's; bool columns
+    count as numbers, 0 and 1)."""
     if hasattr(x, "select_dtypes"):
         numeric = list(x.select_dtypes(include=["number", "bool"]).columns)
-        return numeric, [c for c in x.columns if c not in numeric]
+        return list(x.columns), [c for c in x.columns if c not in numeric]
     return list(range(np.asarray(x).shape[1])), []
 
 
@@ -84,16 +85,28 @@ def as_categories(values):
     return np.where(missing, np.nan, values)
 
 
+def _as_float(values):
+    """`values` as a float64 array, pandas' NA as NaN."""
+    if hasattr(values, "to_numpy"):
+        return values.to_numpy(dtype="float64", na_value=np.nan)
+    return np.asarray(values, dtype="float64")
+
+
 def _numbers(values, columns):
     """The numeric columns' `values` as float64, or a clear error naming
-    them when some entry is not a number (a category left among them)."""
+    those where some entry is not a number (a category left among
+    them)."""
     try:
-        if hasattr(values, "to_numpy"):  # pandas' NA as NaN
-            return values.to_numpy(dtype="float64", na_value=np.nan)
-        return np.asarray(values, dtype="float64")
+        return _as_float(values)
     except (TypeError, ValueError) as error:
+        bad = []
+        for i, column in enumerate(columns):
+            try:
+                _as_float(_select(values, [i]))
+            except (TypeError, ValueError):
+                bad.append(column)
         raise ValueError(
-            f"Numeric columns {columns} hold values that are not numbers "
+            f"Numeric columns {bad} hold values that are not numbers "
             f"({error}). Name the categorical ones in `categorical`."
         ) from None
 
@@ -128,10 +141,13 @@ def tabular_preprocessor(x_train, numeric=None, categorical=None,
         x_train: Training features: a 2-D array or a pandas DataFrame.
         numeric: Numeric columns: a DataFrame's column labels, or
             positions (the only way for an array); one label alone is one
-            column. Defaults to every column of an array, the numeric and
-            bool dtypes of a DataFrame, less the `categorical` columns.
+            column. Defaults to every column not in `categorical` (a
+            column there that holds no numbers is an error: name it in
+            `categorical`). Named, it selects: a column named in neither
+            argument is left out.
         categorical: Categorical columns, named as `numeric`. Defaults to
-            the rest of a DataFrame's columns.
+            a DataFrame's columns of other dtypes than numbers and bools,
+            less those named in `numeric` (none of an array's).
         scaling: `"standard"` (zero mean, unit variance), `"minmax"`
             ([0, 1]) or `"robust"` (median and interquartile range).
         impute: Whether to fill missing values: True or False. Without it,
@@ -168,15 +184,17 @@ def tabular_preprocessor(x_train, numeric=None, categorical=None,
         raise ValueError(
             "Argument `x_train` must hold at least one sample to fit the "
             f"preprocessor on. Received: shape {np.shape(x_train)}")
-    default_numeric, default_categorical = _columns(x_train)
-    categorical = _column_list("categorical", categorical)
-    if categorical is None:
-        categorical = default_categorical
-    at_categorical = _positions(x_train, "categorical", categorical)
+    columns, categories = _columns(x_train)
     numeric = _column_list("numeric", numeric)
+    categorical = _column_list("categorical", categorical)
+    if categorical is None:  # the columns of other values, unless numeric
+        named = _positions(x_train, "numeric", numeric or [])
+        categorical = [c for c, p in zip(categories, _positions(
+            x_train, "categorical", categories)) if p not in named]
+    at_categorical = _positions(x_train, "categorical", categorical)
     if numeric is None:  # a column named categorical is not also scaled
-        numeric = [c for c, p in zip(default_numeric, _positions(
-            x_train, "numeric", default_numeric)) if p not in at_categorical]
+        numeric = [c for p, c in enumerate(columns)
+                   if p not in at_categorical]
     at_numeric = _positions(x_train, "numeric", numeric)
     both = [c for c, p in zip(numeric, at_numeric) if p in at_categorical]
     if both:

@@ -101,8 +101,9 @@ def test_categories_among_object_columns_without_imputation():
     z = tabular_preprocessor(x, numeric=[0], categorical=[1],
                              impute=False).transform(x)
     np.testing.assert_array_equal(z, [[-1, 1, 0], [1, 0, 1]])
-    # A category among the numeric columns is named, not NumPy's error.
-    with pytest.raises(ValueError, match=r"columns \[0, 1\] hold values "
+    # A category among the numeric columns is named (only it: column 0
+    # holds numbers), not NumPy's error.
+    with pytest.raises(ValueError, match=r"columns \[1\] hold values "
                        r"that are not numbers.*`categorical`"):
         tabular_preprocessor(x, impute=False)
 
@@ -229,3 +230,24 @@ def test_unknown_dataframe_columns_are_listed():
     frame = pandas.DataFrame(table(), columns=["a", "b", "c"])
     with pytest.raises(ValueError, match=r"columns \['a', 'b', 'c'\].*'d'"):
         tabular_preprocessor(frame, categorical=["d"])
+
+
+@pytest.mark.parametrize("kwargs", [{"categorical": []},
+                                    {"categorical": ["c"]},
+                                    {"numeric": ["b"]}])
+def test_a_text_column_is_never_dropped_or_blamed_on_categorical(kwargs):
+    """A text column named in neither argument fell out of the output
+    without a word when `categorical` was given; `numeric=["b"]` was
+    refused as 'in both', naming a `categorical` the user never passed."""
+    pandas = pytest.importorskip("pandas")
+    frame = pandas.DataFrame({"a": [1.0, 2.0, 3.0, 4.0],
+                              "b": ["x", "y", "x", "y"],
+                              "c": [5.0, 6.0, 7.0, 9.0]})
+    with pytest.raises(ValueError, match=r"Numeric columns \['b'\] hold "
+                       r"values that are not numbers.*`categorical`"):
+        tabular_preprocessor(frame, **kwargs)
+    # Named, `numeric` selects: a number column named nowhere is left out.
+    z = tabular_preprocessor(frame, numeric=["a"]).transform(frame)
+    np.testing.assert_allclose(z[:, 0], StandardScaler().fit_transform(
+        frame[["a"]])[:, 0], atol=1e-12)
+    np.testing.assert_array_equal(z[:, 1:], np.eye(2)[[0, 1, 0, 1]])
