@@ -36,6 +36,37 @@ def check_int(name, value, min_value=None):
     return int(value)
 
 
+# The optimizers count steps in an int32 on JAX and torch: a later step is
+# never reached, and a larger count overflows where a schedule compares it
+# with the step (a milestone of 3e9 changed the rate from the first step on
+# torch, and failed the fit on JAX).
+MAX_STEPS = 2**31 - 1
+FLOAT32_MAX = float(np.finfo("float32").max)
+
+
+def check_steps(name, value, min_value=1):
+    """Returns `value` if it is an integer step count >= `min_value` that
+    the optimizers' int32 step count reaches (`MAX_STEPS`)."""
+    value = check_int(name, value, min_value=min_value)
+    if value > MAX_STEPS:
+        raise ValueError(
+            f"Argument `{name}` must be at most 2**31 - 1 = {MAX_STEPS}: "
+            "the optimizers count steps in an int32 on JAX and torch. "
+            f"{_received(name, value)}")
+    return value
+
+
+def check_in_float32(name, value):
+    """Returns `value` (a number) if float32 holds it: a larger magnitude
+    is inf where the model or the update computes it."""
+    if abs(value) > FLOAT32_MAX:
+        raise ValueError(
+            f"Argument `{name}` must be a number that float32 can hold "
+            f"(magnitude <= {FLOAT32_MAX:.4g}), where it is computed. "
+            f"{_received(name, value)}")
+    return value
+
+
 def check_bool(name, value):
     """Returns `value` if it is a bool (NumPy's included): a string such as
     `"no"` would otherwise read as True."""
@@ -172,7 +203,17 @@ def check_keras_identifier(name, value, getter):
     """Resolves `value` with a Keras `get` function (activations,
     initializers, regularizers), re-raising its error with the argument's
     name, so that `activation="rleu"` fails at construction and says where.
+    A number or an array is refused: Keras' initializers take it as the one
+    tensor the weight must equal, which fits no weight of another shape (a
+    scalar fits no kernel), and fails only when the layer is built.
     """
+    if isinstance(value, (numbers.Number, np.generic)) or hasattr(
+            value, "shape"):
+        raise ValueError(
+            f"Argument `{name}` must be a name, a config or a Keras object, "
+            "not a number or an array (for an initializer of a constant "
+            f"value, use keras.initializers.Constant). "
+            f"{_received(name, value)}")
     try:
         return getter(value)
     except (ValueError, TypeError) as error:

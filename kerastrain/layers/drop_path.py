@@ -52,6 +52,12 @@ class DropPath(keras.layers.Dropout):
         rate = check_float("rate", rate, low=0.0, high=1.0, high_closed=False)
         # As a Python int: Keras' seed generator refuses NumPy's.
         seed = check_seed("seed", seed, high=LAYER_SEED_LIMIT)
+        if "noise_shape" in kwargs:
+            raise TypeError(
+                "DropPath has no `noise_shape` argument: it drops whole "
+                "samples, one draw per sample whatever the input's rank. "
+                "For other shapes use keras.layers.Dropout. Received: "
+                f"noise_shape={kwargs['noise_shape']!r}")
         super().__init__(rate=rate, seed=seed, **kwargs)
 
     def call(self, inputs, training=False):

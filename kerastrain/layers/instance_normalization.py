@@ -5,7 +5,8 @@ import math
 import keras
 from keras import ops
 
-from kerastrain._validation import (check_bool, check_float, check_int,
+from kerastrain._validation import (check_bool, check_float,
+                                    check_in_float32, check_int,
                                     check_keras_identifier)
 
 
@@ -85,7 +86,8 @@ class InstanceNormalization(keras.layers.GroupNormalization):
                 "axis 0: -1 for channels-last inputs, 1 for channels-first. "
                 f"Received: axis={axis}"
             )
-        epsilon = check_float("epsilon", epsilon, low=0.0, low_closed=False)
+        epsilon = check_in_float32("epsilon", check_float(
+            "epsilon", epsilon, low=0.0, low_closed=False))
         if "groups" in kwargs:
             raise TypeError(
                 "InstanceNormalization has no `groups` argument: it is one "

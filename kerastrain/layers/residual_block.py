@@ -26,7 +26,9 @@ def fresh_initializer(initializer, offset=0):
     seed is fixed when the object is made), so one object shared by two
     convolutions of the same shape would start them identical. From its
     config, an unseeded initializer gets a seed of its own; a seeded one
-    gets `seed + offset`: reproducible, and distinct per layer.
+    gets `seed + offset`: reproducible, and distinct per layer. So does
+    one seeded with a `keras.random.SeedGenerator`, whose config holds the
+    seed it started from (each copy would draw the same values).
 
     Args:
         initializer: A Keras initializer (object, name or config).
@@ -46,12 +48,16 @@ def fresh_initializer(initializer, offset=0):
     """
     config = keras.initializers.serialize(
         keras.initializers.get(initializer))
-    seed = config.get("config", {}).get("seed") if isinstance(
-        config, dict) else None
+    config = copy.deepcopy(config)
+    seeded = config.get("config") if isinstance(config, dict) else None
+    if isinstance(seeded, dict) and isinstance(seeded.get("seed"), dict):
+        # A `SeedGenerator`: its config holds the seed it started from,
+        # the same for every initializer made from it.
+        seeded = seeded["seed"].get("config")
+    seed = seeded.get("seed") if isinstance(seeded, dict) else None
     if isinstance(seed, int) and not isinstance(seed, bool):
-        config = copy.deepcopy(config)
         # Within the uint32 range JAX's seeds take.
-        config["config"]["seed"] = (seed + offset) % 2**32
+        seeded["seed"] = (seed + offset) % 2**32
     return keras.initializers.get(config)
 
 

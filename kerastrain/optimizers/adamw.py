@@ -2,9 +2,9 @@
 
 import keras
 
-from kerastrain._validation import check_bool, check_float
+from kerastrain._validation import check_bool
 from kerastrain.optimizers.scheduled import (ScheduledHyperparameters,
-                                             check_keyword,
+                                             check_float32, check_keyword,
                                              check_learning_rate,
                                              check_scheduled)
 
@@ -51,8 +51,8 @@ class AdamW(ScheduledHyperparameters, keras.optimizers.AdamW):
         if "amsgrad" in kwargs:
             kwargs["amsgrad"] = check_bool("amsgrad", kwargs["amsgrad"])
         super().__init__(check_learning_rate(learning_rate),
-                         weight_decay=check_float("weight_decay",
-                                                  weight_decay, low=0),
+                         weight_decay=check_float32("weight_decay",
+                                                    weight_decay, low=0),
                          beta_1=beta_1 if isinstance(beta_1, float) else 0.9,
                          **kwargs)
         self.beta_1 = beta_1

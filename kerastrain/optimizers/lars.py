@@ -5,8 +5,8 @@ import warnings
 import keras
 from keras import ops
 
-from kerastrain._validation import check_float
 from kerastrain.optimizers.scheduled import (ScheduledHyperparameters,
+                                             check_float32,
                                              check_learning_rate,
                                              check_scheduled)
 
@@ -68,9 +68,9 @@ class LARS(ScheduledHyperparameters, keras.optimizers.Optimizer):
         super().__init__(check_learning_rate(learning_rate), name=name,
                          **kwargs)
         self.momentum = check_scheduled("momentum", momentum, 0, 1)
-        self.lars_weight_decay = check_float("weight_decay", weight_decay,
-                                             low=0)
-        self.trust_coefficient = check_float(
+        self.lars_weight_decay = check_float32("weight_decay",
+                                               weight_decay, low=0)
+        self.trust_coefficient = check_float32(
             "trust_coefficient", trust_coefficient, low=0, low_closed=False)
         if exclude_from_layer_adaptation is None:
             exclude_from_layer_adaptation = DEFAULT_EXCLUDED

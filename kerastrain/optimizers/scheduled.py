@@ -13,7 +13,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from kerastrain._validation import check_float
+from kerastrain._validation import check_float, check_in_float32
 from kerastrain.schedules.phases import check_rates
 
 LearningRateSchedule = keras.optimizers.schedules.LearningRateSchedule
@@ -138,11 +138,15 @@ def check_learning_rate(learning_rate):
 
 
 def check_keyword(kwargs, name, low, high=None, low_closed=True,
-                  high_closed=True):
-    """Checks `kwargs[name]`, where given and not None: a number that Keras'
-    optimizers pass to the update unchecked (NaN trains the weights to NaN),
-    refused outside its interval (see `check_float32`) as PyTorch's
-    optimizers refuse it."""
+                  high_closed=True, none=False):
+    """Checks `kwargs[name]`, where given (None only where `none` says
+    Keras takes it): a number that Keras' optimizers pass to the update
+    unchecked (NaN trains the weights to NaN), refused outside its
+    interval (see `check_float32`) as PyTorch's optimizers refuse it."""
+    if name in kwargs and kwargs[name] is None and not none:
+        raise TypeError(
+            f"Argument `{name}` must be a number, not None (leave it out "
+            f"for Keras' default). Received: {name}=None")
     if kwargs.get(name) is not None:
         kwargs[name] = check_float32(name, kwargs[name], low, high,
                                      low_closed, high_closed)
@@ -153,8 +157,10 @@ def check_float32(name, value, low=None, high=None, low_closed=True,
     """Returns `float(value)` if it lies in the interval (as `check_float`
     writes it), an open bound also in float32, where the update computes:
     `beta_1=0.99999999` is 1.0 there, and Adam's bias correction
-    `1 - beta_1 ** t` divides by zero."""
-    value = check_float(name, value, low, high, low_closed, high_closed)
+    `1 - beta_1 ** t` divides by zero. A number float32 cannot hold (its
+    magnitude over 3.4e38) is refused: it is inf there."""
+    value = check_in_float32(name, check_float(name, value, low, high,
+                                               low_closed, high_closed))
     rounded = float(np.float32(value))
     if (not low_closed and rounded == low) or (not high_closed
                                                and rounded == high):

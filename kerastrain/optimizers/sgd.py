@@ -48,7 +48,7 @@ class SGD(ScheduledHyperparameters, keras.optimizers.SGD):
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False,
                  **kwargs):
         momentum = check_scheduled("momentum", momentum, 0, 1)
-        check_keyword(kwargs, "weight_decay", 0)
+        check_keyword(kwargs, "weight_decay", 0, none=True)
         scheduled = not isinstance(momentum, float)
         # Keras' check wants a float; any non-zero one makes it build the
         # velocity slots.

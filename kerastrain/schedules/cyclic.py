@@ -5,8 +5,8 @@ import math
 import keras
 from keras import ops
 
-from kerastrain._validation import (check_choice, check_float, check_int,
-                                    check_name)
+from kerastrain._validation import (check_choice, check_float, check_name,
+                                    check_steps)
 from kerastrain.schedules.phases import PhaseSchedule, check_rates
 
 MODES = ("triangular", "triangular2", "exp_range")
@@ -50,7 +50,7 @@ class CyclicLR(keras.optimizers.schedules.LearningRateSchedule):
             raise ValueError(
                 "Argument `base_lr` must be <= `max_lr`. Received: "
                 f"base_lr={base_lr}, max_lr={max_lr}")
-        self.step_size = check_int("step_size", step_size, min_value=1)
+        self.step_size = check_steps("step_size", step_size)
         self.mode = check_choice("mode", mode, MODES)
         self.gamma = check_float("gamma", gamma, 0, 1, low_closed=False)
         self.name = check_name(name)

@@ -4,7 +4,7 @@ Keras'; `tests/schedules/test_decay.py` shows the values are PyTorch's)."""
 
 import keras
 
-from kerastrain._validation import check_float, check_int, check_name
+from kerastrain._validation import check_float, check_name, check_steps
 from kerastrain.schedules.phases import check_rates
 
 schedules = keras.optimizers.schedules
@@ -32,7 +32,7 @@ class StepDecay(schedules.ExponentialDecay):
         self.initial_lr = check_float("initial_lr", initial_lr, low=0,
                                       low_closed=False)
         check_rates({"initial_lr": self.initial_lr})
-        self.step_size = check_int("step_size", step_size, min_value=1)
+        self.step_size = check_steps("step_size", step_size)
         self.gamma = check_float("gamma", gamma, 0, 1, low_closed=False)
         super().__init__(self.initial_lr, self.step_size, self.gamma,
                          staircase=True, name=check_name(name))
@@ -85,7 +85,7 @@ class MultiStepDecay(schedules.PiecewiseConstantDecay):
                 "Argument `milestones` must list at least one step. "
                 f"Received: milestones={milestones}")
         for milestone in milestones:
-            check_int("milestones", milestone, min_value=1)
+            check_steps("milestones", milestone)
         if any(a >= b for a, b in zip(milestones, milestones[1:])):
             raise ValueError(
                 "Argument `milestones` must be strictly increasing. "
@@ -146,7 +146,7 @@ class LinearDecay(schedules.PolynomialDecay):
                      self.initial_lr * self.start_factor,
                      "initial_lr * end_factor":
                      self.initial_lr * self.end_factor})
-        decay_steps = check_int("decay_steps", decay_steps, min_value=1)
+        decay_steps = check_steps("decay_steps", decay_steps)
         super().__init__(self.initial_lr * self.start_factor, decay_steps,
                          end_learning_rate=self.initial_lr * self.end_factor,
                          power=1.0, name=check_name(name))

@@ -3,7 +3,7 @@
 import keras
 
 from kerastrain._validation import (check_bool, check_choice, check_float,
-                                    check_int)
+                                    check_steps)
 from kerastrain.schedules.phases import PhaseSchedule, check_rates
 
 # Fewest updates the recipes and searches lay a one-cycle schedule on: its
@@ -65,7 +65,7 @@ class OneCycle(PhaseSchedule):
                  three_phase=False, base_momentum=0.85, max_momentum=0.95,
                  name="OneCycle"):
         self.max_lr = check_float("max_lr", max_lr, low=0, low_closed=False)
-        self.total_steps = check_int("total_steps", total_steps, min_value=1)
+        self.total_steps = check_steps("total_steps", total_steps)
         self.pct_start = check_float("pct_start", pct_start, 0, 1,
                                      low_closed=False, high_closed=False)
         self.div_factor = check_float("div_factor", div_factor, low=0,

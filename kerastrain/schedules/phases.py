@@ -17,11 +17,10 @@ endpoint (one-cycle ends 250,000 times below its peak), where the textbook
 import math
 
 import keras
-import numpy as np
 from keras import ops
 
-from kerastrain._validation import (check_choice, check_float_list,
-                                    check_name)
+from kerastrain._validation import (FLOAT32_MAX, check_choice,
+                                    check_float_list, check_name)
 
 
 def _fractions(start, end, step):
@@ -57,7 +56,6 @@ def anneal_exp(v0, v1, start, end, step):
 
 ANNEALERS = {"linear": anneal_linear, "cos": anneal_cos, "exp": anneal_exp}
 # The largest float32, where the schedules compute.
-FLOAT32_MAX = float(np.finfo("float32").max)
 
 
 def check_rates(rates):

@@ -5,7 +5,7 @@ import numbers
 import keras
 from keras import ops
 
-from kerastrain._validation import check_float, check_int, check_name
+from kerastrain._validation import check_float, check_name, check_steps
 from kerastrain.schedules.phases import anneal_linear, check_rates
 
 LearningRateSchedule = keras.optimizers.schedules.LearningRateSchedule
@@ -53,8 +53,8 @@ class Warmup(LearningRateSchedule):
                 "`keras.optimizers.schedules.LearningRateSchedule`. "
                 f"Received: schedule={schedule!r}")
         self.schedule = schedule
-        self.warmup_steps = check_int("warmup_steps", warmup_steps,
-                                      min_value=0)
+        self.warmup_steps = check_steps("warmup_steps", warmup_steps,
+                                        min_value=0)
         self.start_lr = check_float("start_lr", start_lr, low=0)
         check_rates({"start_lr": self.start_lr, **(
             {"schedule": schedule} if isinstance(schedule, float) else {})})

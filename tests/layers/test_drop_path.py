@@ -89,6 +89,12 @@ def test_bad_rate(rate, error):
         DropPath(rate)
 
 
+def test_noise_shape_is_refused_not_ignored():
+    # Dropout's argument: DropPath took it and drew per sample all the same.
+    with pytest.raises(TypeError, match="no `noise_shape` argument"):
+        DropPath(0.5, noise_shape=(None, 4, 4, 2))
+
+
 def test_bad_seed():
     with pytest.raises(TypeError, match="seed"):
         DropPath(0.1, seed=1.5)

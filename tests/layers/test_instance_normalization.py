@@ -121,12 +121,17 @@ def test_mixed_precision_output_is_float16_and_close():
     [
         (dict(epsilon=0.0), ValueError, "epsilon"),
         (dict(epsilon=-1e-5), ValueError, "epsilon"),
+        # inf in float32: every output 0.
+        (dict(epsilon=1e40), ValueError, "`epsilon`.*float32"),
         (dict(axis=1.5), TypeError, "axis"),
         # The batch axis is refused before any input is seen.
         (dict(axis=0), ValueError, "`axis`.*batch axis.*Received: axis=0"),
         (dict(center="no"), TypeError, "center"),
         (dict(scale="no"), TypeError, "scale"),
         (dict(gamma_initializer="onez"), ValueError, "gamma_initializer"),
+        # A scalar fits no (channels,) weight: it failed when built.
+        (dict(gamma_initializer=np.float32(0.5)), ValueError,
+         "`gamma_initializer` must be a name.*not a number"),
         (dict(beta_regularizer="l3"), ValueError, "beta_regularizer"),
         (dict(gamma_constraint="positive"), ValueError, "gamma_constraint"),
         (dict(groups=2), TypeError, "groups.*GroupNormalization"),

@@ -240,6 +240,12 @@ def test_every_norm_trains_in_fit(norm):
         (dict(filters=4, activation="rleu"), ValueError, "activation"),
         (dict(filters=4, kernel_initializer="nope"), ValueError,
          "kernel_initializer"),
+        # Keras takes a number as the one tensor a weight must equal: an
+        # AttributeError from inside the block, before.
+        (dict(filters=4, kernel_initializer=np.float32(0.5)), ValueError,
+         "`kernel_initializer` must be a name.*not a number.*Constant"),
+        (dict(filters=4, kernel_initializer=np.ones((3, 3))), ValueError,
+         "`kernel_initializer` must be a name.*not a number"),
         (dict(filters=4, drop_path_rate=1.0), ValueError, "drop_path_rate"),
         (dict(filters=4, drop_path_rate=0.1, shortcut=False), ValueError,
          "shortcut"),
@@ -259,13 +265,15 @@ def test_bad_arguments(kwargs, error, match):
 
 
 @pytest.mark.parametrize("initializer", [
-    "he_normal", keras.initializers.HeNormal(seed=0)])
+    "he_normal", keras.initializers.HeNormal(seed=0),
+    keras.initializers.HeNormal(seed=keras.random.SeedGenerator(1))])
 @pytest.mark.parametrize("bottleneck", [False, True])
 def test_convolutions_do_not_start_identical(initializer, bottleneck):
     """Keras' random initializers draw the same values at every call: one
     object shared by the block's same-shaped convolutions started them
     identical (conv0 and conv1 of every basic block without a change of
-    width). A seeded initializer still builds the same block twice."""
+    width; with a `SeedGenerator` too, each copy made from its config). A
+    seeded initializer still builds the same block twice."""
     def kernels():
         block = ResidualBlock(16 if not bottleneck else 4,
                               bottleneck=bottleneck,

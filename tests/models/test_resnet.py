@@ -203,6 +203,8 @@ def test_other_depths_are_rejected(depth, bottleneck):
         (dict(shortcut="no"), TypeError, "shortcut"),
         (dict(seed=-1, drop_path_rate=0.1), ValueError, "seed"),
         (dict(kernel_initializer="nope"), ValueError, "kernel_initializer"),
+        (dict(kernel_initializer=np.int64(8)), ValueError,
+         "`kernel_initializer` must be a name.*not a number"),
         (dict(kernel_regularizer="l3"), ValueError, "kernel_regularizer"),
     ],
 )
@@ -214,11 +216,13 @@ def test_bad_arguments(kwargs, error, match):
 
 
 @pytest.mark.parametrize("initializer", [
-    "he_normal", keras.initializers.HeNormal(seed=0)])
+    "he_normal", keras.initializers.HeNormal(seed=0),
+    keras.initializers.HeNormal(seed=keras.random.SeedGenerator(1))])
 def test_every_convolution_starts_from_its_own_draw(initializer):
     """21 convolutions in ResNet-20, 21 different initial kernels (one
     initializer shared by same-shaped convolutions drew the same values:
-    14 distinct with the default, 8 with a seeded initializer)."""
+    14 distinct with the default, 8 with a seeded initializer, also one
+    seeded with a `SeedGenerator`)."""
     model = resnet((32, 32, 3), 10, depth=20, width=16,
                    kernel_initializer=initializer)
     kernels = [to_numpy(v).tobytes() for v in model.weights

@@ -76,6 +76,12 @@ def test_bad_beta_1(beta_1, error):
     ({"weight_decay": float("nan")}, ValueError, "weight_decay"),
     ({"weight_decay": -0.01}, ValueError, "weight_decay"),
     ({"weight_decay": "0.01"}, TypeError, "weight_decay"),
+    # inf in float32, where the update computes.
+    ({"weight_decay": 1e40}, ValueError, "`weight_decay` must be a number "
+     "that float32 can hold"),
+    # None reached the update: a backend's error in `fit`.
+    ({"beta_2": None}, TypeError, "`beta_2` must be a number, not None"),
+    ({"epsilon": None}, TypeError, "`epsilon` must be a number, not None"),
 ])
 def test_bad_keras_arguments_are_refused_like_pytorch(kwargs, error, name):
     # Keras passes them to the update unchecked: NaN trained to NaN weights.

@@ -112,6 +112,10 @@ def test_config_round_trip():
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"weight_decay": -1.0}, ValueError, "weight_decay"),
     ({"trust_coefficient": 0.0}, ValueError, "trust_coefficient"),
+    # inf in float32: the weights trained to NaN or inf.
+    ({"weight_decay": 1e40}, ValueError, "`weight_decay`.*float32"),
+    ({"trust_coefficient": 1e40}, ValueError,
+     "`trust_coefficient`.*float32"),
     ({"momentum": 2.0}, ValueError, "momentum"),
     ({"exclude_from_layer_adaptation": "bias"}, TypeError,
      "exclude_from_layer_adaptation"),

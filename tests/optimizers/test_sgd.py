@@ -71,8 +71,18 @@ def test_nesterov_must_be_a_bool():
 
 
 @pytest.mark.parametrize("weight_decay, error", [
-    (float("nan"), ValueError), (-0.01, ValueError), ("0.01", TypeError)])
+    (float("nan"), ValueError), (-0.01, ValueError), ("0.01", TypeError),
+    (1e40, ValueError)])
 def test_bad_weight_decay(weight_decay, error):
     # Keras passes it to the update unchecked: NaN trained to NaN weights.
     with pytest.raises(error, match="weight_decay"):
         SGD(0.1, 0.9, weight_decay=weight_decay)
+
+
+def test_a_decay_float32_cannot_hold_trains_keras_sgd_to_inf():
+    # Why it is refused; None, Keras' default, is taken (no decay).
+    variable = keras.Variable(np.ones(2, "float32"))
+    keras.optimizers.SGD(0.01, weight_decay=1e40).apply(
+        [keras.ops.zeros(2)], [variable])
+    assert not np.isfinite(keras.ops.convert_to_numpy(variable)).any()
+    assert SGD(0.1, weight_decay=None).weight_decay is None

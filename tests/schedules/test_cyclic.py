@@ -30,6 +30,7 @@ def test_equal_bounds_give_a_constant():
     ({"base_lr": -0.1}, "base_lr"),
     ({"max_lr": 0.0, "base_lr": 0.0}, "max_lr"),
     ({"step_size": 0}, "step_size"),
+    ({"step_size": 2**31}, r"`step_size` must be at most 2\*\*31 - 1"),
     ({"mode": "triangle"}, "mode"),
     ({"gamma": 0.0}, "gamma"),
     ({"gamma": 1.1}, "gamma"),

@@ -2,6 +2,7 @@
 built-ins that the README's table maps the other PyTorch schedulers to."""
 
 import keras
+import numpy as np
 import pytest
 import torch
 
@@ -77,6 +78,14 @@ def test_torch_named_decays_are_keras_built_ins():
      "milestones"),
     (lambda: schedules.MultiStepDecay(LR, []), ValueError, "milestones"),
     (lambda: schedules.MultiStepDecay(LR, [0, 5]), ValueError, "milestones"),
+    # Past the optimizers' int32 step count: a wrong rate from the first
+    # step on torch, an OverflowError in the fit on JAX.
+    (lambda: schedules.MultiStepDecay(LR, [5, 3_000_000_000]), ValueError,
+     r"`milestones` must be at most 2\*\*31 - 1"),
+    (lambda: schedules.StepDecay(LR, 2**31), ValueError,
+     r"`step_size` must be at most 2\*\*31 - 1"),
+    (lambda: schedules.LinearDecay(LR, 2**31), ValueError,
+     r"`decay_steps` must be at most 2\*\*31 - 1"),
     (lambda: schedules.MultiStepDecay(LR, [2.5]), TypeError, "milestones"),
     (lambda: schedules.MultiStepDecay(LR, 10), TypeError, "milestones"),
     (lambda: schedules.MultiStepDecay(LR, None), TypeError, "milestones"),
@@ -89,3 +98,17 @@ def test_torch_named_decays_are_keras_built_ins():
 def test_bad_arguments(make, error, match):
     with pytest.raises(error, match=match):
         make()
+
+
+def test_the_last_step_an_int32_count_reaches_trains_as_a_milestone():
+    """The largest milestone taken, 2**31 - 1, is compared with the step
+    in the optimizer's int32 on every backend: one update at the first
+    milestone, then the rate is LR * gamma."""
+    schedule = schedules.MultiStepDecay(LR, [1, 2**31 - 1], gamma=0.5)
+    optimizer = keras.optimizers.SGD(schedule)
+    variable = keras.Variable(np.zeros(2, "float32"))
+    for _ in range(2):
+        optimizer.apply([keras.ops.ones(2)], [variable])
+    # Steps 0 and 1: rates LR and LR * 0.5.
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(variable),
+                               -(LR + LR * 0.5), rtol=1e-6)

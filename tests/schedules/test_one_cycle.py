@@ -77,6 +77,7 @@ def test_momentum_is_high_when_the_rate_is_low():
     ({"max_momentum": 1.5}, "max_momentum"),
     ({"div_factor": 0}, "div_factor"),
     ({"total_steps": -1}, "total_steps"),
+    ({"total_steps": 2**31}, r"`total_steps` must be at most 2\*\*31 - 1"),
     ({"three_phase": True, "pct_start": 0.6}, "three_phase"),
     ({"max_lr": 1e39}, r"`max_lr` must be a rate that float32 can hold"),
     ({"div_factor": 1e-310}, r"`max_lr / div_factor` and `max_lr / "

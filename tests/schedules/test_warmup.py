@@ -54,6 +54,8 @@ def test_zero_warmup_steps_is_the_schedule_itself():
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"warmup_steps": -1}, ValueError, "warmup_steps"),
     ({"warmup_steps": 2.5}, TypeError, "warmup_steps"),
+    ({"warmup_steps": 2**32}, ValueError,
+     r"`warmup_steps` must be at most 2\*\*31 - 1"),
     ({"start_lr": -0.1}, ValueError, "start_lr"),
     ({"schedule": "cosine"}, TypeError, "schedule"),
     ({"schedule": -1.0}, ValueError, "schedule"),
