@@ -50,15 +50,19 @@ def test_a_weights_file_keeps_its_double_extension(tmp_path):
 
 def test_the_content_is_on_the_disk_before_the_rename(tmp_path, monkeypatch):
     # Without fsync, a machine crash after the rename can leave an empty
-    # file where the old good one was.
+    # file where the old good one was. Each event names the inode it
+    # concerns: the file synced must be the one renamed (a sync of the
+    # folder alone passed before), and the folder is synced after.
     events = []
     real_fsync, real_replace = os.fsync, os.replace
     monkeypatch.setattr(os, "fsync", lambda fd: (
-        events.append("fsync"), real_fsync(fd))[1])
+        events.append(("fsync", os.fstat(fd).st_ino)), real_fsync(fd))[1])
     monkeypatch.setattr(os, "replace", lambda a, b: (
-        events.append("replace"), real_replace(a, b))[1])
+        events.append(("replace", os.stat(a).st_ino)), real_replace(a, b))[1])
     io.write_text("x", tmp_path / "notes.txt")
-    assert events[:2] == ["fsync", "replace"]
+    written = os.stat(tmp_path / "notes.txt").st_ino
+    assert events == [("fsync", written), ("replace", written),
+                      ("fsync", os.stat(tmp_path).st_ino)]
 
 
 def test_the_umask_is_never_changed(tmp_path, monkeypatch):

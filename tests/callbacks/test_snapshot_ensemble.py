@@ -55,9 +55,16 @@ def test_saves_one_snapshot_per_cycle_and_keeps_the_last(tmp_path):
 def test_snapshots_fall_mid_epoch_and_survive_deepcopy(tmp_path):
     model, (x, y) = make_model(cycle=3), data()
     callback = copy.deepcopy(SnapshotEnsemble(3, tmp_path))
-    model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[callback])
-    # 10 steps: cycles end at steps 3, 6 and 9.
+    per_batch = WeightsPerBatch()
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0,
+              callbacks=[callback, per_batch])
+    # 10 steps: cycles end at steps 3, 6 and 9, each snapshot the weights
+    # then (not those of an epoch's end, steps 5 and 10).
     assert len(callback.snapshots) == 3
+    for path, step in zip(callback.snapshots, (3, 6, 9)):
+        saved = keras.saving.load_model(path)
+        for a, b in zip(saved.weights, per_batch.weights[step - 1]):
+            np.testing.assert_array_equal(to_numpy(a), b)
 
 
 @pytest.mark.parametrize("loss_scaling", [False, True])

@@ -313,6 +313,14 @@ def test_shift_moves_content_by_at_most_an_eighth_with_zero_fill():
     assert rows.min() >= 6 and rows.max() <= 10
     assert cols.min() >= 6 and cols.max() <= 10
     assert len({tuple(np.argwhere(i[..., 0] > 0.25)[0]) for i in images}) > 1
+    # Images of ones: what a shift uncovers is zeros (a wrapped, reflected
+    # or nearest fill would keep them all ones), on the border only.
+    images, _ = one_batch(image_pipeline(
+        np.ones((64, 16, 16, 1), "float32"), np.zeros(64, int), 64, 2,
+        augment=("shift",), normalize=False, seed=0))
+    filled = images[..., 0] < 0.5
+    assert filled.any(axis=(1, 2)).sum() > 32
+    assert not filled[:, 2:-2, 2:-2].any()
 
 
 def test_batches_stay_float32_under_a_mixed_precision_policy():

@@ -68,9 +68,13 @@ def test_seeded_splits_repeat_and_no_validation_set():
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"val_size": 0.5, "test_size": 0.5}, "leave a training set"),
-    ({"test_size": 0.0}, "test_size"),
-    ({"val_size": -0.1}, "val_size"),
-    ({"test_size": 1.2}, "test_size"),
+    # The range itself, not any later error naming the size (without the
+    # range check, val_size=-0.1 gave a validation set of one sample).
+    ({"test_size": 0.0}, r"`test_size` must be in \(0, 1\)\. Received: "
+     r"test_size=0\.0"),
+    ({"val_size": -0.1}, r"`val_size` must be in \[0, 1\)\. Received: "
+     r"val_size=-0\.1"),
+    ({"test_size": 1.2}, r"`test_size` must be in \(0, 1\)"),
 ])
 def test_bad_sizes(kwargs, match):
     with pytest.raises(ValueError, match=match):

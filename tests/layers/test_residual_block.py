@@ -43,25 +43,28 @@ def _conv_same(x, conv, kernel_size, stride):
     return F.conv2d(x, kernel, bias, stride=stride)
 
 
-def _norm(layer, x, groups=32):
-    """The normalization of `layer` on NCHW `x`; `groups` as the block was
-    given it, reduced to a divisor of the channels as documented."""
-    if isinstance(layer, keras.layers.Identity):
+def _norm(norm, layer, x, groups=32):
+    """The normalization the block was asked for (`norm`, its argument, not
+    the type of the layer it built) on NCHW `x`, with `layer`'s weights;
+    `groups` as the block was given it, reduced to a divisor of the
+    channels as documented."""
+    if norm is None:
         return x
-    if isinstance(layer, keras.layers.GroupNormalization):
+    if norm == "group":
         return F.group_norm(x, math.gcd(x.shape[1], groups), _t(layer.gamma),
                             _t(layer.beta), eps=layer.epsilon)
-    if isinstance(layer, keras.layers.LayerNormalization):
+    if norm == "layer":
         # Over the channels of each pixel, as in ConvNeXt.
         nhwc = x.permute(0, 2, 3, 1)
         out = F.layer_norm(nhwc, nhwc.shape[-1:], _t(layer.gamma),
                            _t(layer.beta), eps=layer.epsilon)
         return out.permute(0, 3, 1, 2)
-    if isinstance(layer, keras.layers.BatchNormalization):
+    if norm == "batch":
         return F.batch_norm(x, _t(layer.moving_mean),
                             _t(layer.moving_variance), _t(layer.gamma),
                             _t(layer.beta), training=False,
                             eps=layer.epsilon)
+    assert norm == "instance"
     return F.instance_norm(x, weight=_t(layer.gamma), bias=_t(layer.beta),
                            eps=layer.epsilon)
 
@@ -85,24 +88,25 @@ def assert_convs_follow_the_spec(block):
         assert block.projection.strides == (block.strides, block.strides)
 
 
-def torch_reference(block, x_nhwc, branch_scale=1.0, activation=F.relu,
-                    groups=32):
+def torch_reference(block, x_nhwc, norm, branch_scale=1.0,
+                    activation=F.relu, groups=32):
     """The block in inference mode, rewritten with torch.nn.functional:
     activation(branch_scale * branch(x) + shortcut(x)), with each
-    convolution's kernel size and stride taken from `branch_spec`."""
+    convolution's kernel size and stride taken from `branch_spec` and the
+    normalization `norm` names."""
     spec = branch_spec(block.bottleneck, block.strides)
     assert len(block.convs) == len(block.norms) == len(spec)
     x = torch.from_numpy(x_nhwc).permute(0, 3, 1, 2)
     h = x
-    for i, (conv, norm, (k, stride)) in enumerate(
+    for i, (conv, layer, (k, stride)) in enumerate(
             zip(block.convs, block.norms, spec)):
-        h = _norm(norm, _conv_same(h, conv, k, stride), groups)
+        h = _norm(norm, layer, _conv_same(h, conv, k, stride), groups)
         if i < len(spec) - 1:
             h = activation(h)
     if block.shortcut:
         skip = x
         if block.projection is not None:
-            skip = _norm(block.projection_norm,
+            skip = _norm(norm, block.projection_norm,
                          _conv_same(x, block.projection, 1, block.strides),
                          groups)
         h = branch_scale * h + skip
@@ -127,7 +131,7 @@ def test_matches_torch_reference(norm, bottleneck, strides, channels):
     assert (block.projection is not None) == expects_projection
     assert_convs_follow_the_spec(block)
     np.testing.assert_allclose(to_numpy(block(x, training=False)),
-                               torch_reference(block, x), atol=1e-5)
+                               torch_reference(block, x, norm), atol=1e-5)
 
 
 # Keras' "gelu" is the exact one, torch's default; "silu" is swish.
@@ -148,7 +152,8 @@ def test_norms_and_activations_match_torch(norm, groups, activation,
     x = x.astype("float32")
     block.build(x.shape)
     _randomize(block)
-    expected = torch_reference(block, x, activation=ACTIVATIONS[activation],
+    expected = torch_reference(block, x, norm,
+                               activation=ACTIVATIONS[activation],
                                groups=groups)
     np.testing.assert_allclose(to_numpy(block(x, training=False)),
                                expected, atol=1e-5)
@@ -164,8 +169,8 @@ def test_plain_block_has_no_shortcut(bottleneck):
     _randomize(block)
     assert block.projection is None
     assert_convs_follow_the_spec(block)
-    np.testing.assert_allclose(to_numpy(block(x)), torch_reference(block, x),
-                               atol=1e-5)
+    np.testing.assert_allclose(to_numpy(block(x)),
+                               torch_reference(block, x, None), atol=1e-5)
 
 
 def test_drop_path_drops_whole_branches_per_sample():
@@ -176,15 +181,15 @@ def test_drop_path_drops_whole_branches_per_sample():
     block.build(x.shape)
     _randomize(block)
     y = to_numpy(block(x, training=True))
-    dropped = torch_reference(block, x, branch_scale=0.0)
-    kept = torch_reference(block, x, branch_scale=1 / (1 - rate))
+    dropped = torch_reference(block, x, None, branch_scale=0.0)
+    kept = torch_reference(block, x, None, branch_scale=1 / (1 - rate))
     is_dropped = np.all(np.isclose(y, dropped, atol=1e-5), axis=(1, 2, 3))
     is_kept = np.all(np.isclose(y, kept, atol=1e-5), axis=(1, 2, 3))
     assert np.all(is_dropped ^ is_kept)
     assert 0 < is_dropped.sum() < len(x)
     # At inference, the branch is always there, unscaled.
     np.testing.assert_allclose(to_numpy(block(x, training=False)),
-                               torch_reference(block, x), atol=1e-5)
+                               torch_reference(block, x, None), atol=1e-5)
 
 
 def _trainable_count(layer):

@@ -131,6 +131,19 @@ def test_the_sampled_mixup_alpha_reaches_the_training_batches(alpha):
             np.bincount(y, minlength=10))
     else:  # a pair of one class stays one-hot: 1 in 10 here
         assert one_hot.mean() < 0.5
+        # The value itself: a row's larger weight, max(lam, 1 - lam), for
+        # lam ~ Beta(alpha, alpha), has the CDF F(t) - F(1 - t) (see
+        # tests/data/test_image_pipeline.py); Beta(2, 2)'s is refused.
+        from scipy import stats
+
+        larger = labels.max(axis=1)[~one_hot].astype("float64")
+
+        def folded_cdf(a):
+            return lambda t: stats.beta(a, a).cdf(t) - stats.beta(
+                a, a).cdf(1 - t)
+
+        assert stats.kstest(larger, folded_cdf(alpha)).pvalue > 0.01
+        assert stats.kstest(larger, folded_cdf(2.0)).pvalue < 1e-3
 
 
 def test_one_cycle_spans_the_accumulated_updates_of_the_epoch(search):
