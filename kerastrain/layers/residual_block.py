@@ -226,12 +226,19 @@ class ResidualBlock(keras.layers.Layer):
             )
         if self.shortcut and (self.strides != 1
                               or input_shape[-1] != self.out_channels):
-            self.projection = self._conv(self.out_channels, 1, self.strides,
+            # A 1x1 convolution of stride s reads every s-th pixel: it is
+            # one of stride 1 on those pixels (`_subsampled`). So it is
+            # written: torch 2.13's CPU build (oneDNN 3.12) computes the
+            # kernel's gradient of a strided 1x1 convolution wrongly for
+            # 2 to 4 input channels on two threads or more (off by up to
+            # twice its size, differently at every call).
+            self.projection = self._conv(self.out_channels, 1, 1,
                                          "projection", CONVS_PER_BLOCK - 1)
             self.projection_norm = self._norm(self.out_channels,
                                               "projection_norm")
             _build_chain([self.projection, self.projection_norm],
-                         input_shape, self._check_norm_input)
+                         self._subsampled_shape(input_shape),
+                         self._check_norm_input)
         _build_chain([layer for pair in zip(self.convs, self.norms)
                       for layer in pair], input_shape,
                      self._check_norm_input)
@@ -250,9 +257,21 @@ class ResidualBlock(keras.layers.Layer):
             x = self.drop_path(x, training=training)
         skip = inputs
         if self.projection is not None:
-            skip = self.projection_norm(self.projection(inputs),
-                                        training=training)
+            skip = self.projection_norm(
+                self.projection(self._subsampled(inputs)), training=training)
         return self.activation(x + skip)
+
+    def _subsampled(self, inputs):
+        """Every `strides`-th pixel of `inputs`, from the first: those a
+        "same" 1x1 convolution of that stride reads."""
+        if self.strides == 1:
+            return inputs
+        return inputs[:, ::self.strides, ::self.strides, :]
+
+    def _subsampled_shape(self, input_shape):
+        return (input_shape[0], *(
+            None if n is None else -(-n // self.strides)
+            for n in input_shape[1:3]), input_shape[3])
 
     def compute_output_shape(self, input_shape):
         shape = input_shape
