@@ -74,9 +74,10 @@ def load_data(args):
     return (x_train, y_train), (x_val, y_val), (x_test, y_test)
 
 
-def build_model(depth, train_images, seed):
-    """ResNet behind a per-channel standardization fitted on the training
-    images: the saved model takes images in [0, 1]."""
+def build_model(depth, train_images, seed, width=16):
+    """ResNet of `width` channels in its first stage behind a per-channel
+    standardization fitted on the training images: the saved model takes
+    images in [0, 1]."""
     import keras
 
     from kerastrain.data import channel_stats
@@ -86,7 +87,7 @@ def build_model(depth, train_images, seed):
     inputs = keras.Input((32, 32, 3), name="images")
     standardize = keras.layers.Normalization(mean=mean, variance=std ** 2,
                                              name="standardize")
-    net = resnet((32, 32, 3), num_classes=10, depth=depth,
+    net = resnet((32, 32, 3), num_classes=10, depth=depth, width=width,
                  drop_path_rate=DROP_PATH, seed=seed,
                  name=f"resnet{depth}")
     return keras.Model(inputs, net(standardize(inputs)), name=NAME)
@@ -112,7 +113,8 @@ def run(args):
 
     keras.utils.set_random_seed(args.seed)
     train, val, test = load_data(args)
-    model = build_model(args.depth, train[0], args.seed)
+    model = build_model(args.depth, train[0], args.seed,
+                        width=common.QUICK_WIDTH if args.quick else 16)
     print(f"{NAME}: {len(train[0])} train / {len(val[0])} validation / "
           f"{len(test[0])} test images, ResNet-{args.depth} with "
           f"{model.count_params():,} parameters, backend "

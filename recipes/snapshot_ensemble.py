@@ -70,7 +70,8 @@ def run(args):
     skipped = steps - args.cycles * cycle_steps
     schedule = keras.optimizers.schedules.CosineDecayRestarts(
         PEAK_LR, first_decay_steps=cycle_steps, t_mul=1.0, m_mul=1.0)
-    model = resnet((8, 8, 1), num_classes=10, depth=DEPTH, width=WIDTH,
+    model = resnet((8, 8, 1), num_classes=10, depth=DEPTH,
+                   width=common.QUICK_WIDTH if args.quick else WIDTH,
                    seed=args.seed, name=NAME)
     model.compile(SGD(schedule, momentum=0.9, nesterov=True,
                       weight_decay=WEIGHT_DECAY),

@@ -12,7 +12,7 @@ from tests.support import to_numpy
 
 
 def test_quick_run_reports_each_snapshot_and_their_average(tmp_path):
-    # One run for both claims (each run costs 15-50 s): --quick has 300
+    # One run for both claims (each run costs 15-50 s): --quick has 320
     # training digits in batches of 64, 5 steps an epoch, 10 in 2 epochs;
     # 4 cycles, which do not divide them, of 2 steps each use 8 of them
     # and still give 4 snapshots.
