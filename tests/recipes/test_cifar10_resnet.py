@@ -12,6 +12,7 @@ from sklearn.preprocessing import StandardScaler
 
 from kerastrain.models import valid_depths
 from recipes import cifar10_resnet as recipe
+from recipes import common
 from tests.support import to_numpy
 
 
@@ -53,6 +54,9 @@ def test_quick_run_on_tfds_mock_data_writes_reloadable_outputs(tmp_path):
     predicted = np.argmax(to_numpy(model(test_images / 255.0)), -1)
     assert np.mean(predicted == test_labels) == pytest.approx(
         metrics["test_accuracy"], abs=1e-9)
+    # --quick's narrower ResNet (the recipe's own is 16 wide).
+    assert model.get_layer("resnet8").get_layer(
+        "stem_conv").filters == common.QUICK_WIDTH != 16
 
 
 def test_under_mixed_precision_the_model_computes_in_float16_to_float32():

@@ -9,7 +9,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from sklearn.svm import SVC
 
-from recipes import digits_resnet
+from recipes import common, digits_resnet
 from tests.support import shift_views, softmax, to_numpy
 
 EXPECTED_FILES = {"model.keras", "model_tta.keras", "metrics.json",
@@ -53,6 +53,9 @@ def test_quick_run_writes_reloadable_outputs(tmp_path, capsys):
     members = [layer for layer in model.layers
                if isinstance(layer, keras.Model)]
     assert len(members) == 2
+    # --quick's narrower ResNets (the recipe's own are 32 wide).
+    assert [m.get_layer("stem_conv").filters for m in members] == [
+        common.QUICK_WIDTH] * 2 != [digits_resnet.WIDTH] * 2
     assert not np.array_equal(to_numpy(members[0].weights[0]),
                               to_numpy(members[1].weights[0]))
     np.testing.assert_allclose(

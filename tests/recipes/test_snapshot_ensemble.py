@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import kerastrain  # noqa: F401  (registers the layers for load_model)
+from recipes import common
 from recipes import snapshot_ensemble as recipe
 from recipes.digits_resnet import load_split
 from tests.support import to_numpy
@@ -36,6 +37,9 @@ def test_quick_run_reports_each_snapshot_and_their_average(tmp_path):
     _, _, (x_test, y_test) = load_split(0, quick=True)
     members = [keras.saving.load_model(out / "snapshots" / name)
                for name in snapshots]
+    # --quick's narrower ResNet (the recipe's own is 16 wide).
+    assert members[0].get_layer("stem_conv").filters == (
+        common.QUICK_WIDTH) != recipe.WIDTH
     expected = np.mean([keras.ops.convert_to_numpy(keras.ops.softmax(
         m(x_test))) for m in members], axis=0)
     averaged = to_numpy(keras.saving.load_model(out / "model.keras")(
