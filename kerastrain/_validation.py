@@ -166,7 +166,10 @@ def check_float_list(name, values):
             f"Argument `{name}` must be a list of numbers. "
             f"{_received(name, values)}"
         )
-    items = [float(v) for v in items]
+    try:
+        items = [float(v) for v in items]
+    except OverflowError:  # an int beyond float's range, e.g. 10**400
+        items = [math.inf]
     if not all(math.isfinite(v) for v in items):
         raise ValueError(
             f"Argument `{name}` must hold finite numbers (no NaN or inf). "

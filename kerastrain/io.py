@@ -369,6 +369,12 @@ def _plain(value):
         return {_plain_key(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(item) for item in value]
+    if hasattr(value, "detach") and hasattr(value, "is_floating_point"):
+        # A torch tensor: NumPy refuses one that requires grad (a loss)
+        # and bfloat16.
+        value = value.detach().cpu()
+        if value.is_floating_point():
+            value = value.float()
     if hasattr(value, "__array__") and not isinstance(value, str):
         return _plain(np.asarray(value).tolist())
     if isinstance(value, numbers.Real) and not isinstance(value, bool) and (

@@ -176,6 +176,11 @@ def test_json_is_strict_and_the_same_on_every_backend(tmp_path):
     io.write_json({"loss": np.float32("nan"), "best": float("inf"),
                    "mean": keras.ops.mean(keras.ops.ones((3,))),
                    "curve": np.array([1.0, -np.inf]),
+                   # torch's NumPy refused these two.
+                   "loss_with_gradient": keras.ops.square(keras.Variable(
+                       1.5)),
+                   "bfloat16": keras.ops.cast(keras.ops.ones((2,)) * 0.5,
+                                              "bfloat16"),
                    np.int64(3): "three"}, path)
 
     def refuse(constant):
@@ -184,7 +189,8 @@ def test_json_is_strict_and_the_same_on_every_backend(tmp_path):
     with open(path) as f:
         data = json.load(f, parse_constant=refuse)
     assert data == {"loss": None, "best": None, "mean": 1.0,
-                    "curve": [1.0, None], "3": "three"}
+                    "curve": [1.0, None], "loss_with_gradient": 2.25,
+                    "bfloat16": [0.5, 0.5], "3": "three"}
 
 
 def test_text_is_utf8_whatever_the_locale(tmp_path):

@@ -62,6 +62,9 @@ def test_an_int_beyond_floats_range_is_a_value_error_naming_it():
         check_float("rate", 10**400, 0, 1)
     with pytest.raises(ValueError, match="rate"):
         check_float("rate", -10**400)
+    with pytest.raises(ValueError, match=r"Argument `values` must hold "
+                       "finite numbers"):
+        check_float_list("values", [0, 10**400])
 
 
 def test_verbose_is_an_int_or_a_bool_as_keras_callbacks_take_it():

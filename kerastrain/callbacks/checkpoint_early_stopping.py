@@ -19,8 +19,10 @@ from kerastrain.callbacks._training_state import (ACCUMULATION_MARK,
 from kerastrain.io import atomic_path, save_model, write_json, write_text
 
 STATE_FILE = "early_stopping.json"
-# The epoch to resume from, stored in the backup's weights file itself.
+# The epoch to resume from, stored in the backup's weights file itself,
+# and the number of batches per update its step count was made under.
 EPOCH_ATTRIBUTE = "kerastrain_epoch"
+ACCUMULATION_ATTRIBUTE = "kerastrain_accumulation_steps"
 
 
 class _Backup(keras.callbacks.BackupAndRestore):
@@ -59,6 +61,9 @@ class _Backup(keras.callbacks.BackupAndRestore):
             self.model.save_weights(tmp, overwrite=True)
             with h5py.File(tmp, "a") as f:
                 f.attrs[EPOCH_ATTRIBUTE] = self._current_epoch
+                steps = _accumulation_steps(self.model)
+                if steps:
+                    f.attrs[ACCUMULATION_ATTRIBUTE] = steps
         write_text(json.dumps({"epoch": self._current_epoch,
                                "batch": self._last_batch_seen}),
                    self._training_metadata_path)
@@ -82,8 +87,26 @@ class _Backup(keras.callbacks.BackupAndRestore):
         if os.path.exists(self._weights_path):
             with h5py.File(self._weights_path, "r") as f:
                 epoch = f.attrs.get(EPOCH_ATTRIBUTE)
+                steps = f.attrs.get(ACCUMULATION_ATTRIBUTE)
             if epoch is not None:
                 self.model._initial_epoch = int(epoch)
+            if steps is not None:
+                # The step count read back was accumulated under `steps`
+                # batches per update: noted for `GradientAccumulation`,
+                # which would otherwise take the number of the epoch
+                # before (the start of a fit is backed up after its
+                # `on_epoch_begin` may have changed the number).
+                optimizer = base_optimizer(self.model.optimizer)
+                setattr(optimizer, ACCUMULATION_MARK,
+                        ((iterations(optimizer), int(steps)),))
+
+
+def _accumulation_steps(model):
+    """The optimizer's number of batches per update (None or 0 when it
+    accumulates nothing, or has no optimizer)."""
+    optimizer = getattr(model, "optimizer", None)
+    return None if optimizer is None else base_optimizer(
+        optimizer).gradient_accumulation_steps
 
 
 def _to_json(value):

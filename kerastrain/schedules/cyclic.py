@@ -77,11 +77,22 @@ class CyclicLR(keras.optimizers.schedules.LearningRateSchedule):
 
     def __call__(self, step):
         with keras.name_scope(self.name):
-            step = ops.cast(step, "float32")
-            period = 2.0 * self.step_size
-            completed = ops.floor(step / period)  # PyTorch's cycle - 1
-            height = (self.max_lr - self.base_lr) * self._triangle(
-                step - completed * period)
+            step = ops.convert_to_tensor(step)
+            period = 2 * self.step_size
+            if "int" in keras.backend.standardize_dtype(step.dtype):
+                # The place in the cycle in integers: float32 holds steps
+                # exactly only up to 2**24, and the optimizers count up to
+                # 2**31 - 1 (at 2**24 + 1 the float place was the floor
+                # where PyTorch's is a quarter up the climb).
+                completed = ops.floor_divide(step, period)
+                place = ops.cast(step - completed * period, "float32")
+                completed = ops.cast(completed, "float32")
+                step = ops.cast(step, "float32")
+            else:
+                step = ops.cast(step, "float32")
+                completed = ops.floor(step / period)  # PyTorch's cycle - 1
+                place = step - completed * period
+            height = (self.max_lr - self.base_lr) * self._triangle(place)
             if self.mode == "triangular2":
                 height = height * ops.power(0.5, completed)
             elif self.mode == "exp_range":

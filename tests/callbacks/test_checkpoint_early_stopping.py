@@ -526,3 +526,48 @@ def test_the_best_reloaded_counts_under_the_number_it_was_saved_with(
     assert int(to_numpy(model.optimizer.iterations)) == 6
     for got, want in zip(model.get_weights(), reference.get_weights()):
         np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+@pytest.mark.parametrize("accumulation_first", [True, False])
+def test_a_crash_in_a_continued_fits_first_epoch_resumes_its_count(
+        tmp_path, accumulation_first):
+    """A fit continued from a saved model at epoch 1, where the number
+    of batches per update goes from 2 to 4, crashes in its first epoch,
+    and a new model object (as after a restart) resumes from the backup.
+    The start of the fit was backed up after `GradientAccumulation`
+    changed the number (when listed first): read under the epoch before's
+    number, the step count was converted twice (5 updates instead of 3)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((12, 4)).astype("float32")
+    y = rng.standard_normal((12, 1)).astype("float32")
+    steps = {0: 2, 1: 4}
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(
+        keras.optimizers.schedules.ExponentialDecay(0.05, 1, 0.5),
+        gradient_accumulation_steps=2), "mse")
+    # 3 batches of 2 per update: one update, one batch pending.
+    model.fit(x, y, batch_size=4, shuffle=False, verbose=0,
+              callbacks=[GradientAccumulation(steps)])
+    saved = str(tmp_path / "epoch1.keras")
+    model.save(saved)
+
+    def continued(name, crash=()):
+        model = keras.saving.load_model(saved)
+        callbacks = [GradientAccumulation(steps), CheckpointEarlyStopping(
+            str(tmp_path / f"{name}.keras"), monitor="loss",
+            restore_best=False, backup_dir=str(tmp_path / name))]
+        if not accumulation_first:
+            callbacks.reverse()
+        model.fit(x, y, batch_size=4, epochs=3, initial_epoch=1,
+                  shuffle=False, verbose=0, callbacks=[*callbacks, *crash])
+        return model
+
+    uninterrupted = continued("uninterrupted")
+    with pytest.raises(KeyboardInterrupt):
+        continued("crashed", [CrashAt(1, batch=1)])
+    resumed = continued("crashed")
+    assert int(to_numpy(resumed.optimizer.iterations)) == int(
+        to_numpy(uninterrupted.optimizer.iterations)) == 3
+    for got, want in zip(weights(resumed), weights(uninterrupted)):
+        np.testing.assert_allclose(got, want, atol=1e-6)

@@ -1,3 +1,5 @@
+import keras
+import numpy as np
 import pytest
 import torch
 
@@ -16,6 +18,27 @@ def test_equals_pytorch_cyclic_lr_over_several_cycles(mode, gamma, step_size):
             opt, base_lr=0.001, max_lr=0.1, step_size_up=step_size,
             mode=mode, gamma=gamma, cycle_momentum=False), steps)
     assert_matches(CyclicLR(0.001, 0.1, step_size, mode, gamma), lrs)
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64"])
+def test_steps_past_float32s_exact_integers_keep_their_place(dtype):
+    """The optimizers count steps up to 2**31 - 1; float32 holds them
+    exactly only up to 2**24 (an odd step past it took the place of an
+    even one: the floor where PyTorch is a quarter up the climb).
+    Triangular only: PyTorch's `triangular2` overflows there."""
+    steps = [2**24 + 1, 2**24 + 3, 2**25 + 5, 10**8 + 3, 2**31 - 2]
+    scheduler = torch.optim.lr_scheduler.CyclicLR(
+        torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0),
+        base_lr=0.001, max_lr=0.01, step_size_up=4, cycle_momentum=False)
+    expected = []
+    for step in steps:
+        scheduler.last_epoch = step  # PyTorch computes in Python floats
+        scheduler._get_lr_called_within_step = True  # no warning
+        expected.append(scheduler.get_lr()[0])
+    schedule = CyclicLR(0.001, 0.01, 4)
+    ours = [float(keras.ops.convert_to_numpy(schedule(
+        keras.ops.convert_to_tensor(step, dtype)))) for step in steps]
+    np.testing.assert_allclose(ours, expected, rtol=1e-6, atol=1e-12)
 
 
 def test_equal_bounds_give_a_constant():
