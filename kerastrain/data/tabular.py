@@ -202,6 +202,11 @@ def tabular_preprocessor(x_train, numeric=None, categorical=None,
             f"Columns {both} are in both `numeric` and `categorical`: each "
             "column is either scaled or one-hot encoded. Received: "
             f"numeric={numeric}, categorical={categorical}")
+    if not at_numeric and not categorical:
+        raise ValueError(
+            "`numeric` and `categorical` select no column of `x_train`: "
+            "the preprocessor would output no feature. Received: "
+            f"numeric={numeric}, categorical={categorical}")
     values = _numbers(_select(x_train, at_numeric), numeric)
     if not impute:
         reject_missing(values, numeric)

@@ -218,6 +218,10 @@ def test_one_column_alone_is_one_column():
     (table(), {"categorical": [True]}, ValueError, "`categorical`"),
     (table(), {"numeric": 1.5}, TypeError, r"`numeric` must be a list"),
     (table(), {"impute": "no"}, TypeError, r"`impute` must be True or"),
+    # Every column left out: a preprocessor of no feature.
+    (table(), {"numeric": [], "categorical": []}, ValueError,
+     r"select no column.*numeric=\[\], categorical=\[\]"),
+    (np.ones((3, 2)), {"numeric": []}, ValueError, "select no column"),
 ])
 def test_bad_columns_and_flags_name_the_argument(x_train, kwargs, error,
                                                  match):
