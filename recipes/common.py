@@ -751,14 +751,16 @@ def run_search(tuner, out, train, val, *, epochs, batch_size, patience):
 
 def read_history(path):
     """A Keras `CSVLogger` file as a `History`-like object (`.history`,
-    `.epoch`) for `write_history` and `plot_history`."""
+    `.epoch`) for `write_history` and `plot_history`. The logger's "NA"
+    (a key an epoch did not log) reads as NaN."""
     import types
 
     with open(path) as f:
         rows = list(csv.DictReader(f))
     names = [name for name in rows[0] if name != "epoch"] if rows else []
     return types.SimpleNamespace(
-        history={n: [float(row[n]) for row in rows] for n in names},
+        history={n: [float("nan") if row[n] in ("NA", "") else float(row[n])
+                     for row in rows] for n in names},
         epoch=[int(row["epoch"]) for row in rows])
 
 

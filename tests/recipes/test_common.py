@@ -522,3 +522,18 @@ def test_one_cycle_steps_leave_kerastuner_unimported(monkeypatch):
     args = argparse.Namespace(epochs=2, batch_size=4)
     assert common.one_cycle_steps(args, 10) == 6
     assert "keras_tuner" not in sys.modules
+
+
+def test_a_csv_loggers_na_reads_as_nan(tmp_path):
+    """Keras' `CSVLogger` writes "NA" for a key an epoch did not log (a
+    fit stopped early, a validation metric not computed that epoch):
+    `search_report` failed on it with float("NA")."""
+    import math
+
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,loss,val_loss\n0,1.5,NA\n1,0.5,0.25\n")
+    history = common.read_history(str(path))
+    assert history.epoch == [0, 1]
+    assert history.history["loss"] == [1.5, 0.5]
+    assert math.isnan(history.history["val_loss"][0])
+    assert history.history["val_loss"][1] == 0.25
