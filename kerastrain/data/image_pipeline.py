@@ -60,19 +60,31 @@ def _stats(images):
     return mean.astype("float32"), std.astype("float32")
 
 
-def _augmenters(augment, seeds):
-    """The augmentation layers, the i-th seeded with `seeds[i]`: a name
-    gets its layer with kerastrain's defaults, a `(name, options)` pair
-    the same layer with `options` overriding them, a callable stays."""
+def _shift_factor(side):
+    """`RandomTranslation`'s factor for pad-and-crop on a side of `side`
+    pixels: whole-pixel shifts, each of -p..p equally likely, p = side //
+    8 (at least 1). The layer draws a shift uniform in [-factor * side,
+    factor * side] and, with nearest interpolation, rounds it, so
+    (p + 0.5) / side gives each integer in [-p, p] a width of one."""
+    return (max(1, side // 8) + 0.5) / side
+
+
+def _augmenters(augment, seeds, image_size=(32, 32)):
+    """The augmentation layers, the i-th seeded with `seeds[i]`, for
+    images of `image_size` (height, width): a name gets its layer with
+    kerastrain's defaults, a `(name, options)` pair the same layer with
+    `options` overriding them, a callable stays."""
     import keras
 
     layers = {
         "flip": (keras.layers.RandomFlip, {"mode": "horizontal"}),
-        # Pad-and-crop: shift by up to 1/8 of the side (4 pixels of 32,
-        # 1 of 8), zeros filling in.
+        # Pad-and-crop: whole pixels, up to 1/8 of the side (4 pixels of
+        # 32, 1 of 8), zeros filling in. Keras' default bilinear
+        # interpolation would move by fractions of a pixel, blurring.
         "shift": (keras.layers.RandomTranslation, {
-            "height_factor": 0.125, "width_factor": 0.125,
-            "fill_mode": "constant"}),
+            "height_factor": _shift_factor(image_size[0]),
+            "width_factor": _shift_factor(image_size[1]),
+            "fill_mode": "constant", "interpolation": "nearest"}),
         "rotate": (keras.layers.RandomRotation, {"factor": 0.04}),
         # Keras' RandomZoom only zooms about the centre.
         "crop": (RandomResizedCrop, {}),
@@ -197,8 +209,9 @@ def image_pipeline(x, y, batch_size, num_classes,
             one-hot (or soft) rows, (N, num_classes); None with a dataset.
         batch_size: Images per batch, >= 1.
         num_classes: Number of classes, >= 2.
-        augment: Names from `flip`, `shift` (pad-and-crop: up to 1/8 of
-            the side, zero fill), `rotate`, `crop` (`RandomResizedCrop()`:
+        augment: Names from `flip`, `shift` (pad-and-crop: whole pixels,
+            each shift from -p to p equally likely, p = side // 8 (at
+            least 1), zero fill), `rotate`, `crop` (`RandomResizedCrop()`:
             half the area or more, at a random place) and `randaugment`
             (Keras' `RandAugment`: 1 or 3 channels, and pixels must lie
             in its `value_range`, [0, 1] unless given as an option, since
@@ -270,9 +283,9 @@ def image_pipeline(x, y, batch_size, num_classes,
     # the rotation's direction).
     shuffle_seed, mixup_seed, cutmix_seed, pick_seed, *augment_seeds = (
         spawn_seeds(seed, 4 + len(augment)))
-    # Made in evaluation mode too: bad options fail here, not later.
-    augmenters = _augmenters(augment, augment_seeds)
     images, labels = _images_and_labels(x, y, num_classes)
+    # Made in evaluation mode too: bad options fail here, not later.
+    augmenters = _augmenters(augment, augment_seeds, images.shape[1:3])
     if training:
         check_randaugment_input(augmenters, images)
     mean, std = _normalization(normalize, images)

@@ -301,26 +301,36 @@ def test_a_seed_gives_the_same_augmented_mixed_batches_every_time():
     assert not np.array_equal(first[0][0], other[0][0])
 
 
-def test_shift_moves_content_by_at_most_an_eighth_with_zero_fill():
-    # One bright pixel in the middle of 16x16 images: after a shift of up
-    # to 2 pixels it is still there, and nothing wraps around.
-    x = np.zeros((64, 16, 16, 1), "float32")
-    x[:, 8, 8, 0] = 1.0
-    images, _ = one_batch(image_pipeline(
-        x, np.zeros(64, int), 64, 2, augment=("shift",), normalize=False,
-        seed=0))
-    rows, cols = np.nonzero(images[..., 0].max(axis=0) > 0.25)
-    assert rows.min() >= 6 and rows.max() <= 10
-    assert cols.min() >= 6 and cols.max() <= 10
-    assert len({tuple(np.argwhere(i[..., 0] > 0.25)[0]) for i in images}) > 1
-    # Images of ones: what a shift uncovers is zeros (a wrapped, reflected
-    # or nearest fill would keep them all ones), on the border only.
-    images, _ = one_batch(image_pipeline(
-        np.ones((64, 16, 16, 1), "float32"), np.zeros(64, int), 64, 2,
-        augment=("shift",), normalize=False, seed=0))
-    filled = images[..., 0] < 0.5
-    assert filled.any(axis=(1, 2)).sum() > 32
-    assert not filled[:, 2:-2, 2:-2].any()
+def shifted(image, dy, dx):
+    """`image` moved down `dy` and right `dx` whole pixels, zeros filling
+    in: pad-and-crop, index by index."""
+    height, width = image.shape[:2]
+    padded = np.pad(image, ((abs(dy),) * 2, (abs(dx),) * 2, (0, 0)))
+    return padded[abs(dy) - dy:abs(dy) - dy + height,
+                  abs(dx) - dx:abs(dx) - dx + width]
+
+
+@pytest.mark.parametrize("side", [8, 16, 5])
+def test_shift_is_pad_and_crop_by_whole_pixels_equally_likely(side):
+    """Each image comes out moved by whole pixels (Keras' bilinear
+    default moved by fractions, blurring), at most p = side // 8 (at
+    least 1) each way, zeros filling in; the (2p + 1)^2 shifts equally
+    likely (a chi-square test)."""
+    from scipy import stats
+
+    n = 900
+    x = np.random.default_rng(0).uniform(0.1, 1.0, (n, side, side, 1))
+    images = np.concatenate([batch[0] for batch in image_pipeline(
+        x.astype("float32"), np.zeros(n, int), 300, 2, augment=("shift",),
+        normalize=False, shuffle=False, seed=0).as_numpy_iterator()])
+    p = max(1, side // 8)
+    moves = [(dy, dx) for dy in range(-p, p + 1) for dx in range(-p, p + 1)]
+    counts = dict.fromkeys(moves, 0)
+    for image, original in zip(images, x.astype("float32")):
+        (move,) = [m for m in moves
+                   if np.array_equal(image, shifted(original, *m))]
+        counts[move] += 1
+    assert stats.chisquare(list(counts.values())).pvalue > 1e-3, counts
 
 
 def test_batches_stay_float32_under_a_mixed_precision_policy():
