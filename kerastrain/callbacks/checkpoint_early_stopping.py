@@ -16,7 +16,8 @@ from kerastrain.callbacks._training_state import (ACCUMULATION_MARK,
                                                   base_optimizer,
                                                   iterations,
                                                   set_accumulation)
-from kerastrain.io import atomic_path, save_model, write_json, write_text
+from kerastrain.io import (atomic_path, cache_keras_saving_skipsets,
+                           save_model, write_json, write_text)
 
 STATE_FILE = "early_stopping.json"
 # The epoch to resume from, stored in the backup's weights file itself,
@@ -57,6 +58,7 @@ class _Backup(keras.callbacks.BackupAndRestore):
             if os.path.exists(source):
                 with atomic_path(backup) as tmp:
                     shutil.copyfile(source, tmp)
+        cache_keras_saving_skipsets()
         with atomic_path(self._weights_path) as tmp:
             self.model.save_weights(tmp, overwrite=True)
             with h5py.File(tmp, "a") as f:
