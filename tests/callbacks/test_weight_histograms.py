@@ -555,3 +555,27 @@ def test_a_model_without_trainable_weights_logs_nothing(tmp_path):
     model.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[
         WeightHistograms(tmp_path, plot=False, probe=(x[:8], y[:8]))])
     assert read(tmp_path) == {}
+
+
+def test_each_picture_is_drawn_as_if_it_were_alone(tmp_path):
+    """The layers' pictures share one figure, their data replaced: a
+    layer's picture is, pixel for pixel, the one drawn with no layer
+    before it (limits, ticks and legend from its own data only)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    rows = {"net/small/kernel": [np.sort(rng.normal(size=7)) * 1e-3
+                                 for _ in range(9)],
+            "net/large/kernel": [np.sort(rng.normal(size=7)) * 50 + 7
+                                 for _ in range(4)]}
+    pictures = {}
+    for name, paths in (("together", list(rows)),
+                        ("alone", ["net/large/kernel"])):
+        callback = WeightHistograms(tmp_path / name, gradients=False)
+        for path in paths:
+            callback.percentiles[path] = rows[path]
+            callback._steps[path] = list(range(len(rows[path])))
+        callback._plot()
+        pictures[name] = np.asarray(Image.open(
+            tmp_path / name / "plots" / "net_large_kernel.png"))
+    np.testing.assert_array_equal(pictures["together"], pictures["alone"])
