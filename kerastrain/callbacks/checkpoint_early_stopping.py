@@ -98,9 +98,8 @@ class _Backup(keras.callbacks.BackupAndRestore):
                 # which would otherwise take the number of the epoch
                 # before (the start of a fit is backed up after its
                 # `on_epoch_begin` may have changed the number).
-                optimizer = base_optimizer(self.model.optimizer)
-                setattr(optimizer, ACCUMULATION_MARK,
-                        ((iterations(optimizer), int(steps)),))
+                _note_counted_under(
+                    base_optimizer(self.model.optimizer), int(steps))
 
 
 def _accumulation_steps(model):
@@ -109,6 +108,12 @@ def _accumulation_steps(model):
     optimizer = getattr(model, "optimizer", None)
     return None if optimizer is None else base_optimizer(
         optimizer).gradient_accumulation_steps
+
+
+def _note_counted_under(optimizer, steps):
+    """Notes, for `GradientAccumulation`, that the optimizer's step count
+    as it stands was accumulated under `steps` batches per update."""
+    setattr(optimizer, ACCUMULATION_MARK, ((iterations(optimizer), steps),))
 
 
 def _to_json(value):
@@ -340,8 +345,7 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
             # accumulated under: a Python attribute, which the file's
             # variables do not hold (`GradientAccumulation` may change it
             # after this epoch).
-            self._best_accumulation = base_optimizer(
-                self.model.optimizer).gradient_accumulation_steps
+            self._best_accumulation = _accumulation_steps(self.model)
             if self.verbose:
                 print(f"\nEpoch {epoch + 1}: {self.monitor} improved to "
                       f"{float(self.best):.5g}, saved to {self.filepath}")
@@ -359,8 +363,7 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
             return
         optimizer = base_optimizer(self.model.optimizer)
         if hasattr(optimizer, ACCUMULATION_MARK):
-            setattr(optimizer, ACCUMULATION_MARK,
-                    ((iterations(optimizer), steps),))
+            _note_counted_under(optimizer, steps)
         set_accumulation(self.model, steps)
 
     def _write_state(self, next_epoch):
