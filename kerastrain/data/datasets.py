@@ -65,7 +65,8 @@ def load(name, split=None, data_dir=None, download=True):
             `"test"`, `"train[:10%]"`...). The offline data sets come
             whole and take none (a split is a `ValueError`): cut them with
             `kerastrain.data.split`.
-        data_dir: TFDS data folder (default: TFDS's own).
+        data_dir: TFDS data folder (default: TFDS's own). The offline
+            data sets are read from scikit-learn, and refuse one.
         download: Whether TFDS may download and prepare a data set that
             is not in `data_dir` yet; with False, a missing one is a
             `FileNotFoundError` (no network is touched).
@@ -103,6 +104,12 @@ def load(name, split=None, data_dir=None, download=True):
             f"The offline data set {name!r} comes whole: it has no splits. "
             "Cut it with `kerastrain.data.split`. Received: "
             f"split={split!r}")
+    if data_dir is not None:
+        # It would be ignored: the data ship inside scikit-learn.
+        raise ValueError(
+            f"The offline data set {name!r} ships inside scikit-learn: it "
+            "is not read from a folder, so `data_dir` is only for 'tfds:' "
+            f"data sets. Received: data_dir={data_dir!r}")
     return OFFLINE[name]()
 
 

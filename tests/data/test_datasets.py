@@ -1,4 +1,5 @@
 import os
+import re
 
 import numpy as np
 import pytest
@@ -49,6 +50,13 @@ def test_splits_are_one_string_and_only_for_tfds(tmp_path):
         load("wine", split="test")
     with pytest.raises(TypeError, match=r"one TFDS split.*\['train', 'test'"):
         load("tfds:mnist", split=["train", "test"], data_dir=str(tmp_path))
+
+
+def test_an_offline_data_set_refuses_a_folder_it_would_ignore(tmp_path):
+    folder = re.escape(repr(str(tmp_path)))
+    with pytest.raises(ValueError,
+                       match=rf"'digits' ships inside.*data_dir={folder}"):
+        load("digits", data_dir=str(tmp_path))
 
 
 def test_a_missing_tfds_data_set_without_download_names_the_folder(tmp_path):
