@@ -392,8 +392,10 @@ def write_history(history, path):
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["epoch"] + keys)
-    for epoch in range(len(history.epoch)):
-        writer.writerow([epoch + 1] + [history.history[k][epoch]
+    # Numbered from 1 as `plot_history` draws them: a fit that continued
+    # another (`initial_epoch`, a Hyperband trial) starts past 1.
+    for row, epoch in enumerate(history.epoch):
+        writer.writerow([epoch + 1] + [history.history[k][row]
                                        for k in keys])
     write_text(buffer.getvalue(), path)
 
@@ -786,7 +788,10 @@ def search_report(tuner, out, histories, top=5):
     rows = [{"trial": t.trial_id, "score": t.score,
              **{n: t.hyperparameters.values.get(n) for n in names}}
             for t in ordered]
-    best = ordered[0].hyperparameters.values
+    # Hyperband's bookkeeping (`tuner/epochs`, `tuner/round`...) is no knob.
+    best = {name: value for name, value in
+            ordered[0].hyperparameters.values.items()
+            if not name.startswith("tuner/")}
     write_json(best, os.path.join(out, "best_hyperparameters.json"))
     history = read_history(os.path.join(histories, ordered[0].trial_id,
                                         "history.csv"))

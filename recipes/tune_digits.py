@@ -48,7 +48,8 @@ def run(args):
         args, len(train[0]), epochs=1 if hyperband else None,
         what="a Hyperband round of 1 epoch" if hyperband else None)
     hypermodel = ResNetHyperModel(
-        (8, 8, 1), 10, depth=[8, 14], width=[16, 32],
+        (8, 8, 1), 10, depth=[8, 14],
+        width=common.QUICK_WIDTH if args.quick else [16, 32],
         augment=AUGMENT, seed=args.seed)
     tuner = common.make_tuner(hypermodel, args, ("val_accuracy", "max"),
                               out, args.epochs)

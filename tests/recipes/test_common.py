@@ -1,5 +1,6 @@
 """The flags and exits every recipe shares (recipes/common.py)."""
 
+import csv
 import json
 import os
 import time
@@ -537,3 +538,57 @@ def test_a_csv_loggers_na_reads_as_nan(tmp_path):
     assert history.history["loss"] == [1.5, 0.5]
     assert math.isnan(history.history["val_loss"][0])
     assert history.history["val_loss"][1] == 0.25
+
+
+def test_a_continued_fits_history_keeps_its_epoch_numbers(tmp_path):
+    """A fit from `initial_epoch` (a Hyperband trial continuing another)
+    starts past epoch 1: `history.csv` numbers its rows as Keras'
+    `CSVLogger` does (from 0 there, from 1 here), not from 1."""
+    import numpy as np
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    logged = tmp_path / "logged.csv"
+    history = model.fit(np.ones((4, 2)), np.ones(4), epochs=3,
+                        initial_epoch=1, verbose=0,
+                        callbacks=[keras.callbacks.CSVLogger(str(logged))])
+    for source in (history, common.read_history(str(logged))):
+        path = tmp_path / "history.csv"
+        common.write_history(source, str(path))
+        with open(path) as f, open(logged) as g:
+            assert [int(row["epoch"]) for row in csv.DictReader(f)] == [
+                int(row["epoch"]) + 1 for row in csv.DictReader(g)]
+
+
+def test_hyperbands_bookkeeping_is_not_reported_as_a_hyperparameter(
+        tmp_path):
+    """KerasTuner's Hyperband adds `tuner/epochs`, `tuner/round`... to each
+    trial's values: scheduling, not knobs. `trials.csv` left them out, and
+    so must the best hyperparameters."""
+    import types
+
+    import keras_tuner as kt
+
+    oracle = kt.oracles.HyperbandOracle(
+        objective=kt.Objective("val_accuracy", "max"), max_epochs=3,
+        seed=0)
+    oracle._set_project_dir(str(tmp_path / "search"), "p")
+    space = kt.HyperParameters()
+    space.Choice("units", [4, 8])
+    oracle.update_space(space)
+    trial = oracle.create_trial("tuner0")
+    values = trial.hyperparameters.values
+    assert any(name.startswith("tuner/") for name in values)  # it matters
+    trial.score = 0.5
+    history = tmp_path / "histories" / trial.trial_id / "history.csv"
+    history.parent.mkdir(parents=True)
+    history.write_text("epoch,loss,val_accuracy\n0,1.0,0.5\n")
+    best, _ = common.search_report(types.SimpleNamespace(oracle=oracle),
+                                   str(tmp_path),
+                                   str(tmp_path / "histories"))
+    assert best == {"units": values["units"]}
+    assert json.loads((tmp_path / "best_hyperparameters.json").read_text()
+                      ) == best
+    with open(tmp_path / "trials.csv") as f:
+        assert next(csv.reader(f)) == ["trial", "score", "units"]
+
