@@ -8,8 +8,10 @@ from kerastrain._validation import check_bool
 def probabilities(logits):
     """The probabilities of symbolic `logits`, in float32 (under mixed
     precision too): a softmax, or for one logit (a binary classifier) a
-    sigmoid, where a softmax would be 1 whatever the input."""
-    if logits.shape[-1] == 1:
+    sigmoid, where a softmax would be 1 whatever the input. One logit per
+    sample may also come as a vector `(batch,)`, as Keras' binary losses
+    take it: a softmax over its last axis would mix the batch's samples."""
+    if len(logits.shape) < 2 or logits.shape[-1] == 1:
         return keras.layers.Activation("sigmoid", dtype="float32")(logits)
     return keras.layers.Softmax(dtype="float32")(logits)
 

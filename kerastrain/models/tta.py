@@ -93,12 +93,18 @@ def tta(model, shift=1, from_logits=True, data_format=None, name="tta"):
 
 
 def _data_format(model, data_format):
-    """`data_format` checked, or for None the one `model`'s top-level
-    layers agree on, or the global one where none has any."""
+    """`data_format` checked, or for None the one `model`'s layers agree
+    on, those of nested models (an `ensemble`'s members) included, or the
+    global one where none has any. A `Flatten` counts only where no other
+    layer tells: its `data_format` (the global one unless given) orders
+    what it flattens, whatever layout the convolutions before it read."""
     if data_format is not None:
         return check_choice("data_format", data_format, DATA_FORMATS)
-    found = {layer.data_format for layer in model.layers
-             if getattr(layer, "data_format", None) in DATA_FORMATS}
+    layers = [layer for layer in model._flatten_layers()
+              if getattr(layer, "data_format", None) in DATA_FORMATS]
+    found = ({layer.data_format for layer in layers
+              if not isinstance(layer, keras.layers.Flatten)}
+             or {layer.data_format for layer in layers})
     if len(found) > 1:
         raise ValueError(
             "Argument `model` has layers of both image layouts; pass "

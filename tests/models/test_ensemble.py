@@ -145,10 +145,15 @@ def test_one_member_gives_float32_under_mixed_precision(from_logits):
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=0)
 
 
-def test_single_logit_members_get_a_sigmoid():
-    # A softmax over one logit is 1 whatever the input.
-    members = [keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
-               for _ in range(2)]
+@pytest.mark.parametrize("vector", [False, True])
+def test_single_logit_members_get_a_sigmoid(vector):
+    # A softmax over one logit is 1 whatever the input; one over a vector
+    # of logits, one a sample (Keras' binary losses take that shape),
+    # mixed the batch's samples.
+    keras.utils.set_random_seed(0)
+    members = [keras.Sequential([
+        keras.Input((4,)), keras.layers.Dense(1),
+        *([keras.layers.Reshape(())] if vector else [])]) for _ in range(2)]
     x = np.random.default_rng(0).standard_normal((6, 4)).astype("float32")
     logits = [to_numpy(m(x)).astype("float64") for m in members]
     expected = np.mean([1 / (1 + np.exp(-z)) for z in logits], axis=0)

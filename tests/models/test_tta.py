@@ -69,8 +69,8 @@ def test_bad_arguments_are_clear_errors():
     mixed = keras.Sequential([
         keras.Input((4, 4, 1)),
         keras.layers.ZeroPadding2D(1, data_format="channels_last"),
-        keras.layers.Flatten(data_format="channels_first"),
-        keras.layers.Dense(2)])
+        keras.layers.Conv2D(2, 1, data_format="channels_first"),
+        keras.layers.Flatten(), keras.layers.Dense(2)])
     with pytest.raises(ValueError, match="both image layouts; pass "
                        "`data_format`"):
         tta(mixed)
@@ -146,3 +146,42 @@ def test_a_single_logit_gets_a_sigmoid():
     got = to_numpy(tta(model).predict(x, verbose=0))
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     assert np.ptp(got) > 0
+
+
+def test_a_default_flatten_after_channels_first_layers_does_not_vote():
+    """`Flatten` takes the global `data_format` unless given one; it only
+    orders what it flattens, so a channels-first image layer says the
+    layout (the model was refused as of both layouts). Padding: TensorFlow
+    has no channels-first convolution on CPU."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((2, 8, 6)),
+        keras.layers.ZeroPadding2D((1, 2), data_format="channels_first"),
+        keras.layers.Flatten(), keras.layers.Dense(3)])
+    x = images((4, 8, 6, 2))
+    expected = np.mean([softmax(to_numpy(model.predict(
+        to_channels_first(v), verbose=0))) for v in shift_views(x)], axis=0)
+    got = to_numpy(tta(model).predict(to_channels_first(x), verbose=0))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_nested_models_say_their_layout():
+    """An `ensemble` of `resnet`s has no image layer at its top level: the
+    layout is read from its members (under a global `channels_first`, the
+    views shifted the width and the channels)."""
+    from kerastrain.models import ensemble
+
+    keras.utils.set_random_seed(0)
+    members = [resnet((8, 6, 3), 4, depth=8, width=4) for _ in range(2)]
+    x = images((5, 8, 6, 3))
+    expected = np.mean([np.mean([softmax(to_numpy(m.predict(v, verbose=0)))
+                                 for m in members], axis=0)
+                        for v in shift_views(x)], axis=0)
+    keras.config.set_image_data_format("channels_first")
+    try:
+        combined = tta(ensemble(members), from_logits=False)
+    finally:
+        keras.config.set_image_data_format("channels_last")
+    got = to_numpy(combined.predict(x, verbose=0))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
