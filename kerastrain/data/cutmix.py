@@ -1,7 +1,13 @@
 """CutMix for the tf.data input pipeline, on whole batches."""
 
 from kerastrain._seeds import tf_generator
-from kerastrain._validation import check_float, check_seed
+from kerastrain._validation import FLOAT32_MAX, check_float, check_seed
+
+# The largest Beta parameter of mixup or cutmix: the weight is
+# g1 / (g1 + g2) of two float32 Gamma(alpha) draws of about alpha each,
+# whose sum must not overflow (inf gave NaN images, a sum near the limit a
+# weight of 0).
+MAX_ALPHA = FLOAT32_MAX / 4
 
 
 class CutMix:
@@ -25,7 +31,8 @@ class CutMix:
     of it, in [0, 1].
 
     Args:
-        alpha: Beta parameter, > 0 (1: the paper's, a uniform weight).
+        alpha: Beta parameter, > 0 (1: the paper's, a uniform weight), at
+            most `MAX_ALPHA`.
         seed: None, or an integer >= 0: the same sequence of boxes on
             every run.
 
@@ -48,7 +55,8 @@ class CutMix:
     """
 
     def __init__(self, alpha=1.0, seed=None):
-        self.alpha = check_float("alpha", alpha, low=0, low_closed=False)
+        self.alpha = check_float("alpha", alpha, low=0, low_closed=False,
+                                 high=MAX_ALPHA)
         self.seed = check_seed("seed", seed)
         self._random = tf_generator(self.seed)
 

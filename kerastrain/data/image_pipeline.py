@@ -12,7 +12,7 @@ from kerastrain.data._image_inputs import (check_normalize,
                                            check_randaugment_input,
                                            one_hot_labels, pixels,
                                            read_dataset)
-from kerastrain.data.cutmix import CutMix
+from kerastrain.data.cutmix import MAX_ALPHA, CutMix
 from kerastrain.data.random_resized_crop import RandomResizedCrop
 from kerastrain.data.split import check_same_length
 
@@ -222,7 +222,8 @@ def image_pipeline(x, y, batch_size, num_classes,
             callables on a batch of images (a Keras preprocessing layer,
             `RandomResizedCrop(scale=...)`), applied in the order given.
         mixup_alpha: Beta parameter of mixup, >= 0 (0: off). 0.1 to 0.4
-            is the usual range.
+            is the usual range. At most `MAX_ALPHA` (a quarter of float32's
+            largest number), as `cutmix_alpha`.
         cutmix_alpha: Beta parameter of cutmix, >= 0 (0: off; 1: the
             paper's).
         normalize: True to standardize each channel with `x`'s statistics
@@ -260,8 +261,10 @@ def image_pipeline(x, y, batch_size, num_classes,
 
     batch_size = check_int("batch_size", batch_size, min_value=1)
     num_classes = check_int("num_classes", num_classes, min_value=2)
-    mixup_alpha = check_float("mixup_alpha", mixup_alpha, low=0)
-    cutmix_alpha = check_float("cutmix_alpha", cutmix_alpha, low=0)
+    mixup_alpha = check_float("mixup_alpha", mixup_alpha, low=0,
+                              high=MAX_ALPHA)
+    cutmix_alpha = check_float("cutmix_alpha", cutmix_alpha, low=0,
+                               high=MAX_ALPHA)
     augment = check_augment(augment)
     normalize = check_normalize(normalize)
     shuffle = check_bool("shuffle", shuffle)

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from kerastrain.data import CutMix
+from kerastrain.data.cutmix import MAX_ALPHA
 
 
 def reference_pasted_shares(alpha, side, draws, rng):
@@ -84,8 +85,19 @@ def test_a_seed_repeats_the_boxes():
     assert not all(np.array_equal(a, b) for a, b in zip(first, other))
 
 
+def test_the_largest_alpha_still_halves_the_weight():
+    """Beta(alpha, alpha) of a huge alpha is 1/2. Past `MAX_ALPHA` the sum
+    of the two float32 Gamma draws overflows: a weight of 0 (3e38, every
+    image replaced whole) or NaN (an alpha float32 cannot hold)."""
+    ours = pasted_shares(MAX_ALPHA, 8, batches=10)
+    ref = reference_pasted_shares(1e6, 8, 200_000, np.random.default_rng(0))
+    assert abs(ours.mean() - ref.mean()) < 5 * ref.std() / np.sqrt(
+        len(ours))
+
+
 @pytest.mark.parametrize("kwargs, error", [
     ({"alpha": 0.0}, ValueError), ({"alpha": -1.0}, ValueError),
+    ({"alpha": 3e38}, ValueError), ({"alpha": 1e40}, ValueError),
     ({"alpha": "1"}, TypeError), ({"seed": 0.5}, TypeError),
     ({"seed": -1}, ValueError)])
 def test_bad_arguments(kwargs, error):

@@ -238,6 +238,10 @@ def test_augmented_training_batches_feed_model_fit():
     ({"augment": ("flip", keras.layers.RandomFlip)}, TypeError,
      r"`augment` holds the class RandomFlip: pass an instance"),
     ({"training": "no"}, TypeError, r"`training` must be True or False"),
+    # float32 Gamma draws of about alpha each: their sum overflowed, and
+    # every mixed batch was NaN.
+    ({"mixup_alpha": 1e40}, ValueError, r"`mixup_alpha` must be in \[0, "),
+    ({"cutmix_alpha": 3e38}, ValueError, r"`cutmix_alpha` must be in \[0, "),
     # Their min and max, asked for the message, failed inside NumPy.
     ({"y": np.array(list("abca"))}, ValueError,
      r"`y` must hold integers in \[0, 4\).*dtype <U1 \(not numbers"),
