@@ -42,6 +42,8 @@ def check_int(name, value, min_value=None):
 # torch, and failed the fit on JAX).
 MAX_STEPS = 2**31 - 1
 FLOAT32_MAX = float(np.finfo("float32").max)
+# float32's smallest normal number: XLA flushes a smaller one to 0.
+FLOAT32_TINY = float(np.finfo("float32").tiny)
 
 
 def check_steps(name, value, min_value=1):

@@ -4,7 +4,9 @@ import keras
 
 from kerastrain._validation import check_bool
 from kerastrain.optimizers.scheduled import (ScheduledHyperparameters,
-                                             check_float32, check_keyword,
+                                             check_accumulation,
+                                             check_epsilon, check_float32,
+                                             check_keyword,
                                              check_learning_rate,
                                              check_scheduled)
 
@@ -46,8 +48,8 @@ class AdamW(ScheduledHyperparameters, keras.optimizers.AdamW):
         # beta_1 = 1 zeroes Adam's bias correction `1 - beta_1 ** t`.
         beta_1 = check_scheduled("beta_1", beta_1, 0, 1, high_closed=False)
         check_keyword(kwargs, "beta_2", 0, 1, high_closed=False)
-        # epsilon = 0 makes a weight that got no gradient 0 / 0 = NaN.
-        check_keyword(kwargs, "epsilon", 0, low_closed=False)
+        check_epsilon(kwargs)
+        check_accumulation(kwargs)
         if "amsgrad" in kwargs:
             kwargs["amsgrad"] = check_bool("amsgrad", kwargs["amsgrad"])
         super().__init__(check_learning_rate(learning_rate),

@@ -5,8 +5,8 @@ import math
 import keras
 from keras import ops
 
-from kerastrain._validation import (check_choice, check_float, check_name,
-                                    check_steps)
+from kerastrain._validation import (MAX_STEPS, check_choice, check_float,
+                                    check_name, check_steps)
 from kerastrain.schedules.phases import PhaseSchedule, check_rates
 
 MODES = ("triangular", "triangular2", "exp_range")
@@ -84,9 +84,15 @@ class CyclicLR(keras.optimizers.schedules.LearningRateSchedule):
                 # exactly only up to 2**24, and the optimizers count up to
                 # 2**31 - 1 (at 2**24 + 1 the float place was the floor
                 # where PyTorch's is a quarter up the climb).
-                completed = ops.floor_divide(step, period)
-                place = ops.cast(step - completed * period, "float32")
-                completed = ops.cast(completed, "float32")
+                if period > MAX_STEPS:
+                    # No count reaches the first cycle's end, and the
+                    # period is past the int32 that JAX computes in.
+                    place = ops.cast(step, "float32")
+                    completed = ops.zeros_like(place)
+                else:
+                    completed = ops.floor_divide(step, period)
+                    place = ops.cast(step - completed * period, "float32")
+                    completed = ops.cast(completed, "float32")
                 step = ops.cast(step, "float32")
             else:
                 step = ops.cast(step, "float32")

@@ -43,6 +43,18 @@ class StepDecay(schedules.ExponentialDecay):
         it decays toward 0, which float32 reaches."""
         return 0.0 if self.gamma < 1 else self.initial_lr, self.initial_lr
 
+    def __call__(self, step):
+        step = keras.ops.convert_to_tensor(step)
+        if "int" not in keras.backend.standardize_dtype(step.dtype):
+            return super().__call__(step)
+        with keras.name_scope(self.name):
+            # The decays so far counted in integers: Keras divides in
+            # float32, which holds steps exactly only up to 2**24 (with a
+            # `step_size` of 20,000,001 the rate fell two steps early).
+            decays = keras.ops.floor_divide(step, self.step_size)
+            return self.initial_lr * keras.ops.power(
+                self.gamma, keras.ops.cast(decays, "float32"))
+
     def get_config(self):
         return {"initial_lr": self.initial_lr, "step_size": self.step_size,
                 "gamma": self.gamma, "name": self.name}

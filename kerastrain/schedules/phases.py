@@ -19,7 +19,9 @@ import math
 import keras
 from keras import ops
 
-from kerastrain._validation import (FLOAT32_MAX, check_choice,
+import numpy as np
+
+from kerastrain._validation import (FLOAT32_MAX, FLOAT32_TINY, check_choice,
                                     check_float_list, check_name)
 
 
@@ -128,6 +130,16 @@ class PhaseSchedule(keras.optimizers.schedules.LearningRateSchedule):
             raise ValueError(
                 "Argument `boundaries` must be strictly increasing. "
                 f"Received: boundaries={boundaries}")
+        # The step is compared with them in float32: 1e39 is inf there
+        # (NaN values), and 1e8 and 1e8 + 1 are one number (a phase of
+        # length 0).
+        if any(abs(b) > FLOAT32_MAX for b in boundaries) or not (
+                np.diff(np.float32(boundaries)) > 0).all():
+            raise ValueError(
+                "Argument `boundaries` must stay finite and strictly "
+                "increasing in float32, where the step is compared with "
+                "them (steps past 2**24 = 16,777,216 round to even "
+                f"numbers and coarser). Received: boundaries={boundaries}")
         num_phases = len(boundaries) - 1
         if isinstance(anneal, str):
             anneals = [anneal] * num_phases
@@ -148,6 +160,18 @@ class PhaseSchedule(keras.optimizers.schedules.LearningRateSchedule):
             if a == "exp" and (v0 <= 0 or v1 <= 0):
                 raise ValueError(
                     "An `exp` phase needs positive values. Received: "
+                    f"values={values}")
+            if a == "exp" and not (
+                    min(v0, v1) >= FLOAT32_TINY
+                    and FLOAT32_TINY <= v1 / v0 <= FLOAT32_MAX):
+                # It computes v0 * (v1 / v0) ** p in float32: a ratio
+                # past its range is inf (or 0), and XLA flushes a value
+                # below its smallest normal number to 0.
+                raise ValueError(
+                    "An `exp` phase needs values of at least "
+                    f"{FLOAT32_TINY:.4g} (float32's smallest normal number) "
+                    "whose ratio float32 can hold (from "
+                    f"{FLOAT32_TINY:.4g} to {FLOAT32_MAX:.4g}). Received: "
                     f"values={values}")
         self.boundaries = boundaries
         self.values = values

@@ -74,16 +74,20 @@ class Warmup(LearningRateSchedule):
 
     def _after(self, step):
         if isinstance(self.schedule, float):
-            return ops.full_like(step, self.schedule)
+            return ops.full_like(step, self.schedule, dtype="float32")
         return ops.cast(self.schedule(step), "float32")
 
     def __call__(self, step):
         with keras.name_scope(self.name):
-            step = ops.cast(step, "float32")
-            after = self._after(ops.maximum(step - self.warmup_steps, 0.0))
+            step = ops.convert_to_tensor(step)
+            # The wrapped schedule gets the step in its own type: an
+            # integer one is exact past 2**24, where float32 is not (a
+            # `CyclicLR` counts its place in the cycle in integers).
+            after = self._after(ops.maximum(step - self.warmup_steps, 0))
             if self.warmup_steps == 0:
                 return after
             target = self._after(ops.zeros_like(step))
+            step = ops.cast(step, "float32")
             ramp = anneal_linear(self.start_lr, target, 0.0,
                                  float(self.warmup_steps), step)
             return ops.where(step < self.warmup_steps, ramp, after)

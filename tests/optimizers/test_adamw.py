@@ -71,6 +71,8 @@ def test_bad_beta_1(beta_1, error):
     ({"epsilon": -1e-7}, ValueError, "epsilon"),
     ({"epsilon": 0.0}, ValueError, "epsilon"),
     ({"epsilon": 1e-50}, ValueError, "epsilon"),  # 0 in float32
+    # Subnormal: XLA flushes it to 0 (NaN on JAX and TensorFlow).
+    ({"epsilon": 1e-40}, ValueError, "epsilon"),
     ({"beta_2": 0.99999999}, ValueError, "beta_2"),  # 1 in float32
     ({"amsgrad": "no"}, TypeError, "amsgrad"),  # read as True
     ({"weight_decay": float("nan")}, ValueError, "weight_decay"),
@@ -104,3 +106,19 @@ def test_good_neighbours_of_the_refused_values_are_taken():
     optimizer = AdamW(0.01, beta_1=0.9999999, beta_2=0.9999999,
                       epsilon=1e-30, amsgrad=np.True_)
     assert optimizer.amsgrad is True and optimizer.epsilon == 1e-30
+
+
+def test_the_smallest_epsilon_taken_trains_a_weight_without_gradient():
+    """float32's smallest normal number survives XLA, which flushes the
+    subnormal ones below it to 0: a weight that got no gradient then
+    moves by 0 / epsilon = 0, not 0 / 0."""
+    model = keras.Sequential([keras.Input((2,)),
+                              keras.layers.Dense(1, use_bias=False)])
+    model.compile(AdamW(0.01, weight_decay=0.0,
+                        epsilon=float(np.finfo("float32").tiny)), "mse")
+    x = np.array([[1.0, 0.0]] * 4, "float32")  # no gradient for w[1]
+    before = model.get_weights()[0].copy()
+    model.fit(x, np.ones(4, "float32"), batch_size=2, epochs=2, verbose=0)
+    after = model.get_weights()[0]
+    assert np.isfinite(after).all()
+    assert after[1] == before[1] and after[0] != before[0]

@@ -199,3 +199,16 @@ print(step, float(rate), "_get_current_learning_rate" in vars(optimizer))
     assert step == "4" and left == "False"
     assert float(rate) == pytest.approx(float(OneCycle(0.1, 20)(4)),
                                         rel=1e-6)
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+@pytest.mark.parametrize("steps, error", [
+    (2.5, TypeError), (True, TypeError), (1, ValueError)])
+def test_a_bad_accumulation_count_is_refused_at_construction(
+        optimizer, steps, error):
+    """Keras checks only `>= 2`: 2.5 failed inside TensorFlow's step, and
+    on JAX and torch updated the weights at batches 4 and 9 of 10."""
+    with pytest.raises(error, match="gradient_accumulation_steps"):
+        optimizer(0.1, gradient_accumulation_steps=steps)
+    taken = optimizer(0.1, gradient_accumulation_steps=np.int64(3))
+    assert taken.gradient_accumulation_steps == 3

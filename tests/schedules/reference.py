@@ -49,3 +49,18 @@ def assert_matches(schedule, expected, what="learning rate", peak_ulps=0):
     nonzero = expected != 0
     return float(np.max(np.abs(ours - expected)[nonzero]
                         / np.abs(expected[nonzero])))
+
+
+def torch_cyclic_lr_at(steps, base_lr, max_lr, step_size):
+    """PyTorch's triangular `CyclicLR` rate at each of `steps` (any size:
+    PyTorch computes the place in the cycle in Python floats)."""
+    scheduler = torch.optim.lr_scheduler.CyclicLR(
+        torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0),
+        base_lr=base_lr, max_lr=max_lr, step_size_up=step_size,
+        cycle_momentum=False)
+    rates = []
+    for step in steps:
+        scheduler.last_epoch = step
+        scheduler._get_lr_called_within_step = True  # no warning
+        rates.append(scheduler.get_lr()[0])
+    return rates

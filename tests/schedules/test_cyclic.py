@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from kerastrain.schedules import CyclicLR
-from tests.schedules.reference import assert_matches, torch_values
+from tests.schedules.reference import (assert_matches, torch_cyclic_lr_at,
+                                       torch_values)
 
 
 @pytest.mark.parametrize("mode, gamma", [
@@ -27,18 +28,23 @@ def test_steps_past_float32s_exact_integers_keep_their_place(dtype):
     even one: the floor where PyTorch is a quarter up the climb).
     Triangular only: PyTorch's `triangular2` overflows there."""
     steps = [2**24 + 1, 2**24 + 3, 2**25 + 5, 10**8 + 3, 2**31 - 2]
-    scheduler = torch.optim.lr_scheduler.CyclicLR(
-        torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0),
-        base_lr=0.001, max_lr=0.01, step_size_up=4, cycle_momentum=False)
-    expected = []
-    for step in steps:
-        scheduler.last_epoch = step  # PyTorch computes in Python floats
-        scheduler._get_lr_called_within_step = True  # no warning
-        expected.append(scheduler.get_lr()[0])
+    expected = torch_cyclic_lr_at(steps, 0.001, 0.01, 4)
     schedule = CyclicLR(0.001, 0.01, 4)
     ours = [float(keras.ops.convert_to_numpy(schedule(
         keras.ops.convert_to_tensor(step, dtype)))) for step in steps]
     np.testing.assert_allclose(ours, expected, rtol=1e-6, atol=1e-12)
+
+
+@pytest.mark.parametrize("step_size", [2**30, 2**31 - 1])
+def test_a_half_cycle_past_int32s_half_is_computed(step_size):
+    """Its period, 2 * step_size, is past the int32 that JAX counts in:
+    the integer place in the cycle failed there (OverflowError)."""
+    steps = [0, 5, 2**30 - 1, 2**31 - 2]
+    expected = torch_cyclic_lr_at(steps, 0.1, 0.2, step_size)
+    schedule = CyclicLR(0.1, 0.2, step_size)
+    ours = [float(keras.ops.convert_to_numpy(schedule(
+        keras.ops.convert_to_tensor(step, "int32")))) for step in steps]
+    np.testing.assert_allclose(ours, expected, rtol=1e-6)
 
 
 def test_equal_bounds_give_a_constant():

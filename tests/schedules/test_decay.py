@@ -112,3 +112,17 @@ def test_the_last_step_an_int32_count_reaches_trains_as_a_milestone():
     # Steps 0 and 1: rates LR and LR * 0.5.
     np.testing.assert_allclose(keras.ops.convert_to_numpy(variable),
                                -(LR + LR * 0.5), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64"])
+def test_a_step_size_past_2_to_the_24_decays_on_its_step(dtype):
+    """Keras divides the step by `step_size` in float32: 20,000,001 is
+    20,000,000 there, and the rate fell two steps early. PyTorch's StepLR:
+    `initial_lr * gamma ** (step // step_size)`."""
+    size = 20_000_001
+    steps = [size - 2, size - 1, size, 2 * size - 1, 2 * size]
+    schedule = schedules.StepDecay(0.1, size, gamma=0.1)
+    ours = [float(keras.ops.convert_to_numpy(schedule(
+        keras.ops.convert_to_tensor(step, dtype)))) for step in steps]
+    np.testing.assert_allclose(ours, [0.1 * 0.1 ** (s // size)
+                                      for s in steps], rtol=1e-6)

@@ -58,6 +58,18 @@ def test_one_annealer_name_applies_to_every_phase():
      "positive"),
     # inf in float32: inf * 0 is NaN at the ends of the phase.
     ({"boundaries": [0, 10], "values": [0.0, 1e39]}, "float32 can hold"),
+    # The ratio is inf in float32 (the values inf past the first step),
+    # and XLA flushes a value below the smallest normal to 0 (NaN).
+    ({"boundaries": [0, 10], "values": [1e-30, 1e30], "anneal": "exp"},
+     "ratio float32 can hold"),
+    ({"boundaries": [0, 10], "values": [1e-40, 0.9], "anneal": "exp"},
+     "smallest normal"),
+    # inf in float32 (NaN values), and one float32 number (a value of 0
+    # at 1e8, where it is 1).
+    ({"boundaries": [0, 1e39], "values": [1, 0]}, "finite and strictly "
+     "increasing in float32"),
+    ({"boundaries": [1e8, 1e8 + 1], "values": [1, 0]}, "finite and "
+     "strictly increasing in float32"),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -122,3 +134,12 @@ def test_non_numbers_are_a_type_error(boundaries, values, name):
     with pytest.raises(TypeError, match=f"Argument `{name}` must be a list "
                        "of numbers"):
         PhaseSchedule(boundaries, values)
+
+
+def test_an_exp_phase_as_wide_as_float32_allows_stays_finite():
+    """The widest ratio accepted, 1e38: the geometric mean of the ends
+    halfway, as the closed form v0 * (v1 / v0) ** p says."""
+    schedule = PhaseSchedule([0, 10], [1e-19, 1e19], anneal="exp")
+    values = schedule_values(schedule, 11)
+    expected = 1e-19 * (1e38 ** (np.arange(11) / 10))
+    np.testing.assert_allclose(values, expected, rtol=1e-5)

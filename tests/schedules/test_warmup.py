@@ -3,8 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from kerastrain.schedules import OneCycle, StepDecay, Warmup, schedule_values
-from tests.schedules.reference import assert_matches, torch_values
+from kerastrain.schedules import (CyclicLR, OneCycle, StepDecay, Warmup,
+                                  schedule_values)
+from tests.schedules.reference import (assert_matches, torch_cyclic_lr_at,
+                                       torch_values)
 
 lr_scheduler = torch.optim.lr_scheduler
 
@@ -64,3 +66,15 @@ def test_bad_arguments(kwargs, error, match):
     arguments = {"schedule": 0.1, "warmup_steps": 5, **kwargs}
     with pytest.raises(error, match=match):
         Warmup(**arguments)
+
+
+def test_a_wrapped_cyclic_lr_keeps_its_place_past_2_to_the_24():
+    """Warmup handed the wrapped schedule a float32 step, which holds
+    steps exactly only up to 2**24: a `CyclicLR` inside it lost its place
+    in the cycle there (0.5 where PyTorch has 0.25)."""
+    steps = [2**24 + 1, 2**24 + 3, 2**25 + 5, 10**8 + 3]
+    expected = torch_cyclic_lr_at(steps, 0.0, 1.0, 4)
+    schedule = Warmup(CyclicLR(0.0, 1.0, 4), 10)
+    ours = [float(keras.ops.convert_to_numpy(schedule(
+        keras.ops.convert_to_tensor(step + 10, "int32")))) for step in steps]
+    np.testing.assert_allclose(ours, expected, rtol=1e-6, atol=1e-12)
