@@ -155,7 +155,7 @@ class InstanceNormalization(keras.layers.GroupNormalization):
             )
         super().build(input_shape)
 
-    def call(self, inputs):
+    def call(self, inputs, mask=None):
         rank = len(inputs.shape)
         channel_axis = self.axis % rank
         spatial_axes = [a for a in range(1, rank) if a != channel_axis]
@@ -163,17 +163,27 @@ class InstanceNormalization(keras.layers.GroupNormalization):
         # mixed-precision training does not overflow in the variance.
         x = ops.cast(inputs, keras.backend.result_type(inputs.dtype,
                                                        "float32"))
+        if mask is None:
+            def mean(values):
+                return ops.mean(values, axis=spatial_axes, keepdims=True)
+        else:
+            weights = self._mask_weights(mask, inputs, channel_axis, x.dtype)
+            # A sample wholly masked counts 1: its outputs stay finite.
+            count = ops.maximum(
+                ops.sum(weights, axis=spatial_axes, keepdims=True), 1.0)
+
+            def mean(values):
+                return ops.sum(values * weights, axis=spatial_axes,
+                               keepdims=True) / count
         # Shifted-data algorithm: subtracting one sample of each channel
         # first is exact for nearby values and leaves small numbers whose
         # mean float32 keeps to full precision.
         first = tuple(slice(0, 1) if a in spatial_axes else slice(None)
                       for a in range(rank))
         shifted = x - ops.stop_gradient(x[first])
-        centered = shifted - ops.mean(shifted, axis=spatial_axes,
-                                      keepdims=True)
-        variance = ops.mean(ops.square(centered), axis=spatial_axes,
-                            keepdims=True)
-        outputs = centered * ops.rsqrt(variance + self.epsilon)
+        centered = shifted - mean(shifted)
+        outputs = centered * ops.rsqrt(mean(ops.square(centered))
+                                       + self.epsilon)
         broadcast_shape = [1] * rank
         broadcast_shape[channel_axis] = inputs.shape[channel_axis]
         if self.scale:
@@ -183,6 +193,19 @@ class InstanceNormalization(keras.layers.GroupNormalization):
             outputs = outputs + ops.reshape(
                 ops.cast(self.beta, x.dtype), broadcast_shape)
         return ops.cast(outputs, self.compute_dtype)
+
+    def _mask_weights(self, mask, inputs, channel_axis, dtype):
+        """A Keras mask, one value per position (`inputs.shape[:-1]`, the
+        channels last), as 0/1 weights that leave the masked positions (a
+        sequence's padding) out of the statistics."""
+        rank = len(inputs.shape)
+        if channel_axis != rank - 1 or len(mask.shape) != rank - 1:
+            raise ValueError(
+                "InstanceNormalization takes a mask of one value per "
+                "position, shape `inputs.shape[:-1]`, with the channels on "
+                f"the last axis. Received: mask of shape {mask.shape} for "
+                f"inputs of shape {inputs.shape}, axis={self.axis}")
+        return ops.expand_dims(ops.cast(mask, dtype), -1)
 
     def get_config(self):
         config = super().get_config()

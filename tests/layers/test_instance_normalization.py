@@ -187,3 +187,42 @@ class InstanceNormalizationContractTest(testing.TestCase):
         self.assertNotIn("groups", config)
         clone = InstanceNormalization.from_config(config)
         self.assertEqual(clone.get_config(), config)
+
+
+def test_a_mask_leaves_the_padding_out_of_the_statistics():
+    """Each sequence normalized over its own steps, as `InstanceNorm1d` on
+    the sequence cut to its length; the mask passes on. The padding was
+    counted in the mean and variance, and the mask passed on all the
+    same."""
+    rng = np.random.default_rng(0)
+    lengths = [3, 6, 2]
+    x = (rng.standard_normal((3, 6, CHANNELS)) * 2 + 3).astype("float32")
+    mask = np.arange(6)[None, :] < np.array(lengths)[:, None]
+    layer = InstanceNormalization(epsilon=1e-5)
+    got = to_numpy(layer(x, mask=mask))
+    module = torch.nn.InstanceNorm1d(CHANNELS, eps=1e-5)
+    for sample, length in enumerate(lengths):
+        cut = torch.from_numpy(np.ascontiguousarray(
+            x[sample:sample + 1, :length].transpose(0, 2, 1)))
+        expected = module(cut).detach().numpy().transpose(0, 2, 1)[0]
+        np.testing.assert_allclose(got[sample, :length], expected,
+                                   rtol=1e-5, atol=1e-5)
+    assert np.isfinite(got).all()
+    assert np.array_equal(to_numpy(layer.compute_mask(x, mask)), mask)
+    # Inside a model: Keras hands the embedding's mask to the layer.
+    tokens = keras.Input((6,), dtype="int32")
+    embedded = keras.layers.Embedding(10, CHANNELS, mask_zero=True)(tokens)
+    model = keras.Model(tokens, InstanceNormalization()(embedded))
+    ids = np.array([[3, 1, 4, 0, 0, 0]])
+    short = keras.Model(tokens, embedded).predict(ids, verbose=0)[:, :3]
+    centered = short - short.mean(axis=1, keepdims=True)
+    expected = centered / np.sqrt((centered ** 2).mean(axis=1,
+                                                       keepdims=True) + 1e-5)
+    np.testing.assert_allclose(model.predict(ids, verbose=0)[:, :3],
+                               expected, rtol=1e-4, atol=1e-4)
+
+
+def test_a_mask_with_the_channels_first_is_refused():
+    x = np.ones((2, CHANNELS, 6), "float32")
+    with pytest.raises(ValueError, match=r"mask of one value per position"):
+        InstanceNormalization(axis=1)(x, mask=np.ones((2, CHANNELS), bool))
