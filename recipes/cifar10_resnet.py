@@ -64,6 +64,18 @@ def load_data(args):
             "Datasets folder that holds cifar10, or --download to fetch it "
             "(needs internet; remove a partial copy first)."
         ) from None
+    except Exception as error:  # TFDS's download fails in many ways
+        if not args.download:
+            raise
+        # No network, a module TFDS's download needs, a server's refusal:
+        # each its own exception inside TFDS.
+        raise common.RecipeError(
+            "Downloading CIFAR-10 into "
+            f"{args.data_dir or 'the TFDS folder (~/tensorflow_datasets)'}"
+            f" failed: {type(error).__name__}: {error}. Check the internet "
+            "connection and TensorFlow Datasets' installation, or pass "
+            "--data-dir pointing at a folder that holds cifar10."
+        ) from None
     if args.quick:
         x, y = x[:QUICK_SAMPLES + 64], y[:QUICK_SAMPLES + 64]
         x_test, y_test = x_test[:64], y_test[:64]

@@ -95,6 +95,25 @@ def test_missing_data_set_is_a_clear_error_and_writes_nothing(tmp_path,
     assert not out.exists()
 
 
+def test_a_failed_download_is_a_clear_error_and_writes_nothing(
+        tmp_path, capsys, monkeypatch):
+    """TFDS's download fails in ways of its own (no network; here a
+    module its download path needs was missing): a traceback before."""
+    import kerastrain.data
+
+    def no_download(*args, **kwargs):
+        raise ModuleNotFoundError("No module named 'importlib_resources'")
+
+    monkeypatch.setattr(kerastrain.data, "load", no_download)
+    out = tmp_path / "run"
+    code = recipe.main(["--quick", "--out", str(out), "--data-dir",
+                        str(tmp_path / "empty"), "--download"])
+    assert code == 1
+    error = capsys.readouterr().err
+    assert "Downloading CIFAR-10" in error and "importlib_resources" in error
+    assert not out.exists()
+
+
 def test_depth_choices_are_the_resnet_depths():
     """The recipe's own parser accepts exactly the basic-block ResNet
     depths 6n + 2 up to 110 (ResNet-8 to ResNet-110), as the models
