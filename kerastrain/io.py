@@ -7,6 +7,7 @@ on POSIX and Windows file systems, so readers see the old file or the new
 one, never a truncated mix.
 """
 
+import collections
 import contextlib
 import json
 import math
@@ -402,7 +403,19 @@ def _plain(value):
     tensors (anything with `__array__`) as numbers and lists, NaN and
     infinities as None; other types are left for `json` to refuse."""
     if isinstance(value, dict):
-        return {_plain_key(k): _plain(v) for k, v in value.items()}
+        plain = {_plain_key(k): _plain(v) for k, v in value.items()}
+        if len(plain) < len(value):
+            # JSON's keys are strings: 1 and "1" would be one, and the
+            # first one's value lost.
+            keys = collections.defaultdict(list)
+            for key in value:
+                keys[_plain_key(key)].append(key)
+            clashes = [names for names in keys.values() if len(names) > 1]
+            raise ValueError(
+                "JSON writes every key as a string, so keys "
+                f"{clashes[0]!r} would be one and lose a value. Received a "
+                f"dict with keys {list(value)!r}")
+        return plain
     if isinstance(value, (list, tuple)):
         return [_plain(item) for item in value]
     if hasattr(value, "detach") and hasattr(value, "is_floating_point"):

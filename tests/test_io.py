@@ -20,6 +20,20 @@ def test_write_json_replaces_the_file_and_leaves_no_temporary(tmp_path):
     assert os.listdir(tmp_path) == ["metrics.json"]
 
 
+def test_keys_that_json_writes_alike_are_refused(tmp_path):
+    """JSON's keys are strings: 1 and "1" became one, and a value was
+    lost without a word."""
+    path = tmp_path / "metrics.json"
+    io.write_json({"kept": True}, path)
+    with pytest.raises(ValueError, match=r"keys \[1, '1'\] would be one"):
+        io.write_json({1: "int", "1": "str"}, path)
+    assert json.loads(path.read_text()) == {"kept": True}
+    # Keys of other types that JSON writes apart stay apart.
+    io.write_json({1: "int", "2": "str", None: 0}, path)
+    assert json.loads(path.read_text()) == {"1": "int", "2": "str",
+                                            "null": 0}
+
+
 def test_a_failed_write_keeps_the_old_file(tmp_path):
     path = tmp_path / "metrics.json"
     io.write_json({"kept": True}, path)

@@ -45,6 +45,23 @@ def _signature(data):
             for a in keras.tree.flatten(data)]
 
 
+def unique_paths(variables):
+    """The variables' paths, each made unique: Keras' are not (two
+    sub-models that each hold a layer named "d" both give `d/kernel`),
+    and the weights' histograms, pictures and gradient norms are keyed
+    by them. The k-th repeat of a path gets `#k` after its layer's name
+    (`d#2/kernel`, `d#2/bias`), which keeps a layer's weights together."""
+    seen = collections.Counter()
+    paths = []
+    for variable in variables:
+        path = variable.path
+        seen[path] += 1
+        if seen[path] > 1:
+            layer, _, name = path.rpartition("/")
+            path = f"{layer}#{seen[path]}/{name}"
+        paths.append(path)
+    return paths
+
 class GradientFunction:
     """`fn(x, y)` -> the gradient of `model`'s compiled loss on `(x, y)`
     (at inference: dropout off, batch-norm statistics untouched) with
@@ -79,7 +96,7 @@ class GradientFunction:
         some of its layers are frozen."""
         model = self.model
         return GradientState(
-            [v.path for v in model.trainable_variables],
+            unique_paths(model.trainable_variables),
             *([np.array(keras.ops.convert_to_numpy(v)) for v in variables]
               for variables in (model.trainable_variables,
                                 model.non_trainable_variables,

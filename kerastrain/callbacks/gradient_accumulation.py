@@ -198,6 +198,7 @@ class GradientAccumulation(keras.callbacks.Callback):
         Returns:
             The value of the last key <= `epoch`; 1 before the first key.
         """
+        epoch = check_int("epoch", epoch, min_value=0)
         current = 1
         for start, steps in self.steps.items():
             if start <= epoch:
@@ -225,6 +226,10 @@ class GradientAccumulation(keras.callbacks.Callback):
         >>> GradientAccumulation({0: 4, 1: 2}).count_updates(3, epochs=2)
         2
         """
+        batches = check_int("batches", batches, min_value=1)
+        epochs = check_int("epochs", epochs, min_value=0)
+        initial_epoch = check_int("initial_epoch", initial_epoch,
+                                  min_value=0)
         # With nothing accumulated, the optimizer's initial number is moot.
         count, steps = 0, self.steps_at(initial_epoch)
         for epoch in range(initial_epoch, epochs):

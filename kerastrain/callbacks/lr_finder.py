@@ -6,12 +6,13 @@ import warnings
 import keras
 import numpy as np
 
-from kerastrain._validation import (check_bool, check_float, check_int,
-                                    check_seed, is_dataset)
+from kerastrain._validation import (FLOAT32_MAX, FLOAT32_TINY, check_bool,
+                                    check_float, check_int, check_seed,
+                                    is_dataset)
 from kerastrain.callbacks import _training_state as state
 from kerastrain.callbacks.lr_finder_result import LRFinderResult
 from kerastrain.optimizers.scheduled import counts_batches
-from kerastrain.schedules.phases import PhaseSchedule
+from kerastrain.schedules.phases import PhaseSchedule, check_rates
 
 
 class LRFinder(keras.callbacks.Callback):
@@ -68,6 +69,17 @@ class LRFinder(keras.callbacks.Callback):
                                     low_closed=False)
         self.end_lr = check_float("end_lr", end_lr, low=self.start_lr,
                                   low_closed=False)
+        check_rates({"end_lr": self.end_lr})
+        if self.start_lr < FLOAT32_TINY or (
+                self.end_lr / self.start_lr > FLOAT32_MAX):
+            # The ramp's schedule (an optimizer with a schedule) computes
+            # start_lr * (end_lr / start_lr) ** p in float32, where XLA
+            # flushes a rate below the smallest normal number to 0.
+            raise ValueError(
+                f"Arguments `start_lr` (at least {FLOAT32_TINY:.4g}, "
+                "float32's smallest normal number) and `end_lr` must span "
+                f"a ratio float32 can hold (at most {FLOAT32_MAX:.4g}). "
+                f"Received: start_lr={start_lr}, end_lr={end_lr}")
         self.num_steps = check_int("num_steps", num_steps, min_value=2)
         self.beta = check_float("beta", beta, 0, 1, high_closed=False)
         self.diverge_factor = check_float("diverge_factor", diverge_factor,

@@ -20,7 +20,10 @@ def _valley(lrs, losses):
                 end = i
                 start = end - lengths[end]
     section = (end - start) / 3
-    return lrs[start + int(section) + int(section / 2)]
+    # `start` is the step before the stretch: -1 where it starts at the
+    # first step, and fastai's index is then -1 for a stretch of two,
+    # which Python reads as the last, highest rate.
+    return lrs[max(0, start + int(section) + int(section / 2))]
 
 
 def _steep(lrs, losses):

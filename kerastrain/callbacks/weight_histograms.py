@@ -15,7 +15,7 @@ from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
 
 from kerastrain._validation import check_bool, check_int, check_path
 from kerastrain.callbacks._event_file import EventFile
-from kerastrain.callbacks._gradients import GradientFunction
+from kerastrain.callbacks._gradients import GradientFunction, unique_paths
 from kerastrain.io import new_figure, save_figure
 
 PERCENTILES = (0, 5, 25, 50, 75, 95, 100)
@@ -226,7 +226,7 @@ class WeightHistograms(keras.callbacks.Callback):
             paths, values = state.paths, state.trainable
         else:
             variables = self.model.trainable_variables
-            paths = [v.path for v in variables]
+            paths = unique_paths(variables)
             values = [np.asarray(keras.ops.convert_to_numpy(v))
                       for v in variables]
         grads = (self._probe_gradient(self._gradient_fn, state=state)

@@ -177,10 +177,13 @@ class InstanceNormalization(keras.layers.GroupNormalization):
                                keepdims=True) / count
         # Shifted-data algorithm: subtracting one sample of each channel
         # first is exact for nearby values and leaves small numbers whose
-        # mean float32 keeps to full precision.
+        # mean float32 keeps to full precision. With a mask, the first
+        # position may be padding far from the data (`pad_sequences` pads
+        # in front): the masked mean serves instead.
         first = tuple(slice(0, 1) if a in spatial_axes else slice(None)
                       for a in range(rank))
-        shifted = x - ops.stop_gradient(x[first])
+        anchor = x[first] if mask is None else mean(x)
+        shifted = x - ops.stop_gradient(anchor)
         centered = shifted - mean(shifted)
         outputs = centered * ops.rsqrt(mean(ops.square(centered))
                                        + self.epsilon)

@@ -139,14 +139,20 @@ def check_learning_rate(learning_rate):
 
 
 def check_accumulation(kwargs):
-    """Checks `kwargs["gradient_accumulation_steps"]`, where given: None,
-    or an integer >= 2. Keras checks only `>= 2`: 2.5 failed inside
-    TensorFlow's step, and on JAX and torch updated the weights at
-    batches 4 and 9 of 10 while `iterations` counted 4 updates."""
-    if kwargs.get("gradient_accumulation_steps") is not None:
-        kwargs["gradient_accumulation_steps"] = check_int(
-            "gradient_accumulation_steps",
-            kwargs["gradient_accumulation_steps"], min_value=2)
+    """Checks `kwargs["gradient_accumulation_steps"]`, where given: None
+    or 0 (no accumulation, as Keras reads them), or an integer >= 2.
+    Keras checks only `>= 2`: 2.5 failed inside TensorFlow's step, and on
+    JAX and torch updated the weights at batches 4 and 9 of 10 while
+    `iterations` counted 4 updates."""
+    name = "gradient_accumulation_steps"
+    if kwargs.get(name) is None:
+        return
+    steps = check_int(name, kwargs[name], min_value=0)
+    if steps == 1:
+        raise ValueError(
+            f"Argument `{name}` must be None or 0 (no accumulation), or an "
+            f"integer >= 2. Received: {name}=1")
+    kwargs[name] = steps
 
 
 def check_epsilon(kwargs):

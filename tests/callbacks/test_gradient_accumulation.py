@@ -336,6 +336,21 @@ def test_bad_steps(steps, error, match):
         GradientAccumulation(steps)
 
 
+@pytest.mark.parametrize("call, error, match", [
+    # -3 updates, and 2.0 updates, were the answers.
+    (lambda c: c.count_updates(-3, 2), ValueError, "`batches` must be"),
+    (lambda c: c.count_updates(2.5, 2), TypeError, "`batches` must be"),
+    (lambda c: c.count_updates(3, -1), ValueError, "`epochs` must be"),
+    (lambda c: c.count_updates(3, 2, initial_epoch=0.5), TypeError,
+     "`initial_epoch` must be"),
+    (lambda c: c.steps_at(2.5), TypeError, "`epoch` must be"),
+    (lambda c: c.steps_at(-1), ValueError, "`epoch` must be"),
+])
+def test_the_helpers_refuse_counts_that_are_no_counts(call, error, match):
+    with pytest.raises(error, match=match):
+        call(GradientAccumulation({0: 2, 2: 4}))
+
+
 def test_a_model_saved_at_one_batch_per_update_loads(tmp_path):
     """Keras' optimizers refuse gradient_accumulation_steps=1 in their
     constructor, which loading calls: the file records the number the

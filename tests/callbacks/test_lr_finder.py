@@ -654,6 +654,18 @@ def test_valley_is_fastais(seed, stopped_at):
                                                             num_it=100)
 
 
+def test_valley_stays_in_a_stretch_of_two_from_the_first_step():
+    """A short test whose loss falls once, then climbs (a divergence):
+    fastai's index is -1 there, which Python read as the last rate, where
+    the loss is 4.5x its minimum. The suggestion must lie in the stretch
+    where the loss falls."""
+    lrs = np.geomspace(1e-3, 1.0, 6)
+    losses = np.array([3.0, 2.0, 2.5, 4.0, 6.0, 9.0])
+    assert fastai_valley(lrs, losses, 6) == lrs[-1]  # it matters
+    result = LRFinderResult(lrs, losses, losses, num_steps=6)
+    assert result.suggestion("valley") in lrs[:2]
+
+
 @pytest.mark.parametrize("method", ["steep", "minimum"])
 @pytest.mark.parametrize("stopped_at", [None, 75])
 @pytest.mark.parametrize("seed", [None, 0, 1, 3])
@@ -772,6 +784,13 @@ def test_the_callback_survives_deepcopy_and_restores():
     ({"beta": 1.0}, "beta"),
     ({"diverge_factor": 1.0}, "diverge_factor"),
     ({"diverge_factor": float("nan")}, "diverge_factor"),
+    # The ramp's schedule computes in float32: they failed inside `fit`,
+    # and only for an optimizer with a schedule, naming PhaseSchedule's
+    # `values`.
+    ({"start_lr": 1e-30, "end_lr": 1e10}, r"`start_lr` .*`end_lr` must "
+     r"span a ratio float32 can hold.*start_lr=1e-30"),
+    ({"start_lr": 1e-40}, r"`start_lr` \(at least 1\.175e-38"),
+    ({"end_lr": 1e39}, "`end_lr` must be a rate that float32 can hold"),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):

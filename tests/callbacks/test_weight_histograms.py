@@ -503,6 +503,43 @@ def test_weight_paths_that_flatten_alike_get_pictures_of_their_own(
     assert len(pictures) == 2 and len(set(pictures)) == 2
 
 
+def test_layers_of_one_name_in_two_sub_models_are_logged_apart(tmp_path):
+    """Keras gives both kernels the path `d/kernel`: their histograms
+    went to one tag twice a step, their percentiles into one picture, and
+    their gradients into one norm."""
+    def sub_model(units, name):
+        inputs = keras.Input((4 if name == "a" else 3,))
+        return keras.Model(inputs, keras.layers.Dense(units, name="d")(
+            inputs), name=name)
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, sub_model(2, "b")(sub_model(3, "a")(
+        inputs)))
+    model.compile(keras.optimizers.SGD(0.05), "mse")
+    assert [v.path for v in model.trainable_variables] == [
+        "d/kernel", "d/bias"] * 2  # the premise
+    x, y = data()
+    probe = (x[:16], y[:16])
+    callback = WeightHistograms(tmp_path, probe=probe)
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0,
+              callbacks=[callback])
+    logged = read(tmp_path)
+    weights = model.get_weights()
+    grads = numpy_gradients(weights, *probe)
+    for layer, index in (("d", 0), ("d#2", 2)):
+        steps = logged[f"weights/{layer}/kernel"]
+        assert [s for s, _ in steps] == [0, 1, 2]
+        assert_histogram_of(steps[-1][1], weights[index])
+        np.testing.assert_allclose(
+            callback.percentiles[f"{layer}/kernel"][-1],
+            np.percentile(weights[index], PERCENTILES), rtol=1e-6)
+        norm = dict(logged[f"gradient_norm/{layer}"])[2]
+        np.testing.assert_allclose(norm, np.sqrt(sum(
+            np.sum(g * g) for g in grads[index:index + 2])), rtol=1e-4)
+    assert len(os.listdir(tmp_path / "plots")) == 2
+
+
 def test_a_tensorflow_probe_works_on_every_backend(tmp_path):
     """A probe of TensorFlow tensors (from a tf.data pipeline) is no input
     to JAX's step; it is kept as NumPy."""

@@ -222,6 +222,24 @@ def test_a_mask_leaves_the_padding_out_of_the_statistics():
                                expected, rtol=1e-4, atol=1e-4)
 
 
+def test_padding_in_front_keeps_the_precision_of_unpadded_data():
+    """`pad_sequences` pads in front: the statistics were taken relative
+    to that padding, far from data around 1000, and lost digits (1e-4
+    off, where the same steps unpadded are 5e-7 off)."""
+    rng = np.random.default_rng(1)
+    real = (rng.standard_normal((2, 150, CHANNELS)) + 1000).astype(
+        "float32")
+    x = np.concatenate([np.zeros((2, 50, CHANNELS), "float32"), real], 1)
+    mask = np.arange(200)[None, :] >= 50
+    mask = np.repeat(mask, 2, axis=0)
+    got = to_numpy(InstanceNormalization(epsilon=1e-5)(x, mask=mask))
+    real64 = real.astype("float64")
+    centered = real64 - real64.mean(axis=1, keepdims=True)
+    expected = centered / np.sqrt((centered ** 2).mean(axis=1,
+                                                       keepdims=True) + 1e-5)
+    np.testing.assert_allclose(got[:, 50:], expected, atol=5e-6)
+
+
 def test_a_mask_with_the_channels_first_is_refused():
     x = np.ones((2, CHANNELS, 6), "float32")
     with pytest.raises(ValueError, match=r"mask of one value per position"):

@@ -212,3 +212,6 @@ def test_a_bad_accumulation_count_is_refused_at_construction(
         optimizer(0.1, gradient_accumulation_steps=steps)
     taken = optimizer(0.1, gradient_accumulation_steps=np.int64(3))
     assert taken.gradient_accumulation_steps == 3
+    # Keras reads 0 as no accumulation, and saves it so.
+    assert not optimizer(0.1, gradient_accumulation_steps=0
+                         ).gradient_accumulation_steps
