@@ -20,6 +20,9 @@ from kerastrain.io import (atomic_path, cache_keras_saving_skipsets,
                            save_model, write_json, write_text)
 
 STATE_FILE = "early_stopping.json"
+# The key, in the `params` of a `fit`, of the backup folders its
+# callbacks use.
+_CLAIMS = "_kerastrain_backup_dirs"
 # The epoch to resume from, stored in the backup's weights file itself,
 # and the number of batches per update its step count was made under.
 EPOCH_ATTRIBUTE = "kerastrain_epoch"
@@ -307,6 +310,26 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
             # callback, or at the end of training): no epoch is left.
             self.model._initial_epoch = self.params["epochs"]
 
+    def _claim_backup_dir(self):
+        """Refuses a `backup_dir` that another `CheckpointEarlyStopping`
+        of the same `fit` uses: Keras' backup writes fixed file names, and
+        so does the state file, so each would resume with the other's
+        weights and best (one stopped two epochs early). The claims live
+        in the `params` of the `fit`, one dict that every callback of it
+        shares and the next `fit` replaces."""
+        if not isinstance(self.params, dict):
+            return  # hooks driven by hand, outside a fit
+        claims = self.params.setdefault(_CLAIMS, {})
+        folder = os.path.realpath(self.backup_dir)
+        other = claims.setdefault(folder, self)
+        if other is not self:
+            raise ValueError(
+                "Two CheckpointEarlyStopping callbacks of one fit share "
+                f"backup_dir={self.backup_dir!r} (monitoring "
+                f"`{other.monitor}` and `{self.monitor}`): each needs a "
+                "folder of its own, since the backups' file names are "
+                "fixed and one would resume from the other's.")
+
     # -- fit hooks -------------------------------------------------------
 
     def on_train_begin(self, logs=None):
@@ -315,6 +338,7 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
         self._best_accumulation = None
         self.epoch_logs, self.resumed_epochs = [], 0
         if self._backup is not None:
+            self._claim_backup_dir()
             self._backup.on_train_begin(logs)
             self._load_state()
 

@@ -194,6 +194,31 @@ def test_validation_every_other_epoch_is_refused_naming_validation_freq(
     assert not (tmp_path / "b.keras").exists()
 
 
+def test_two_callbacks_of_one_fit_cannot_share_a_backup_folder(tmp_path):
+    """Each wrote the same backup files and state file, and a resumed run
+    took the other's weights and best (it stopped two epochs early)."""
+    def callback(name, monitor, backup):
+        return CheckpointEarlyStopping(
+            str(tmp_path / f"{name}.keras"), monitor=monitor, patience=3,
+            backup_dir=str(tmp_path / backup))
+
+    model = make_model()
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=r"share backup_dir=.*shared.*"
+                       r"`val_loss` and `loss`"):
+        fit(model, [callback("a", "val_loss", "shared"),
+                    callback("b", "loss", "shared")])
+    for got, want in zip(model.get_weights(), before):  # nothing trained
+        np.testing.assert_array_equal(got, want)
+    # A folder each trains; and the same callbacks fit again (the claims
+    # are the fit's own).
+    callbacks = [callback("a", "val_loss", "one"),
+                 callback("b", "loss", "two")]
+    for _ in range(2):
+        history = fit(make_model(), callbacks, epochs=3)
+        assert len(history.epoch) == 3
+
+
 def test_an_interrupted_fit_resumes_and_stops_like_an_uninterrupted_one(
         tmp_path):
     reference = CheckpointEarlyStopping(str(tmp_path / "ref.keras"),
