@@ -62,6 +62,7 @@ def unique_paths(variables):
         paths.append(path)
     return paths
 
+
 class GradientFunction:
     """`fn(x, y)` -> the gradient of `model`'s compiled loss on `(x, y)`
     (at inference: dropout off, batch-norm statistics untouched) with

@@ -12,7 +12,8 @@ from kerastrain._validation import (FLOAT32_MAX, FLOAT32_TINY, check_bool,
 from kerastrain.callbacks import _training_state as state
 from kerastrain.callbacks.lr_finder_result import LRFinderResult
 from kerastrain.optimizers.scheduled import counts_batches
-from kerastrain.schedules.phases import PhaseSchedule, check_rates
+from kerastrain.schedules.phases import (PhaseSchedule, check_rates,
+                                         exp_fits_float32)
 
 
 class LRFinder(keras.callbacks.Callback):
@@ -70,11 +71,9 @@ class LRFinder(keras.callbacks.Callback):
         self.end_lr = check_float("end_lr", end_lr, low=self.start_lr,
                                   low_closed=False)
         check_rates({"end_lr": self.end_lr})
-        if self.start_lr < FLOAT32_TINY or (
-                self.end_lr / self.start_lr > FLOAT32_MAX):
-            # The ramp's schedule (an optimizer with a schedule) computes
-            # start_lr * (end_lr / start_lr) ** p in float32, where XLA
-            # flushes a rate below the smallest normal number to 0.
+        if not exp_fits_float32(self.start_lr, self.end_lr):
+            # With a scheduled optimizer the ramp is an `exp` phase:
+            # refused here, not inside `fit`.
             raise ValueError(
                 f"Arguments `start_lr` (at least {FLOAT32_TINY:.4g}, "
                 "float32's smallest normal number) and `end_lr` must span "

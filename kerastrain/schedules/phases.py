@@ -56,6 +56,15 @@ def anneal_exp(v0, v1, start, end, step):
     return v0 * ops.power(v1 / v0, from_start)
 
 
+def exp_fits_float32(v0, v1):
+    """Whether `anneal_exp` from `v0` to `v1` (both > 0) computes in
+    float32: it takes `v0 * (v1 / v0) ** p` there, where a ratio past its
+    range is inf (or 0), and XLA flushes a value below its smallest
+    normal number to 0."""
+    return (min(v0, v1) >= FLOAT32_TINY
+            and FLOAT32_TINY <= v1 / v0 <= FLOAT32_MAX)
+
+
 ANNEALERS = {"linear": anneal_linear, "cos": anneal_cos, "exp": anneal_exp}
 # The largest float32, where the schedules compute.
 
@@ -161,12 +170,7 @@ class PhaseSchedule(keras.optimizers.schedules.LearningRateSchedule):
                 raise ValueError(
                     "An `exp` phase needs positive values. Received: "
                     f"values={values}")
-            if a == "exp" and not (
-                    min(v0, v1) >= FLOAT32_TINY
-                    and FLOAT32_TINY <= v1 / v0 <= FLOAT32_MAX):
-                # It computes v0 * (v1 / v0) ** p in float32: a ratio
-                # past its range is inf (or 0), and XLA flushes a value
-                # below its smallest normal number to 0.
+            if a == "exp" and not exp_fits_float32(v0, v1):
                 raise ValueError(
                     "An `exp` phase needs values of at least "
                     f"{FLOAT32_TINY:.4g} (float32's smallest normal number) "
