@@ -66,7 +66,6 @@ def exp_fits_float32(v0, v1):
 
 
 ANNEALERS = {"linear": anneal_linear, "cos": anneal_cos, "exp": anneal_exp}
-# The largest float32, where the schedules compute.
 
 
 def check_rates(rates):

@@ -1,0 +1,274 @@
+"""The flags every recipe takes, the backend it runs on and `run_main`,
+which runs a recipe into a staging folder and turns a `RecipeError` into
+exit status 1.
+
+Nothing here imports Keras at module level: `--backend` must set
+`KERAS_BACKEND` before the first `import keras`.
+"""
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+from recipes.common.outputs import STAGING, remove_path
+
+BACKENDS = ("tensorflow", "jax", "torch")
+# The recipes' folder: its `__main__.py` is `python -m recipes`.
+RECIPES = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# The largest --seed. numpy (keras.utils.set_random_seed) takes up to
+# 2**32 - 1, but on torch a Keras layer's seed is an int32, and the recipes
+# seed their layers with `seed + i` (i up to a ResNet's block count):
+# 2**30 - 1 leaves them room on every backend. It is
+# `kerastrain._seeds.MODEL_SEED_LIMIT - 1`, written out: importing
+# kerastrain imports Keras, which must wait for --backend.
+MAX_SEED = 2**30 - 1
+
+
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def seed_int(text):
+    """`--seed`: an integer from 0 to `MAX_SEED`."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer from 0 to {MAX_SEED}, got {text!r}")
+    return value
+
+
+class RecipeError(Exception):
+    """A problem the user can fix (a missing data set, say): `run_main`
+    prints it without a traceback and exits with status 1."""
+
+
+def program_name(name):
+    """How the recipe `name` was started, for its usage line: the
+    `kerastrain` command, `python -m recipes` (both name the recipe as
+    their first argument), or the recipe's own module."""
+    launcher = os.path.abspath(sys.argv[0]) if sys.argv else ""
+    if os.path.splitext(os.path.basename(launcher))[0] == "kerastrain":
+        return f"kerastrain {name}"
+    if launcher == os.path.join(RECIPES, "__main__.py"):
+        return f"python -m recipes {name}"
+    return f"python -m recipes.{name}"
+
+
+def parse_args(name, description, argv=None, *, epochs, batch_size,
+               data_dir=False, add_arguments=None):
+    """Parses the flags every recipe takes and selects the backend.
+
+    Returns the argparse namespace with `epochs`, `batch_size`, `seed`,
+    `out`, `backend`, `quick` and `mixed_precision` (and `data_dir` where
+    the recipe reads a data set, and whatever `add_arguments(parser)`
+    adds), and `created_folders`: the folders `ensure_writable` made for
+    `out`. A seed out of range (see `MAX_SEED`) or an output folder that
+    cannot be written is an argparse error (exit code 2) before any work
+    starts.
+    """
+    parser = argparse.ArgumentParser(prog=program_name(name),
+                                     description=description)
+    parser.add_argument("--epochs", type=positive_int, default=epochs,
+                        help=f"training epochs (default {epochs})")
+    parser.add_argument("--batch-size", type=positive_int,
+                        default=batch_size,
+                        help=f"batch size (default {batch_size})")
+    parser.add_argument("--seed", type=seed_int, default=0,
+                        help="seed of the split, weights and augmentation "
+                        f"(0 to {MAX_SEED}; default 0)")
+    parser.add_argument("--out", default=os.path.join("saved_models", name),
+                        help=f"output folder (default saved_models/{name}/)")
+    parser.add_argument("--backend", choices=BACKENDS,
+                        help="Keras backend (default: $KERAS_BACKEND, or "
+                        "tensorflow)")
+    parser.add_argument("--quick", action="store_true",
+                        help="at most 2 epochs (on a subset of the images, "
+                        "with narrower ResNets, for the image recipes), to "
+                        "check the recipe")
+    parser.add_argument("--mixed-precision", action="store_true",
+                        help="float16 compute with float32 weights "
+                        "(Keras' mixed_float16 policy; for GPUs)")
+    if data_dir:
+        parser.add_argument("--data-dir",
+                            help="TensorFlow Datasets folder (default: "
+                            "TFDS's own, ~/tensorflow_datasets)")
+    if add_arguments is not None:
+        add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        select_backend(args.backend)
+        # select_backend has set KERAS_BACKEND if --backend was given.
+        if os.environ.get("KERAS_BACKEND") == "jax" and (
+                "jax" not in sys.modules):
+            os.environ.update(jax_cache_settings(os.environ))
+        args.created_folders = ensure_writable(args.out)
+    except ValueError as error:
+        parser.error(str(error))
+    return args
+
+
+def select_backend(backend):
+    """Sets `KERAS_BACKEND`, or checks it where Keras is already imported."""
+    if backend is None:
+        return
+    if "keras" in sys.modules:
+        current = sys.modules["keras"].backend.backend()
+        if current != backend:
+            raise ValueError(
+                f"--backend {backend}: Keras is already running on "
+                f"{current}; start a new process for another backend")
+    os.environ["KERAS_BACKEND"] = backend
+
+
+def jax_cache_settings(environ):
+    """The environment variables that turn on JAX's persistent compilation
+    cache, in `$XDG_CACHE_HOME/kerastrain/jax` (by default
+    `~/.cache/kerastrain/jax`), less those `environ` already sets (a
+    `JAX_COMPILATION_CACHE_DIR` of your own wins;
+    `JAX_ENABLE_COMPILATION_CACHE=false` turns the cache off).
+
+    On a model this small a third of a jax run is XLA compiling the same
+    programs every run (the train and test steps, each initializer per
+    kernel shape); a cached program gives bit-identical results. JAX reads
+    these variables when it is imported, so the recipes set them while
+    choosing the backend.
+    """
+    home = environ.get("XDG_CACHE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".cache")
+    settings = {
+        "JAX_COMPILATION_CACHE_DIR": os.path.join(home, "kerastrain", "jax"),
+        # By default JAX caches only programs that took a second or more
+        # to compile; each initializer takes about half a second.
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    }
+    return {k: v for k, v in settings.items() if k not in environ}
+
+
+def ensure_writable(folder):
+    """Creates `folder` and checks that a file can be written there.
+
+    Returns the folders it created, deepest first: `folder` and the
+    parents `os.makedirs` had to make, up to the first that existed (for
+    `remove_empty`)."""
+    created = missing_folders(folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        # A name of its own: a fixed one would empty and delete a file of
+        # the user's, or another run's probe.
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as error:
+        remove_empty(created)
+        raise ValueError(
+            f"--out {folder}: cannot write there ({error.strerror})"
+        ) from None
+    return created
+
+
+def missing_folders(folder):
+    """`folder` and its parents that do not exist, deepest first: what
+    `os.makedirs(folder)` would create. Walks the path as given, as
+    makedirs does (`a/../b` needs `a`)."""
+    missing = []
+    path = folder.rstrip(os.sep) or folder
+    while path and not os.path.exists(path):
+        if os.path.basename(path) not in (os.curdir, os.pardir):
+            missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return missing
+
+
+def remove_empty(folders):
+    """Removes `folders`, deepest first, while they are empty: a folder
+    with anything in it, and so every parent of it, stays."""
+    for path in folders:
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            continue
+        except OSError:  # not empty (or not ours to remove)
+            return
+
+
+def run_main(name, doc, run, argv=None, *, epochs, batch_size, **flags):
+    """A recipe's `main`: its flags (`flags` go to `parse_args`; `--quick`
+    caps the epochs at 2), the precision policy (for the run only), then
+    `run(args)`.
+
+    The run writes into a staging folder, `args.out` (`.unfinished/`
+    inside the output folder, `args.publish_to`), and `finish` publishes
+    it, so the output folder only ever holds whole runs.
+
+    Returns the exit code: 0, or 1 after printing a `RecipeError`. Any
+    other exception propagates, traceback and all. On any failure nothing
+    is published; what the run staged stays in `.unfinished/` (a
+    checkpoint of a long run may be worth keeping) until the next run into
+    that folder starts, and the folders this run created are removed
+    while they are empty.
+    """
+    timer = Timer()  # before Keras and its backend are imported
+    args = parse_args(name, doc.split("\n\n")[0], argv, epochs=epochs,
+                      batch_size=batch_size, **flags)
+    args.timer = timer
+    if args.quick:
+        args.epochs = min(args.epochs, 2)
+    args.publish_to = args.out
+    args.out = os.path.join(args.publish_to, STAGING)
+    # What an interrupted run staged was never published; this run stages
+    # its own (publishing the old files with it would mix two runs).
+    # (A stray file of that name too: rmtree would leave it.)
+    remove_path(args.out)
+    os.makedirs(args.out)
+    try:
+        _run_with_policy(run, args)
+    except BaseException as error:  # KeyboardInterrupt too
+        if isinstance(error, RecipeError):
+            shutil.rmtree(args.out, ignore_errors=True)
+        remove_empty([args.out, *args.created_folders])
+        if os.path.isdir(args.out):
+            print(f"{name}: stopped; nothing was published to "
+                  f"{args.publish_to}. What the run wrote is in {args.out}"
+                  " until the next run there starts.", file=sys.stderr)
+        if not isinstance(error, RecipeError):
+            raise
+        print(f"{name}: error: {error}", file=sys.stderr)
+        return 1
+    remove_empty([args.out])  # a run that published nothing
+    return 0
+
+
+def _run_with_policy(run, args):
+    """`run(args)` under the precision policy `args` asks for."""
+    import keras
+
+    previous_policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(
+        "mixed_float16" if args.mixed_precision else "float32")
+    try:
+        run(args)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+
+class Timer:
+    """Wall time since creation, in seconds."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+
+    def __call__(self):
+        return time.perf_counter() - self.start

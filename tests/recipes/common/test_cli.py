@@ -1,0 +1,191 @@
+"""The flags, backend choice and exits every recipe shares
+(recipes/common/cli.py)."""
+
+import json
+import os
+import time
+
+import keras
+import pytest
+
+from recipes import common
+from recipes.common import cli
+from tests.recipes.common.runs import publishing, run_with
+
+
+def test_mixed_precision_sets_keras_policy_for_the_run_only(tmp_path):
+    seen = []
+
+    def run(args):
+        seen.append((args.mixed_precision,
+                     keras.mixed_precision.global_policy().name))
+
+    assert run_with(["--mixed-precision", "--out", str(tmp_path)], run) == 0
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert run_with(["--out", str(tmp_path)], run) == 0
+    assert seen == [(True, "mixed_float16"), (False, "float32")]
+
+
+def test_data_dir_only_where_a_data_set_is_read(tmp_path, capsys):
+    seen = []
+    assert run_with(["--data-dir", "/data", "--out", str(tmp_path)],
+                    lambda args: seen.append(args.data_dir),
+                    data_dir=True) == 0
+    assert seen == ["/data"]
+    with pytest.raises(SystemExit):
+        run_with(["--data-dir", "/data", "--out", str(tmp_path)],
+                 lambda args: None)
+    assert "--data-dir" in capsys.readouterr().err
+
+
+def test_quick_caps_the_epochs(tmp_path):
+    # At most 2: fewer stay as asked.
+    seen = []
+    for epochs in ("50", "1"):
+        run_with(["--quick", "--epochs", epochs, "--out", str(tmp_path)],
+                 lambda args: seen.append(args.epochs))
+    assert seen == [2, 1]
+
+
+def test_recipe_error_exits_1_and_keeps_an_existing_folder(tmp_path, capsys):
+    def run(args):
+        raise common.RecipeError("no data here")
+
+    existing = tmp_path / "kept"
+    existing.mkdir()
+    assert run_with(["--out", str(existing)], run) == 1
+    assert existing.is_dir()
+    assert run_with(["--out", str(tmp_path / "new")], run) == 1
+    assert not (tmp_path / "new").exists()
+    assert "demo: error: no data here" in capsys.readouterr().err
+
+
+def test_jax_cache_settings_default_to_the_user_cache_and_yield_to_own(
+        tmp_path):
+    settings = common.jax_cache_settings({"XDG_CACHE_HOME": str(tmp_path)})
+    assert settings["JAX_COMPILATION_CACHE_DIR"] == str(
+        tmp_path / "kerastrain" / "jax")
+    assert float(settings["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]) == 0
+    own = {"JAX_COMPILATION_CACHE_DIR": "/mine",
+           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "1"}
+    assert common.jax_cache_settings(own) == {}
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax",
+                    reason="starts its own jax processes; once is enough")
+def test_jax_recipe_fills_the_cache_and_a_cached_rerun_is_identical(
+        tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("JAX_")}
+    env.update(XDG_CACHE_HOME=str(tmp_path / "cache"),
+               TF_CPP_MIN_LOG_LEVEL="3")
+    metrics = []
+    for run in ("cold", "warm"):
+        out = tmp_path / run
+        subprocess.run(
+            # The cheapest recipe (an MLP; digits_resnet took twice as
+            # long), one epoch per fit: the range test, the one-cycle fit
+            # and the constant-rate fit, each compiled or read from the
+            # cache.
+            [sys.executable, "-m", "recipes.lr_range_then_one_cycle",
+             "--quick", "--epochs", "1", "--backend", "jax", "--out",
+             str(out)],
+            check=True, env=env, stdout=subprocess.DEVNULL)
+        metrics.append(json.loads((out / "metrics.json").read_text()))
+        if run == "cold":
+            cached = os.listdir(tmp_path / "cache" / "kerastrain" / "jax")
+            assert len(cached) > 5  # steps and initializers
+    # ROC AUCs: any changed prediction would move them.
+    for key in ("max_lr", "test", "baselines"):
+        assert metrics[0][key] == metrics[1][key]
+
+
+@pytest.mark.parametrize("seed", ["-1", str(common.MAX_SEED + 1),
+                                  str(2**32), "1.5", "one"])
+def test_a_seed_out_of_range_is_an_argparse_error(tmp_path, capsys, seed):
+    ran = []
+    out = tmp_path / "new"
+    with pytest.raises(SystemExit) as exit_info:
+        run_with(["--seed", seed, "--out", str(out)], ran.append)
+    assert exit_info.value.code == 2
+    assert "--seed" in capsys.readouterr().err
+    assert not ran and not out.exists()
+
+
+def test_the_largest_seed_seeds_keras_and_layers_seeded_from_it(tmp_path):
+    import numpy as np
+
+    def run(args):
+        keras.utils.set_random_seed(args.seed)
+        # The recipes' layers get `seed + i`; a ResNet-110 has 54 blocks.
+        # (On torch a layer's seed is an int32: 2**32 - 1 fails here.)
+        seed = args.seed + 100
+        kept = keras.layers.Dropout(0.5, seed=seed)(
+            np.ones((4, 8), "float32"), training=True)
+        keras.initializers.GlorotUniform(seed=seed)((8, 8))
+        seen.append(float(keras.ops.max(kept)))
+
+    seen = []
+    assert run_with(["--seed", str(common.MAX_SEED), "--out",
+                     str(tmp_path)], run) == 0
+    assert seen == [2.0]
+
+
+def test_the_largest_seed_is_the_models_limit():
+    """`MAX_SEED` is written out (the module must not import kerastrain
+    before --backend is set); it must stay kerastrain's model seed limit."""
+    from kerastrain._seeds import MODEL_SEED_LIMIT
+
+    assert common.MAX_SEED == MODEL_SEED_LIMIT - 1
+
+
+def test_any_failure_removes_the_folders_the_run_created_and_reraises(
+        tmp_path):
+    def broken(args):
+        raise ZeroDivisionError("a bug")
+
+    out = tmp_path / "nest" / "a" / "b"
+    with pytest.raises(ZeroDivisionError, match="a bug"):
+        run_with(["--out", str(out)], broken)
+    # Every folder os.makedirs made for --out, not only the last one.
+    assert os.listdir(tmp_path) == []
+
+
+def test_recipe_error_removes_new_parents_up_to_the_first_that_existed(
+        tmp_path, capsys):
+    def run(args):
+        raise common.RecipeError("no data here")
+
+    (tmp_path / "nest").mkdir()
+    assert run_with(["--out", str(tmp_path / "nest" / "a" / "b")], run) == 1
+    assert os.listdir(tmp_path) == ["nest"]
+    assert os.listdir(tmp_path / "nest") == []
+    assert "demo: error: no data here" in capsys.readouterr().err
+
+
+def test_the_write_probe_leaves_a_file_of_the_same_name_alone(tmp_path):
+    (tmp_path / ".write-test").write_text("mine")
+    assert common.ensure_writable(str(tmp_path)) == []
+    assert os.listdir(tmp_path) == [".write-test"]
+    assert (tmp_path / ".write-test").read_text() == "mine"
+
+
+def test_the_wall_time_counts_the_import_of_keras(tmp_path, monkeypatch):
+    # Keras and its backend are imported where the run's policy is set,
+    # after the flags: 5-15 s of a run a user waits for.
+    def slow_import(run, args):
+        time.sleep(0.3)
+        run(args)
+
+    monkeypatch.setattr(cli, "_run_with_policy", slow_import)
+    start = time.perf_counter()
+    assert run_with(["--out", str(tmp_path)],
+                    publishing(["model.keras"], "run")) == 0
+    elapsed = time.perf_counter() - start
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert 0.3 <= metrics["wall_time_s"] <= round(elapsed, 1) + 0.05

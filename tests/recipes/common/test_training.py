@@ -1,0 +1,152 @@
+"""The image recipes' training and members trained together
+(recipes/common/training.py)."""
+
+import keras
+import pytest
+
+from recipes import common
+
+
+def test_no_fit_or_member_replays_the_batches_of_another(
+        tmp_path, monkeypatch):
+    import argparse
+
+    import numpy as np
+
+    import kerastrain.data
+    from kerastrain.models import resnet
+
+    real = kerastrain.data.image_pipeline
+    training_calls = []
+
+    def spy(*args, **kwargs):
+        if kwargs.get("training", True):
+            training_calls.append((args, kwargs))
+        return real(*args, **kwargs)
+
+    def fit_passes(model, data, validation_data, *, initial_epoch, epochs,
+                   **kwargs):
+        """No training: what is checked are the pipelines the fits get
+        (the recipes' quick tests train through the real one)."""
+        fits.append((initial_epoch, epochs, kwargs["callbacks"]))
+        history = keras.callbacks.History()
+        history.epoch = list(range(initial_epoch, epochs))
+        return history
+
+    fits = []
+    monkeypatch.setattr(kerastrain.data, "image_pipeline", spy)
+    monkeypatch.setattr(kerastrain.data, "fit_passes", fit_passes)
+    rng = np.random.default_rng(0)
+    train = (rng.random((32, 8, 8, 1), "float32"), np.arange(32) % 4)
+    val = (rng.random((8, 8, 8, 1), "float32"), np.arange(8) % 4)
+    model = resnet((8, 8, 1), 4, depth=8, width=4)
+    args = argparse.Namespace(epochs=4, batch_size=16, seed=0,
+                              out=str(tmp_path))
+    history = common.fit_image_classifier(
+        model, train, val, args, max_lr=0.1, weight_decay=0.0,
+        augment=("shift",), mixup_alpha=0.2)
+    assert history.epoch == [0, 1, 2, 3]
+    # With mixup for 3 epochs, then without; the checkpoint watches the
+    # second.
+    assert [fit[:2] for fit in fits] == [(0, 3), (3, 4)]
+    assert [len(fit[2]) for fit in fits] == [0, 1]
+    assert len(training_calls) == 2
+    single_seeds = [kwargs["seed"] for _, kwargs in training_calls]
+
+    def first_batch(args, kwargs):
+        images, _ = next(iter(real(*args, **{**kwargs, "mixup_alpha": 0.0})))
+        return np.asarray(images)
+
+    # Same shuffle and shifts would give the same batch.
+    first, second = (first_batch(*call) for call in training_calls)
+    assert not np.array_equal(first, second)
+    assert training_calls[0][1]["seed"] == 0  # the user's seed, first
+
+    # Members trained together: each fit gives each member a pipeline of
+    # its own seed, the first member's those of the one model above.
+    training_calls.clear()
+    members, together = common.trained_together(
+        lambda i: resnet((8, 8, 1), 4, depth=8, width=4, name=f"m{i}"), 2)
+    common.fit_image_classifier(
+        together, train, val, args, max_lr=0.1, weight_decay=0.0,
+        augment=("shift",), mixup_alpha=0.2)
+    seeds = [kwargs["seed"] for _, kwargs in training_calls]
+    assert len(seeds) == 4 and len(set(seeds)) == 4
+    assert seeds[0] == 0 and seeds[2] == single_seeds[1]
+
+
+@pytest.mark.parametrize("seed", [0, 7, common.MAX_SEED])
+def test_member_seeds_give_every_stream_its_own(seed):
+    from kerastrain._seeds import MODEL_SEED_LIMIT
+
+    alone = common.member_seeds(seed, 1)
+    assert (alone.first_fit, alone.model) == ([seed], [seed])
+    for count in (2, 3, 5):
+        seeds = common.member_seeds(seed, count)
+        pipelines = seeds.first_fit + seeds.second_fit
+        assert len(set(pipelines)) == 2 * count
+        assert len(set(seeds.model)) == count
+        assert all(0 <= s < MODEL_SEED_LIMIT for s in seeds.model)
+        # Member 0 trains as a run without members does.
+        assert [seeds.first_fit[0], seeds.second_fit[0],
+                seeds.model[0]] == [alone.first_fit[0],
+                                    alone.second_fit[0], alone.model[0]]
+        # A model seeds its layers with seed + i: the other members'
+        # models stay clear of the pipelines' seeds and of each other's
+        # first thousand layers.
+        for i, model_seed in enumerate(seeds.model[1:], 1):
+            others = [s for j, s in enumerate(seeds.model) if j != i]
+            assert all(abs(model_seed - s) > 1000
+                       for s in others + pipelines)
+
+
+def test_members_trained_together_learn_as_each_would_alone():
+    import numpy as np
+
+    from kerastrain.models import resnet
+    from tests.support import to_numpy
+
+    def build(i):
+        keras.utils.set_random_seed(i)  # each member's initial weights
+        return resnet((8, 8, 1), 4, depth=8, width=4, name=f"member{i}")
+
+    rng = np.random.default_rng(0)
+    x = rng.random((32, 8, 8, 1), "float32")
+    y = np.eye(4, dtype="float32")[np.arange(32) % 4]
+
+    def fit(model, data):
+        model.compile(keras.optimizers.SGD(0.1, momentum=0.9),
+                      keras.losses.CategoricalCrossentropy(from_logits=True))
+        model.fit(*data, batch_size=8, epochs=2, shuffle=False, verbose=0)
+
+    members, together = common.trained_together(build, 2)
+    # Built alike, the members' variables would share paths; on torch,
+    # Keras then cleared only one member's gradients between steps.
+    paths = [v.path for v in together.trainable_variables]
+    assert len(set(paths)) == len(paths)
+    # Each member reads its own batches: here the other's in reverse.
+    xs, ys = (x, x[::-1]), (y, y[::-1])
+    fit(together, (xs, ys))
+    for i, member in enumerate(members):
+        alone = build(i)
+        fit(alone, (xs[i], ys[i]))
+        for trained, reference in zip(member.weights, alone.weights):
+            np.testing.assert_allclose(to_numpy(trained),
+                                       to_numpy(reference),
+                                       rtol=1e-5, atol=1e-6)
+
+
+def test_one_cycle_steps_leave_kerastuner_unimported(monkeypatch):
+    """`environment` lists the optional packages a run imported: the step
+    check imported `kerastrain.tuning`, and with it KerasTuner, so every
+    one-cycle recipe's metrics.json named a KerasTuner version."""
+    import argparse
+    import sys
+
+    for name in [m for m in sys.modules
+                 if m == "keras_tuner" or m.startswith((
+                     "keras_tuner.", "kerastrain.tuning"))]:
+        monkeypatch.delitem(sys.modules, name)
+    args = argparse.Namespace(epochs=2, batch_size=4)
+    assert common.one_cycle_steps(args, 10) == 6
+    assert "keras_tuner" not in sys.modules
