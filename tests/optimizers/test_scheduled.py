@@ -80,9 +80,19 @@ def test_a_schedule_of_values_outside_the_interval_is_refused(
 
 @pytest.mark.parametrize("optimizer, name, open_top", SCHEDULED)
 def test_a_keras_schedule_is_taken_as_it_is(optimizer, name, open_top):
-    # Keras' schedules do not say their range; nothing is evaluated.
-    decay = keras.optimizers.schedules.ExponentialDecay(0.9, 10, 0.5)
+    # Keras' schedules do not say their range; nothing is evaluated: this
+    # one leaves [0, 1] after 10 steps (0.9 * 2 ** (step / 10)), and is
+    # neither refused nor called.
+    calls = []
+
+    class Counted(keras.optimizers.schedules.ExponentialDecay):
+        def __call__(self, step):
+            calls.append(step)
+            return super().__call__(step)
+
+    decay = Counted(0.9, 10, 2.0)
     assert getattr(optimizer(0.1, **{name: decay}), name) is decay
+    assert calls == []
 
 
 @pytest.mark.parametrize("optimizer, name, open_top", SCHEDULED)

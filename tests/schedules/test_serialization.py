@@ -130,7 +130,7 @@ def test_a_name_keras_scopes_refuse_is_refused_at_construction(make, name):
 ])
 @pytest.mark.parametrize("name", ["0.lr-v2>a_b", "_lr", "-lr", ">a",
                                   "a>.b", ""])
-def test_every_name_that_is_taken_trains(make, name):
+def test_every_name_that_is_taken_trains(make, name, tmp_path):
     # Each of these trains on TensorFlow too (the first character is free
     # in its nested scopes): none may be refused, nor a file holding it.
     schedule = make(name)
@@ -138,3 +138,9 @@ def test_every_name_that_is_taken_trains(make, name):
     model.compile(optimizers.SGD(schedule, 0.9), "mse")
     model.fit(np.ones((4, 2)), np.zeros((4, 1)), batch_size=2, verbose=0)
     assert int(to_numpy(model.optimizer.iterations)) == 2
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    config = loaded.optimizer.get_config()["learning_rate"]
+    assert config["config"]["name"] == name
+    assert int(to_numpy(loaded.optimizer.iterations)) == 2
