@@ -86,6 +86,77 @@ def check_rates(rates):
                 f"{name}={rate:g}" for name, rate in over.items()))
 
 
+def _checked_phases(boundaries, values):
+    """`boundaries` and `values` as lists of floats, if they make phases
+    that float32 computes: finite, as many of each, at least two, and
+    boundaries strictly increasing (in float32 too)."""
+    # NaN slips through every comparison below and inf turns the
+    # annealers' arithmetic into NaN: both are refused here.
+    boundaries = check_float_list("boundaries", boundaries)
+    values = check_float_list("values", values)
+    if any(abs(v) > FLOAT32_MAX for v in values):
+        # They would be inf in the float32 arithmetic, and NaN at the
+        # ends of a phase (inf * 0).
+        raise ValueError(
+            "Argument `values` must hold numbers that float32 can "
+            f"hold (magnitude <= {FLOAT32_MAX:.4g}). Received: "
+            f"values={values}")
+    if len(boundaries) < 2 or len(values) != len(boundaries):
+        raise ValueError(
+            "Arguments `boundaries` and `values` must have the same "
+            "length, at least 2 (one phase). Received: "
+            f"boundaries={boundaries}, values={values}")
+    if any(b >= c for b, c in zip(boundaries, boundaries[1:])):
+        raise ValueError(
+            "Argument `boundaries` must be strictly increasing. "
+            f"Received: boundaries={boundaries}")
+    # The step is compared with them in float32: 1e39 is inf there
+    # (NaN values), and 1e8 and 1e8 + 1 are one number (a phase of
+    # length 0).
+    if any(abs(b) > FLOAT32_MAX for b in boundaries) or not (
+            np.diff(np.float32(boundaries)) > 0).all():
+        raise ValueError(
+            "Argument `boundaries` must stay finite and strictly "
+            "increasing in float32, where the step is compared with "
+            "them (steps past 2**24 = 16,777,216 round to even "
+            f"numbers and coarser). Received: boundaries={boundaries}")
+    return boundaries, values
+
+
+def _checked_anneals(anneal, values):
+    """The annealer of each phase between `values`, from `anneal` (one
+    name, or one per phase); an `exp` phase must compute in float32."""
+    num_phases = len(values) - 1
+    if isinstance(anneal, str):
+        anneals = [anneal] * num_phases
+    elif isinstance(anneal, (list, tuple)):
+        anneals = list(anneal)
+    else:
+        raise TypeError(
+            "Argument `anneal` must be a string or a list of strings, one "
+            f"per phase. Received: anneal={anneal!r}")
+    if len(anneals) != num_phases:
+        raise ValueError(
+            f"Argument `anneal` must be a string or a list of "
+            f"{num_phases} strings, one per phase. Received: "
+            f"anneal={anneal!r}")
+    for a in anneals:
+        check_choice("anneal", a, tuple(ANNEALERS))
+    for a, v0, v1 in zip(anneals, values, values[1:]):
+        if a == "exp" and (v0 <= 0 or v1 <= 0):
+            raise ValueError(
+                "An `exp` phase needs positive values. Received: "
+                f"values={values}")
+        if a == "exp" and not exp_fits_float32(v0, v1):
+            raise ValueError(
+                "An `exp` phase needs values of at least "
+                f"{FLOAT32_TINY:.4g} (float32's smallest normal number) "
+                "whose ratio float32 can hold (from "
+                f"{FLOAT32_TINY:.4g} to {FLOAT32_MAX:.4g}). Received: "
+                f"values={values}")
+    return anneals
+
+
 @keras.saving.register_keras_serializable(package="kerastrain")
 class PhaseSchedule(keras.optimizers.schedules.LearningRateSchedule):
     """A schedule made of consecutive annealing phases.
@@ -118,64 +189,8 @@ class PhaseSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     def __init__(self, boundaries, values, anneal="cos", name="PhaseSchedule"):
         super().__init__()
-        # NaN slips through every comparison below and inf turns the
-        # annealers' arithmetic into NaN: both are refused here.
-        boundaries = check_float_list("boundaries", boundaries)
-        values = check_float_list("values", values)
-        if any(abs(v) > FLOAT32_MAX for v in values):
-            # They would be inf in the float32 arithmetic, and NaN at the
-            # ends of a phase (inf * 0).
-            raise ValueError(
-                "Argument `values` must hold numbers that float32 can "
-                f"hold (magnitude <= {FLOAT32_MAX:.4g}). Received: "
-                f"values={values}")
-        if len(boundaries) < 2 or len(values) != len(boundaries):
-            raise ValueError(
-                "Arguments `boundaries` and `values` must have the same "
-                "length, at least 2 (one phase). Received: "
-                f"boundaries={boundaries}, values={values}")
-        if any(b >= c for b, c in zip(boundaries, boundaries[1:])):
-            raise ValueError(
-                "Argument `boundaries` must be strictly increasing. "
-                f"Received: boundaries={boundaries}")
-        # The step is compared with them in float32: 1e39 is inf there
-        # (NaN values), and 1e8 and 1e8 + 1 are one number (a phase of
-        # length 0).
-        if any(abs(b) > FLOAT32_MAX for b in boundaries) or not (
-                np.diff(np.float32(boundaries)) > 0).all():
-            raise ValueError(
-                "Argument `boundaries` must stay finite and strictly "
-                "increasing in float32, where the step is compared with "
-                "them (steps past 2**24 = 16,777,216 round to even "
-                f"numbers and coarser). Received: boundaries={boundaries}")
-        num_phases = len(boundaries) - 1
-        if isinstance(anneal, str):
-            anneals = [anneal] * num_phases
-        elif isinstance(anneal, (list, tuple)):
-            anneals = list(anneal)
-        else:
-            raise TypeError(
-                "Argument `anneal` must be a string or a list of strings, one "
-                f"per phase. Received: anneal={anneal!r}")
-        if len(anneals) != num_phases:
-            raise ValueError(
-                f"Argument `anneal` must be a string or a list of "
-                f"{num_phases} strings, one per phase. Received: "
-                f"anneal={anneal!r}")
-        for a in anneals:
-            check_choice("anneal", a, tuple(ANNEALERS))
-        for a, v0, v1 in zip(anneals, values, values[1:]):
-            if a == "exp" and (v0 <= 0 or v1 <= 0):
-                raise ValueError(
-                    "An `exp` phase needs positive values. Received: "
-                    f"values={values}")
-            if a == "exp" and not exp_fits_float32(v0, v1):
-                raise ValueError(
-                    "An `exp` phase needs values of at least "
-                    f"{FLOAT32_TINY:.4g} (float32's smallest normal number) "
-                    "whose ratio float32 can hold (from "
-                    f"{FLOAT32_TINY:.4g} to {FLOAT32_MAX:.4g}). Received: "
-                    f"values={values}")
+        boundaries, values = _checked_phases(boundaries, values)
+        anneals = _checked_anneals(anneal, values)
         self.boundaries = boundaries
         self.values = values
         self.anneal = anneal if isinstance(anneal, str) else anneals
