@@ -68,6 +68,7 @@ class LRFinder(keras.callbacks.Callback):
         super().__init__()
         self.start_lr = check_float("start_lr", start_lr, low=0,
                                     low_closed=False)
+        check_rates({"start_lr": self.start_lr})  # before end_lr's range
         self.end_lr = check_float("end_lr", end_lr, low=self.start_lr,
                                   low_closed=False)
         check_rates({"end_lr": self.end_lr})
@@ -285,8 +286,13 @@ def find_lr(model, x, y=None, batch_size=32, start_lr=1e-7, end_lr=10.0,
         fit_args = dict(x=x.repeat(), steps_per_epoch=num_steps, epochs=1,
                         shuffle=False)
     else:
-        check_int("batch_size", batch_size, min_value=1)
+        batch_size = check_int("batch_size", batch_size, min_value=1)
         count = _num_samples("x", x)
+        if y is None and getattr(model, "loss", None) is not None:
+            # Keras' loss got None as targets, deep in the first step.
+            raise ValueError(
+                "Argument `y` must hold the targets of `x` for the model's "
+                "compiled loss. Received: y=None")
         labels = count if y is None else _num_samples("y", y)
         if labels != count:
             raise ValueError(

@@ -9,7 +9,8 @@ import numbers
 
 import numpy as np
 
-from kerastrain._validation import check_float_list
+from kerastrain._validation import (FLOAT32_MAX, FLOAT32_TINY,
+                                    check_float_list)
 
 # Keras' RandAugment mixes colour operations that need one or three
 # channels (grayscale or RGB); others fail inside the traced map.
@@ -186,10 +187,19 @@ def check_normalize(normalize):
     mean, std = (
         np.asarray(check_float_list(f"normalize[{i}]", _numbers(v)),
                    "float32") for i, v in enumerate(pair))
-    if not (std > 0).all():
+    if not (np.isfinite(mean).all() and np.isfinite(std).all()):
         raise ValueError(
-            "Argument `normalize` must have a std > 0 for every channel "
-            f"(its second item). Received: normalize[1]={pair[1]!r}")
+            "Argument `normalize` must hold numbers that float32 can hold "
+            f"(magnitude <= {FLOAT32_MAX:.4g}), where the pipeline "
+            f"computes. Received: normalize={normalize!r}")
+    if not (std >= FLOAT32_TINY).all():
+        # A smaller std is 0 where XLA and oneDNN flush it: every pixel
+        # divided by it is inf or NaN.
+        raise ValueError(
+            "Argument `normalize` must have a std of at least "
+            f"{FLOAT32_TINY:.4g} (float32's smallest normal number) for "
+            f"every channel (its second item). Received: "
+            f"normalize[1]={pair[1]!r}")
     return mean, std
 
 

@@ -4,8 +4,8 @@ import keras
 
 from kerastrain._validation import check_bool
 from kerastrain.optimizers.scheduled import (ScheduledHyperparameters,
-                                             check_accumulation,
                                              check_epsilon, check_float32,
+                                             check_keras_arguments,
                                              check_keyword,
                                              check_learning_rate,
                                              check_scheduled)
@@ -49,7 +49,7 @@ class AdamW(ScheduledHyperparameters, keras.optimizers.AdamW):
         beta_1 = check_scheduled("beta_1", beta_1, 0, 1, high_closed=False)
         check_keyword(kwargs, "beta_2", 0, 1, high_closed=False)
         check_epsilon(kwargs)
-        check_accumulation(kwargs)
+        check_keras_arguments(kwargs)
         if "amsgrad" in kwargs:
             kwargs["amsgrad"] = check_bool("amsgrad", kwargs["amsgrad"])
         super().__init__(check_learning_rate(learning_rate),

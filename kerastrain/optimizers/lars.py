@@ -6,8 +6,8 @@ import keras
 from keras import ops
 
 from kerastrain.optimizers.scheduled import (ScheduledHyperparameters,
-                                             check_accumulation,
                                              check_float32,
+                                             check_keras_arguments,
                                              check_learning_rate,
                                              check_scheduled)
 
@@ -66,7 +66,7 @@ class LARS(ScheduledHyperparameters, keras.optimizers.Optimizer):
     def __init__(self, learning_rate=0.1, momentum=0.9, weight_decay=0.0,
                  trust_coefficient=0.001, exclude_from_layer_adaptation=None,
                  name="lars", **kwargs):
-        check_accumulation(kwargs)
+        check_keras_arguments(kwargs)
         super().__init__(check_learning_rate(learning_rate), name=name,
                          **kwargs)
         self.momentum = check_scheduled("momentum", momentum, 0, 1)

@@ -14,7 +14,7 @@ import numpy as np
 from keras import ops
 
 from kerastrain._validation import (FLOAT32_TINY, check_float,
-                                    check_in_float32, check_int)
+                                    check_in_float32, check_steps)
 from kerastrain.schedules.phases import check_rates
 
 LearningRateSchedule = keras.optimizers.schedules.LearningRateSchedule
@@ -147,12 +147,28 @@ def check_accumulation(kwargs):
     name = "gradient_accumulation_steps"
     if kwargs.get(name) is None:
         return
-    steps = check_int(name, kwargs[name], min_value=0)
+    # At most the optimizers' int32 step count: 2**40 failed inside the
+    # first step (torch: division by zero, JAX: an overflow).
+    steps = check_steps(name, kwargs[name], min_value=0)
     if steps == 1:
         raise ValueError(
             f"Argument `{name}` must be None or 0 (no accumulation), or an "
             f"integer >= 2. Received: {name}=1")
     kwargs[name] = steps
+
+
+# Keras' optimizers take these unchecked: inf or 0 clipped or scaled every
+# gradient to NaN or 0, a negative clip turned clipping off.
+CLIPPING = ("clipnorm", "clipvalue", "global_clipnorm", "loss_scale_factor")
+
+
+def check_keras_arguments(kwargs):
+    """Checks the arguments of Keras' base optimizer in `kwargs`, where
+    given: `gradient_accumulation_steps` (`check_accumulation`) and each
+    of `CLIPPING`, None or a number > 0 that float32 holds."""
+    check_accumulation(kwargs)
+    for name in CLIPPING:
+        check_keyword(kwargs, name, 0, low_closed=False, none=True)
 
 
 def check_epsilon(kwargs):

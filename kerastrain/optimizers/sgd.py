@@ -5,7 +5,7 @@ from keras import ops
 
 from kerastrain._validation import check_bool
 from kerastrain.optimizers.scheduled import (ScheduledHyperparameters,
-                                             check_accumulation,
+                                             check_keras_arguments,
                                              check_keyword,
                                              check_learning_rate,
                                              check_scheduled)
@@ -50,7 +50,7 @@ class SGD(ScheduledHyperparameters, keras.optimizers.SGD):
                  **kwargs):
         momentum = check_scheduled("momentum", momentum, 0, 1)
         check_keyword(kwargs, "weight_decay", 0, none=True)
-        check_accumulation(kwargs)
+        check_keras_arguments(kwargs)
         scheduled = not isinstance(momentum, float)
         # Keras' check wants a float; any non-zero one makes it build the
         # velocity slots.

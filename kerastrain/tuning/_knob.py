@@ -12,14 +12,19 @@ KerasTuner intends, and is checked against the same rules.
 
 import functools
 
-from kerastrain._validation import check_choice, check_float, check_int
+import numpy as np
+
+from kerastrain._validation import (FLOAT32_MAX, check_choice, check_float,
+                                    check_int)
 
 SAMPLINGS = ("linear", "log")
 
 
-def number(low=0.0, high=None, low_closed=True, high_closed=True):
+def number(low=0.0, high=FLOAT32_MAX, low_closed=True, high_closed=True):
     """A `check(name, value)` for a real knob in an interval (`check_float`
-    of `kerastrain._validation`)."""
+    of `kerastrain._validation`), by default one that float32 holds: a
+    larger rate or penalty is inf where the model computes, and trained
+    the weights to NaN."""
     return functools.partial(check_float, low=low, high=high,
                              low_closed=low_closed, high_closed=high_closed)
 
@@ -35,6 +40,8 @@ def category(*allowed):
     kind = type(allowed[0])
 
     def check(name, value):
+        if kind is bool and isinstance(value, np.bool_):
+            value = bool(value)
         if not isinstance(value, kind):
             raise TypeError(
                 f"Argument `{name}` must be a {kind.__name__}, a list of "

@@ -14,6 +14,7 @@ from kerastrain._validation import check_choice, check_float, check_int
 from kerastrain.optimizers import SGD, AdamW
 from kerastrain.schedules import OneCycle, PhaseSchedule, Warmup
 from kerastrain.schedules.one_cycle import MIN_STEPS as ONE_CYCLE_MIN_STEPS
+from kerastrain.schedules.phases import check_rates
 
 SCHEDULES = ("one_cycle", "cosine_warmup", "cyclic", "constant")
 OPTIMIZERS = ("sgd", "adamw")
@@ -61,6 +62,7 @@ def learning_rate_schedule(name, max_lr, total_steps):
     """
     check_choice("schedule", name, SCHEDULES)
     max_lr = check_float("max_lr", max_lr, low=0, low_closed=False)
+    check_rates({"max_lr": max_lr})  # inf in float32: NaN rates
     total_steps = check_int("total_steps", total_steps, min_value=1)
     if total_steps < MIN_STEPS[name]:
         raise ValueError(

@@ -28,10 +28,18 @@ RECIPES = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAX_SEED = 2**30 - 1
 
 
-def positive_int(text):
+# The largest count a flag takes (--epochs, --batch-size, --members...):
+# the optimizers count steps in an int32, and a larger count failed deep
+# in the run (OneCycle's total_steps, NumPy's largest array for --members).
+MAX_COUNT = 2**31 - 1
+
+
+def positive_int(text, high=MAX_COUNT):
+    """A count flag: an integer from 1 to `high`."""
     value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    if not 1 <= value <= high:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer from 1 to {high}, got {value}")
     return value
 
 

@@ -33,10 +33,17 @@ def one_cycle_steps(args, samples, epochs=None, what=None):
     `what` names the epochs in the message (`--epochs N` by default)."""
     # Not from kerastrain.tuning, whose import pulls in KerasTuner, which
     # `environment` would then list among the run's packages.
+    from kerastrain._validation import MAX_STEPS
     from kerastrain.schedules.one_cycle import MIN_STEPS
 
     epochs = args.epochs if epochs is None else epochs
     steps = epochs * -(-samples // args.batch_size)
+    if steps > MAX_STEPS:
+        raise RecipeError(
+            f"{what or f'--epochs {epochs}'} and --batch-size "
+            f"{args.batch_size} on {samples} training samples make {steps:,} "
+            f"training steps, more than the optimizers' step count holds "
+            f"({MAX_STEPS:,}). Lower --epochs or raise --batch-size.")
     if steps < MIN_STEPS:
         raise RecipeError(
             f"{what or f'--epochs {epochs}'} and --batch-size "

@@ -456,6 +456,9 @@ def test_bad_inputs(x, y, error, match):
     ({"x": np.zeros((0, 8)), "y": np.zeros(0)}, ValueError,
      "at least one sample"),
     ({"x": "dataset", "y": np.zeros(4)}, ValueError, "`y` must be None"),
+    # Keras' loss got None as its targets, deep in the first step.
+    ({"y": None}, ValueError, r"`y` must hold the targets of `x` for the "
+     r"model's compiled loss.*Received: y=None"),
 ])
 def test_bad_find_lr_arguments(kwargs, error, match):
     x, y = data()
@@ -791,6 +794,9 @@ def test_the_callback_survives_deepcopy_and_restores():
      r"span a ratio float32 can hold.*start_lr=1e-30"),
     ({"start_lr": 1e-40}, r"`start_lr` \(at least 1\.175e-38"),
     ({"end_lr": 1e39}, "`end_lr` must be a rate that float32 can hold"),
+    # It named `end_lr`, which is in range.
+    ({"start_lr": 1e40}, r"`start_lr` must be a rate that float32 can "
+     r"hold.*start_lr=1e\+40"),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -836,3 +842,12 @@ def test_repr_of_a_test_stopped_too_early_to_suggest(recorded):
     result.plot()  # the curve alone
     full = LRFinderResult(lrs, losses, losses)
     assert f"valley {full.suggestion():.2g}" in repr(full)
+
+
+def test_a_numpy_batch_size_is_taken():
+    """It was checked, then handed on as NumPy's int64, which torch's
+    data loader refused."""
+    x, y = data()
+    result = find_lr(make_model(keras.optimizers.SGD(0.01)), x, y,
+                     batch_size=np.int64(8), num_steps=5)
+    assert len(result.lrs) == 5

@@ -223,7 +223,13 @@ def test_augmented_training_batches_feed_model_fit():
     ({"normalize": ([0.5, 0.5], [1.0, 1.0])}, ValueError,
      r"`normalize`.*per channel of `x` \(3\)"),
     ({"normalize": ([0.5] * 3, [0.2, 0.0, 0.2])}, ValueError,
-     r"`normalize`.*std > 0"),
+     r"`normalize`.*std of at least"),
+    # Above 0 in float32, but subnormal: flushed to 0, every pixel inf.
+    ({"normalize": (0.0, 1e-45)}, ValueError,
+     r"`normalize`.*std of at least 1.175e-38"),
+    # inf in float32, where the pipeline computes.
+    ({"normalize": (1e40, 1.0)}, ValueError,
+     r"`normalize` must hold numbers that float32 can hold"),
     ({"normalize": ([0.5] * 3, ["a", "b", "c"])}, TypeError,
      r"normalize\[1\]"),
     ({"normalize": ([0.5] * 3, [np.nan] * 3)}, ValueError,

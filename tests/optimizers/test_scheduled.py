@@ -213,7 +213,9 @@ print(step, float(rate), "_get_current_learning_rate" in vars(optimizer))
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 @pytest.mark.parametrize("steps, error", [
-    (2.5, TypeError), (True, TypeError), (1, ValueError)])
+    (2.5, TypeError), (True, TypeError), (1, ValueError),
+    # Past the int32 step count: failed inside the first step.
+    (2**40, ValueError)])
 def test_a_bad_accumulation_count_is_refused_at_construction(
         optimizer, steps, error):
     """Keras checks only `>= 2`: 2.5 failed inside TensorFlow's step, and
@@ -225,3 +227,41 @@ def test_a_bad_accumulation_count_is_refused_at_construction(
     # Keras reads 0 as no accumulation, and saves it so.
     assert not optimizer(0.1, gradient_accumulation_steps=0
                          ).gradient_accumulation_steps
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+@pytest.mark.parametrize("name", ["clipnorm", "clipvalue", "global_clipnorm",
+                                  "loss_scale_factor"])
+@pytest.mark.parametrize("value, error", [
+    (float("inf"), ValueError), (float("nan"), ValueError),
+    (0.0, ValueError), (-1.0, ValueError), (1e39, ValueError),
+    ("abc", TypeError)])
+def test_a_bad_clip_or_loss_scale_is_refused_at_construction(
+        optimizer, name, value, error):
+    """Keras takes them unchecked: inf or 0 trains the weights to NaN (or
+    clips every gradient to 0), a negative clip turns clipping off, a
+    string fails inside the first step."""
+    with pytest.raises(error, match=rf"`{name}`"):
+        optimizer(0.1, **{name: value})
+
+
+def test_a_clipnorm_that_is_taken_clips_as_keras_does():
+    """A clip taken (a NumPy number too) is Keras' own: one step on a
+    weight whose gradient has norm 10, clipped to 0.5, moves it as Keras'
+    SGD with that clip does, 20x less far than without it."""
+    keras_step = linear_step(keras.optimizers.SGD(0.1, clipnorm=0.5))
+    ours = SGD(0.1, clipnorm=np.float32(0.5), clipvalue=None,
+               loss_scale_factor=None)
+    assert ours.clipnorm == 0.5
+    np.testing.assert_allclose(linear_step(ours), keras_step, rtol=1e-6)
+    assert np.linalg.norm(linear_step(SGD(0.1))) == pytest.approx(
+        20 * np.linalg.norm(keras_step), rel=1e-5)
+
+
+def linear_step(optimizer):
+    """The first update of a weight of 0s, whose gradient is (6, 8), norm
+    10."""
+    weight = keras.Variable(np.zeros(2, "float32"))
+    optimizer.apply([keras.ops.convert_to_tensor(
+        np.array([6.0, 8.0], "float32"))], [weight])
+    return keras.ops.convert_to_numpy(weight)

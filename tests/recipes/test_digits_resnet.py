@@ -132,6 +132,9 @@ def test_test_split_is_sklearns_stratified_split():
     (["--backend", "theano"], "--backend"),
     (["--batch-size", "x"], "--batch-size"),
     (["--members", "0"], "--members"),
+    # Failed inside NumPy, drawing the members' seeds.
+    (["--members", "99999999999999999999"],
+     "--members: must be an integer from 1 to 64"),
 ])
 def test_bad_flags_exit_with_a_message(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:

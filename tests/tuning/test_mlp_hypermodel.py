@@ -507,6 +507,10 @@ def test_a_dataset_of_unknown_length_trains_with_steps_per_epoch():
     ({"l2": (0.0, 1e-3)}, ValueError, "log scale"),
     ({"dropout": 1.0}, ValueError, r"`dropout` must be in \[0, 1\)"),
     ({"learning_rate": 0.0}, ValueError, "learning_rate"),
+    # inf in float32: the loss and the weights were NaN after one fit.
+    ({"learning_rate": 1e40}, ValueError,
+     r"`learning_rate` must be in \(0, 3.40282e\+38\]"),
+    ({"l2": (1e-6, 1e40)}, ValueError, r"`l2` must be in \[0, 3.40282e"),
     ({"num_layers": 0}, ValueError, "num_layers"),
     ({"units": 1.5}, TypeError, "units"),
     ({"input_dim": 0}, ValueError, "input_dim"),
@@ -522,6 +526,16 @@ def test_bad_search_space_arguments(kwargs, error, match):
     arguments.update(kwargs)
     with pytest.raises(error, match=match):
         MLPHyperModel(**arguments)
+
+
+def test_numpy_scalars_are_taken_as_knobs():
+    """NumPy's bool, as `check_bool` takes it everywhere else."""
+    hp = kt.HyperParameters()
+    model = MLPHyperModel(10, 2, batch_norm=np.bool_(True),
+                          learning_rate=np.float32(1e-3)).build(hp)
+    assert hp.values["batch_norm"] is True
+    assert any(isinstance(layer, keras.layers.BatchNormalization)
+               for layer in model.layers)
 
 
 def test_trials_are_built_under_the_policy_the_hypermodel_was_made_in():

@@ -82,6 +82,18 @@ def test_too_few_updates_is_a_clear_error(name, minimum):
         learning_rate_schedule(name, 0.1, minimum - 1)
 
 
+@pytest.mark.parametrize("name", SCHEDULES)
+def test_a_peak_rate_float32_cannot_hold_is_refused(name):
+    # 1e40 is inf in float32: the warmup and cosine gave [nan, inf, inf],
+    # and "constant" handed it on as it was.
+    with pytest.raises(ValueError, match=r"`max_lr` must be a rate that "
+                       r"float32 can hold.*max_lr=1e\+40"):
+        learning_rate_schedule(name, 1e40, 100)
+    assert np.isfinite(float(keras.ops.convert_to_numpy(
+        learning_rate_schedule(name, 3e38, 100)[0] if name == "constant"
+        else learning_rate_schedule(name, 3e38, 100)[0](50))))
+
+
 def test_make_optimizer():
     rate, momentum = learning_rate_schedule("one_cycle", 0.1, 100)
     sgd = make_optimizer("sgd", rate, momentum, weight_decay=5e-4,

@@ -117,6 +117,23 @@ def test_a_seed_out_of_range_is_an_argparse_error(tmp_path, capsys, seed):
     assert not ran and not out.exists()
 
 
+@pytest.mark.parametrize("flag, value", [
+    ("--epochs", "0"), ("--epochs", str(2**31)), ("--batch-size", "-3"),
+    ("--batch-size", "99999999999999999999")])
+def test_a_count_out_of_range_is_an_argparse_error(tmp_path, capsys, flag,
+                                                   value):
+    # 3e9 epochs failed in OneCycle, deep in the run: past the optimizers'
+    # int32 step count.
+    ran = []
+    with pytest.raises(SystemExit) as exit_info:
+        run_with([flag, value, "--out", str(tmp_path)], ran.append)
+    assert exit_info.value.code == 2
+    assert (f"{flag}: must be an integer from 1 to 2147483647, got "
+            f"{value}") in capsys.readouterr().err
+    assert not ran
+    assert common.positive_int(str(2**31 - 1)) == 2**31 - 1
+
+
 def test_the_largest_seed_seeds_keras_and_layers_seeded_from_it(tmp_path):
     import numpy as np
 

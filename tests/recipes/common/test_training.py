@@ -150,3 +150,17 @@ def test_one_cycle_steps_leave_kerastuner_unimported(monkeypatch):
     args = argparse.Namespace(epochs=2, batch_size=4)
     assert common.one_cycle_steps(args, 10) == 6
     assert "keras_tuner" not in sys.modules
+
+
+def test_one_cycle_steps_past_the_step_count_are_a_recipe_error():
+    """More steps than the optimizers' int32 count: a message naming the
+    flags, not OneCycle's `total_steps` error from inside the run."""
+    import argparse
+
+    args = argparse.Namespace(epochs=2**31 // 10 + 1, batch_size=1)
+    with pytest.raises(common.RecipeError, match=r"--epochs 214748365 and "
+                       r"--batch-size 1 on 10 training samples make "
+                       r"2,147,483,650 training steps, more than"):
+        common.one_cycle_steps(args, 10)
+    args.epochs -= 1
+    assert common.one_cycle_steps(args, 10) == 2_147_483_640
