@@ -8,7 +8,7 @@ import numpy as np
 
 from kerastrain._validation import (FLOAT32_MAX, FLOAT32_TINY, check_bool,
                                     check_float, check_int, check_seed,
-                                    is_dataset)
+                                    check_steps, is_dataset)
 from kerastrain.callbacks import _training_state as state
 from kerastrain.callbacks.lr_finder_result import LRFinderResult
 from kerastrain.optimizers.scheduled import counts_batches
@@ -80,7 +80,8 @@ class LRFinder(keras.callbacks.Callback):
                 "float32's smallest normal number) and `end_lr` must span "
                 f"a ratio float32 can hold (at most {FLOAT32_MAX:.4g}). "
                 f"Received: start_lr={start_lr}, end_lr={end_lr}")
-        self.num_steps = check_int("num_steps", num_steps, min_value=2)
+        # At most the optimizers' int32 step count: 2**63 ran for ever.
+        self.num_steps = check_steps("num_steps", num_steps, min_value=2)
         self.beta = check_float("beta", beta, 0, 1, high_closed=False)
         self.diverge_factor = check_float("diverge_factor", diverge_factor,
                                           low=1, low_closed=False,

@@ -3,7 +3,7 @@
 import numpy as np
 from keras import ops
 
-from kerastrain._validation import check_int
+from kerastrain._validation import check_steps
 from kerastrain.io import new_figure, save_figure
 
 
@@ -31,7 +31,13 @@ def schedule_values(schedule, steps):
     >>> values.round(6).tolist()  # float32 rates, as the optimizer uses
     [0.1, 0.1, 0.05, 0.05, 0.025]
     """
-    check_int("steps", steps, min_value=1)
+    if not callable(schedule):
+        raise TypeError(
+            "Argument `schedule` must be a `LearningRateSchedule` or a "
+            f"callable of the step. Received: schedule={schedule!r}")
+    # No more than a training's steps: 10**12 failed the vectorized call
+    # and then ran the step-by-step one for ever.
+    check_steps("steps", steps)
     try:
         values = ops.convert_to_numpy(schedule(ops.arange(steps)))
         if np.shape(values) == (steps,):

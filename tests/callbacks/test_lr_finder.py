@@ -784,6 +784,7 @@ def test_the_callback_survives_deepcopy_and_restores():
     ({"start_lr": 0.0}, "start_lr"),
     ({"start_lr": 1.0, "end_lr": 0.5}, "end_lr"),
     ({"num_steps": 1}, "num_steps"),
+    ({"num_steps": 2**40}, r"`num_steps` must be at most 2\*\*31 - 1"),
     ({"beta": 1.0}, "beta"),
     ({"diverge_factor": 1.0}, "diverge_factor"),
     ({"diverge_factor": float("nan")}, "diverge_factor"),

@@ -47,6 +47,18 @@ def test_a_momentum_and_title_of_ones_own():
 def test_bad_steps():
     with pytest.raises(ValueError, match="steps"):
         plot_schedule(OneCycle(0.1, 10), 0)
+    # More steps than a training runs: 10**12 failed the vectorized call,
+    # then ran step by step for ever.
+    with pytest.raises(ValueError, match=r"`steps` must be at most 2\*\*31"):
+        schedule_values(StepDecay(0.1, 3), 10**12)
+
+
+@pytest.mark.parametrize("schedule", [3, None])
+def test_a_schedule_that_is_not_callable_names_the_argument(schedule):
+    # "'int' object is not callable", from inside.
+    with pytest.raises(TypeError, match=r"`schedule` must be a "
+                       r"`LearningRateSchedule` or a callable"):
+        plot_schedule(schedule, 5)
 
 
 def test_a_momentum_that_is_a_number_names_the_argument():
