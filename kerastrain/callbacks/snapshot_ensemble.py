@@ -76,6 +76,12 @@ class SnapshotEnsemble(keras.callbacks.Callback):
         if keep is not None:
             keep = check_int("keep", keep, min_value=1)
         self.directory = check_path("directory", directory)
+        if os.path.exists(self.directory) and not os.path.isdir(
+                self.directory):
+            # Found only at the first snapshot, a cycle into `fit`.
+            raise ValueError(
+                "Argument `directory` must be a folder (or not exist yet); "
+                f"a file is there. Received: directory={directory!r}")
         self.keep = keep
         self.verbose = check_verbose(verbose)
         self._saved = []  # (cycle, path) of this training, oldest first

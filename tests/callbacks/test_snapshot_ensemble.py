@@ -313,3 +313,15 @@ def test_a_manifest_of_other_cycles_is_ignored(tmp_path):
 def test_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         SnapshotEnsemble(**{"cycle_steps": 5, **kwargs})
+
+
+def test_a_file_where_the_folder_goes_is_refused_at_construction(tmp_path):
+    # It failed with FileExistsError at the first snapshot, a cycle into
+    # `fit`.
+    taken = tmp_path / "taken"
+    taken.write_text("a file of the user's")
+    with pytest.raises(ValueError, match=r"`directory` must be a folder.*"
+                       r"a file is there"):
+        SnapshotEnsemble(5, directory=str(taken))
+    assert taken.read_text() == "a file of the user's"
+    SnapshotEnsemble(5, directory=str(tmp_path))  # a folder: taken

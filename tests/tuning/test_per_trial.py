@@ -4,6 +4,7 @@ import os
 import keras
 import keras_tuner as kt
 import numpy as np
+import pytest
 from tensorboard.backend.event_processing.event_accumulator import (
     EventAccumulator)
 
@@ -228,3 +229,17 @@ def test_each_execution_of_a_trial_gets_its_own_files(tmp_path):
             assert [e.step for e in events.Histograms(tag)] == [0, 1]
             board = tmp_path / "tb" / trial_id / execution
             assert "train" in os.listdir(board)
+
+
+@pytest.mark.parametrize("call", [
+    lambda callbacks: trial_id_of(callbacks),
+    lambda callbacks: execution_of(callbacks),
+    lambda callbacks: per_trial_callbacks(callbacks, "07"),
+])
+def test_a_callback_alone_is_refused_naming_callbacks(call):
+    # "'History' object is not iterable", from inside.
+    with pytest.raises(TypeError, match=r"`callbacks` must be a list of "
+                       r"callbacks, or None. Received: callbacks=<"):
+        call(keras.callbacks.History())
+    call(None)
+    call(())
