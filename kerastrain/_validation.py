@@ -58,6 +58,23 @@ def check_steps(name, value, min_value=1):
     return value
 
 
+# The largest size of one dimension (units, classes, filters, a batch):
+# torch and JAX index a shape in int32 or int64, and 2**63 failed inside
+# them with messages that named no argument.
+MAX_SIZE = 2**31 - 1
+
+
+def check_size(name, value, min_value=1):
+    """Returns `value` if it is an integer from `min_value` to `MAX_SIZE`:
+    a size of one dimension of a model or a batch."""
+    value = check_int(name, value, min_value=min_value)
+    if value > MAX_SIZE:
+        raise ValueError(
+            f"Argument `{name}` must be at most 2**31 - 1 = {MAX_SIZE}, the "
+            f"largest size of a dimension. {_received(name, value)}")
+    return value
+
+
 def check_in_float32(name, value):
     """Returns `value` (a number) if float32 holds it: a larger magnitude
     is inf where the model or the update computes it."""

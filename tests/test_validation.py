@@ -3,8 +3,13 @@ import math
 import numpy as np
 import pytest
 
-from kerastrain._validation import check_float, check_float_list
+from kerastrain._validation import (MAX_SIZE, check_float, check_float_list,
+                                    check_size)
+from kerastrain.data import image_pipeline
+from kerastrain.layers import ResidualBlock
+from kerastrain.models import resnet
 from kerastrain.schedules import OneCycle
+from kerastrain.tuning import MLPHyperModel, ResNetHyperModel
 
 
 @pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan,
@@ -76,3 +81,27 @@ def test_verbose_is_an_int_or_a_bool_as_keras_callbacks_take_it():
         check_verbose(-1)
     with pytest.raises(TypeError, match=r"`verbose`.*verbose='1'"):
         check_verbose("1")
+
+
+def _pixels_and_labels():
+    return np.zeros((4, 8, 8, 1), "float32"), np.arange(4) % 2
+
+
+@pytest.mark.parametrize("name, make", [
+    ("num_classes", lambda n: resnet((8, 8, 1), n)),
+    ("width", lambda n: resnet((8, 8, 1), 10, width=n)),
+    ("filters", lambda n: ResidualBlock(n)),
+    ("input_dim", lambda n: MLPHyperModel(n, 2)),
+    ("num_classes", lambda n: MLPHyperModel(5, n)),
+    ("units", lambda n: MLPHyperModel(5, 2, units=n)),
+    ("num_classes", lambda n: ResNetHyperModel((8, 8, 1), n)),
+    ("batch_size", lambda n: image_pipeline(*_pixels_and_labels(), n, 2)),
+    ("num_classes", lambda n: image_pipeline(*_pixels_and_labels(), 4, n)),
+])
+def test_a_size_past_int32_is_refused_naming_it(name, make):
+    """2**63 failed inside torch ("Overflow when unpacking long long"),
+    JAX or NumPy, naming no argument; 2**31 - 1 is the largest size."""
+    with pytest.raises(ValueError, match=rf"`{name}` must be at most "
+                       rf"2\*\*31 - 1 = 2147483647.*{name}={2**63}"):
+        make(2**63)
+    assert check_size(name, MAX_SIZE) == MAX_SIZE

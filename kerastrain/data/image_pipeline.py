@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 
 from kerastrain._seeds import spawn_seeds, tf_generator
-from kerastrain._validation import check_bool, check_float, check_int
+from kerastrain._validation import check_bool, check_float, check_size
 from kerastrain.data._equalization import count_bins_once
 from kerastrain.data._image_inputs import (check_normalize,
                                            check_normalize_channels,
@@ -259,8 +259,8 @@ def image_pipeline(x, y, batch_size, num_classes,
     import keras
     import tensorflow as tf
 
-    batch_size = check_int("batch_size", batch_size, min_value=1)
-    num_classes = check_int("num_classes", num_classes, min_value=2)
+    batch_size = check_size("batch_size", batch_size, min_value=1)
+    num_classes = check_size("num_classes", num_classes, min_value=2)
     mixup_alpha = check_float("mixup_alpha", mixup_alpha, low=0,
                               high=MAX_ALPHA)
     cutmix_alpha = check_float("cutmix_alpha", cutmix_alpha, low=0,

@@ -7,7 +7,8 @@ import keras
 from kerastrain._seeds import LAYER_SEED_LIMIT
 from kerastrain._validation import (check_activation, check_bool,
                                     check_float, check_int,
-                                    check_keras_identifier, check_seed)
+                                    check_keras_identifier, check_seed,
+                                    check_size)
 from kerastrain.layers.drop_path import DropPath
 from kerastrain.layers.normalization import (check_norm, constant_output,
                                              normalization)
@@ -136,7 +137,7 @@ class ResidualBlock(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.filters = check_int("filters", filters, min_value=1)
+        self.filters = check_size("filters", filters, min_value=1)
         self.strides = check_int("strides", strides, min_value=1)
         self.bottleneck = check_bool("bottleneck", bottleneck)
         self.norm = check_norm(norm)

@@ -8,7 +8,8 @@ import keras
 from kerastrain._seeds import MODEL_SEED_LIMIT
 from kerastrain._validation import (check_activation, check_bool,
                                     check_float, check_int,
-                                    check_keras_identifier, check_seed)
+                                    check_keras_identifier, check_seed,
+                                    check_size)
 from kerastrain.layers.drop_path import stochastic_depth_rates
 from kerastrain.layers.normalization import (check_norm, constant_output,
                                              normalization)
@@ -217,9 +218,9 @@ def resnet(
         Recognition", CVPR 2016, section 4.2 (arXiv:1512.03385).
     """
     input_shape = check_input_shape(input_shape)
-    num_classes = check_int("num_classes", num_classes, min_value=1)
+    num_classes = check_size("num_classes", num_classes, min_value=1)
     depth = check_int("depth", depth)
-    width = check_int("width", width, min_value=1)
+    width = check_size("width", width, min_value=1)
     check_norm(norm)
     groups = check_int("groups", groups, min_value=1)
     check_norm_reads_images(norm, input_shape, width, groups)

@@ -15,7 +15,7 @@ import functools
 import numpy as np
 
 from kerastrain._validation import (FLOAT32_MAX, check_choice, check_float,
-                                    check_int)
+                                    check_size)
 
 SAMPLINGS = ("linear", "log")
 
@@ -30,8 +30,9 @@ def number(low=0.0, high=FLOAT32_MAX, low_closed=True, high_closed=True):
 
 
 def integer(min_value=1):
-    """A `check(name, value)` for an integer knob >= `min_value`."""
-    return functools.partial(check_int, min_value=min_value)
+    """A `check(name, value)` for an integer knob from `min_value` to
+    `MAX_SIZE` (a size: units, layers)."""
+    return functools.partial(check_size, min_value=min_value)
 
 
 def category(*allowed):

@@ -8,7 +8,7 @@ import keras_tuner
 import numpy as np
 
 from kerastrain._seeds import MODEL_SEED_LIMIT
-from kerastrain._validation import check_int, check_seed
+from kerastrain._validation import check_seed, check_size
 from kerastrain.data.balance import METHODS, balance
 from kerastrain.layers.normalization import normalization
 from kerastrain.tuning._hypermodel import (ToolkitHyperModel,
@@ -91,9 +91,9 @@ class MLPHyperModel(ToolkitHyperModel):
                  batch_norm=(False, True), learning_rate=(1e-4, 1e-2),
                  balancing=("none", "class_weight", "smote"), seed=None,
                  name=None, tunable=True):
-        self.input_dim = check_int("input_dim", input_dim, min_value=1)
-        self.num_classes = check_int("num_classes", num_classes,
-                                     min_value=2)
+        self.input_dim = check_size("input_dim", input_dim, min_value=1)
+        self.num_classes = check_size("num_classes", num_classes,
+                                      min_value=2)
         self.seed = check_seed("seed", seed, high=MODEL_SEED_LIMIT)
         super().__init__([
             Knob("num_layers", num_layers, integer(), integer=True),

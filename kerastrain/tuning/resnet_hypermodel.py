@@ -4,7 +4,8 @@ import keras
 import numpy as np
 
 from kerastrain._seeds import MODEL_SEED_LIMIT
-from kerastrain._validation import check_int, check_seed, is_dataset
+from kerastrain._validation import (check_int, check_seed, check_size,
+                                    is_dataset)
 from kerastrain.data._image_inputs import (check_pixel_scales, pixels,
                                            read_dataset)
 from kerastrain.data.image_pipeline import (check_augment, image_pipeline,
@@ -220,8 +221,8 @@ class ResNetHyperModel(ToolkitHyperModel):
                  mixup_alpha=(0.0, 0.4), label_smoothing=(0.0, 0.2),
                  augment=(), seed=None, name=None, tunable=True):
         self.input_shape = check_input_shape(input_shape, dynamic=False)
-        self.num_classes = check_int("num_classes", num_classes,
-                                     min_value=2)
+        self.num_classes = check_size("num_classes", num_classes,
+                                      min_value=2)
         self.augment = _check_augment(augment)
         self.seed = check_seed("seed", seed, high=MODEL_SEED_LIMIT)
         depth = Knob("depth", depth, _check_depth, integer=True,
