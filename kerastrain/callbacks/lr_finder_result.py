@@ -71,9 +71,9 @@ class LRFinderResult:
     """
 
     def __init__(self, lrs, losses, smoothed_losses, num_steps=None):
-        self.lrs = np.asarray(lrs, dtype="float64")
-        self.losses = np.asarray(losses, dtype="float64")
-        self.smoothed_losses = np.asarray(smoothed_losses, dtype="float64")
+        self.lrs = _curve("lrs", lrs)
+        self.losses = _curve("losses", losses)
+        self.smoothed_losses = _curve("smoothed_losses", smoothed_losses)
         shapes = {name: np.shape(values) for name, values in (
             ("lrs", self.lrs), ("losses", self.losses),
             ("smoothed_losses", self.smoothed_losses))}
@@ -205,3 +205,16 @@ class LRFinderResult:
         if path is not None:
             save_figure(figure, path)
         return figure
+
+
+def _curve(name, values):
+    """`values` as a float64 array, or a `TypeError` naming the argument
+    (NumPy's own said "could not convert string to float" or "setting an
+    array element with a sequence", naming nothing). NaN stays: a loss
+    that diverged."""
+    try:
+        return np.asarray(values, dtype="float64")
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"Argument `{name}` must be a sequence of numbers, one per "
+            f"step. Received: {name}={values!r}") from None

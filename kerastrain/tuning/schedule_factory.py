@@ -60,7 +60,7 @@ def learning_rate_schedule(name, max_lr, total_steps):
     >>> rate.total_steps, round(float(momentum(0)), 2)
     (100, 0.95)
     """
-    check_choice("schedule", name, SCHEDULES)
+    check_choice("name", name, SCHEDULES)
     max_lr = check_float("max_lr", max_lr, low=0, low_closed=False)
     check_rates({"max_lr": max_lr})  # inf in float32: NaN rates
     total_steps = check_int("total_steps", total_steps, min_value=1)
@@ -111,7 +111,7 @@ def make_optimizer(name, learning_rate, momentum=None, weight_decay=0.0,
     >>> make_optimizer("sgd", rate, momentum, weight_decay=5e-4).nesterov
     True
     """
-    check_choice("optimizer", name, OPTIMIZERS)
+    check_choice("name", name, OPTIMIZERS)
     momentum = MOMENTUM if momentum is None else momentum
     kwargs = {"weight_decay": check_float("weight_decay", weight_decay,
                                           low=0)}

@@ -749,6 +749,21 @@ def test_a_result_refuses_a_curve_that_does_not_hold_together(change,
         LRFinderResult(*curve, num_steps=num_steps)
 
 
+@pytest.mark.parametrize("name, value", [
+    ("lrs", "abc"), ("losses", {"a": 1}),
+    ("smoothed_losses", [[1.0], [1.0, 2.0]])])
+def test_a_result_names_a_curve_that_is_no_numbers(name, value):
+    # NumPy's errors ("could not convert string to float", "setting an
+    # array element with a sequence") named no argument.
+    lrs, losses = known_curve()
+    curves = dict(lrs=lrs, losses=losses, smoothed_losses=losses)
+    with pytest.raises(TypeError, match=rf"`{name}` must be a sequence of "
+                       rf"numbers, one per step. Received: {name}="):
+        LRFinderResult(**{**curves, name: value})
+    # A NaN loss (a test that diverged) is a number.
+    assert np.isnan(LRFinderResult(lrs, losses * np.nan, losses).losses).all()
+
+
 def test_a_test_stopped_by_an_exception_is_put_back_by_the_next_fit():
     # Keras skips `on_train_end` when `fit` raises: the next `fit` with the
     # callback must not snapshot the half-tested model as the one to

@@ -104,8 +104,11 @@ def test_make_optimizer():
     adamw = make_optimizer("adamw", 0.001, weight_decay=0.0)
     assert type(adamw) is AdamW
     assert (adamw.beta_1, adamw.weight_decay) == (0.9, 0.0)
-    with pytest.raises(ValueError, match="`optimizer` must be one of"):
+    # The argument is `name` (the HyperModels' knob is `optimizer`).
+    with pytest.raises(ValueError, match="`name` must be one of 'sgd'"):
         make_optimizer("adam", 0.001)
+    with pytest.raises(ValueError, match="`name` must be one of 'one_cycle'"):
+        learning_rate_schedule("nope", 0.1, 100)
 
 
 @pytest.mark.parametrize("steps, epochs, initial_epoch", [
