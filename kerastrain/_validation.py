@@ -40,39 +40,41 @@ def check_int(name, value, min_value=None):
 # never reached, and a larger count overflows where a schedule compares it
 # with the step (a milestone of 3e9 changed the rate from the first step on
 # torch, and failed the fit on JAX).
-MAX_STEPS = 2**31 - 1
+INT32_MAX = MAX_STEPS = 2**31 - 1
 FLOAT32_MAX = float(np.finfo("float32").max)
 # float32's smallest normal number: XLA flushes a smaller one to 0.
 FLOAT32_TINY = float(np.finfo("float32").tiny)
 
 
+def _check_int32(name, value, min_value, why):
+    """Returns `value` if it is an integer from `min_value` to
+    `INT32_MAX`; `why` ends the message of one that is larger."""
+    value = check_int(name, value, min_value=min_value)
+    if value > INT32_MAX:
+        raise ValueError(
+            f"Argument `{name}` must be at most 2**31 - 1 = {INT32_MAX}{why} "
+            f"{_received(name, value)}")
+    return value
+
+
 def check_steps(name, value, min_value=1):
     """Returns `value` if it is an integer step count >= `min_value` that
     the optimizers' int32 step count reaches (`MAX_STEPS`)."""
-    value = check_int(name, value, min_value=min_value)
-    if value > MAX_STEPS:
-        raise ValueError(
-            f"Argument `{name}` must be at most 2**31 - 1 = {MAX_STEPS}: "
-            "the optimizers count steps in an int32 on JAX and torch. "
-            f"{_received(name, value)}")
-    return value
+    return _check_int32(name, value, min_value, ": the optimizers count "
+                        "steps in an int32 on JAX and torch.")
 
 
 # The largest size of one dimension (units, classes, filters, a batch):
 # torch and JAX index a shape in int32 or int64, and 2**63 failed inside
 # them with messages that named no argument.
-MAX_SIZE = 2**31 - 1
+MAX_SIZE = INT32_MAX
 
 
 def check_size(name, value, min_value=1):
     """Returns `value` if it is an integer from `min_value` to `MAX_SIZE`:
     a size of one dimension of a model or a batch."""
-    value = check_int(name, value, min_value=min_value)
-    if value > MAX_SIZE:
-        raise ValueError(
-            f"Argument `{name}` must be at most 2**31 - 1 = {MAX_SIZE}, the "
-            f"largest size of a dimension. {_received(name, value)}")
-    return value
+    return _check_int32(name, value, min_value,
+                        ", the largest size of a dimension.")
 
 
 def check_in_float32(name, value):

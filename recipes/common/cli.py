@@ -31,6 +31,7 @@ MAX_SEED = 2**30 - 1
 # The largest count a flag takes (--epochs, --batch-size, --members...):
 # the optimizers count steps in an int32, and a larger count failed deep
 # in the run (OneCycle's total_steps, NumPy's largest array for --members).
+# It is `kerastrain._validation.MAX_STEPS`, written out as `MAX_SEED` is.
 MAX_COUNT = 2**31 - 1
 
 

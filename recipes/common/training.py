@@ -38,20 +38,18 @@ def one_cycle_steps(args, samples, epochs=None, what=None):
 
     epochs = args.epochs if epochs is None else epochs
     steps = epochs * -(-samples // args.batch_size)
+    made = (f"{what or f'--epochs {epochs}'} and --batch-size "
+            f"{args.batch_size} on {samples} training samples make "
+            f"{steps:,} training steps")
     if steps > MAX_STEPS:
         raise RecipeError(
-            f"{what or f'--epochs {epochs}'} and --batch-size "
-            f"{args.batch_size} on {samples} training samples make {steps:,} "
-            f"training steps, more than the optimizers' step count holds "
+            f"{made}, more than the optimizers' step count holds "
             f"({MAX_STEPS:,}). Lower --epochs or raise --batch-size.")
     if steps < MIN_STEPS:
         raise RecipeError(
-            f"{what or f'--epochs {epochs}'} and --batch-size "
-            f"{args.batch_size} on {samples} training samples make {steps} "
-            f"training steps, too few for the one-cycle schedule, whose "
-            f"rise (30% of the steps) needs at least "
-            f"{MIN_STEPS}. Raise --epochs or lower "
-            "--batch-size.")
+            f"{made}, too few for the one-cycle schedule, whose rise (30% "
+            f"of the steps) needs at least {MIN_STEPS}. Raise --epochs or "
+            "lower --batch-size.")
     return steps
 
 

@@ -161,6 +161,14 @@ def test_the_largest_seed_is_the_models_limit():
     assert common.MAX_SEED == MODEL_SEED_LIMIT - 1
 
 
+def test_the_largest_count_is_the_optimizers_step_count():
+    """`MAX_COUNT` is written out for the same reason as `MAX_SEED`; it
+    must stay the step count kerastrain's checks allow."""
+    from kerastrain._validation import MAX_STEPS
+
+    assert cli.MAX_COUNT == MAX_STEPS
+
+
 def test_any_failure_removes_the_folders_the_run_created_and_reraises(
         tmp_path):
     def broken(args):
