@@ -77,6 +77,15 @@ def balance(x, y, method="smote", seed=None, verbose=1):
             # imbalanced-learn casts the new samples to the input's dtype:
             # integers would be truncated, each pulled toward zero.
             x = _as_float(x)
+        rows = np.flatnonzero(~np.isfinite(x).all(axis=1))
+        if rows.size:
+            raise ValueError(
+                f"Argument `x` must hold finite numbers for method='smote', "
+                f"which interpolates between samples. Received: NaN or "
+                f"infinity in {rows.size} of {len(x)} rows (the first, row "
+                f"{rows[0]}: {x[rows[0]].tolist()}). Fill missing values "
+                "first (`tabular_preprocessor` imputes the training "
+                "median), or use method='oversample'.")
     elif method == "oversample":
         sampler = RandomOverSampler(random_state=seed)
     else:

@@ -185,6 +185,14 @@ def tabular_preprocessor(x_train, numeric=None, categorical=None,
             "Argument `x_train` must hold at least one sample to fit the "
             f"preprocessor on. Received: shape {np.shape(x_train)}")
     columns, categories = _columns(x_train)
+    repeated = sorted({str(c) for c in columns if columns.count(c) > 1})
+    if repeated:
+        # A label names no single column (pandas' select and scikit-learn's
+        # feature names fail deep inside on it).
+        raise ValueError(
+            "Argument `x_train` must have unique column labels: a repeated "
+            f"label names no single column. Received: labels {repeated} "
+            "more than once. Rename them (`x_train.columns = [...]`).")
     numeric = _column_list("numeric", numeric)
     categorical = _column_list("categorical", categorical)
     if categorical is None:  # the columns of other values, unless numeric

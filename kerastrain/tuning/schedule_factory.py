@@ -122,4 +122,14 @@ def make_optimizer(name, learning_rate, momentum=None, weight_decay=0.0,
     if name == "sgd":
         return SGD(learning_rate, momentum=momentum, nesterov=True,
                    **kwargs)
-    return AdamW(learning_rate, beta_1=momentum, **kwargs)
+    try:
+        return AdamW(learning_rate, beta_1=momentum, **kwargs)
+    except (TypeError, ValueError) as error:
+        said = str(error)
+        if "`beta_1`" not in said:
+            raise
+        # The caller wrote `momentum`, which AdamW takes as `beta_1`.
+        raise type(error)(
+            said.replace("Argument `beta_1`",
+                         "Argument `momentum` (AdamW's `beta_1`)")
+            .replace("beta_1=", "momentum=")) from None

@@ -118,3 +118,20 @@ def test_smote_of_text_features_names_x_and_the_way_out():
     x_new, y_new = balance(x, y, "oversample", seed=0, verbose=0)
     assert class_counts(y_new) == {0: 10, 1: 10}
     assert set(map(tuple, x_new)) == {("a", 1.0), ("b", 2.0)}
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_smote_of_missing_values_names_the_row_and_the_way_out(bad):
+    # imbalanced-learn's message named neither the argument nor a row.
+    x = np.arange(26, dtype="float64").reshape(13, 2)
+    x[4, 1] = bad
+    y = np.repeat([0, 1], [10, 3])
+    with pytest.raises(ValueError, match=r"`x` must hold finite numbers.*"
+                       r"1 of 13 rows \(the first, row 4: \[8.0, "
+                       rf"{bad}\].*tabular_preprocessor"):
+        balance(x, y, seed=0, verbose=0)
+    # Repeating rows keeps them as they are, NaN included.
+    x_new, y_new = balance(x, y, "oversample", seed=0, verbose=0)
+    assert class_counts(y_new) == {0: 10, 1: 10}
+    assert np.isin(x_new[:, 1], x[:, 1]).sum() + np.isnan(
+        x_new[:, 1]).sum() == len(x_new)

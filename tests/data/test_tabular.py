@@ -126,6 +126,16 @@ def test_an_empty_data_frame_is_refused_naming_x_train():
         tabular_preprocessor(pandas.DataFrame({"age": [], "city": []}))
 
 
+@pytest.mark.parametrize("kwargs", [{}, {"numeric": ["b"]},
+                                    {"categorical": ["a"]}])
+def test_repeated_column_labels_are_refused_naming_them(kwargs):
+    # pandas' select and scikit-learn's feature names failed deep inside.
+    pandas = pytest.importorskip("pandas")
+    frame = pandas.DataFrame(np.ones((4, 3)), columns=["a", "b", "a"])
+    with pytest.raises(ValueError, match=r"unique column labels.*\['a'\]"):
+        tabular_preprocessor(frame, **kwargs)
+
+
 def test_without_imputation_new_data_with_nan_is_refused_after_pickling():
     import pickle
 

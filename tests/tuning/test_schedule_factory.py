@@ -6,7 +6,7 @@ import pytest
 
 from kerastrain.callbacks import GradientAccumulation
 from kerastrain.optimizers import SGD, AdamW
-from kerastrain.schedules import CyclicLR, OneCycle, Warmup
+from kerastrain.schedules import CyclicLR, LinearDecay, OneCycle, Warmup
 from kerastrain.tuning._hypermodel import scheduled_updates
 from kerastrain.tuning.schedule_factory import (SCHEDULES,
                                                 learning_rate_schedule,
@@ -109,6 +109,21 @@ def test_make_optimizer():
         make_optimizer("adam", 0.001)
     with pytest.raises(ValueError, match="`name` must be one of 'one_cycle'"):
         learning_rate_schedule("nope", 0.1, 100)
+
+
+@pytest.mark.parametrize("momentum, error, match", [
+    (1.0, ValueError, r"`momentum` \(AdamW's `beta_1`\) must be in \[0, 1\)"
+     r"\. Received: momentum=1\.0"),
+    ("x", TypeError, r"`momentum` \(AdamW's `beta_1`\) must be a number"),
+    (LinearDecay(1.5, 10), ValueError,
+     r"`momentum` \(AdamW's `beta_1`\) must stay in \[0, 1\)"),
+])
+def test_a_bad_adamw_momentum_names_momentum(momentum, error, match):
+    # AdamW's messages named `beta_1`, which the caller never wrote.
+    with pytest.raises(error, match=match):
+        make_optimizer("adamw", 0.001, momentum)
+    # SGD takes it as `momentum` (Keras allows 1.0 there).
+    assert make_optimizer("sgd", 0.001, 1.0).momentum == 1.0
 
 
 @pytest.mark.parametrize("steps, epochs, initial_epoch", [
