@@ -168,7 +168,8 @@ class GradientAccumulation(keras.callbacks.Callback):
     process (a fresh optimizer restored by a backup, or a reloaded model
     trained on from `initial_epoch`), the count is taken as accumulated
     under `steps_at(initial_epoch - 1)`: resume with the same `steps` as
-    the interrupted run.
+    the interrupted run. To train on *without* the callback after a `fit`
+    it was in raised, call `put_back()` first (see there).
 
     Args:
         steps: Integer >= 1, or a dict `{epoch: steps}`.
@@ -326,6 +327,16 @@ class GradientAccumulation(keras.callbacks.Callback):
                 "still accumulated, fewer than the "
                 f"{optimizer.gradient_accumulation_steps} per update. Use "
                 "fewer steps, or more batches.", stacklevel=2)
+        self.put_back()
+
+    def put_back(self):
+        """Gives the optimizer's schedules back to Keras' batch count.
+
+        `on_train_end` does it; a `fit` stopped by an exception (Keras then
+        calls no `on_train_end`) leaves them counting applied updates,
+        which this callback's next `fit` goes on doing. Before training on
+        without the callback, call this. Safe to call twice.
+        """
         if self._patched is not None:
             schedules_count_updates(self._patched, on=False)
             self._patched = None
