@@ -1,5 +1,7 @@
 """Preprocessing of tabular features, fitted on the training split only."""
 
+import collections
+
 import numpy as np
 
 from kerastrain._validation import check_bool, check_choice
@@ -185,7 +187,8 @@ def tabular_preprocessor(x_train, numeric=None, categorical=None,
             "Argument `x_train` must hold at least one sample to fit the "
             f"preprocessor on. Received: shape {np.shape(x_train)}")
     columns, categories = _columns(x_train)
-    repeated = sorted({str(c) for c in columns if columns.count(c) > 1})
+    repeated = sorted(str(c) for c, n in collections.Counter(
+        columns).items() if n > 1)
     if repeated:
         # A label names no single column (pandas' select and scikit-learn's
         # feature names fail deep inside on it).
