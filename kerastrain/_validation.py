@@ -88,6 +88,25 @@ def check_in_float32(name, value):
     return value
 
 
+def check_callbacks(callbacks):
+    """Returns `callbacks` if it is None or a list (or tuple) of Keras
+    callbacks, as `fit` takes them: a callback alone was "not iterable",
+    and a non-callback in the list had no `set_model`, both from inside
+    Keras."""
+    import keras
+
+    if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+        raise TypeError(
+            "Argument `callbacks` must be a list of callbacks, or None. "
+            f"Received: callbacks={callbacks!r}")
+    for callback in callbacks or ():
+        if not isinstance(callback, keras.callbacks.Callback):
+            raise TypeError(
+                "Argument `callbacks` must hold `keras.callbacks.Callback` "
+                f"instances. Received: {callback!r} in callbacks")
+    return callbacks
+
+
 def check_bool(name, value):
     """Returns `value` if it is a bool (NumPy's included): a string such as
     `"no"` would otherwise read as True."""

@@ -1,5 +1,7 @@
 """A tf.data pipeline for images: batched augmentation, then mixup/cutmix."""
 
+import math
+import numbers
 import warnings
 
 import numpy as np
@@ -142,7 +144,23 @@ def _name_and_options(entry):
         raise ValueError(
             f"Augmentation {name!r} in `augment` got a `seed` option: "
             "the pipeline seeds each layer from its own `seed`")
+    for key, value in options.items():
+        if _non_finite(value):
+            # Keras' layers compare their factors with their bounds,
+            # which NaN passes: the images, then the weights, became NaN.
+            raise ValueError(
+                f"Augmentation {name!r} in `augment` got option "
+                f"{key}={value!r}: its numbers must be finite.")
     return name, options
+
+
+def _non_finite(value):
+    """Whether `value`, a number or a tuple or list of them, holds NaN or
+    an infinity."""
+    if isinstance(value, (tuple, list)):
+        return any(_non_finite(v) for v in value)
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and not math.isfinite(value))
 
 
 def check_augment(augment, build=False):

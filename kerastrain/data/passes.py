@@ -1,6 +1,8 @@
 """`fit` over finite tf.data pipelines from one iterator per `fit`."""
 
-from kerastrain._validation import is_dataset
+import keras
+
+from kerastrain._validation import check_callbacks, check_int, is_dataset
 
 # Arguments `fit_passes` sets itself.
 _SET = ("steps_per_epoch", "validation_steps")
@@ -67,8 +69,24 @@ def fit_passes(model, x, validation_data, **kwargs):
     history = fit_passes(model, train, val, epochs=40)
     ```
     """
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            "Argument `model` must be a compiled keras.Model. Received: "
+            f"model={model!r}")
     steps, validation_steps = (passes("x", x),
                                passes("validation_data", validation_data))
+    # Checked before the evaluation that builds the model's metrics, which
+    # an epoch that will not train would pay for nothing (Keras' `fit`
+    # took epochs=0 and initial_epoch >= epochs as no training at all).
+    epochs = check_int("epochs", kwargs.get("epochs", 1), min_value=1)
+    initial_epoch = check_int("initial_epoch", kwargs.get("initial_epoch", 0),
+                              min_value=0)
+    if initial_epoch >= epochs:
+        raise ValueError(
+            "Arguments `epochs` and `initial_epoch` must leave an epoch to "
+            f"train (initial_epoch < epochs). Received: epochs={epochs}, "
+            f"initial_epoch={initial_epoch}")
+    check_callbacks(kwargs.get("callbacks"))
     given = [name for name in _SET if name in kwargs]
     if given:
         raise ValueError(

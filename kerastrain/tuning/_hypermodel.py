@@ -12,8 +12,8 @@ import keras
 import keras_tuner
 import numpy as np
 
-from kerastrain._validation import (check_bool, check_float, check_int,
-                                    is_dataset)
+from kerastrain._validation import (MAX_STEPS, check_bool, check_float,
+                                    check_int, is_dataset)
 
 from kerastrain.callbacks import (CheckpointEarlyStopping,
                                   GradientAccumulation, LRFinder,
@@ -150,7 +150,7 @@ class ToolkitHyperModel(keras_tuner.HyperModel):
         raise NotImplementedError
 
     def build(self, hp):
-        values = self.trial_values(hp)
+        values = self.trial_values(_checked_hp(hp))
         keras.config.set_dtype_policy(self._dtype_policy)
         model = self.build_model(values)
         self.compile_model(model, values, NOMINAL_STEPS)
@@ -187,9 +187,9 @@ class ToolkitHyperModel(keras_tuner.HyperModel):
         # the oracle would add to its space the knobs of a `tunable=False`
         # HyperModel (KerasTuner hands `build` a copy for that reason);
         # `build` registered them where they belong.
-        values = self.trial_values(hp.copy())
-        self._searched = _searched_names(_search_space(hp, callbacks))
+        values = self.trial_values(_checked_hp(hp).copy())
         with _fatal():
+            self._searched = _searched_names(_search_space(hp, callbacks))
             callbacks, fit_kwargs, batches, span = self._checked_fit_args(
                 values, x, y, batch_size, epochs, callbacks,
                 validation_split, validation_data, initial_epoch,
@@ -276,6 +276,16 @@ class ToolkitHyperModel(keras_tuner.HyperModel):
                 f"spans them. Received: epochs={epochs}, "
                 f"initial_epoch={initial_epoch}")
         validation_split = check_validation_split(validation_split)
+        if isinstance(validation_data, (tuple, list)) and len(
+                validation_data) not in (2, 3):
+            raise ValueError(
+                "Argument `validation_data` must be a dataset, or a tuple "
+                "(x_val, y_val) or (x_val, y_val, sample_weight). Received: "
+                f"a {type(validation_data).__name__} of "
+                f"{len(validation_data)} entries")
+        if kwargs.get("class_weight") is not None:
+            kwargs = dict(kwargs, class_weight=_checked_class_weight(
+                kwargs["class_weight"], self.num_classes))
         if steps_per_epoch is not None:
             steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch,
                                         min_value=1)
@@ -292,6 +302,19 @@ class ToolkitHyperModel(keras_tuner.HyperModel):
                 "The training dataset's length is unknown or infinite, so "
                 "the schedule cannot be laid out over the epochs. Pass "
                 "`steps_per_epoch` to `search`/`fit`.")
+        steps = (steps_per_epoch or batches) * (epochs - initial_epoch)
+        if steps > MAX_STEPS:
+            per_epoch = ("`steps_per_epoch`" if steps_per_epoch
+                         else "`batch_size`")
+            raise ValueError(
+                f"Arguments `epochs` and {per_epoch} make {steps:,} "
+                f"training steps ({epochs - initial_epoch:,} epochs of "
+                f"{steps_per_epoch or batches:,} batches), more than the "
+                "optimizers' int32 step count holds, 2**31 - 1: the trial's "
+                "schedule could not span them. Received: "
+                f"epochs={epochs}, initial_epoch={initial_epoch}, "
+                + (f"steps_per_epoch={steps_per_epoch}" if steps_per_epoch
+                   else f"batch_size={batch_size}"))
         span = dict(epochs=epochs, initial_epoch=initial_epoch,
                     callbacks=callbacks)
         return callbacks, fit_kwargs, batches, span
@@ -357,6 +380,41 @@ class ToolkitHyperModel(keras_tuner.HyperModel):
     def __repr__(self):
         knobs = ", ".join(repr(knob) for knob in self.knobs)
         return f"{type(self).__name__}({knobs})"
+
+
+def _checked_hp(hp):
+    """`hp` if it is KerasTuner's `HyperParameters` (`None` failed as "not
+    iterable", a dict as having no `Fixed`)."""
+    if not isinstance(hp, keras_tuner.HyperParameters):
+        raise TypeError(
+            "Argument `hp` must be a keras_tuner.HyperParameters (the "
+            "trial's, or `keras_tuner.HyperParameters()` outside a "
+            f"search). Received: hp={hp!r}")
+    return hp
+
+
+def _checked_class_weight(class_weight, num_classes):
+    """`class_weight` with a weight for every class: Keras weighs a class
+    it lacks 1.0 on NumPy data, but on a tf.data pipeline (the hypermodels'
+    training data) looks it up in a table that ends at the greatest key:
+    a class above it failed deep inside TensorFlow's gather, and a key
+    beyond the classes was silently kept."""
+    if not isinstance(class_weight, dict):
+        raise TypeError(
+            "Argument `class_weight` must be a dict {class: weight}. "
+            f"Received: class_weight={class_weight!r}")
+    weights = dict.fromkeys(range(num_classes), 1.0)
+    for key, weight in class_weight.items():
+        is_class = isinstance(key, (int, np.integer)) and not isinstance(
+            key, bool) and 0 <= key < num_classes
+        if not is_class:
+            raise ValueError(
+                f"Argument `class_weight` must be keyed by classes 0 to "
+                f"{num_classes - 1} (a class left out weighs 1.0). "
+                f"Received: key {key!r} in class_weight={class_weight!r}")
+        weights[int(key)] = check_float(f"class_weight[{key!r}]", weight,
+                                        low=0)
+    return weights
 
 
 def _in_passes(fit_kwargs):

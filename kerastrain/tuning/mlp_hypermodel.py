@@ -13,7 +13,7 @@ from kerastrain.data.balance import METHODS, balance
 from kerastrain.layers.normalization import normalization
 from kerastrain.tuning._hypermodel import (ToolkitHyperModel,
                                            batches_per_epoch, is_dataset)
-from kerastrain.tuning._knob import Knob, category, integer, number
+from kerastrain.tuning._knob import Knob, category, integer, number, rate
 
 BALANCING = ("none", "class_weight") + METHODS
 
@@ -102,7 +102,7 @@ class MLPHyperModel(ToolkitHyperModel):
             Knob("dropout", dropout, number(high=1.0, high_closed=False)),
             Knob("l2", l2, number(), sampling="log"),
             Knob("batch_norm", batch_norm, category(False, True)),
-            Knob("learning_rate", learning_rate, number(low_closed=False),
+            Knob("learning_rate", learning_rate, rate(),
                  sampling="log"),
             Knob("balancing", balancing, category(*BALANCING)),
         ], name=name, tunable=tunable)

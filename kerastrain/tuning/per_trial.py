@@ -28,6 +28,7 @@ import weakref
 
 import keras
 
+from kerastrain._validation import check_callbacks
 from kerastrain.callbacks import (CheckpointEarlyStopping, SnapshotEnsemble,
                                   WeightHistograms)
 
@@ -41,21 +42,12 @@ _STARTED = weakref.WeakKeyDictionary()
 def _tuner_callback(callbacks):
     """The callback `Tuner.run_trial` appends (`TunerCallback`, holding the
     tuner and the trial), or None outside a search."""
-    _check_callbacks(callbacks)
+    check_callbacks(callbacks)
     for callback in callbacks or ():
         if getattr(callback, "trial", None) is not None and hasattr(
                 callback, "tuner"):
             return callback
     return None
-
-
-def _check_callbacks(callbacks):
-    """Refuses `callbacks` other than None or a list (or tuple), as `fit`
-    takes them: a callback alone was "not iterable", from inside."""
-    if callbacks is not None and not isinstance(callbacks, (list, tuple)):
-        raise TypeError(
-            "Argument `callbacks` must be a list of callbacks, or None. "
-            f"Received: callbacks={callbacks!r}")
 
 
 def trial_id_of(callbacks):
@@ -197,7 +189,7 @@ def per_trial_callbacks(callbacks, trial_id):
     >>> callback.filepath == os.path.join("ckpt", "07", "b.keras")
     True
     """
-    _check_callbacks(callbacks)
+    check_callbacks(callbacks)
     if callbacks is None:
         return []
     if trial_id is None:

@@ -4,10 +4,10 @@ import keras
 import numpy as np
 
 from kerastrain._seeds import MODEL_SEED_LIMIT
-from kerastrain._validation import (check_int, check_seed, check_size,
-                                    is_dataset)
+from kerastrain._validation import check_seed, check_size, is_dataset
 from kerastrain.data._image_inputs import (check_pixel_scales, pixels,
                                            read_dataset)
+from kerastrain.data.cutmix import MAX_ALPHA
 from kerastrain.data.image_pipeline import (check_augment, image_pipeline,
                                             one_hot_labels)
 from kerastrain.models.resnet import (blocks_per_stage, check_input_shape,
@@ -16,7 +16,7 @@ from kerastrain.models.resnet import (blocks_per_stage, check_input_shape,
 from kerastrain.tuning._hypermodel import (ToolkitHyperModel,
                                            batches_per_epoch)
 from kerastrain.tuning._knob import (Knob, category, integer, knob_values,
-                                     number)
+                                     number, rate)
 from kerastrain.tuning.schedule_factory import (OPTIMIZERS, SCHEDULES,
                                                 learning_rate_schedule,
                                                 make_optimizer)
@@ -24,8 +24,15 @@ from kerastrain.tuning.schedule_factory import (OPTIMIZERS, SCHEDULES,
 NORMS = ("batch", "instance", "group", "layer")
 
 
+# A range of depths becomes a KerasTuner Choice, which lists every value
+# in each trial's hyperparameters: (8, 6002) gives 1,000 (ResNet-1202,
+# the deepest CIFAR ResNet of He et al., is the 200th).
+MAX_DEPTH_CHOICES = 1000
+
+
 def _check_depth(name, value):
-    value = check_int(name, value, min_value=1)
+    # A size, as the range's bounds: 2**63 was taken, and built for ever.
+    value = check_size(name, value)
     try:
         blocks_per_stage(value)  # the model's own rule
     except ValueError:
@@ -37,6 +44,17 @@ def _check_depth(name, value):
 
 
 def _depths_between(low, high):
+    # 6n+2 from the first at or above `low`, counted before they are
+    # listed: (8, 2**31 - 1) would list 357 million.
+    first = max(low + (2 - low) % 6, 8)
+    count = max(0, (high - first) // 6 + 1)
+    if count > MAX_DEPTH_CHOICES:
+        raise ValueError(
+            f"Argument `depth` as a range (min, max) holds {count:,} "
+            f"ResNet depths 6n+2, more than the {MAX_DEPTH_CHOICES:,} a "
+            "search lists as its choices (KerasTuner's Choice keeps each "
+            "in every trial). Narrow it, or pass a list of depths. "
+            f"Received: depth=({low!r}, {high!r})")
     depths = [d for d in valid_depths(up_to=high) if d >= low]
     if not depths:
         raise ValueError(
@@ -101,7 +119,7 @@ def _max_lr_knobs(max_lr, optimizer):
     knob per optimizer the dict names (it must name each one the
     `optimizer` knob can take), present only in its trials: also one the
     tuner's HyperParameters set in place of the knob's."""
-    check = number(low_closed=False)
+    check = rate()
     if not isinstance(max_lr, dict):
         return [Knob("max_lr", max_lr, check, sampling="log")]
     searched = optimizer.values
@@ -245,7 +263,8 @@ class ResNetHyperModel(ToolkitHyperModel):
             Knob("schedule", schedule, category(*SCHEDULES)),
             *_max_lr_knobs(max_lr, optimizer),
             Knob("weight_decay", weight_decay, number(), sampling="log"),
-            Knob("mixup_alpha", mixup_alpha, number()),
+            # The pipeline's bound (Beta's two draws must sum in float32).
+            Knob("mixup_alpha", mixup_alpha, number(high=MAX_ALPHA)),
             Knob("label_smoothing", label_smoothing,
                  number(high=1.0, high_closed=False)),
         ], name=name, tunable=tunable)
@@ -284,12 +303,12 @@ class ResNetHyperModel(ToolkitHyperModel):
             return knob_values(self.knobs, hp)
         if "max_lr" not in declared:
             values = knob_values(self.knobs, hp)
-            rate = f"max_lr_{values['optimizer']}"
-            if values.get(rate) is None:
+            rate_knob = f"max_lr_{values['optimizer']}"
+            if values.get(rate_knob) is None:
                 raise ValueError(
                     f"The tuner's HyperParameters set `optimizer` to "
                     f"{values['optimizer']!r}, for which the `max_lr` dict "
-                    f"gives no peak rate (knob `{rate}`). Add it to the "
+                    f"gives no peak rate (knob `{rate_knob}`). Add it to the "
                     "dict, or declare `max_lr` in the HyperParameters.")
             return values
         if len(declared) > 1:
@@ -302,8 +321,7 @@ class ResNetHyperModel(ToolkitHyperModel):
                               if knob not in per_optimizer], hp)
         # Read, not registered: it may sit in a conditional scope of the
         # user's own.
-        values["max_lr"] = number(low_closed=False)("max_lr",
-                                                    hp.get("max_lr"))
+        values["max_lr"] = rate()("max_lr", hp.get("max_lr"))
         return values
 
     def build_model(self, values):
@@ -346,10 +364,16 @@ class ResNetHyperModel(ToolkitHyperModel):
                 f"{self.input_shape}, shape (N, *input_shape). Received: "
                 f"images of shape {np.shape(x)}")
 
-    def _in_memory(self, x, y):
+    def _in_memory(self, x, y, name="x"):
         """A dataset of (image, label) pairs `x` (with `y` None) read into
         arrays, as `image_pipeline` reads it; anything else as it is."""
-        if is_dataset(x) and y is None:
+        if is_dataset(x):
+            if y is not None:
+                # Its shape check read the dataset as one image, of ().
+                raise ValueError(
+                    f"Argument `{name}` is a dataset of (image, label) pairs: "
+                    "its labels come with it, so pass no separate labels. "
+                    f"Received: labels of type {type(y).__name__} beside it")
             return read_dataset(x, self.num_classes)
         return x, y
 
@@ -378,7 +402,7 @@ class ResNetHyperModel(ToolkitHyperModel):
                 val_x, val_y = validation_data[:2]
             else:
                 val_x, val_y = validation_data, None
-            val_x, val_y = self._in_memory(val_x, val_y)
+            val_x, val_y = self._in_memory(val_x, val_y, "validation_data")
             self._check_image_shape(val_x, "validation_data")
             validation_data = _validation_pipeline(val_x, val_y, pipeline)
             # After the pipelines' own checks of the pixels.

@@ -243,6 +243,13 @@ def test_augmented_training_batches_feed_model_fit():
      r"'rotate' \(RandomRotation\) rejected.*fill_mode"),
     ({"augment": ("flip", keras.layers.RandomFlip)}, TypeError,
      r"`augment` holds the class RandomFlip: pass an instance"),
+    # Keras' layers compare a factor with its bounds, which NaN passes:
+    # every image, then the model trained on them, was NaN.
+    ({"augment": (("rotate", {"factor": np.nan}),)}, ValueError,
+     r"'rotate' in `augment` got option factor=nan: its numbers must be "
+     r"finite"),
+    ({"augment": (("shift", {"width_factor": [0.1, -np.inf]}),)},
+     ValueError, r"'shift' in `augment` got option width_factor="),
     ({"training": "no"}, TypeError, r"`training` must be True or False"),
     # float32 Gamma draws of about alpha each: their sum overflowed, and
     # every mixed batch was NaN.

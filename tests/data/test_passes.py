@@ -91,3 +91,35 @@ def test_fit_passes_refuses_data_it_cannot_count_in_passes():
                        r"`validation_steps`.*them"):
         fit_passes(model, train, validation, steps_per_epoch=5,
                    validation_steps=2)
+
+
+@pytest.mark.parametrize("model, kwargs, error, match", [
+    # "'NoneType' object has no attribute 'evaluate'".
+    (None, {}, TypeError, r"`model` must be a compiled keras.Model. "
+     r"Received: model=None"),
+    # Keras' fit trained nothing, after an evaluation for nothing.
+    ("model", {"epochs": 0}, ValueError, r"`epochs` must be an integer >= 1"),
+    ("model", {"epochs": 2, "initial_epoch": 2}, ValueError,
+     r"must leave an epoch to train \(initial_epoch < epochs\)"),
+    # From inside Keras' trainer: "'float' object cannot be interpreted
+    # as an integer".
+    ("model", {"epochs": 1.5}, TypeError, r"`epochs` must be an integer"),
+    ("model", {"epochs": True}, TypeError, r"`epochs` must be an integer"),
+    ("model", {"initial_epoch": -1}, ValueError, r"`initial_epoch` must be"),
+    # Keras' CallbackList: "'int' object has no attribute 'set_model'".
+    ("model", {"callbacks": [5]}, TypeError,
+     r"`callbacks` must hold `keras.callbacks.Callback` instances"),
+    ("model", {"callbacks": Batches()}, TypeError,
+     r"`callbacks` must be a list of callbacks, or None"),
+])
+def test_fit_passes_refuses_bad_arguments_before_it_evaluates(
+        model, kwargs, error, match, monkeypatch):
+    evaluated = []
+    if model == "model":
+        model = compiled_model()
+        monkeypatch.setattr(model, "evaluate",
+                            lambda *a, **k: evaluated.append(a))
+    with pytest.raises(error, match=match):
+        fit_passes(model, digits_pipeline(0),
+                   digits_pipeline(0, training=False), verbose=0, **kwargs)
+    assert not evaluated

@@ -509,7 +509,13 @@ def test_a_dataset_of_unknown_length_trains_with_steps_per_epoch():
     ({"learning_rate": 0.0}, ValueError, "learning_rate"),
     # inf in float32: the loss and the weights were NaN after one fit.
     ({"learning_rate": 1e40}, ValueError,
-     r"`learning_rate` must be in \(0, 3.40282e\+38\]"),
+     r"`learning_rate` must be in \[1.17549e-38, 3.40282e\+38\]"),
+    # Below float32's smallest normal number: 0 (or a denormal, which XLA
+    # flushes to 0) where the update computes, and nothing trained.
+    ({"learning_rate": 5e-324}, ValueError,
+     r"`learning_rate` must be in \[1.17549e-38, "),
+    ({"learning_rate": (1e-45, 1e-2)}, ValueError,
+     r"`learning_rate` must be in \[1.17549e-38, "),
     ({"l2": (1e-6, 1e40)}, ValueError, r"`l2` must be in \[0, 3.40282e"),
     ({"num_layers": 0}, ValueError, "num_layers"),
     ({"units": 1.5}, TypeError, "units"),

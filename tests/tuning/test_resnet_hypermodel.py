@@ -520,6 +520,29 @@ def test_hyperparameters_set_beforehand_win_and_are_checked():
     ({"seed": -1}, ValueError, r"`seed` must be None or an integer >= 0"),
     ({"seed": 2**30}, ValueError, "seed=1073741824"),
     ({"seed": 1.5}, TypeError, "seed"),
+    # A size, as a range's bounds are: 2**63 was taken, and built for ever.
+    ({"depth": 2**63}, ValueError, r"`depth` must be at most 2\*\*31 - 1"),
+    # The range's depths are counted before they are listed: (8, 10**6)
+    # ran for minutes (a quadratic de-duplication of 166,667 choices).
+    ({"depth": (8, 10**6)}, ValueError,
+     r"`depth` as a range \(min, max\) holds 166,666 ResNet depths 6n\+2, "
+     r"more than the 1,000"),
+    # The pipeline's bound: 1e38 passed here and stopped the search in fit.
+    ({"mixup_alpha": 1e38}, ValueError,
+     r"`mixup_alpha` must be in \[0, 8.50706e\+37\]"),
+    # Below float32's smallest normal number the rate was 0, or a denormal
+    # XLA flushes to 0: the weights never moved.
+    ({"max_lr": 1e-45}, ValueError, r"`max_lr` must be in \[1.17549e-38, "),
+    ({"max_lr": {"sgd": 5e-324, "adamw": 1e-3}}, ValueError,
+     r"`max_lr_sgd` must be in \[1.17549e-38, "),
+    # Keras' layer compares its factor with its bounds, which NaN passes:
+    # the trial trained to NaN.
+    ({"augment": (("rotate", {"factor": float("nan")}),)}, ValueError,
+     r"'rotate' in `augment` got option factor=nan: its numbers must be "
+     r"finite"),
+    ({"augment": (("shift", {"height_factor": (-0.1, float("inf"))}),)},
+     ValueError, r"'shift' in `augment` got option height_factor=\(-0.1, "
+     r"inf\)"),
 ])
 def test_bad_search_space_arguments(kwargs, error, match):
     arguments = dict(input_shape=(8, 8, 1), num_classes=10)
@@ -717,6 +740,111 @@ def test_images_of_another_shape_are_refused_naming_the_argument(side):
         model_maker.fit(hp, model_maker.build(hp), x, y, epochs=1,
                         batch_size=BATCH, validation_data=(xv, yv),
                         verbose=0)
+
+
+def test_the_widest_depth_range_allowed_is_listed_at_once():
+    # 1,000 depths, de-duplicated in order and once each.
+    knob = hypermodel(depth=(8, 6002)).knobs[0]
+    assert knob.choices == list(range(8, 6003, 6))
+
+
+# Stand-ins for data the test makes: a 1-tuple of validation images, and
+# a dataset of (image, label) pairs with labels beside it.
+SHORT, DATASET_AND_LABELS = object(), object()
+
+
+@pytest.mark.parametrize("arguments, error, match", [
+    # Unpacking failed: "not enough values to unpack (expected 2, got 1)".
+    ({"validation_data": SHORT}, ValueError,
+     r"`validation_data` must be a dataset, or a tuple \(x_val, y_val\) "
+     r"or \(x_val, y_val, sample_weight\). Received: a tuple of 1 entries"),
+    # The dataset was taken for one image, of shape ().
+    ({"x": DATASET_AND_LABELS}, ValueError,
+     r"`x` is a dataset of \(image, label\) pairs: its labels come with "
+     r"it, so pass no separate labels. Received: labels of type ndarray"),
+    ({"validation_data": DATASET_AND_LABELS}, ValueError,
+     r"`validation_data` is a dataset of \(image, label\) pairs"),
+    # Keras' CallbackList: "'int' object has no attribute 'set_model'".
+    ({"callbacks": [5]}, TypeError,
+     r"`callbacks` must hold `keras.callbacks.Callback` instances. "
+     r"Received: 5 in callbacks"),
+    # A class above the greatest key failed in TensorFlow's gather; a key
+    # beyond the classes was kept silently.
+    ({"class_weight": {42: 2.0}}, ValueError,
+     r"`class_weight` must be keyed by classes 0 to 9 .*Received: key 42"),
+    ({"class_weight": {0: -1.0}}, ValueError,
+     r"`class_weight\[0\]` must be in \[0, inf\)"),
+    ({"class_weight": [1.0] * 10}, TypeError, r"`class_weight` must be a "
+     r"dict"),
+    # OneCycle's message named `total_steps`, a plain error each trial.
+    ({"epochs": 2**40}, ValueError,
+     r"Arguments `epochs` and `batch_size` make 2,199,023,255,552 training "
+     r"steps \(1,099,511,627,776 epochs of 2 batches\), more than the "
+     r"optimizers' int32 step count holds"),
+    ({"epochs": 2**30, "steps_per_epoch": 4}, ValueError,
+     r"Arguments `epochs` and `steps_per_epoch` make 4,294,967,296"),
+])
+def test_bad_fit_arguments_stop_the_search_naming_the_argument(
+        arguments, error, match):
+    (x, y), (xv, yv) = digits(32, 16)
+    tf = pytest.importorskip("tensorflow")
+    dataset = tf.data.Dataset.from_tensor_slices((x, y))
+    model_maker = hypermodel(**CHEAP)
+    hp = kt.HyperParameters()
+    model = model_maker.build(hp)
+    kwargs = dict(x=x, y=y, epochs=1, batch_size=BATCH,
+                  validation_data=(xv, yv), verbose=0)
+    kwargs.update(arguments)
+    if kwargs["x"] is DATASET_AND_LABELS:
+        kwargs["x"] = dataset
+    if kwargs["validation_data"] is SHORT:
+        kwargs["validation_data"] = (xv,)
+    elif kwargs["validation_data"] is DATASET_AND_LABELS:
+        kwargs["validation_data"] = (
+            tf.data.Dataset.from_tensor_slices((xv, yv)), yv)
+    fatal = (kt.errors.FatalValueError if error is ValueError
+             else kt.errors.FatalTypeError)
+    with pytest.raises(fatal, match=match):
+        model_maker.fit(hp, model, **kwargs)
+    assert int(to_numpy(model.optimizer.iterations)) == 0
+
+
+def test_a_partial_class_weight_weighs_the_other_classes_one():
+    """Keras' NumPy rule, on the hypermodel's tf.data pipeline: in one
+    batch, the loss is the mean of each sample's loss times its class's
+    weight, and a class left out weighs 1."""
+    (x, y), _ = digits(200)
+    keep = np.isin(y, [3, 7])
+    x, y = x[keep][:16], y[keep][:16]
+    for class_weight, weights in ((None, np.ones(16)),
+                                  ({3: 2.0}, np.where(y == 3, 2.0, 1.0))):
+        model_maker = hypermodel(**dict(CHEAP, schedule="constant"))
+        hp = kt.HyperParameters()
+        model = model_maker.build(hp)
+        # The step's loss comes before its update, with batch statistics.
+        per_sample = to_numpy(keras.losses.CategoricalCrossentropy(
+            from_logits=True, reduction=None)(
+                keras.utils.to_categorical(y, 10), model(x, training=True)))
+        history = model_maker.fit(hp, model, x, y, epochs=1, batch_size=16,
+                                  class_weight=class_weight, verbose=0,
+                                  shuffle=False)
+        assert history.history["loss"][0] == pytest.approx(
+            (weights * per_sample).mean(), rel=1e-4)
+
+
+@pytest.mark.parametrize("hp, error", [(None, TypeError),
+                                       ({"depth": 8}, TypeError)])
+def test_build_and_fit_name_a_bad_hp(hp, error):
+    # "argument of type 'NoneType' is not iterable", "'dict' object has no
+    # attribute 'Fixed'".
+    model_maker = hypermodel(**CHEAP)
+    with pytest.raises(error, match=r"`hp` must be a "
+                       r"keras_tuner.HyperParameters"):
+        model_maker.build(hp)
+    (x, y), _ = digits(16)
+    with pytest.raises(error, match=r"`hp` must be a "
+                       r"keras_tuner.HyperParameters"):
+        model_maker.fit(hp, model_maker.build(kt.HyperParameters()), x, y)
 
 
 @pytest.mark.parametrize("spoil, match", [
