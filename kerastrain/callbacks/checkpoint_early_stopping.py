@@ -391,10 +391,17 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
         set_accumulation(self.model, steps)
 
     def _write_state(self, next_epoch):
+        """Writes the state for a resume at `next_epoch` beside the one
+        before it: the backup written next may not come (a crash), and a
+        resume then starts from the earlier epoch."""
         states = []
         if os.path.exists(self._state_path()):
             with open(self._state_path()) as f:
-                states = json.load(f)[-1:]
+                # Not a state for this epoch or later, left by a run that
+                # crashed before its backup: a second crash there would
+                # keep only the states after the backup's epoch.
+                states = [state for state in json.load(f)
+                          if state["epoch"] < next_epoch][-1:]
         os.makedirs(self.backup_dir, exist_ok=True)
         write_json(states + [self._state(next_epoch)], self._state_path())
 

@@ -257,6 +257,49 @@ def test_an_interrupted_fit_resumes_and_stops_like_an_uninterrupted_one(
     assert not os.path.exists(tmp_path / "backup")  # cleaned up at the end
 
 
+def test_two_crashes_while_one_epochs_backup_is_written_resume_exactly(
+        tmp_path, monkeypatch):
+    """The state for the next epoch is written just before the backup: a
+    crash between them resumes from the epoch before, whose state is kept
+    beside it. Crashing there twice kept only the two states after it
+    (the first run's and the second's), so the third run resumed with no
+    early-stopping state: the epochs it had waited were forgotten."""
+    from kerastrain.callbacks import checkpoint_early_stopping as module
+
+    reference = CheckpointEarlyStopping(str(tmp_path / "ref.keras"),
+                                        patience=3)
+    fit(make_model(), [reference])
+    crash_epoch = reference.best_epoch + 2  # while waiting for improvement
+
+    def callback():
+        return CheckpointEarlyStopping(
+            str(tmp_path / "best.keras"), patience=3,
+            backup_dir=str(tmp_path / "backup"))
+
+    backup_epoch_end = module._Backup.on_epoch_end
+
+    def crash_before_the_backup(self, epoch, logs=None):
+        if epoch == crash_epoch:
+            raise KeyboardInterrupt("simulated crash")
+        backup_epoch_end(self, epoch, logs)
+
+    model = make_model()
+    with monkeypatch.context() as patch:
+        patch.setattr(module._Backup, "on_epoch_end",
+                      crash_before_the_backup)
+        for _ in range(2):
+            with pytest.raises(KeyboardInterrupt):
+                fit(model, [callback()])
+    resumed = callback()
+    history = fit(model, [resumed])
+    assert history.epoch[0] == crash_epoch
+    assert resumed.stopped_epoch == reference.stopped_epoch
+    assert resumed.best_epoch == reference.best_epoch
+    np.testing.assert_allclose(
+        [logs["val_loss"] for logs in resumed.epoch_logs],
+        [logs["val_loss"] for logs in reference.epoch_logs], rtol=1e-5)
+
+
 def test_a_per_class_metric_is_left_out_of_the_epoch_logs(tmp_path):
     """`F1Score(average=None)` logs a vector per epoch: `float` of it
     crashed the callback at the first epoch's end."""
