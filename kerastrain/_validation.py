@@ -89,12 +89,16 @@ def check_in_float32(name, value):
 
 
 def check_callbacks(callbacks):
-    """Returns `callbacks` if it is None or a list (or tuple) of Keras
-    callbacks, as `fit` takes them: a callback alone was "not iterable",
-    and a non-callback in the list had no `set_model`, both from inside
-    Keras."""
+    """The callbacks of `callbacks` as a list (the list itself, where it is
+    one), if it is None, a list or tuple of Keras callbacks, or a
+    `keras.callbacks.CallbackList`: what Keras documents for `fit`. A
+    non-callback in the list failed inside Keras ("no attribute
+    'set_model'"), and a callback alone where a list was iterated ("not
+    iterable")."""
     import keras
 
+    if isinstance(callbacks, keras.callbacks.CallbackList):
+        callbacks = callbacks.callbacks
     if callbacks is not None and not isinstance(callbacks, (list, tuple)):
         raise TypeError(
             "Argument `callbacks` must be a list of callbacks, or None. "
@@ -103,8 +107,10 @@ def check_callbacks(callbacks):
         if not isinstance(callback, keras.callbacks.Callback):
             raise TypeError(
                 "Argument `callbacks` must hold `keras.callbacks.Callback` "
-                f"instances. Received: {callback!r} in callbacks")
-    return callbacks
+                f"instances. Received: callbacks={callbacks!r}, holding "
+                f"{callback!r}")
+    return callbacks if isinstance(callbacks, list) else list(
+        callbacks or ())
 
 
 def check_bool(name, value):

@@ -159,7 +159,9 @@ def _non_finite(value):
     an infinity."""
     if isinstance(value, (tuple, list)):
         return any(_non_finite(v) for v in value)
-    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+    # An integer is finite (10**400 overflowed `math.isfinite`).
+    return (isinstance(value, numbers.Real)
+            and not isinstance(value, numbers.Integral)
             and not math.isfinite(value))
 
 

@@ -71,7 +71,7 @@ def fit_passes(model, x, validation_data, **kwargs):
     """
     if not isinstance(model, keras.Model):
         raise TypeError(
-            "Argument `model` must be a compiled keras.Model. Received: "
+            "Argument `model` must be a keras.Model. Received: "
             f"model={model!r}")
     steps, validation_steps = (passes("x", x),
                                passes("validation_data", validation_data))

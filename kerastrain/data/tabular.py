@@ -190,8 +190,8 @@ def tabular_preprocessor(x_train, numeric=None, categorical=None,
     repeated = sorted(str(c) for c, n in collections.Counter(
         columns).items() if n > 1)
     if repeated:
-        # A label names no single column (pandas' select and scikit-learn's
-        # feature names fail deep inside on it).
+        # A label names no single column (narwhals' DuplicateError came
+        # from inside scikit-learn).
         raise ValueError(
             "Argument `x_train` must have unique column labels: a repeated "
             f"label names no single column. Received: labels {repeated} "

@@ -12,8 +12,9 @@ import keras
 import keras_tuner
 import numpy as np
 
-from kerastrain._validation import (MAX_STEPS, check_bool, check_float,
-                                    check_int, is_dataset)
+from kerastrain._validation import (MAX_STEPS, check_bool,
+                                    check_callbacks, check_float, check_int,
+                                    is_dataset)
 
 from kerastrain.callbacks import (CheckpointEarlyStopping,
                                   GradientAccumulation, LRFinder,
@@ -289,7 +290,7 @@ class ToolkitHyperModel(keras_tuner.HyperModel):
         if steps_per_epoch is not None:
             steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch,
                                         min_value=1)
-        callbacks = list(callbacks or [])
+        callbacks = list(check_callbacks(callbacks))
         _check_validation_for_objective(callbacks, validation_split,
                                         validation_data,
                                         kwargs.get("validation_freq", 1))
@@ -304,8 +305,11 @@ class ToolkitHyperModel(keras_tuner.HyperModel):
                 "`steps_per_epoch` to `search`/`fit`.")
         steps = (steps_per_epoch or batches) * (epochs - initial_epoch)
         if steps > MAX_STEPS:
+            # The batches of a pass come from `x` and `batch_size`, or
+            # from a dataset's own batches.
             per_epoch = ("`steps_per_epoch`" if steps_per_epoch
-                         else "`batch_size`")
+                         else "the training data's batches (`x`, "
+                         "`batch_size`)")
             raise ValueError(
                 f"Arguments `epochs` and {per_epoch} make {steps:,} "
                 f"training steps ({epochs - initial_epoch:,} epochs of "
@@ -409,8 +413,8 @@ def _checked_class_weight(class_weight, num_classes):
             key, bool) and 0 <= key < num_classes
         if not is_class:
             raise ValueError(
-                f"Argument `class_weight` must be keyed by classes 0 to "
-                f"{num_classes - 1} (a class left out weighs 1.0). "
+                f"Argument `class_weight` must be keyed by classes, integers "
+                f"from 0 to {num_classes - 1} (a class left out weighs 1.0). "
                 f"Received: key {key!r} in class_weight={class_weight!r}")
         weights[int(key)] = check_float(f"class_weight[{key!r}]", weight,
                                         low=0)

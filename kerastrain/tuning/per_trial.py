@@ -42,8 +42,7 @@ _STARTED = weakref.WeakKeyDictionary()
 def _tuner_callback(callbacks):
     """The callback `Tuner.run_trial` appends (`TunerCallback`, holding the
     tuner and the trial), or None outside a search."""
-    check_callbacks(callbacks)
-    for callback in callbacks or ():
+    for callback in check_callbacks(callbacks):
         if getattr(callback, "trial", None) is not None and hasattr(
                 callback, "tuner"):
             return callback
@@ -189,9 +188,7 @@ def per_trial_callbacks(callbacks, trial_id):
     >>> callback.filepath == os.path.join("ckpt", "07", "b.keras")
     True
     """
-    check_callbacks(callbacks)
-    if callbacks is None:
-        return []
+    callbacks = check_callbacks(callbacks)
     if trial_id is None:
         return callbacks
     trial_id = str(trial_id)

@@ -370,10 +370,12 @@ class ResNetHyperModel(ToolkitHyperModel):
         if is_dataset(x):
             if y is not None:
                 # Its shape check read the dataset as one image, of ().
+                is_or_holds = "is" if name == "x" else "holds"
                 raise ValueError(
-                    f"Argument `{name}` is a dataset of (image, label) pairs: "
-                    "its labels come with it, so pass no separate labels. "
-                    f"Received: labels of type {type(y).__name__} beside it")
+                    f"Argument `{name}` {is_or_holds} a dataset of (image, "
+                    "label) pairs: its labels come with it, so pass no "
+                    "separate labels. Received: labels of type "
+                    f"{type(y).__name__} beside it")
             return read_dataset(x, self.num_classes)
         return x, y
 

@@ -10,7 +10,8 @@ it at 0.9.
 
 import keras
 
-from kerastrain._validation import check_choice, check_float, check_int
+from kerastrain._validation import (FLOAT32_TINY, check_choice, check_float,
+                                    check_int)
 from kerastrain.optimizers import SGD, AdamW
 from kerastrain.schedules import OneCycle, PhaseSchedule, Warmup
 from kerastrain.schedules.one_cycle import MIN_STEPS as ONE_CYCLE_MIN_STEPS
@@ -61,7 +62,9 @@ def learning_rate_schedule(name, max_lr, total_steps):
     (100, 0.95)
     """
     check_choice("name", name, SCHEDULES)
-    max_lr = check_float("max_lr", max_lr, low=0, low_closed=False)
+    # At least float32's smallest normal number, as the hypermodels' knob:
+    # a smaller one is 0 or a denormal where the update computes.
+    max_lr = check_float("max_lr", max_lr, low=FLOAT32_TINY)
     check_rates({"max_lr": max_lr})  # inf in float32: NaN rates
     total_steps = check_int("total_steps", total_steps, min_value=1)
     if total_steps < MIN_STEPS[name]:

@@ -250,6 +250,10 @@ def test_augmented_training_batches_feed_model_fit():
      r"finite"),
     ({"augment": (("shift", {"width_factor": [0.1, -np.inf]}),)},
      ValueError, r"'shift' in `augment` got option width_factor="),
+    # An integer is finite: the layer's own refusal, not an OverflowError
+    # from the finiteness check.
+    ({"augment": (("rotate", {"factor": 10**400}),)}, ValueError,
+     r"'rotate' \(RandomRotation\) rejected the options"),
     ({"training": "no"}, TypeError, r"`training` must be True or False"),
     # float32 Gamma draws of about alpha each: their sum overflowed, and
     # every mixed batch was NaN.

@@ -95,7 +95,7 @@ def test_fit_passes_refuses_data_it_cannot_count_in_passes():
 
 @pytest.mark.parametrize("model, kwargs, error, match", [
     # "'NoneType' object has no attribute 'evaluate'".
-    (None, {}, TypeError, r"`model` must be a compiled keras.Model. "
+    (None, {}, TypeError, r"`model` must be a keras.Model. "
      r"Received: model=None"),
     # Keras' fit trained nothing, after an evaluation for nothing.
     ("model", {"epochs": 0}, ValueError, r"`epochs` must be an integer >= 1"),
@@ -123,3 +123,16 @@ def test_fit_passes_refuses_bad_arguments_before_it_evaluates(
         fit_passes(model, digits_pipeline(0),
                    digits_pipeline(0, training=False), verbose=0, **kwargs)
     assert not evaluated
+
+
+def test_fit_passes_takes_callbacks_as_keras_fit_documents_them():
+    # A tuple, or Keras' own CallbackList (made with the History that
+    # `fit` returns, for the model), as `fit` takes them.
+    for wrap in (tuple, keras.callbacks.CallbackList):
+        model, batches = compiled_model(), Batches()
+        callbacks = (tuple([batches]) if wrap is tuple else wrap(
+            [batches], add_history=True, model=model))
+        fit_passes(model, digits_pipeline(0),
+                   digits_pipeline(0, training=False), epochs=1, verbose=0,
+                   callbacks=callbacks)
+        assert batches.epochs == [dict(train=3, test=3)]

@@ -129,7 +129,8 @@ def test_an_empty_data_frame_is_refused_naming_x_train():
 @pytest.mark.parametrize("kwargs", [{}, {"numeric": ["b"]},
                                     {"categorical": ["a"]}])
 def test_repeated_column_labels_are_refused_naming_them(kwargs):
-    # pandas' select and scikit-learn's feature names failed deep inside.
+    # narwhals' DuplicateError came from inside scikit-learn (and with
+    # categorical=["a"], "in both `numeric` and `categorical`").
     pandas = pytest.importorskip("pandas")
     frame = pandas.DataFrame(np.ones((4, 3)), columns=["a", "b", "a"])
     with pytest.raises(ValueError, match=r"unique column labels.*\['a'\]"):

@@ -523,7 +523,7 @@ def test_hyperparameters_set_beforehand_win_and_are_checked():
     # A size, as a range's bounds are: 2**63 was taken, and built for ever.
     ({"depth": 2**63}, ValueError, r"`depth` must be at most 2\*\*31 - 1"),
     # The range's depths are counted before they are listed: (8, 10**6)
-    # ran for minutes (a quadratic de-duplication of 166,667 choices).
+    # ran for minutes (a quadratic de-duplication of 166,666 choices).
     ({"depth": (8, 10**6)}, ValueError,
      r"`depth` as a range \(min, max\) holds 166,666 ResNet depths 6n\+2, "
      r"more than the 1,000"),
@@ -742,8 +742,8 @@ def test_images_of_another_shape_are_refused_naming_the_argument(side):
                         verbose=0)
 
 
-def test_the_widest_depth_range_allowed_is_listed_at_once():
-    # 1,000 depths, de-duplicated in order and once each.
+def test_the_widest_depth_range_allowed_is_listed_in_order():
+    # The cap's boundary: 1,000 depths, in order and once each.
     knob = hypermodel(depth=(8, 6002)).knobs[0]
     assert knob.choices == list(range(8, 6003, 6))
 
@@ -763,23 +763,25 @@ SHORT, DATASET_AND_LABELS = object(), object()
      r"`x` is a dataset of \(image, label\) pairs: its labels come with "
      r"it, so pass no separate labels. Received: labels of type ndarray"),
     ({"validation_data": DATASET_AND_LABELS}, ValueError,
-     r"`validation_data` is a dataset of \(image, label\) pairs"),
+     r"`validation_data` holds a dataset of \(image, label\) pairs"),
     # Keras' CallbackList: "'int' object has no attribute 'set_model'".
     ({"callbacks": [5]}, TypeError,
      r"`callbacks` must hold `keras.callbacks.Callback` instances. "
-     r"Received: 5 in callbacks"),
+     r"Received: callbacks=\[5\], holding 5"),
     # A class above the greatest key failed in TensorFlow's gather; a key
     # beyond the classes was kept silently.
     ({"class_weight": {42: 2.0}}, ValueError,
-     r"`class_weight` must be keyed by classes 0 to 9 .*Received: key 42"),
+     r"`class_weight` must be keyed by classes, integers from 0 to 9 .*"
+     r"Received: key 42"),
     ({"class_weight": {0: -1.0}}, ValueError,
      r"`class_weight\[0\]` must be in \[0, inf\)"),
     ({"class_weight": [1.0] * 10}, TypeError, r"`class_weight` must be a "
      r"dict"),
     # OneCycle's message named `total_steps`, a plain error each trial.
     ({"epochs": 2**40}, ValueError,
-     r"Arguments `epochs` and `batch_size` make 2,199,023,255,552 training "
-     r"steps \(1,099,511,627,776 epochs of 2 batches\), more than the "
+     r"Arguments `epochs` and the training data's batches \(`x`, "
+     r"`batch_size`\) make 2,199,023,255,552 training steps "
+     r"\(1,099,511,627,776 epochs of 2 batches\), more than the "
      r"optimizers' int32 step count holds"),
     ({"epochs": 2**30, "steps_per_epoch": 4}, ValueError,
      r"Arguments `epochs` and `steps_per_epoch` make 4,294,967,296"),

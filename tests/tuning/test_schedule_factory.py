@@ -94,6 +94,21 @@ def test_a_peak_rate_float32_cannot_hold_is_refused(name):
         else learning_rate_schedule(name, 3e38, 100)[0](50))))
 
 
+@pytest.mark.parametrize("name", SCHEDULES)
+def test_a_peak_rate_below_float32s_normal_numbers_is_refused(name):
+    # 5e-324 became 0 in float32 and 1e-45 a denormal that XLA flushes to
+    # 0: the schedules trained nothing.
+    for tiny in (5e-324, 1e-45):
+        with pytest.raises(ValueError, match=r"`max_lr` must be in "
+                           r"\[1.17549e-38, inf\)"):
+            learning_rate_schedule(name, tiny, 100)
+    # The smallest allowed peak is reached, not 0, where it is computed.
+    smallest = float(np.finfo("float32").tiny)
+    rate = learning_rate_schedule(name, smallest, 100)[0]
+    peak = rate if name == "constant" else values(rate, range(100)).max()
+    assert np.float32(peak) == np.float32(smallest)
+
+
 def test_make_optimizer():
     rate, momentum = learning_rate_schedule("one_cycle", 0.1, 100)
     sgd = make_optimizer("sgd", rate, momentum, weight_decay=5e-4,
