@@ -748,6 +748,15 @@ def test_the_widest_depth_range_allowed_is_listed_in_order():
     assert knob.choices == list(range(8, 6003, 6))
 
 
+@pytest.fixture(scope="module")
+def cheap_model():
+    """A HyperModel, its `hp` and a model it built, for `fit`s refused
+    before they compile or train (one build for all of them)."""
+    model_maker = hypermodel(**CHEAP)
+    hp = kt.HyperParameters()
+    return model_maker, hp, model_maker.build(hp)
+
+
 # Stand-ins for data the test makes: a 1-tuple of validation images, and
 # a dataset of (image, label) pairs with labels beside it.
 SHORT, DATASET_AND_LABELS = object(), object()
@@ -787,13 +796,11 @@ SHORT, DATASET_AND_LABELS = object(), object()
      r"Arguments `epochs` and `steps_per_epoch` make 4,294,967,296"),
 ])
 def test_bad_fit_arguments_stop_the_search_naming_the_argument(
-        arguments, error, match):
+        arguments, error, match, cheap_model):
     (x, y), (xv, yv) = digits(32, 16)
     tf = pytest.importorskip("tensorflow")
     dataset = tf.data.Dataset.from_tensor_slices((x, y))
-    model_maker = hypermodel(**CHEAP)
-    hp = kt.HyperParameters()
-    model = model_maker.build(hp)
+    model_maker, hp, model = cheap_model
     kwargs = dict(x=x, y=y, epochs=1, batch_size=BATCH,
                   validation_data=(xv, yv), verbose=0)
     kwargs.update(arguments)
