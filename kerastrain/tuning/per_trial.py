@@ -173,13 +173,15 @@ def per_trial_callbacks(callbacks, trial_id):
     already configured for this trial is left as it is.
 
     Args:
-        callbacks: A list of callbacks, or None (no callbacks).
+        callbacks: A list or tuple of callbacks, a `CallbackList`, or
+            None (no callbacks).
         trial_id: The trial's id, e.g. `trial_id_of(callbacks)`; None means
             no trial (outside a search): the callbacks are left as they
             are.
 
     Returns:
-        `callbacks` (`[]` for None).
+        `callbacks` as a list (the list itself where it is one; `[]` for
+        None).
 
     Example:
 
