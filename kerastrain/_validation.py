@@ -77,6 +77,20 @@ def check_size(name, value, min_value=1):
                         ", the largest size of a dimension.")
 
 
+def check_epochs(epochs, initial_epoch, why=""):
+    """`(epochs, initial_epoch)` of a `fit` if they leave an epoch to train
+    (integers, 0 <= initial_epoch < epochs); `why` ends the message of ones
+    that do not."""
+    epochs = check_int("epochs", epochs, min_value=1)
+    initial_epoch = check_int("initial_epoch", initial_epoch, min_value=0)
+    if initial_epoch >= epochs:
+        raise ValueError(
+            "Arguments `epochs` and `initial_epoch` must leave an epoch to "
+            f"train (initial_epoch < epochs){why}. Received: "
+            f"epochs={epochs}, initial_epoch={initial_epoch}")
+    return epochs, initial_epoch
+
+
 def check_in_float32(name, value):
     """Returns `value` (a number) if float32 holds it: a larger magnitude
     is inf where the model or the update computes it."""

@@ -2,7 +2,8 @@
 
 import keras
 
-from kerastrain._validation import check_callbacks, check_int, is_dataset
+from kerastrain._validation import (check_callbacks, check_epochs,
+                                    is_dataset)
 
 # Arguments `fit_passes` sets itself.
 _SET = ("steps_per_epoch", "validation_steps")
@@ -78,14 +79,7 @@ def fit_passes(model, x, validation_data, **kwargs):
     # Checked before the evaluation that builds the model's metrics, which
     # an epoch that will not train would pay for nothing (Keras' `fit`
     # took epochs=0 and initial_epoch >= epochs as no training at all).
-    epochs = check_int("epochs", kwargs.get("epochs", 1), min_value=1)
-    initial_epoch = check_int("initial_epoch", kwargs.get("initial_epoch", 0),
-                              min_value=0)
-    if initial_epoch >= epochs:
-        raise ValueError(
-            "Arguments `epochs` and `initial_epoch` must leave an epoch to "
-            f"train (initial_epoch < epochs). Received: epochs={epochs}, "
-            f"initial_epoch={initial_epoch}")
+    check_epochs(kwargs.get("epochs", 1), kwargs.get("initial_epoch", 0))
     check_callbacks(kwargs.get("callbacks"))
     given = [name for name in _SET if name in kwargs]
     if given:

@@ -13,8 +13,8 @@ import keras_tuner
 import numpy as np
 
 from kerastrain._validation import (MAX_STEPS, check_bool,
-                                    check_callbacks, check_float, check_int,
-                                    is_dataset)
+                                    check_callbacks, check_epochs,
+                                    check_float, check_int, is_dataset)
 
 from kerastrain.callbacks import (CheckpointEarlyStopping,
                                   GradientAccumulation, LRFinder,
@@ -266,16 +266,9 @@ class ToolkitHyperModel(keras_tuner.HyperModel):
         if batch_size is None:  # Keras' default, as `model.fit` reads None
             batch_size = 32
         batch_size = check_int("batch_size", batch_size, min_value=1)
-        epochs = check_int("epochs", epochs, min_value=1)
-        initial_epoch = check_int("initial_epoch", initial_epoch,
-                                  min_value=0)
-        if initial_epoch >= epochs:
-            # The schedule is laid over the epochs the fit trains.
-            raise ValueError(
-                "Arguments `epochs` and `initial_epoch` must leave an epoch "
-                "to train (initial_epoch < epochs): the trial's schedule "
-                f"spans them. Received: epochs={epochs}, "
-                f"initial_epoch={initial_epoch}")
+        # The schedule is laid over the epochs the fit trains.
+        epochs, initial_epoch = check_epochs(
+            epochs, initial_epoch, ": the trial's schedule spans them")
         validation_split = check_validation_split(validation_split)
         if isinstance(validation_data, (tuple, list)) and len(
                 validation_data) not in (2, 3):

@@ -44,24 +44,22 @@ def _check_depth(name, value):
 
 
 def _depths_between(low, high):
-    # 6n+2 from the first at or above `low`, counted before they are
-    # listed: (8, 2**31 - 1) would list 357 million.
-    first = max(low + (2 - low) % 6, 8)
-    count = max(0, (high - first) // 6 + 1)
-    if count > MAX_DEPTH_CHOICES:
+    # 6n+2 from the first at or above `low`, as a range, counted before it
+    # is listed: (8, 2**31 - 1) would list 357 million.
+    depths = range(max(low + (2 - low) % 6, 8), high + 1, 6)
+    if len(depths) > MAX_DEPTH_CHOICES:
         raise ValueError(
-            f"Argument `depth` as a range (min, max) holds {count:,} "
+            f"Argument `depth` as a range (min, max) holds {len(depths):,} "
             f"ResNet depths 6n+2, more than the {MAX_DEPTH_CHOICES:,} a "
             "search lists as its choices (KerasTuner's Choice keeps each "
             "in every trial). Narrow it, or pass a list of depths. "
             f"Received: depth=({low!r}, {high!r})")
-    depths = [d for d in valid_depths(up_to=high) if d >= low]
     if not depths:
         raise ValueError(
             "Argument `depth` as a range (min, max) must hold a ResNet "
             "depth 6n+2 with n >= 1 (8, 14, 20, ...). Received: "
             f"depth=({low!r}, {high!r})")
-    return depths
+    return list(depths)
 
 
 def _check_augment(augment):
