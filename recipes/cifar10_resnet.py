@@ -147,11 +147,11 @@ def run(args):
         "epochs_run": len(history.epoch),
         "steps": len(history.epoch) * -(-len(train[0]) // args.batch_size),
     }, [("test accuracy", accuracy), ("logistic regression peer", peer),
-        ("epochs", len(history.epoch))], tf_data=True)
+        ("epochs", len(history.epoch))])
 
 
 def main(argv=None):
-    return common.run_main(NAME, __doc__, run, argv, epochs=30,
+    return common.run_main(NAME, __doc__, run, argv, tf_data=True, epochs=30,
                            batch_size=128, data_dir=True,
                            add_arguments=add_arguments)
 

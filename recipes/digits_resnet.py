@@ -142,7 +142,7 @@ def run(args):
         *((f"member {i} alone", a) for i, a in enumerate(alone)),
         ("with test-time shifts (model_tta.keras)", tta_accuracy),
         ("SVC peer, same split", svc),
-        ("epochs", len(history.epoch))], tf_data=True)
+        ("epochs", len(history.epoch))])
 
 
 def errors(predictions, labels, suffix=""):
@@ -159,7 +159,7 @@ def errors(predictions, labels, suffix=""):
 
 
 def main(argv=None):
-    return common.run_main(NAME, __doc__, run, argv, epochs=40,
+    return common.run_main(NAME, __doc__, run, argv, tf_data=True, epochs=40,
                            batch_size=64, add_arguments=add_arguments)
 
 

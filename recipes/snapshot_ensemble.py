@@ -123,11 +123,11 @@ def run(args):
     }, [(f"snapshot {i + 1}", acc) for i, acc in enumerate(per_snapshot)]
        + [(f"ensemble of {len(members)}", ensemble_accuracy),
           ("best single epoch (validation)", best_single),
-          ("SVC peer, same split", svc)], tf_data=True)
+          ("SVC peer, same split", svc)])
 
 
 def main(argv=None):
-    return common.run_main(NAME, __doc__, run, argv, epochs=40,
+    return common.run_main(NAME, __doc__, run, argv, tf_data=True, epochs=40,
                            batch_size=64, add_arguments=add_arguments)
 
 

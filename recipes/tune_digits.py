@@ -77,12 +77,11 @@ def run(args):
         "baselines": {"svc_rbf_c10_gamma0.001_accuracy": svc},
     }, [("trials", len(rows)), ("best trial", best_trial),
         ("best validation accuracy", rows[0]["score"]),
-        ("its test accuracy", accuracy), ("SVC peer, same split", svc)],
-        tf_data=True)
+        ("its test accuracy", accuracy), ("SVC peer, same split", svc)])
 
 
 def main(argv=None):
-    return common.run_main(NAME, __doc__, run, argv, epochs=10,
+    return common.run_main(NAME, __doc__, run, argv, tf_data=True, epochs=10,
                            batch_size=64, add_arguments=add_arguments)
 
 

@@ -9,8 +9,9 @@ cross-backend tests start, gets a fresh JAX persistent compilation cache in
 a temporary folder (unless `JAX_COMPILATION_CACHE_DIR` is set already):
 the tests build the same small models again and again, and a program
 compiled before loads instead. XLA compiles at its lowest optimization
-level (`XLA_TEST_FLAGS`, unless `XLA_FLAGS` is set). Each process's
-output is printed whole when it ends, with its ten slowest tests.
+level (`XLA_TEST_FLAGS`, unless `XLA_FLAGS` is set). torch computes on
+its process's share of the cores (`torch_threads`). Each process's output
+is printed whole when it ends, with its ten slowest tests.
 Arguments are passed on to pytest, e.g. `python tests/run_backends.py -k
 instance` or `--backends jax,torch -x`. The last line sums up all backends as
 "total: N passed, N failed".
@@ -44,12 +45,34 @@ def count_results(junit_xml):
     return tests - failed - skipped, failed, skipped
 
 
-def start_backend(backend, pytest_args, report, log, jax_cache):
+def torch_threads(jobs):
+    """The threads torch computes on in each of `jobs` processes: their
+    share of the cores this process may run on, at least one.
+
+    By default torch takes every core, and its threads wait for work by
+    spinning: beside another process on two cores, they took that
+    process's core. On 2026-12-07, in one quiet hour, the tuning tests'
+    torch process took 59 s with its default threads and 42 s with one,
+    and in the whole suite 193 s and 150 s (that run also gave TensorFlow
+    and XLA one thread each: tensorflow took 631 s against 652 s, jax 567
+    s against 575 s, noise on this machine). TensorFlow and XLA keep
+    theirs: one thread each was slower in an earlier A/B (README, Tests).
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // jobs)
+
+
+def start_backend(backend, pytest_args, report, log, jax_cache, threads):
     """Starts pytest on `backend`, its output going to the file `log`, with
-    JAX's compilation cache in the folder `jax_cache`."""
+    JAX's compilation cache in the folder `jax_cache` and torch on
+    `threads` threads (`OMP_NUM_THREADS`, unless it is set)."""
     env = dict(os.environ, KERAS_BACKEND=backend,
                TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL",
                                                    "2"))
+    env.setdefault("OMP_NUM_THREADS", str(threads))
     if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
         # One folder per backend process: JAX writes cache entries in
         # place, so two processes must not read each other's half-written
@@ -83,7 +106,8 @@ def run_backends(backends, pytest_args, folder, jobs):
             log = open(os.path.join(folder, f"{backend}.log"), "w+")
             process = start_backend(
                 backend, pytest_args, os.path.join(folder, f"{backend}.xml"),
-                log, os.path.join(folder, f"{backend}-jax-cache"))
+                log, os.path.join(folder, f"{backend}-jax-cache"),
+                torch_threads(jobs))
             running[backend] = (process, log, time.perf_counter())
         time.sleep(0.5)
         for backend, (process, log, start) in list(running.items()):

@@ -79,11 +79,12 @@ def remove_path(path):
         os.remove(path)
 
 
-def finish(name, args, metrics, rows, *, tf_data=False):
+def finish(name, args, metrics, rows):
     """Publishes what the run wrote (`publish`), completes `metrics` (wall
     time since the recipe started, the import of Keras and its backend
-    included, `--quick`, `environment`: pass `tf_data=True` where a tf.data
-    pipeline fed the model, and `outputs`, the names published), writes
+    included, `--quick`, `environment` (with TensorFlow's version where
+    `args.tf_data`: `run_main(tf_data=True)`, a tf.data pipeline fed the
+    model), and `outputs`, the names published), writes
     `metrics.json` atomically, last, and prints the summary table `rows`
     with the wall time and the output folder. Returns the metrics."""
     import keras
@@ -92,7 +93,7 @@ def finish(name, args, metrics, rows, *, tf_data=False):
 
     seconds = args.timer()
     metrics.update({"wall_time_s": round(seconds, 1), "quick": args.quick,
-                    **environment(args, tf_data)})
+                    **environment(args, args.tf_data)})
     metrics["outputs"] = publish(args)
     write_json(metrics, os.path.join(args.publish_to, "metrics.json"))
     print_summary(f"{name} (seed {args.seed}, {keras.backend.backend()})",

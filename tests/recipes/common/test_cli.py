@@ -26,6 +26,54 @@ def test_mixed_precision_sets_keras_policy_for_the_run_only(tmp_path):
     assert seen == [(True, "mixed_float16"), (False, "float32")]
 
 
+@pytest.fixture
+def two_torch_threads():
+    """torch on two CPU threads for the test (one fewer is then one), and
+    on as many as before it afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_a_tf_data_recipe_leaves_a_core_to_the_pipeline_on_torch_only(
+        tmp_path, two_torch_threads):
+    """With `tf_data`, torch computes on one thread fewer during the run
+    (its spinning threads took the cores tf.data's threads needed); other
+    backends, and recipes fed from NumPy, keep every thread. After the
+    run, and after a run that failed, torch has its threads back. The
+    environment in metrics.json names TensorFlow where tf.data fed the
+    model."""
+    import torch
+
+    seen = []
+
+    def run(args):
+        seen.append(torch.get_num_threads())
+        common.finish("demo", args, {}, [])
+
+    for tf_data in (True, False):
+        out = tmp_path / str(tf_data)
+        assert run_with(["--out", str(out)], run, tf_data=tf_data) == 0
+        assert torch.get_num_threads() == 2
+        with open(out / "metrics.json") as f:
+            ran = set(json.load(f)) & {"tensorflow"}
+        assert ran == ({"tensorflow"} if tf_data or
+                       keras.backend.backend() == "tensorflow" else set())
+    fewer = 1 if keras.backend.backend() == "torch" else 2
+    assert seen == [fewer, 2]
+
+    def failing(args):
+        seen.append(torch.get_num_threads())
+        raise RuntimeError("stopped")
+
+    with pytest.raises(RuntimeError, match="stopped"):
+        run_with(["--out", str(tmp_path / "failed")], failing, tf_data=True)
+    assert seen[-1] == fewer and torch.get_num_threads() == 2
+
+
 def test_data_dir_only_where_a_data_set_is_read(tmp_path, capsys):
     seen = []
     assert run_with(["--data-dir", "/data", "--out", str(tmp_path)],
