@@ -288,11 +288,12 @@ def cores_for_the_pipeline(tf_data=True):
     A tf.data pipeline prepares the next batches on threads of its own
     while the model trains. torch's CPU threads take every core and wait
     for work by spinning, so the pipeline's threads got no core: on two
-    cores, `digits_resnet` on torch took 57 s, 49 s of them waiting for
-    batches, and 42 s with one torch thread (`snapshot_ensemble` 44 s and
-    35 s). TensorFlow and JAX keep their threads: one fewer made the
-    tensorflow run slower (32 s against 40 s), and their pipelines did not
-    wait. A recipe fed from NumPy keeps them too (`diabetes_risk` took 29
+    cores, `digits_resnet` on torch took 57 s (under a profiler, half of
+    its time went to waiting for the next batch), and 42 s with one torch
+    thread (`snapshot_ensemble` 44 s and 35 s). TensorFlow and JAX keep
+    their threads: one fewer made a tensorflow run slower (40 s against 32
+    s), and warm jax runs took 41-61 s either way, as the machine's load
+    moved. A recipe fed from NumPy keeps them too (`diabetes_risk` took 29
     s either way).
     """
     import keras
