@@ -51,12 +51,13 @@ def torch_threads(jobs):
 
     By default torch takes every core, and its threads wait for work by
     spinning: beside another process on two cores, they took that
-    process's core. On 2026-12-07, in one quiet hour, the tuning tests'
-    torch process took 59 s with its default threads and 42 s with one,
-    and in the whole suite 193 s and 150 s (that run also gave TensorFlow
-    and XLA one thread each: tensorflow took 631 s against 652 s, jax 567
-    s against 575 s, noise on this machine). TensorFlow and XLA keep
-    theirs: one thread each was slower in an earlier A/B (README, Tests).
+    process's core. On 2026-12-07 the torch process alone on the whole
+    suite took 188 s with two threads and 184 s with one, but 213 s and
+    168 s of CPU: 45 s that the other process gets back. Beside the
+    others, torch's tuning tests took 59 s with its default threads and
+    42 s with one. TensorFlow and XLA keep theirs: one thread each was
+    slower in an earlier A/B, and within the noise in a later one
+    (README, Tests).
     """
     try:
         cores = len(os.sched_getaffinity(0))
