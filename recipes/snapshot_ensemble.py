@@ -127,8 +127,9 @@ def run(args):
 
 
 def main(argv=None):
-    return common.run_main(NAME, __doc__, run, argv, tf_data=True, epochs=40,
-                           batch_size=64, add_arguments=add_arguments)
+    return common.run_main(NAME, __doc__, run, argv, tf_data=True,
+                           leave_a_core=True, epochs=40, batch_size=64,
+                           add_arguments=add_arguments)
 
 
 if __name__ == "__main__":

@@ -215,12 +215,13 @@ def remove_empty(folders):
 
 
 def run_main(name, doc, run, argv=None, *, epochs, batch_size,
-             tf_data=False, **flags):
+             tf_data=False, leave_a_core=False, **flags):
     """A recipe's `main`: its flags (`flags` go to `parse_args`; `--quick`
-    caps the epochs at 2), the precision policy and, with `tf_data` (a
-    tf.data pipeline feeds the model; `args.tf_data`), a CPU core left to
-    the pipeline (`cores_for_the_pipeline`), both for the run only, then
-    `run(args)`.
+    caps the epochs at 2), the precision policy and, with `leave_a_core`,
+    a CPU core left to the tf.data pipeline on torch
+    (`cores_for_the_pipeline`), both for the run only, then `run(args)`.
+    `tf_data` says that a tf.data pipeline feeds the model
+    (`args.tf_data`: `finish` records TensorFlow's version).
 
     The run writes into a staging folder, `args.out` (`.unfinished/`
     inside the output folder, `args.publish_to`), and `finish` publishes
@@ -237,6 +238,7 @@ def run_main(name, doc, run, argv=None, *, epochs, batch_size,
     args = parse_args(name, doc.split("\n\n")[0], argv, epochs=epochs,
                       batch_size=batch_size, **flags)
     args.timer, args.tf_data = timer, tf_data
+    args.leave_a_core = leave_a_core
     if args.quick:
         args.epochs = min(args.epochs, 2)
     args.publish_to = args.out
@@ -266,24 +268,24 @@ def run_main(name, doc, run, argv=None, *, epochs, batch_size,
 
 def _run_with_policy(run, args):
     """`run(args)` under the precision policy `args` asks for, with a core
-    left to a tf.data pipeline where `args.tf_data`."""
+    left to the tf.data pipeline where `args.leave_a_core`."""
     import keras
 
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(
         "mixed_float16" if args.mixed_precision else "float32")
     try:
-        with cores_for_the_pipeline(args.tf_data):
+        with (cores_for_the_pipeline() if args.leave_a_core
+              else contextlib.nullcontext()):
             run(args)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
 @contextlib.contextmanager
-def cores_for_the_pipeline(tf_data=True):
-    """On the torch backend, with `tf_data`, torch computes on one CPU
-    thread fewer (at least one) inside the block, and on as many as
-    before after it.
+def cores_for_the_pipeline():
+    """On the torch backend, torch computes on one CPU thread fewer (at
+    least one) inside the block, and on as many as before after it.
 
     A tf.data pipeline prepares the next batches on threads of its own
     while the model trains. torch's CPU threads take every core and wait
@@ -295,10 +297,16 @@ def cores_for_the_pipeline(tf_data=True):
     s), and warm jax runs took 41-61 s either way, as the machine's load
     moved. A recipe fed from NumPy keeps them too (`diabetes_risk` took 29
     s either way).
+
+    It pays where the training step is light beside the pipeline, as on
+    8x8 digits. Where the step is heavy, torch needs the cores more than
+    the pipeline does: `bench/pipeline.py`'s small CNN on 32x32x3 images,
+    batch 128, ran 12.0 steps/s on torch's two threads and 9.4 on one. So
+    `cifar10_resnet` and `tune_digits` (not measured) keep every thread.
     """
     import keras
 
-    if not tf_data or keras.backend.backend() != "torch":
+    if keras.backend.backend() != "torch":
         yield
         return
     import torch

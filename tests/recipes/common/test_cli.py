@@ -38,14 +38,14 @@ def two_torch_threads():
     torch.set_num_threads(before)
 
 
-def test_a_tf_data_recipe_leaves_a_core_to_the_pipeline_on_torch_only(
+def test_leave_a_core_gives_torch_a_thread_fewer_for_the_run_only(
         tmp_path, two_torch_threads):
-    """With `tf_data`, torch computes on one thread fewer during the run
-    (its spinning threads took the cores tf.data's threads needed); other
-    backends, and recipes fed from NumPy, keep every thread. After the
-    run, and after a run that failed, torch has its threads back. The
-    environment in metrics.json names TensorFlow where tf.data fed the
-    model."""
+    """With `leave_a_core`, torch computes on one thread fewer during the
+    run (its spinning threads took the cores tf.data's threads needed);
+    other backends, and recipes without it, keep every thread. After the
+    run, and after a run that failed, torch has its threads back.
+    `tf_data` alone changes no thread, and the environment in metrics.json
+    names TensorFlow where it is set."""
     import torch
 
     seen = []
@@ -54,23 +54,26 @@ def test_a_tf_data_recipe_leaves_a_core_to_the_pipeline_on_torch_only(
         seen.append(torch.get_num_threads())
         common.finish("demo", args, {}, [])
 
-    for tf_data in (True, False):
-        out = tmp_path / str(tf_data)
-        assert run_with(["--out", str(out)], run, tf_data=tf_data) == 0
+    for tf_data, leave_a_core in ((True, True), (True, False),
+                                  (False, False)):
+        out = tmp_path / f"{tf_data}-{leave_a_core}"
+        assert run_with(["--out", str(out)], run, tf_data=tf_data,
+                        leave_a_core=leave_a_core) == 0
         assert torch.get_num_threads() == 2
         with open(out / "metrics.json") as f:
             ran = set(json.load(f)) & {"tensorflow"}
         assert ran == ({"tensorflow"} if tf_data or
                        keras.backend.backend() == "tensorflow" else set())
     fewer = 1 if keras.backend.backend() == "torch" else 2
-    assert seen == [fewer, 2]
+    assert seen == [fewer, 2, 2]
 
     def failing(args):
         seen.append(torch.get_num_threads())
         raise RuntimeError("stopped")
 
     with pytest.raises(RuntimeError, match="stopped"):
-        run_with(["--out", str(tmp_path / "failed")], failing, tf_data=True)
+        run_with(["--out", str(tmp_path / "failed")], failing,
+                 leave_a_core=True)
     assert seen[-1] == fewer and torch.get_num_threads() == 2
 
 
