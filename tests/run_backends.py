@@ -69,7 +69,9 @@ def torch_threads(jobs):
 def start_backend(backend, pytest_args, report, log, jax_cache, threads):
     """Starts pytest on `backend`, its output going to the file `log`, with
     JAX's compilation cache in the folder `jax_cache` and torch on
-    `threads` threads (`OMP_NUM_THREADS`, unless it is set)."""
+    `threads` threads (`OMP_NUM_THREADS`, unless it is set: OpenMP's
+    variable, which NumPy's BLAS and scikit-learn read too, in every
+    backend's process)."""
     env = dict(os.environ, KERAS_BACKEND=backend,
                TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL",
                                                    "2"))
