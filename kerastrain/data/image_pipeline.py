@@ -202,7 +202,8 @@ def check_augment(augment, build=False):
 def image_pipeline(x, y, batch_size, num_classes,
                    augment=("flip", "rotate", "crop"), mixup_alpha=0.0,
                    cutmix_alpha=0.0, normalize=True, shuffle=True,
-                   cache=True, seed=None, training=True, deterministic=None):
+                   cache=True, seed=None, training=True, deterministic=None,
+                   drop_remainder=False):
     """Batches of augmented, optionally mixed images with one-hot labels.
 
     The order of work is what makes it fast: cache the decoded images,
@@ -262,6 +263,13 @@ def image_pipeline(x, y, batch_size, num_classes,
             this runs the per-batch work on one thread instead of
             tf.data's parallel calls. None (default): True when `seed` is
             given.
+        drop_remainder: Whether a training pass leaves out its last batch
+            when it is smaller than `batch_size` (tf.data's
+            `batch(drop_remainder=True)`, PyTorch's `drop_last`): every
+            batch then has one shape, which jax compiles and TensorFlow
+            traces once instead of twice, and since each pass reshuffles
+            first, other images sit out each epoch. Training only: an
+            evaluation must see every image.
 
     Returns:
         A `tf.data.Dataset` of `(images, one_hot_labels)` batches.
@@ -290,6 +298,13 @@ def image_pipeline(x, y, batch_size, num_classes,
     shuffle = check_bool("shuffle", shuffle)
     cache = check_bool("cache", cache)
     training = check_bool("training", training)
+    drop_remainder = check_bool("drop_remainder", drop_remainder)
+    if drop_remainder and not training:
+        raise ValueError(
+            "Argument `drop_remainder` must be False with training=False: "
+            "an evaluation that left out the last batch's images would "
+            "score a part of the data. Received: drop_remainder=True, "
+            "training=False")
     if normalize is True and not training:
         warnings.warn(
             "image_pipeline(training=False) with normalize=True standardizes "
@@ -307,6 +322,11 @@ def image_pipeline(x, y, batch_size, num_classes,
     shuffle_seed, mixup_seed, cutmix_seed, pick_seed, *augment_seeds = (
         spawn_seeds(seed, 4 + len(augment)))
     images, labels = _images_and_labels(x, y, num_classes)
+    if drop_remainder and len(images) < batch_size:
+        raise ValueError(
+            "Argument `batch_size` must be at most the number of images "
+            f"with drop_remainder=True, or no batch is whole. Received: "
+            f"batch_size={batch_size} for {len(images)} images")
     # Made in evaluation mode too: bad options fail here, not later.
     augmenters = _augmenters(augment, augment_seeds, images.shape[1:3])
     if training:
@@ -319,7 +339,7 @@ def image_pipeline(x, y, batch_size, num_classes,
     if training and shuffle:
         dataset = dataset.shuffle(len(images), seed=shuffle_seed,
                                   reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     steps = [(layer, False) for layer in augmenters] if training else []
     if mean is not None:
         steps.append((lambda b: (b - mean) / std, False))
@@ -337,18 +357,20 @@ def image_pipeline(x, y, batch_size, num_classes,
         for layer, mixes in steps:
             if not mixes:
                 batch_images = layer(batch_images)
+        batch = {"images": batch_images, "labels": batch_labels}
+
+        def mixed_by(mixer):
+            def mix():
+                mixed = mixer(batch)
+                return mixed["images"], mixed["labels"]
+            return mix
+
         if len(mixers) == 2:  # one of the two per batch, as timm does
-            pick = picker.uniform([]) < 0.5
-            mixed_a = mixers[0]({"images": batch_images,
-                                 "labels": batch_labels})
-            mixed_b = mixers[1]({"images": batch_images,
-                                 "labels": batch_labels})
-            return (tf.where(pick, mixed_a["images"], mixed_b["images"]),
-                    tf.where(pick, mixed_a["labels"], mixed_b["labels"]))
+            # Only the one picked runs (each draws from its own stream).
+            return tf.cond(picker.uniform([]) < 0.5, mixed_by(mixers[0]),
+                           mixed_by(mixers[1]))
         if mixers:
-            mixed = mixers[0]({"images": batch_images,
-                               "labels": batch_labels})
-            return mixed["images"], mixed["labels"]
+            return mixed_by(mixers[0])()
         return batch_images, batch_labels
 
     if deterministic is None:

@@ -101,6 +101,27 @@ def test_mixup_or_cutmix_per_batch_never_both():
     assert 5 <= kinds.count("mixup") <= 25  # each about half the batches
 
 
+def test_only_the_mixer_picked_for_a_batch_runs(monkeypatch):
+    """Both mixed every batch, and one result was thrown away."""
+    import tensorflow as tf
+
+    from kerastrain.data import cutmix
+
+    runs = tf.Variable(0)
+    real = cutmix.CutMix.__call__
+
+    def counted(self, data):
+        with tf.control_dependencies([runs.assign_add(1)]):
+            return {k: tf.identity(v) for k, v in real(self, data).items()}
+
+    monkeypatch.setattr(cutmix.CutMix, "__call__", counted)
+    x, y = distinct_images()
+    dataset = image_pipeline(x, y, 4, CLASSES, augment=(), mixup_alpha=0.4,
+                             cutmix_alpha=1.0, normalize=False, seed=0)
+    batches = sum(1 for _ in dataset) + sum(1 for _ in dataset)
+    assert batches == 8 and 1 <= int(runs.numpy()) <= 7
+
+
 def test_each_augmentation_draws_its_own_random_numbers():
     # A vertical bar left of centre: after "flip" it is right of centre
     # or not; "rotate" then tilts it one way or the other. Layers seeded
@@ -268,6 +289,15 @@ def test_augmented_training_batches_feed_model_fit():
     ({"cache": "yes"}, TypeError, r"`cache` must be True or False"),
     ({"deterministic": 1}, TypeError,
      r"`deterministic` must be None, True or False"),
+    ({"drop_remainder": 1}, TypeError,
+     r"`drop_remainder` must be True or False"),
+    # An evaluation would score part of the data.
+    ({"drop_remainder": True, "training": False}, ValueError,
+     r"`drop_remainder` must be False with training=False"),
+    # No whole batch: every pass would be empty.
+    ({"drop_remainder": True, "batch_size": 5}, ValueError,
+     r"`batch_size` must be at most the number of images with "
+     r"drop_remainder=True.*batch_size=5 for 4 images"),
     ({"augment": ("randaugment",), "x": np.zeros((4, 8, 8, 2))}, ValueError,
      r"1 or 3 channels.*x.shape=\(4, 8, 8, 2\)"),
     ({"augment": ("randaugment",), "x": np.zeros((4, 8, 8, 4))}, ValueError,
@@ -578,6 +608,30 @@ def test_images_of_several_shapes_are_named():
     with pytest.raises(ValueError, match=r"one shape .*\(8, 8, 1\), "
                        r"\(9, 8, 1\)"):
         image_pipeline(images, [0, 1], 2, 2)
+
+
+def test_drop_remainder_gives_whole_batches_and_others_sit_out_each_pass():
+    """16 distinct images in batches of 6: two whole batches a pass (12
+    distinct images), of one shape, and over the passes every image
+    trains (the pass reshuffles before it batches)."""
+    x, y = distinct_images()
+    dataset = image_pipeline(x, y, 6, CLASSES, augment=(),
+                             normalize=False, seed=0, drop_remainder=True)
+    assert int(dataset.cardinality()) == 2
+    assert dataset.element_spec[0].shape[0] == 6  # static: one shape
+    left_out, seen = [], set()
+    for _ in range(8):
+        ids = np.concatenate([np.asarray(labels).argmax(-1)
+                              for _, labels in dataset])
+        assert ids.shape == (12,) and len(set(ids)) == 12
+        left_out.append(frozenset(range(N)) - set(ids))
+        seen.update(ids)
+    assert seen == set(range(N))
+    assert len(set(left_out)) > 1
+    # Without it, the same pipeline gives all 16, the last batch of 4.
+    sizes = [len(labels) for _, labels in image_pipeline(
+        x, y, 6, CLASSES, augment=(), normalize=False, seed=0)]
+    assert sizes == [6, 6, 4]
 
 
 def test_numpy_bools_are_bools():
