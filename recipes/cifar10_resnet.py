@@ -145,7 +145,8 @@ def run(args):
         "baselines": {"logistic_regression_pixels_accuracy": peer,
                       "smith_topin_resnet56_one_cycle_accuracy": 0.924},
         "epochs_run": len(history.epoch),
-        "steps": len(history.epoch) * -(-len(train[0]) // args.batch_size),
+        "steps": len(history.epoch) * common.steps_per_epoch(
+            args, len(train[0]), whole_batches=True),
     }, [("test accuracy", accuracy), ("logistic regression peer", peer),
         ("epochs", len(history.epoch))])
 

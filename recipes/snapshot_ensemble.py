@@ -61,7 +61,7 @@ def run(args):
     out = args.out
     keras.utils.set_random_seed(args.seed)
     train, val, test = load_split(args.seed, quick=args.quick)
-    steps = args.epochs * -(-len(train[0]) // args.batch_size)
+    steps = args.epochs * common.steps_per_epoch(args, len(train[0]))
     if steps < args.cycles:
         raise common.RecipeError(
             f"--cycles {args.cycles} needs at least as many steps; "

@@ -24,9 +24,11 @@ from recipes.common.reports import (plot_confusion_matrix, plot_history,
 QUICK_WIDTH = 8
 
 
-def one_cycle_steps(args, samples, epochs=None, what=None):
+def one_cycle_steps(args, samples, epochs=None, what=None,
+                    whole_batches=False):
     """The training steps of `epochs` (default `args.epochs`) epochs of
-    `samples` in batches of `args.batch_size`, or a `RecipeError` when
+    `samples` in batches of `args.batch_size` (with `whole_batches`, a
+    last, smaller batch left out of each epoch), or a `RecipeError` when
     they are too few for a one-cycle schedule whose rise holds a step (a
     large `--batch-size` on a small set; `OneCycle` itself, as PyTorch's,
     would start such a run inside its annealing), before any training.
@@ -36,8 +38,13 @@ def one_cycle_steps(args, samples, epochs=None, what=None):
     from kerastrain._validation import MAX_STEPS
     from kerastrain.schedules.one_cycle import MIN_STEPS
 
+    if whole_batches and samples < args.batch_size:
+        raise RecipeError(
+            f"--batch-size {args.batch_size} is more than the {samples} "
+            "training samples, and the training reads whole batches only. "
+            "Lower --batch-size.")
     epochs = args.epochs if epochs is None else epochs
-    steps = epochs * -(-samples // args.batch_size)
+    steps = epochs * steps_per_epoch(args, samples, whole_batches)
     made = (f"{what or f'--epochs {epochs}'} and --batch-size "
             f"{args.batch_size} on {samples} training samples make "
             f"{steps:,} training steps")
@@ -53,9 +60,17 @@ def one_cycle_steps(args, samples, epochs=None, what=None):
     return steps
 
 
+def steps_per_epoch(args, samples, whole_batches=False):
+    """The batches of `args.batch_size` in an epoch of `samples`: with
+    `whole_batches`, without a last, smaller one."""
+    if whole_batches:
+        return samples // args.batch_size
+    return -(-samples // args.batch_size)
+
+
 def fit_image_classifier(model, train, val, args, *, max_lr, weight_decay,
                          augment, mixup_alpha, mixup_off=0.25,
-                         label_smoothing=0.0):
+                         label_smoothing=0.0, eval_batch_size=None):
     """The image recipes' training: compiles `model` (logits out, or the
     members of `trained_together`: their logits, each with its own loss
     and its own training pipeline) with
@@ -65,7 +80,13 @@ def fit_image_classifier(model, train, val, args, *, max_lr, weight_decay,
     `mixup_off_epoch`: the annealed end of the cycle fits the real images;
     on the 8x8 digits, mixup to the end cost about one test error in 270).
     `label_smoothing` goes to the loss, so it smooths the training and the
-    validation loss alike.
+    validation loss alike. The training reads whole batches only
+    (`image_pipeline(drop_remainder=True)`; each pass reshuffles, so other
+    images sit out each epoch), and the validation batches of
+    `eval_batch_size` (default `args.batch_size`; the whole split makes
+    one shape): a last, smaller batch is a shape of its own, which jax
+    compiles and TensorFlow traces once more (on jax, 2 s of the digits
+    recipe's first run for the training step).
 
     The best epoch on validation loss is kept by CheckpointEarlyStopping in
     `args.out/model.keras` (published by `finish`), among the last 10% of
@@ -84,7 +105,7 @@ def fit_image_classifier(model, train, val, args, *, max_lr, weight_decay,
     from kerastrain.optimizers import SGD
     from kerastrain.schedules import OneCycle, plot_schedule
 
-    steps = one_cycle_steps(args, len(train[0]))
+    steps = one_cycle_steps(args, len(train[0]), whole_batches=True)
     one_cycle = OneCycle(max_lr, steps)
     outputs = len(model.outputs)
     model.compile(
@@ -98,7 +119,9 @@ def fit_image_classifier(model, train, val, args, *, max_lr, weight_decay,
     pipeline = dict(batch_size=args.batch_size,
                     num_classes=model.outputs[0].shape[-1], normalize=False,
                     seed=args.seed)
-    validation = image_pipeline(*val, training=False, **pipeline)
+    validation = image_pipeline(
+        *val, training=False,
+        **{**pipeline, "batch_size": eval_batch_size or args.batch_size})
     if outputs > 1:  # every member reads the same validation batches
         validation = validation.map(
             lambda x, y: ((x,) * outputs, (y,) * outputs))
@@ -121,6 +144,7 @@ def fit_image_classifier(model, train, val, args, *, max_lr, weight_decay,
         part = fit_passes(
             model, _zipped([image_pipeline(*train, augment=augment,
                                            mixup_alpha=alpha,
+                                           drop_remainder=True,
                                            **{**pipeline, "seed": seed})
                             for seed in fit_seeds]),
             validation, initial_epoch=start, epochs=stop,
@@ -206,14 +230,16 @@ def _extend(history, more):
     return history
 
 
-def report_classifier(name, model, history, x_test, y_test, args):
-    """Predicts the test split and writes `history.csv`,
-    `learning_curves.png`, `confusion_matrix.png` and
-    `misclassified.png`. Returns `(test_accuracy, predicted_labels)`."""
+def report_classifier(name, model, history, x_test, y_test, args,
+                      batch_size=None):
+    """Predicts the test split (in batches of `batch_size`, Keras' 32 by
+    default) and writes `history.csv`, `learning_curves.png`,
+    `confusion_matrix.png` and `misclassified.png`. Returns
+    `(test_accuracy, predicted_labels)`."""
     import numpy as np
 
-    predictions = np.argmax(np.asarray(model.predict(x_test, verbose=0)),
-                            axis=-1)
+    predictions = np.argmax(np.asarray(model.predict(
+        x_test, batch_size=batch_size, verbose=0)), axis=-1)
     accuracy = float(np.mean(predictions == y_test))
     write_history(history, os.path.join(args.out, "history.csv"))
     plot_history(history, os.path.join(args.out, "learning_curves.png"))

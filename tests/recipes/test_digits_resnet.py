@@ -153,11 +153,17 @@ def test_unwritable_output_folder_is_an_error(tmp_path, capsys):
 
 def test_too_few_steps_for_one_cycle_is_an_error_before_training(
         tmp_path, capsys):
-    # 1,257 training digits in batches of 2,048: one step, where a
+    # 1,257 training digits in whole batches of 1,024: one step, where a
     # one-cycle schedule needs a step in its rise (from 4 steps on).
     out = tmp_path / "run"
-    assert digits_resnet.main(["--epochs", "1", "--batch-size", "2048",
+    assert digits_resnet.main(["--epochs", "1", "--batch-size", "1024",
                                "--out", str(out)]) == 1
     error = capsys.readouterr().err
     assert "make 1 training steps" in error and "--batch-size" in error
+    assert not out.exists()
+    # Batches of 2,048: not one whole batch.
+    assert digits_resnet.main(["--epochs", "1", "--batch-size", "2048",
+                               "--out", str(out)]) == 1
+    assert ("--batch-size 2048 is more than the 1257 training samples"
+            in capsys.readouterr().err)
     assert not out.exists()

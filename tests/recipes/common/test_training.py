@@ -75,6 +75,58 @@ def test_no_fit_or_member_replays_the_batches_of_another(
     assert seeds[0] == 0 and seeds[2] == single_seeds[1]
 
 
+def test_the_one_cycle_spans_exactly_the_whole_batches_the_fits_read(
+        tmp_path, monkeypatch):
+    """36 training images in batches of 16: each epoch trains on two
+    whole batches (a third of 4 would be a shape of its own), and the
+    one-cycle schedule ends at the last of them; the validation images,
+    in batches of `eval_batch_size`, are all scored."""
+    import argparse
+
+    import numpy as np
+
+    import kerastrain.data
+    from kerastrain.models import resnet
+
+    def fit_passes(model, data, validation_data, *, initial_epoch, epochs,
+                   **kwargs):
+        """No training: what is checked are the pipelines."""
+        read.append((epochs - initial_epoch,
+                     [len(labels) for _, labels in data],
+                     [len(labels) for _, labels in validation_data]))
+        history = keras.callbacks.History()
+        history.epoch = list(range(initial_epoch, epochs))
+        return history
+
+    read = []
+    monkeypatch.setattr(kerastrain.data, "fit_passes", fit_passes)
+    rng = np.random.default_rng(0)
+    train = (rng.random((36, 8, 8, 1), "float32"), np.arange(36) % 4)
+    val = (rng.random((10, 8, 8, 1), "float32"), np.arange(10) % 4)
+    model = resnet((8, 8, 1), 4, depth=8, width=4)
+    args = argparse.Namespace(epochs=4, batch_size=16, seed=0,
+                              out=str(tmp_path))
+    common.fit_image_classifier(
+        model, train, val, args, max_lr=0.1, weight_decay=0.0,
+        augment=("shift",), mixup_alpha=0.2, eval_batch_size=10)
+    assert [r[1:] for r in read] == [([16, 16], [10])] * 2
+    schedule = model.optimizer._learning_rate  # Keras keeps it there
+    assert schedule.total_steps == sum(r[0] * len(r[1]) for r in read) == 8
+    assert common.steps_per_epoch(args, 36, whole_batches=True) == 2
+    assert common.steps_per_epoch(args, 36) == 3
+
+
+def test_whole_batches_need_a_batch_size_the_training_samples_fill():
+    import argparse
+
+    args = argparse.Namespace(epochs=4, batch_size=64)
+    with pytest.raises(common.RecipeError, match=r"--batch-size 64 is more "
+                       r"than the 50 training samples, and the training "
+                       r"reads whole batches only"):
+        common.one_cycle_steps(args, 50, whole_batches=True)
+    assert common.one_cycle_steps(args, 50) == 4
+
+
 @pytest.mark.parametrize("seed", [0, 7, common.MAX_SEED])
 def test_member_seeds_give_every_stream_its_own(seed):
     from kerastrain._seeds import MODEL_SEED_LIMIT
