@@ -7,10 +7,45 @@ import pytest
 from recipes import common
 
 
-def test_no_fit_or_member_replays_the_batches_of_another(
-        tmp_path, monkeypatch):
+def without_training(monkeypatch, record):
+    """Replaces `fit_passes` by a fake that trains nothing: it hands
+    `record` each fit's pipelines, `initial_epoch`, `epochs` and
+    callbacks, and returns a History of those epochs. What is checked are
+    the pipelines the fits get (the recipes' quick tests train through
+    the real one)."""
+    import kerastrain.data
+
+    def fit_passes(model, data, validation_data, *, initial_epoch, epochs,
+                   **kwargs):
+        record(data, validation_data, initial_epoch, epochs,
+               kwargs["callbacks"])
+        history = keras.callbacks.History()
+        history.epoch = list(range(initial_epoch, epochs))
+        return history
+
+    monkeypatch.setattr(kerastrain.data, "fit_passes", fit_passes)
+
+
+def small_run(tmp_path, n_train, n_val):
+    """Training and validation digits-like images of 4 classes, a small
+    ResNet-8 and a recipe's arguments (4 epochs of batches of 16)."""
     import argparse
 
+    import numpy as np
+
+    from kerastrain.models import resnet
+
+    rng = np.random.default_rng(0)
+    train = (rng.random((n_train, 8, 8, 1), "float32"),
+             np.arange(n_train) % 4)
+    val = (rng.random((n_val, 8, 8, 1), "float32"), np.arange(n_val) % 4)
+    return train, val, resnet((8, 8, 1), 4, depth=8, width=4), (
+        argparse.Namespace(epochs=4, batch_size=16, seed=0,
+                           out=str(tmp_path)))
+
+
+def test_no_fit_or_member_replays_the_batches_of_another(
+        tmp_path, monkeypatch):
     import numpy as np
 
     import kerastrain.data
@@ -24,24 +59,11 @@ def test_no_fit_or_member_replays_the_batches_of_another(
             training_calls.append((args, kwargs))
         return real(*args, **kwargs)
 
-    def fit_passes(model, data, validation_data, *, initial_epoch, epochs,
-                   **kwargs):
-        """No training: what is checked are the pipelines the fits get
-        (the recipes' quick tests train through the real one)."""
-        fits.append((initial_epoch, epochs, kwargs["callbacks"]))
-        history = keras.callbacks.History()
-        history.epoch = list(range(initial_epoch, epochs))
-        return history
-
     fits = []
     monkeypatch.setattr(kerastrain.data, "image_pipeline", spy)
-    monkeypatch.setattr(kerastrain.data, "fit_passes", fit_passes)
-    rng = np.random.default_rng(0)
-    train = (rng.random((32, 8, 8, 1), "float32"), np.arange(32) % 4)
-    val = (rng.random((8, 8, 8, 1), "float32"), np.arange(8) % 4)
-    model = resnet((8, 8, 1), 4, depth=8, width=4)
-    args = argparse.Namespace(epochs=4, batch_size=16, seed=0,
-                              out=str(tmp_path))
+    without_training(monkeypatch, lambda data, validation_data, *fit:
+                     fits.append(fit))
+    train, val, model, args = small_run(tmp_path, 32, 8)
     history = common.fit_image_classifier(
         model, train, val, args, max_lr=0.1, weight_decay=0.0,
         augment=("shift",), mixup_alpha=0.2)
@@ -81,31 +103,15 @@ def test_the_one_cycle_spans_exactly_the_whole_batches_the_fits_read(
     whole batches (a third of 4 would be a shape of its own), and the
     one-cycle schedule ends at the last of them; the validation images,
     in batches of `eval_batch_size`, are all scored."""
-    import argparse
 
-    import numpy as np
-
-    import kerastrain.data
-    from kerastrain.models import resnet
-
-    def fit_passes(model, data, validation_data, *, initial_epoch, epochs,
-                   **kwargs):
-        """No training: what is checked are the pipelines."""
+    def record(data, validation_data, initial_epoch, epochs, callbacks):
         read.append((epochs - initial_epoch,
                      [len(labels) for _, labels in data],
                      [len(labels) for _, labels in validation_data]))
-        history = keras.callbacks.History()
-        history.epoch = list(range(initial_epoch, epochs))
-        return history
 
     read = []
-    monkeypatch.setattr(kerastrain.data, "fit_passes", fit_passes)
-    rng = np.random.default_rng(0)
-    train = (rng.random((36, 8, 8, 1), "float32"), np.arange(36) % 4)
-    val = (rng.random((10, 8, 8, 1), "float32"), np.arange(10) % 4)
-    model = resnet((8, 8, 1), 4, depth=8, width=4)
-    args = argparse.Namespace(epochs=4, batch_size=16, seed=0,
-                              out=str(tmp_path))
+    without_training(monkeypatch, record)
+    train, val, model, args = small_run(tmp_path, 36, 10)
     common.fit_image_classifier(
         model, train, val, args, max_lr=0.1, weight_decay=0.0,
         augment=("shift",), mixup_alpha=0.2, eval_batch_size=10)
