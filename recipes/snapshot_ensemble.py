@@ -39,10 +39,12 @@ def add_arguments(parser):
 
 
 def accuracy(model, x, y):
+    """`model`'s accuracy on `x`, predicted in one batch (one shape to
+    compile for each of the models scored)."""
     import numpy as np
 
-    return float(np.mean(np.argmax(np.asarray(model.predict(x, verbose=0)),
-                                   axis=-1) == y))
+    return float(np.mean(np.argmax(np.asarray(model.predict(
+        x, batch_size=len(x), verbose=0)), axis=-1) == y))
 
 
 def run(args):
@@ -61,7 +63,10 @@ def run(args):
     out = args.out
     keras.utils.set_random_seed(args.seed)
     train, val, test = load_split(args.seed, quick=args.quick)
-    steps = args.epochs * common.steps_per_epoch(args, len(train[0]))
+    # Whole training batches, and the validation digits in one batch:
+    # one shape of each step (see `common.fit_image_classifier`).
+    steps = args.epochs * common.steps_per_epoch(args, len(train[0]),
+                                                 whole_batches=True)
     if steps < args.cycles:
         raise common.RecipeError(
             f"--cycles {args.cycles} needs at least as many steps; "
@@ -92,8 +97,10 @@ def run(args):
     pipeline = dict(batch_size=args.batch_size, num_classes=10,
                     normalize=False, seed=args.seed)
     history = fit_passes(
-        model, image_pipeline(*train, augment=AUGMENT, **pipeline),
-        image_pipeline(*val, training=False, **pipeline),
+        model, image_pipeline(*train, augment=AUGMENT, drop_remainder=True,
+                              **pipeline),
+        image_pipeline(*val, training=False,
+                       **{**pipeline, "batch_size": len(val[0])}),
         epochs=args.epochs, verbose=2, shuffle=False,
         callbacks=[snapshots, keras.callbacks.LambdaCallback(
             on_train_batch_end=stop_after_last_cycle),
@@ -109,7 +116,7 @@ def run(args):
     averaged = ensemble(members)
     kerastrain.io.save_model(averaged, os.path.join(args.out, "model.keras"))
     ensemble_accuracy, _ = common.report_classifier(
-        NAME, averaged, history, *test, args)
+        NAME, averaged, history, *test, args, batch_size=len(test[0]))
     best_single = accuracy(keras.saving.load_model(
         os.path.join(args.out, "best_single.keras")), *test)
     svc = svc_accuracy(train, val, test)

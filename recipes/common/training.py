@@ -38,11 +38,6 @@ def one_cycle_steps(args, samples, epochs=None, what=None,
     from kerastrain._validation import MAX_STEPS
     from kerastrain.schedules.one_cycle import MIN_STEPS
 
-    if whole_batches and samples < args.batch_size:
-        raise RecipeError(
-            f"--batch-size {args.batch_size} is more than the {samples} "
-            "training samples, and the training reads whole batches only. "
-            "Lower --batch-size.")
     epochs = args.epochs if epochs is None else epochs
     steps = epochs * steps_per_epoch(args, samples, whole_batches)
     made = (f"{what or f'--epochs {epochs}'} and --batch-size "
@@ -62,8 +57,14 @@ def one_cycle_steps(args, samples, epochs=None, what=None,
 
 def steps_per_epoch(args, samples, whole_batches=False):
     """The batches of `args.batch_size` in an epoch of `samples`: with
-    `whole_batches`, without a last, smaller one."""
+    `whole_batches`, without a last, smaller one, and a `RecipeError`
+    where not one batch is whole."""
     if whole_batches:
+        if samples < args.batch_size:
+            raise RecipeError(
+                f"--batch-size {args.batch_size} is more than the {samples}"
+                " training samples, and the training reads whole batches "
+                "only. Lower --batch-size.")
         return samples // args.batch_size
     return -(-samples // args.batch_size)
 
