@@ -4,7 +4,8 @@ import keras
 import numpy as np
 
 from kerastrain._seeds import MODEL_SEED_LIMIT
-from kerastrain._validation import check_seed, check_size, is_dataset
+from kerastrain._validation import (check_bool, check_seed, check_size,
+                                    is_dataset)
 from kerastrain.data._image_inputs import (check_pixel_scales, pixels,
                                            read_dataset)
 from kerastrain.data.cutmix import MAX_ALPHA
@@ -214,6 +215,13 @@ class ResNetHyperModel(ToolkitHyperModel):
         name: Optional name of the HyperModel.
         tunable: KerasTuner's flag: whether the knobs join the search
             space.
+        drop_remainder: Whether each training pass leaves out its last,
+            smaller batch (`image_pipeline(drop_remainder=True)`): every
+            step then has one shape, which jax compiles and TensorFlow
+            traces once per trial instead of twice. The validation batch
+            size is `fit`'s `validation_batch_size` (default
+            `batch_size`); the whole validation set in one batch makes one
+            shape there too.
 
     Example:
 
@@ -235,12 +243,14 @@ class ResNetHyperModel(ToolkitHyperModel):
                  optimizer=OPTIMIZERS, schedule=SCHEDULES,
                  max_lr=(1e-3, 1e-1), weight_decay=(1e-5, 1e-2),
                  mixup_alpha=(0.0, 0.4), label_smoothing=(0.0, 0.2),
-                 augment=(), seed=None, name=None, tunable=True):
+                 augment=(), seed=None, name=None, tunable=True,
+                 drop_remainder=False):
         self.input_shape = check_input_shape(input_shape, dynamic=False)
         self.num_classes = check_size("num_classes", num_classes,
                                       min_value=2)
         self.augment = _check_augment(augment)
         self.seed = check_seed("seed", seed, high=MODEL_SEED_LIMIT)
+        self.drop_remainder = check_bool("drop_remainder", drop_remainder)
         depth = Knob("depth", depth, _check_depth, integer=True,
                      grid=_depths_between, bounds=integer())
         width = Knob("width", width, integer(), integer=True,
@@ -396,7 +406,9 @@ class ResNetHyperModel(ToolkitHyperModel):
         train = image_pipeline(x, y, augment=self.augment,
                                mixup_alpha=values["mixup_alpha"],
                                shuffle=kwargs.pop("shuffle", True),
+                               drop_remainder=self.drop_remainder,
                                **pipeline)
+        validation_batch_size = kwargs.pop("validation_batch_size", None)
         if validation_data is not None:
             if isinstance(validation_data, (tuple, list)):
                 val_x, val_y = validation_data[:2]
@@ -404,7 +416,10 @@ class ResNetHyperModel(ToolkitHyperModel):
                 val_x, val_y = validation_data, None
             val_x, val_y = self._in_memory(val_x, val_y, "validation_data")
             self._check_image_shape(val_x, "validation_data")
-            validation_data = _validation_pipeline(val_x, val_y, pipeline)
+            validation_data = _validation_pipeline(val_x, val_y, dict(
+                pipeline, batch_size=batch_size if validation_batch_size is
+                None else check_size("validation_batch_size",
+                                     validation_batch_size)))
             # After the pipelines' own checks of the pixels.
             check_pixel_scales(x, val_x)
         # The pipeline shuffles (Keras would only warn it cannot).

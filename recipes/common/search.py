@@ -49,11 +49,13 @@ def make_tuner(hypermodel, args, objective, out, epochs):
         args.quick) else args.max_trials, **common)
 
 
-def run_search(tuner, out, train, val, *, epochs, batch_size, patience):
+def run_search(tuner, out, train, val, *, epochs, batch_size, patience,
+               validation_batch_size=None):
     """Runs a `make_tuner` search with a CheckpointEarlyStopping on the
-    objective and a CSVLogger in every trial, writes `search_report`, and
-    publishes the best trial's checkpoint (its best epoch) as
-    `out/model.keras`, atomically.
+    objective and a CSVLogger in every trial (validation in batches of
+    `validation_batch_size`, default `batch_size`), writes
+    `search_report`, and publishes the best trial's checkpoint (its best
+    epoch) as `out/model.keras`, atomically.
 
     Returns `(best_model, best_hyperparameters, rows)`.
     """
@@ -68,6 +70,7 @@ def run_search(tuner, out, train, val, *, epochs, batch_size, patience):
     histories = os.path.join(search_dir, "histories")
     tuner.search(*train, validation_data=val, epochs=epochs,
                  batch_size=batch_size, verbose=2,
+                 validation_batch_size=validation_batch_size,
                  callbacks=[CheckpointEarlyStopping(
                      os.path.join(search_dir, "checkpoints", "best.keras"),
                      monitor=tuner.oracle.objective.name,

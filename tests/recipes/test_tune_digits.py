@@ -48,10 +48,13 @@ def test_quick_search_writes_the_best_model_and_the_trials(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--epochs", "1", "--batch-size", "2048"], "--epochs 1"),
-    # 1,257 digits in batches of 500: 3 steps a round of one epoch.
+    (["--epochs", "1", "--batch-size", "1024"], "--epochs 1"),
+    # 1,257 digits in whole batches of 500: 2 steps a round of one epoch.
     (["--tuner", "hyperband", "--epochs", "9", "--batch-size", "500"],
      "a Hyperband round of 1 epoch"),
+    # Not one whole batch.
+    (["--epochs", "1", "--batch-size", "2048"],
+     "--batch-size 2048 is more than the 1257 training samples"),
 ])
 def test_too_few_steps_for_one_cycle_is_an_error_before_searching(
         tmp_path, capsys, flags, message):
@@ -60,7 +63,8 @@ def test_too_few_steps_for_one_cycle_is_an_error_before_searching(
     out = tmp_path / "run"
     assert recipe.main(flags + ["--out", str(out)]) == 1
     error = capsys.readouterr().err
-    assert message in error and "training steps" in error
+    assert message in error and ("training steps" in error
+                                 or "whole batches" in error)
     assert not out.exists()
 
 

@@ -247,6 +247,27 @@ def test_steps_per_epoch_runs_and_the_schedule_ends_with_it():
                                                                  rel=1e-4)
 
 
+@pytest.mark.parametrize("drop_remainder", [True, False])
+def test_whole_batches_and_the_validation_batch_size_shape_the_steps(
+        drop_remainder):
+    """72 training digits in batches of 16: 4 whole ones a pass with
+    `drop_remainder` (and a one-cycle over them), 5 without; the 24
+    validation digits in one batch of `validation_batch_size`."""
+    spies.reset()
+    (x, y), validation = digits(72, n_val=24)
+    model_maker = hypermodel(drop_remainder=drop_remainder, **CHEAP)
+    hp = kt.HyperParameters()
+    model = model_maker.build(hp)
+    batches = Batches()
+    model_maker.fit(hp, model, x, y, batch_size=BATCH, epochs=2, verbose=0,
+                    validation_data=validation, validation_batch_size=24,
+                    callbacks=[spies.Recorder(), batches])
+    (run,) = spies.Recorder.runs
+    per_pass = 4 if drop_remainder else 5
+    assert run["updates"] == run["learning_rate"].total_steps == 2 * per_pass
+    assert batches.epochs == [dict(train=per_pass, test=1)] * 2
+
+
 @pytest.mark.parametrize("with_validation", [True, False])
 def test_a_trial_reads_its_pipelines_from_one_iterator_per_fit(
         monkeypatch, with_validation):
@@ -520,6 +541,8 @@ def test_hyperparameters_set_beforehand_win_and_are_checked():
     ({"seed": -1}, ValueError, r"`seed` must be None or an integer >= 0"),
     ({"seed": 2**30}, ValueError, "seed=1073741824"),
     ({"seed": 1.5}, TypeError, "seed"),
+    ({"drop_remainder": "yes"}, TypeError,
+     r"`drop_remainder` must be True or False"),
     # A size, as a range's bounds are: 2**63 was taken, and built for ever.
     ({"depth": 2**63}, ValueError, r"`depth` must be at most 2\*\*31 - 1"),
     # The range's depths are counted before they are listed: (8, 10**6)
@@ -794,6 +817,10 @@ SHORT, DATASET_AND_LABELS = object(), object()
      r"optimizers' int32 step count holds"),
     ({"epochs": 2**30, "steps_per_epoch": 4}, ValueError,
      r"Arguments `epochs` and `steps_per_epoch` make 4,294,967,296"),
+    ({"validation_batch_size": 0}, ValueError,
+     r"`validation_batch_size` must be an integer >= 1"),
+    ({"validation_batch_size": 2.5}, TypeError,
+     r"`validation_batch_size` must be an integer"),
 ])
 def test_bad_fit_arguments_stop_the_search_naming_the_argument(
         arguments, error, match, cheap_model):
