@@ -50,7 +50,7 @@ def run(args):
         whole_batches=True)
     # Whole training batches, and the validation and test digits in one
     # batch each: one shape of each step per trial (on jax, a first run
-    # took 86 s instead of 114 s).
+    # took 80 s instead of 113 s).
     hypermodel = ResNetHyperModel(
         (8, 8, 1), 10, depth=[8, 14],
         width=common.QUICK_WIDTH if args.quick else [16, 32],
