@@ -28,6 +28,23 @@ def passes(name, dataset):
     return batches
 
 
+def check_targets(name, dataset, model):
+    """A `ValueError` naming argument `name` where `dataset` gives batches
+    without targets for `model`'s compiled loss, under Keras' own
+    `train_step` (one of the model's may read such batches): Keras' loss
+    got None as its targets, deep in the first step ("None is not a valid
+    value for jnp.array" on jax)."""
+    spec = dataset.element_spec
+    if (getattr(model, "loss", None) is None
+            or type(model).train_step is not keras.Model.train_step
+            or isinstance(spec, tuple) and len(spec) >= 2):
+        return
+    raise ValueError(
+        f"Argument `{name}` must give (inputs, targets) batches for the "
+        "model's compiled loss; this dataset's batches hold no targets. "
+        f"Received: {name} with element_spec {spec}")
+
+
 def fit_passes(model, x, validation_data, **kwargs):
     """`model.fit(x, validation_data=validation_data, **kwargs)`, a pass of
     each pipeline per epoch, read from one iterator each per `fit`.
@@ -52,7 +69,8 @@ def fit_passes(model, x, validation_data, **kwargs):
     Args:
         model: A compiled `keras.Model`.
         x: The training pipeline, a finite `tf.data.Dataset` of known
-            length (`cardinality()`) giving batches.
+            length (`cardinality()`) giving batches: `(inputs, targets)`
+            where the model has a compiled loss.
         validation_data: The validation pipeline, likewise.
         **kwargs: Other arguments of `model.fit` (`epochs`,
             `initial_epoch`, `callbacks`, ...), not `steps_per_epoch` or
@@ -81,6 +99,8 @@ def fit_passes(model, x, validation_data, **kwargs):
     # took epochs=0 and initial_epoch >= epochs as no training at all).
     check_epochs(kwargs.get("epochs", 1), kwargs.get("initial_epoch", 0))
     check_callbacks(kwargs.get("callbacks"))
+    check_targets("x", x, model)
+    check_targets("validation_data", validation_data, model)
     given = [name for name in _SET if name in kwargs]
     if given:
         raise ValueError(

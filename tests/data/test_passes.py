@@ -129,6 +129,40 @@ def test_fit_passes_refuses_bad_arguments_before_it_evaluates(
     assert not evaluated
 
 
+def test_batches_without_targets_are_refused_for_a_compiled_loss_only():
+    """Keras' loss got None as its targets, deep in the first step."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x = rng.random((8, 4), "float32")
+    labelled = tf.data.Dataset.from_tensor_slices((x, x[:, :2])).batch(4)
+    bare = tf.data.Dataset.from_tensor_slices(x).batch(4)
+
+    def model(loss):
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        model.compile("sgd", loss)
+        return model
+
+    for name, train, validation in (("x", bare, labelled),
+                                    ("validation_data", labelled, bare)):
+        with pytest.raises(ValueError, match=(
+                rf"`{name}` must give \(inputs, targets\) batches for the "
+                r"model's compiled loss.*element_spec")):
+            fit_passes(model("mse"), train, validation, verbose=0)
+
+    class ActivityLoss(keras.layers.Layer):
+        def call(self, inputs):
+            self.add_loss(keras.ops.mean(inputs ** 2))
+            return inputs
+
+    # Without a compiled loss, batches of inputs alone train (add_loss).
+    unsupervised = keras.Sequential([keras.Input((4,)),
+                                     keras.layers.Dense(2), ActivityLoss()])
+    unsupervised.compile("sgd")
+    history = fit_passes(unsupervised, bare, bare, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+
+
 def test_fit_passes_takes_callbacks_as_keras_fit_documents_them():
     # A tuple, or Keras' own CallbackList (made with the History that
     # `fit` returns, for the model), as `fit` takes them.
