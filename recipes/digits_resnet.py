@@ -126,11 +126,11 @@ def run(args):
     # the digit and its four one-pixel shifts, the training's largest.
     tta_model = tta(model, shift=1, from_logits=False)
     save_model(tta_model, os.path.join(args.out, "model_tta.keras"))
-    tta_predictions = np.argmax(np.asarray(tta_model.predict(
-        test[0], batch_size=len(test[0]), verbose=0)), axis=-1)
+    tta_predictions = common.predicted_labels(tta_model, test[0],
+                                              len(test[0]))
     tta_accuracy = float(np.mean(tta_predictions == test[1]))
-    alone = [float(np.mean(np.argmax(np.asarray(m.predict(
-        test[0], batch_size=len(test[0]), verbose=0)), axis=-1) == test[1]))
+    alone = [float(np.mean(common.predicted_labels(
+        m, test[0], len(test[0])) == test[1]))
         for m in members] if count > 1 else []
     svc = svc_accuracy(train, val, test)
     return common.finish(NAME, args, {

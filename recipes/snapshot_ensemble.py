@@ -43,8 +43,7 @@ def accuracy(model, x, y):
     compile for each of the models scored)."""
     import numpy as np
 
-    return float(np.mean(np.argmax(np.asarray(model.predict(
-        x, batch_size=len(x), verbose=0)), axis=-1) == y))
+    return float(np.mean(common.predicted_labels(model, x, len(x)) == y))
 
 
 def run(args):

@@ -65,8 +65,7 @@ def run(args):
         batch_size=args.batch_size, patience=args.epochs,
         validation_batch_size=len(val[0]))
     best_trial = rows[0]["trial"]
-    predictions = np.argmax(np.asarray(model.predict(
-        test[0], batch_size=len(test[0]), verbose=0)), axis=-1)
+    predictions = common.predicted_labels(model, test[0], len(test[0]))
     accuracy = float(np.mean(predictions == test[1]))
     common.plot_confusion_matrix(
         test[1], predictions, os.path.join(out, "confusion_matrix.png"),

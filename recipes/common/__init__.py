@@ -20,5 +20,5 @@ from recipes.common.search import (TUNERS, add_search_arguments, make_tuner,
                                    run_search, search_report)
 from recipes.common.training import (QUICK_WIDTH, fit_image_classifier,
                                      member_seeds, one_cycle_steps,
-                                     report_classifier, steps_per_epoch,
-                                     trained_together)
+                                     predicted_labels, report_classifier,
+                                     steps_per_epoch, trained_together)

@@ -231,6 +231,16 @@ def _extend(history, more):
     return history
 
 
+def predicted_labels(model, x, batch_size=None):
+    """The class `model` predicts for each of `x` (the argmax of its
+    outputs), in batches of `batch_size`: Keras' 32 by default; `len(x)`,
+    one batch, gives one shape to compile or trace."""
+    import numpy as np
+
+    return np.argmax(np.asarray(model.predict(
+        x, batch_size=batch_size, verbose=0)), axis=-1)
+
+
 def report_classifier(name, model, history, x_test, y_test, args,
                       batch_size=None):
     """Predicts the test split (in batches of `batch_size`, Keras' 32 by
@@ -239,8 +249,7 @@ def report_classifier(name, model, history, x_test, y_test, args,
     `(test_accuracy, predicted_labels)`."""
     import numpy as np
 
-    predictions = np.argmax(np.asarray(model.predict(
-        x_test, batch_size=batch_size, verbose=0)), axis=-1)
+    predictions = predicted_labels(model, x_test, batch_size)
     accuracy = float(np.mean(predictions == y_test))
     write_history(history, os.path.join(args.out, "history.csv"))
     plot_history(history, os.path.join(args.out, "learning_curves.png"))
