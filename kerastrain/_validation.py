@@ -306,3 +306,30 @@ def is_dataset(x):
     """Whether `x` is a `tf.data.Dataset`, without importing TensorFlow."""
     return type(x).__module__.startswith("tensorflow") and hasattr(
         x, "repeat")
+
+
+def needs_targets(model):
+    """Whether `model`'s training reads targets: it has a compiled loss and
+    Keras' own `train_step` and `compute_loss` (a model's own may make its
+    targets, as an autoencoder's from its inputs)."""
+    import keras
+
+    kind = type(model)
+    return (getattr(model, "loss", None) is not None
+            and kind.train_step is keras.Model.train_step
+            and kind.compute_loss is keras.Model.compute_loss)
+
+
+def check_targets(name, dataset, model):
+    """A `ValueError` naming argument `name` where the `tf.data.Dataset`
+    `dataset` gives batches without targets and `model` `needs_targets`:
+    Keras' loss got None as its targets, deep in the first step ("None is
+    not a valid value for jnp.array" on jax)."""
+    spec = dataset.element_spec
+    if (not needs_targets(model)
+            or isinstance(spec, tuple) and len(spec) >= 2):
+        return
+    raise ValueError(
+        f"Argument `{name}` must give (inputs, targets) batches for the "
+        "model's compiled loss; this dataset's batches hold no targets. "
+        f"Received: {name} with element_spec {spec}")

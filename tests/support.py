@@ -53,6 +53,25 @@ class Batches(keras.callbacks.Callback):
         self.epochs.append(self.counts)
 
 
+class Reconstructs(keras.Sequential):
+    """An autoencoder by Keras' documented hook for a loss of one's own,
+    `compute_loss`: the compiled loss compares the outputs with the
+    inputs, so batches of inputs alone train it (it needs no targets)."""
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
+                     training=True):
+        return super().compute_loss(x, x, y_pred, sample_weight, training)
+
+
+class ActivityLoss(keras.layers.Layer):
+    """Its inputs' mean square as an `add_loss`: a model trained by it
+    alone, without a compiled loss, needs no targets."""
+
+    def call(self, inputs):
+        self.add_loss(keras.ops.mean(inputs ** 2))
+        return inputs
+
+
 def two_output_model(features):
     """A compiled model of `features` inputs with two scalar outputs, `a`
     and `b`, each with its own mean squared error: Keras then tracks a

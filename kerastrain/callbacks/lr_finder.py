@@ -8,7 +8,8 @@ import numpy as np
 
 from kerastrain._validation import (FLOAT32_MAX, FLOAT32_TINY, check_bool,
                                     check_float, check_int, check_seed,
-                                    check_steps, is_dataset)
+                                    check_steps, check_targets, is_dataset,
+                                    needs_targets)
 from kerastrain.callbacks import _training_state as state
 from kerastrain.callbacks.lr_finder_result import LRFinderResult
 from kerastrain.optimizers.scheduled import counts_batches
@@ -244,8 +245,11 @@ def find_lr(model, x, y=None, batch_size=32, start_lr=1e-7, end_lr=10.0,
     Args:
         model: A compiled Keras model.
         x: Inputs: a NumPy array (a list or dict of them for a model with
-            several inputs), or a `tf.data.Dataset` of `(x, y)` batches.
-        y: Targets, with NumPy `x`: as many samples as `x`.
+            several inputs), or a `tf.data.Dataset` of `(x, y)` batches
+            (of inputs alone for a model without a compiled loss, trained
+            by its `add_loss`, or with a `train_step` of its own).
+        y: Targets, with NumPy `x`: as many samples as `x`; None only
+            where the model trains without them, as above.
         batch_size: Batch size, with NumPy `x`.
         start_lr, end_lr, num_steps, beta, diverge_factor: See `LRFinder`.
         seed: None or an integer >= 0: the seed of the order in which
@@ -284,12 +288,13 @@ def find_lr(model, x, y=None, batch_size=32, start_lr=1e-7, end_lr=10.0,
                 "Argument `y` must be None when `x` is a `tf.data.Dataset` "
                 "of (x, y) batches: the targets come from it. Received: y "
                 f"of type {type(y).__name__}")
+        check_targets("x", x, model)
         fit_args = dict(x=x.repeat(), steps_per_epoch=num_steps, epochs=1,
                         shuffle=False)
     else:
         batch_size = check_int("batch_size", batch_size, min_value=1)
         count = _num_samples("x", x)
-        if y is None and getattr(model, "loss", None) is not None:
+        if y is None and needs_targets(model):
             # Keras' loss got None as targets, deep in the first step.
             raise ValueError(
                 "Argument `y` must hold the targets of `x` for the model's "
@@ -308,8 +313,11 @@ def find_lr(model, x, y=None, batch_size=32, start_lr=1e-7, end_lr=10.0,
         fit_args = dict(x=x, y=y, batch_size=batch_size, epochs=epochs,
                         shuffle=False)
     if not model.built:
-        first = (next(iter(x.take(1)))[0] if is_dataset(x)
-                 else _take(x, np.arange(min(batch_size, count))))
+        if is_dataset(x):  # a batch of inputs alone, or a tuple
+            first = keras.utils.unpack_x_y_sample_weight(
+                next(iter(x.take(1))))[0]
+        else:
+            first = _take(x, np.arange(min(batch_size, count)))
         model(keras.tree.map_structure(np.asarray, first))
     steps_per_execution = model.steps_per_execution
     if steps_per_execution != 1:

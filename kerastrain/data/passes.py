@@ -3,7 +3,7 @@
 import keras
 
 from kerastrain._validation import (check_callbacks, check_epochs,
-                                    is_dataset)
+                                    check_targets, is_dataset)
 
 # Arguments `fit_passes` sets itself.
 _SET = ("steps_per_epoch", "validation_steps")
@@ -26,23 +26,6 @@ def passes(name, dataset):
             f"(cardinality {batches}). Call `model.fit` itself, with "
             f"`steps_per_epoch`. Received: {name}={dataset!r}")
     return batches
-
-
-def check_targets(name, dataset, model):
-    """A `ValueError` naming argument `name` where `dataset` gives batches
-    without targets for `model`'s compiled loss, under Keras' own
-    `train_step` (one of the model's may read such batches): Keras' loss
-    got None as its targets, deep in the first step ("None is not a valid
-    value for jnp.array" on jax)."""
-    spec = dataset.element_spec
-    if (getattr(model, "loss", None) is None
-            or type(model).train_step is not keras.Model.train_step
-            or isinstance(spec, tuple) and len(spec) >= 2):
-        return
-    raise ValueError(
-        f"Argument `{name}` must give (inputs, targets) batches for the "
-        "model's compiled loss; this dataset's batches hold no targets. "
-        f"Received: {name} with element_spec {spec}")
 
 
 def fit_passes(model, x, validation_data, **kwargs):

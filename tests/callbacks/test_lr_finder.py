@@ -12,7 +12,8 @@ from kerastrain import find_lr
 from kerastrain.callbacks import (GradientAccumulation, LRFinder,
                                   LRFinderResult)
 from kerastrain.schedules import OneCycle
-from tests.support import CrashAt, to_numpy, two_output_model
+from tests.support import (ActivityLoss, CrashAt, Reconstructs, to_numpy,
+                           two_output_model)
 
 
 def data(n=256, seed=0):
@@ -390,6 +391,35 @@ def test_a_model_without_input_is_built_on_the_first_batch():
     np.testing.assert_allclose(curves[1], curves[0], rtol=1e-6)
 
 
+def test_a_model_trained_without_targets_takes_inputs_alone():
+    """A compiled loss under a `compute_loss` that makes its own targets,
+    and `add_loss` alone, on arrays and on a dataset of inputs, the model
+    built by `find_lr` from such a batch (it took the batch's first row
+    for the inputs): the curves of a twin given the targets the model
+    makes, and of the same model given an `Input`."""
+    x, _ = data()
+    inputs = tf.data.Dataset.from_tensor_slices(x).batch(16)
+
+    def curve(kind, x, y=None, built=True, loss="mse"):
+        keras.utils.set_random_seed(2)
+        layers = [keras.layers.Dense(8)]
+        if loss is None:
+            layers.append(ActivityLoss())
+        model = kind(([keras.Input((8,))] if built else []) + layers)
+        model.compile(keras.optimizers.SGD(0.01), loss)
+        return find_lr(model, x, y, num_steps=12).losses
+
+    np.testing.assert_allclose(curve(Reconstructs, x),
+                               curve(keras.Sequential, x, x), rtol=1e-6)
+    np.testing.assert_allclose(
+        curve(Reconstructs, inputs, built=False),
+        curve(keras.Sequential, tf.data.Dataset.zip((inputs, inputs))),
+        rtol=1e-6)
+    np.testing.assert_allclose(
+        curve(keras.Sequential, inputs, built=False, loss=None),
+        curve(keras.Sequential, inputs, loss=None), rtol=1e-6)
+
+
 def test_the_callback_refuses_a_model_fit_builds_too_late():
     x, y = data()
     model = keras.Sequential([keras.layers.Dense(1)])
@@ -459,12 +489,16 @@ def test_bad_inputs(x, y, error, match):
     # Keras' loss got None as its targets, deep in the first step.
     ({"y": None}, ValueError, r"`y` must hold the targets of `x` for the "
      r"model's compiled loss.*Received: y=None"),
+    # The same, deep in the first step, for a dataset of inputs alone.
+    ({"x": "inputs", "y": None}, ValueError, r"`x` must give \(inputs, "
+     r"targets\) batches for the model's compiled loss.*element_spec"),
 ])
 def test_bad_find_lr_arguments(kwargs, error, match):
     x, y = data()
     arguments = {"x": x, "y": y, **kwargs}
     if isinstance(arguments["x"], str):
-        arguments["x"] = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+        arguments["x"] = tf.data.Dataset.from_tensor_slices(
+            x if arguments["x"] == "inputs" else (x, y)).batch(8)
     with pytest.raises(error, match=match):
         find_lr(make_model(keras.optimizers.SGD(0.01)), **arguments)
 

@@ -4,7 +4,7 @@ import pytest
 
 from kerastrain.data import fit_passes, image_pipeline
 from kerastrain.models import resnet
-from tests.support import Batches
+from tests.support import ActivityLoss, Batches, Reconstructs
 
 
 def digits_pipeline(seed, **options):
@@ -150,17 +150,17 @@ def test_batches_without_targets_are_refused_for_a_compiled_loss_only():
                 r"model's compiled loss.*element_spec")):
             fit_passes(model("mse"), train, validation, verbose=0)
 
-    class ActivityLoss(keras.layers.Layer):
-        def call(self, inputs):
-            self.add_loss(keras.ops.mean(inputs ** 2))
-            return inputs
-
-    # Without a compiled loss, batches of inputs alone train (add_loss).
+    # Without a compiled loss, batches of inputs alone train (add_loss),
+    # and so do they a compiled loss whose `compute_loss` makes its targets
+    # (refused before, where `model.fit` trains it on every backend).
     unsupervised = keras.Sequential([keras.Input((4,)),
                                      keras.layers.Dense(2), ActivityLoss()])
     unsupervised.compile("sgd")
-    history = fit_passes(unsupervised, bare, bare, epochs=2, verbose=0)
-    assert np.isfinite(history.history["loss"]).all()
+    autoencoder = Reconstructs([keras.Input((4,)), keras.layers.Dense(4)])
+    autoencoder.compile("sgd", "mse")
+    for model in (unsupervised, autoencoder):
+        history = fit_passes(model, bare, bare, epochs=2, verbose=0)
+        assert np.isfinite(history.history["loss"]).all()
 
 
 def test_fit_passes_takes_callbacks_as_keras_fit_documents_them():
