@@ -22,9 +22,10 @@ def ensemble(models, from_logits=True, name="ensemble"):
     The result is a functional model: it predicts, evaluates and saves as
     `.keras` like any other (and loads back after `import kerastrain` when
     the members use kerastrain layers). Members must take the same input
-    shape and give the same output shape. Members whose names collide (the
-    snapshots of one run all share a name) are renamed `<name>_<i>`, since
-    Keras needs unique names inside a model.
+    shape and give the same output shape. A member whose name an earlier
+    one holds (the snapshots of one run all share a name) is renamed
+    `<name>_<i>`, `i` its place in `models` or the next number no member
+    holds, since Keras needs unique names inside a model.
 
     It is meant for inference. Train the members, not the ensemble, on the
     torch backend: members built alike (the snapshots of one run) have
@@ -69,11 +70,7 @@ def ensemble(models, from_logits=True, name="ensemble"):
             "with the same input shape and dtype and the same output shape. "
             "Received (input shape, dtype, output shape): "
             f"{[_signature(m) for m in models]}")
-    seen = set()
-    for i, model in enumerate(models):
-        if model.name in seen:
-            model.name = f"{model.name}_{i}"
-        seen.add(model.name)
+    _rename_clashes(models)
     # The members' input dtype too: token ids must stay integers.
     inputs = keras.Input(shape=models[0].inputs[0].shape[1:],
                          dtype=models[0].inputs[0].dtype)
@@ -88,6 +85,24 @@ def ensemble(models, from_logits=True, name="ensemble"):
                 else keras.layers.Activation("linear",
                                              dtype="float32")(outputs[0]))
     return keras.Model(inputs, averaged, name=name)
+
+
+def _rename_clashes(models):
+    """Renames each model whose name an earlier, other model holds to
+    `<name>_<i>`, from `i` its place on to the first name no model holds
+    (`<name>_<i>` itself may be another member's name: a clash Keras
+    refused, after the member was renamed). The same model twice is one
+    layer of the ensemble, under its own name."""
+    taken = {model.name for model in models}
+    owners = {}
+    for i, model in enumerate(models):
+        if owners.setdefault(model.name, model) is model:
+            continue
+        while f"{model.name}_{i}" in taken:
+            i += 1
+        model.name = f"{model.name}_{i}"
+        taken.add(model.name)
+        owners[model.name] = model
 
 
 def _signature(model):

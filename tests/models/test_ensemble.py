@@ -48,6 +48,37 @@ def test_probability_members_and_colliding_names(tmp_path):
                                expected, rtol=1e-6)
 
 
+@pytest.mark.parametrize("names, renamed", [
+    (["snap"] * 3, ["snap", "snap_1", "snap_2"]),
+    # The name a clash would take is another member's: Keras refused the
+    # ensemble, after renaming the third member `net_2`.
+    (["net_2", "net", "net"], ["net_2", "net", "net_3"]),
+    (["net", "net", "net_1"], ["net", "net_2", "net_1"]),
+])
+def test_clashing_names_become_names_no_member_holds(names, renamed):
+    keras.utils.set_random_seed(0)
+    models = [keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)],
+                               name=name) for name in names]
+    x = np.random.default_rng(0).standard_normal((2, 4)).astype("float32")
+    expected = np.mean([softmax(to_numpy(m.predict(x, verbose=0)))
+                        for m in models], axis=0)
+    combined = ensemble(models)
+    assert [m.name for m in models] == renamed
+    np.testing.assert_allclose(to_numpy(combined.predict(x, verbose=0)),
+                               expected, rtol=1e-5, atol=1e-7)
+
+
+def test_the_same_member_twice_keeps_its_name():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)],
+                             name="net")
+    x = np.ones((2, 4), "float32")
+    combined = ensemble([model, model])
+    assert model.name == "net"
+    np.testing.assert_allclose(to_numpy(combined.predict(x, verbose=0)),
+                               softmax(to_numpy(model.predict(x, verbose=0))),
+                               rtol=1e-5, atol=1e-7)
+
+
 @pytest.mark.parametrize("models, received", [
     ([], r"\[\]"),
     (["model"], r"\['model'\]"),
