@@ -1,5 +1,7 @@
 """Train / validation / test split that keeps the class proportions."""
 
+import math
+
 import numpy as np
 
 from kerastrain._validation import check_bool, check_float, check_seed
@@ -81,7 +83,8 @@ def split(x, y, val_size=0.15, test_size=0.15, stratify=True, seed=None):
         x: Features, any array-like with samples first.
         y: Labels (class labels when `stratify=True`).
         val_size: Fraction of all samples for validation, in [0, 1).
-        test_size: Fraction of all samples for testing, in (0, 1).
+        test_size: Fraction of all samples for testing, in (0, 1). Both
+            counts are rounded up, as scikit-learn rounds its test split.
         stratify: Whether to keep the class proportions (of `y`): True or
             False.
         seed: None or an integer in [0, 2**32), for reproducible
@@ -136,9 +139,12 @@ def split(x, y, val_size=0.15, test_size=0.15, stratify=True, seed=None):
         empty = slice(0, 0)
         return (x_rest, y_rest), (x_rest[empty], y_rest[empty]), (x_test,
                                                                    y_test)
-    # A count, not the fraction val_size / (1 - test_size), which float
-    # rounding can push one sample over (scikit-learn rounds it up).
+    # A count of all samples, rounded up as scikit-learn rounds the test
+    # split's, so that equal fractions give equal counts (Python's round
+    # gave 10 against 11 of 70); not the fraction val_size / (1 -
+    # test_size) of the rest, which float rounding can push one sample
+    # over.
     x_train, x_val, y_train, y_val = cut(
-        x_rest, y_rest, max(1, round(val_size * len(y))),
+        x_rest, y_rest, math.ceil(val_size * len(y)),
         "`val_size` (what is left after the test split)")
     return (x_train, y_train), (x_val, y_val), (x_test, y_test)

@@ -27,6 +27,17 @@ def test_sizes_disjointness_and_class_proportions():
     np.testing.assert_array_equal(y, y_before)
 
 
+@pytest.mark.parametrize("n", [30, 70, 110, 442, 569, 1797])
+def test_validation_is_counted_as_scikit_learn_counts_a_test_split(n):
+    # Equal fractions, equal counts: Python's round made 10 against 11 of
+    # 70 samples (half to even) and 66 against 67 of 442.
+    x, y = np.arange(n), np.arange(n) % 2
+    for val_size, test_size in ((0.15, 0.15), (0.1, 0.2), (0.25, 0.05)):
+        _, (x_val, _), (x_test, _) = split(x, y, val_size, test_size, seed=0)
+        assert len(x_test) == len(train_test_split(x, test_size=test_size)[1])
+        assert len(x_val) == len(train_test_split(x, test_size=val_size)[1])
+
+
 def test_the_test_split_is_scikit_learns():
     x, y = data()
     _, _, (xs, ys) = split(x, y, seed=7)
