@@ -247,7 +247,8 @@ def find_lr(model, x, y=None, batch_size=32, start_lr=1e-7, end_lr=10.0,
         x: Inputs: a NumPy array (a list or dict of them for a model with
             several inputs), or a `tf.data.Dataset` of `(x, y)` batches
             (of inputs alone for a model without a compiled loss, trained
-            by its `add_loss`, or with a `train_step` of its own).
+            by its `add_loss`, or with a `compute_loss` or `train_step` of
+            its own).
         y: Targets, with NumPy `x`: as many samples as `x`; None only
             where the model trains without them, as above.
         batch_size: Batch size, with NumPy `x`.
