@@ -130,6 +130,12 @@ class LARS(ScheduledHyperparameters, keras.optimizers.Optimizer):
     def update_step(self, gradient, variable, learning_rate):
         dtype = variable.dtype
         rate = ops.cast(learning_rate, dtype)
+        if hasattr(gradient, "indices"):
+            # TensorFlow gives an Embedding's gradient as IndexedSlices, a
+            # row per occurrence of a token: the norm of those rows is not
+            # the gradient's (1.34x it with repeated tokens). Added to
+            # zeros, the rows of each token are summed.
+            gradient = ops.add(ops.zeros_like(variable), gradient)
         gradient = ops.cast(gradient, dtype)
         # On TensorFlow `variable` is the backend's tf.Variable, named by
         # its whole path: match on the Keras variable's own name, as on the
