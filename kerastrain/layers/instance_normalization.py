@@ -142,20 +142,28 @@ class InstanceNormalization(keras.layers.GroupNormalization):
                 f"create its weights, but axis {self.axis} of the input is "
                 f"None. Received: input_shape={input_shape}"
             )
-        spatial = [d for a, d in enumerate(input_shape)
+        self._check_spatial_size(input_shape)
+        super().build(input_shape)
+
+    def _check_spatial_size(self, shape):
+        """Refuses a `shape` whose spatial axes, where known, hold one
+        element: each channel's one value minus its mean is 0, and the
+        output would be the offset whatever the input (PyTorch refuses it
+        in training too). Checked at build, and at call for axes the
+        model left open (`Input((None, None, 3))`): jax and torch call
+        with every size known, TensorFlow's graphs may leave them None."""
+        rank = len(shape)
+        spatial = [d for a, d in enumerate(shape)
                    if a not in (0, self.axis % rank)]
         if None not in spatial and math.prod(spatial) == 1:
-            # Each channel's one value minus its mean is 0: the output
-            # would be the offset whatever the input (PyTorch refuses it
-            # in training too).
             raise ValueError(
                 "InstanceNormalization needs more than one spatial element "
                 "per channel; with one it outputs its offset whatever the "
-                f"input. Received: input_shape={input_shape}"
+                f"input. Received: input_shape={tuple(shape)}"
             )
-        super().build(input_shape)
 
     def call(self, inputs, mask=None):
+        self._check_spatial_size(inputs.shape)
         rank = len(inputs.shape)
         channel_axis = self.axis % rank
         spatial_axes = [a for a in range(1, rank) if a != channel_axis]

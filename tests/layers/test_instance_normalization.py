@@ -161,6 +161,29 @@ def test_bad_inputs_fail_at_build(shape, axis, match):
         InstanceNormalization(axis=axis).build(shape)
 
 
+def test_one_spatial_element_fails_at_call_where_build_saw_none():
+    """A model of open spatial sizes fed 1x1 images output its offset
+    whatever the input (0 here), without a word. (After TensorFlow has
+    traced other sizes, its graphs may leave them None: not checked.)"""
+    def model():
+        inputs = keras.Input((None, None, 3))
+        return keras.Model(inputs, InstanceNormalization()(inputs))
+
+    x = np.random.default_rng(0).standard_normal((2, 2, 1, 3))
+    with pytest.raises(ValueError, match="more than one spatial element"):
+        model().predict(x[:, :1], verbose=0)
+    # Another model: on jax, Keras 3.15 leaves a model whose `predict`
+    # raised from a layer (Keras' own `Reshape` too) unable to predict.
+    opened = model()
+    reference = (x - x.mean(axis=(1, 2), keepdims=True)) / np.sqrt(
+        x.var(axis=(1, 2), keepdims=True) + 1e-5)
+    np.testing.assert_allclose(to_numpy(opened.predict(x, verbose=0)),
+                               reference, rtol=1e-4, atol=1e-5)
+    if keras.backend.backend() != "tensorflow":
+        with pytest.raises(ValueError, match="more than one spatial"):
+            opened.predict(x[:, :1], verbose=0)
+
+
 def test_symbolic_input_with_unknown_channels_is_rejected():
     with pytest.raises(ValueError, match="defined channel dimension"):
         InstanceNormalization()(keras.Input(shape=(8, 8, None)))
