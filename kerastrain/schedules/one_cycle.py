@@ -41,7 +41,11 @@ class OneCycle(PhaseSchedule):
         final_div_factor: The final rate is the starting rate divided by
             this.
         anneal_strategy: `"cos"` or `"linear"`.
-        three_phase: Whether to use the three-phase shape.
+        three_phase: Whether to use the three-phase shape. The peak step,
+            `pct_start * total_steps - 1`, must then lie below
+            `(total_steps - 1) / 2` (a `pct_start` below about 0.5), where
+            PyTorch's descent to `max_lr / div_factor` would outlast the
+            cycle and its third phase never come: a `ValueError`.
         base_momentum: Lowest momentum, reached at the peak rate.
         max_momentum: Highest momentum, at the start and the end.
         name: Name of the schedule.
