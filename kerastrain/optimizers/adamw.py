@@ -3,6 +3,7 @@
 import keras
 
 from kerastrain._validation import check_bool
+from kerastrain.optimizers._dense import dense
 from kerastrain.optimizers.scheduled import (ScheduledHyperparameters,
                                              check_epsilon, check_float32,
                                              check_keras_arguments,
@@ -16,7 +17,10 @@ class AdamW(ScheduledHyperparameters, keras.optimizers.AdamW):
     """Keras' AdamW, with a `beta_1` that may be a schedule.
 
     With a float `beta_1` it is `keras.optimizers.AdamW`, update for
-    update. With a schedule, each update uses the schedule's value at the
+    update, but for an `Embedding` on TensorFlow, whose gradient comes as
+    a row per occurrence of each token: Keras 3.15 squares the rows one
+    by one, where jax, torch and this class square each token's summed
+    gradient. With a schedule, each update uses the schedule's value at the
     step the learning rate is evaluated at (`scheduled.schedule_step`),
     inside the compiled step, both in the moving
     average and in its bias correction `1 - beta_1(t) ** t` (what PyTorch's
@@ -60,6 +64,9 @@ class AdamW(ScheduledHyperparameters, keras.optimizers.AdamW):
         self.beta_1 = beta_1
 
     def update_step(self, gradient, variable, learning_rate):
+        # Keras' Adam squared an Embedding's gradient row by row on
+        # TensorFlow: its variance differed from jax's and torch's.
+        gradient = dense(gradient, variable)
         if not self.is_scheduled("beta_1"):
             return super().update_step(gradient, variable, learning_rate)
         # Keras' Adam math is used as is: it only does arithmetic with

@@ -5,6 +5,7 @@ import warnings
 import keras
 from keras import ops
 
+from kerastrain.optimizers._dense import dense
 from kerastrain.optimizers.scheduled import (ScheduledHyperparameters,
                                              check_float32,
                                              check_keras_arguments,
@@ -130,13 +131,9 @@ class LARS(ScheduledHyperparameters, keras.optimizers.Optimizer):
     def update_step(self, gradient, variable, learning_rate):
         dtype = variable.dtype
         rate = ops.cast(learning_rate, dtype)
-        if hasattr(gradient, "indices"):
-            # TensorFlow gives an Embedding's gradient as IndexedSlices, a
-            # row per occurrence of a token: the norm of those rows is not
-            # the gradient's (1.34x it with repeated tokens). Added to
-            # zeros, the rows of each token are summed.
-            gradient = ops.add(ops.zeros_like(variable), gradient)
-        gradient = ops.cast(gradient, dtype)
+        # The norm of an Embedding's rows on TensorFlow was not the
+        # gradient's (the trust ratio 1.34x the paper's).
+        gradient = ops.cast(dense(gradient, variable), dtype)
         # On TensorFlow `variable` is the backend's tf.Variable, named by
         # its whole path: match on the Keras variable's own name, as on the
         # other backends.

@@ -53,11 +53,12 @@ def gradients(kernel, bias):
     return [scale * x.T @ residual, scale * residual.sum(axis=0)]
 
 
-def numpy_fit(update, steps):
+def numpy_fit(update, steps, initial=initial_weights, gradient=gradients):
     """Runs `update(t, weights, grads, state) -> state` in float64 from the
-    same initial weights; `weights` are updated in place."""
-    weights = [w.astype("float64") for w in initial_weights()]
+    same initial weights (`initial()`, here the linear regression's), the
+    gradients `gradient(*weights)`; `weights` are updated in place."""
+    weights = [w.astype("float64") for w in initial()]
     state = None
     for t in range(steps):
-        state = update(t, weights, gradients(*weights), state)
+        state = update(t, weights, gradient(*weights), state)
     return weights

@@ -4,7 +4,7 @@ import pytest
 
 from kerastrain.optimizers import AdamW
 from kerastrain.schedules import OneCycle, schedule_values
-from tests.optimizers import linear
+from tests.optimizers import linear, tokens
 
 STEPS = 30
 BETA_2, EPSILON, DECAY = 0.999, 1e-7, 0.01
@@ -35,6 +35,25 @@ def test_one_cycle_beta_1_training_matches_numpy():
     expected = linear.numpy_fit(keras_adamw_in_numpy(
         schedule_values(one_cycle, STEPS),
         schedule_values(one_cycle.momentum_schedule, STEPS)), STEPS)
+    for got, want in zip(ours, expected):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("scheduled", [False, True])
+def test_an_embeddings_variance_squares_each_tokens_whole_gradient(
+        scheduled):
+    """TensorFlow gives an Embedding's gradient as a row per occurrence of
+    each token (IndexedSlices), and Keras 3.15's Adam squared the rows one
+    by one, where jax and torch square their sum: a float `beta_1` and a
+    schedule both gave other weights on TensorFlow than the paper's."""
+    one_cycle = OneCycle(0.05, STEPS)
+    beta_1 = one_cycle.momentum_schedule if scheduled else 0.9
+    ours = tokens.fit(AdamW(one_cycle, weight_decay=DECAY, beta_1=beta_1,
+                            beta_2=BETA_2, epsilon=EPSILON), STEPS)
+    expected = tokens.numpy_fit(keras_adamw_in_numpy(
+        schedule_values(one_cycle, STEPS),
+        schedule_values(beta_1, STEPS) if scheduled else [0.9] * STEPS),
+        STEPS)
     for got, want in zip(ours, expected):
         np.testing.assert_allclose(got, want, atol=1e-5)
 

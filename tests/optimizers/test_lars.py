@@ -4,7 +4,7 @@ import pytest
 
 from kerastrain.optimizers import LARS
 from kerastrain.schedules import OneCycle, schedule_values
-from tests.optimizers import linear
+from tests.optimizers import linear, tokens
 
 STEPS = 20
 
@@ -47,38 +47,13 @@ def test_matches_the_papers_update(decay, excluded, adapted):
 def test_an_embeddings_trust_ratio_takes_its_whole_gradient():
     """TensorFlow gives an Embedding's gradient as a row per occurrence of
     each token (IndexedSlices): their norm made the step 1.34x the paper's
-    where tokens repeat in a batch. The paper's update in NumPy, from the
-    gradient written out by hand."""
-    rng = np.random.default_rng(0)
-    tokens = np.array([[1, 1, 2, 3], [1, 4, 4, 2], [0, 0, 5, 1]])
-    y = rng.normal(size=(3, 1)).astype("float32")
-    table = rng.normal(size=(6, 3)).astype("float32")
-    head = rng.normal(size=(3, 1)).astype("float32")
-    inputs = keras.Input((4,), dtype="int32")
-    outputs = keras.layers.Dense(1, use_bias=False)(
-        keras.layers.GlobalAveragePooling1D()(
-            keras.layers.Embedding(6, 3)(inputs)))
-    model = keras.Model(inputs, outputs)
-    model.set_weights([table, head])
-    model.compile(LARS(0.5, momentum=0.9, weight_decay=1e-3,
-                       trust_coefficient=0.1,
-                       exclude_from_layer_adaptation=()), "mse")
-    model.fit(tokens, y, batch_size=3, epochs=2, shuffle=False, verbose=0)
-
-    def gradients(weights):
-        table, head = weights
-        pooled = table[tokens].mean(axis=1)
-        residual = 2 * (pooled @ head - y) / y.size
-        table_grad = np.zeros_like(table)
-        np.add.at(table_grad, tokens, residual[:, :, None] * head[:, 0] / 4)
-        return [table_grad, pooled.T @ residual]
-
-    weights = [table.astype("float64"), head.astype("float64")]
-    update, velocities = paper_lars_in_numpy(
-        [0.5] * 2, [0.9] * 2, 1e-3, 0.1, [True, True]), None
-    for t in range(2):
-        velocities = update(t, weights, gradients(weights), velocities)
-    for got, want in zip(model.get_weights(), weights):
+    where tokens repeat in a batch."""
+    ours = tokens.fit(LARS(0.5, momentum=0.9, weight_decay=1e-3,
+                           trust_coefficient=0.1,
+                           exclude_from_layer_adaptation=()), 3)
+    expected = tokens.numpy_fit(paper_lars_in_numpy(
+        [0.5] * 3, [0.9] * 3, 1e-3, 0.1, [True, True]), 3)
+    for got, want in zip(ours, expected):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
