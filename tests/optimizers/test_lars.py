@@ -46,8 +46,9 @@ def test_matches_the_papers_update(decay, excluded, adapted):
 
 def test_an_embeddings_trust_ratio_takes_its_whole_gradient():
     """TensorFlow gives an Embedding's gradient as a row per occurrence of
-    each token (IndexedSlices): their norm made the step 1.34x the paper's
-    where tokens repeat in a batch."""
+    each token (IndexedSlices): where tokens repeat in a batch their norm
+    is not the gradient's, and the step was larger than the paper's (1.34x
+    on the batch the review found it with)."""
     ours = tokens.fit(LARS(0.5, momentum=0.9, weight_decay=1e-3,
                            trust_coefficient=0.1,
                            exclude_from_layer_adaptation=()), 3)
