@@ -20,7 +20,9 @@ def retrace(model):
     the compiled function on TensorFlow and JAX; after changing one, the
     function must be traced again. Keras' `fit` looks the function up on
     the model at every step, so rebuilding it between steps takes effect at
-    once.
+    once. Hold no reference to the function it replaces: on JAX it jits
+    the same bound `train_step` again, and jax reuses the trace of a jitted
+    function still alive.
     """
     model.make_train_function(force=True)
 
@@ -132,6 +134,12 @@ def unbuilt_compile_state(model):
     """
     parts = [part for part in (model._compile_loss, model._compile_metrics)
              if part is not None and not part.built]
+    if not parts:
+        # Nothing to put back, and no function kept: on jax, `retrace`
+        # jits the same bound `train_step` again, and jax reuses the trace
+        # of a jitted function still alive (a fitted model's range test
+        # then trained at its own schedule, not at the ramp).
+        return {"parts": [], "functions": {}}
     return {
         # The attributes as they are, and the items of each list among
         # them: building appends to some (a loss tracker per output).

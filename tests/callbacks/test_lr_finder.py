@@ -285,6 +285,29 @@ def test_the_ramp_is_the_rate_that_trains(rate):
 
 
 @pytest.mark.parametrize("rate", ["schedule", "float"])
+def test_find_lr_trains_at_the_ramp_after_a_fit(rate):
+    """Each batch's loss, replayed in NumPy at the recorded rates. On jax,
+    `find_lr` kept the model's traced train step alive while it had it
+    traced again for the ramp, and jax reused that trace: a fitted model
+    with a schedule trained at its own rates, paired with the ramp's."""
+    x, y = linear_data()
+    model = linear_model(OneCycle(0.05, 100) if rate == "schedule" else 0.01)
+    model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
+    w = to_numpy(model.layers[-1].kernel).astype("float64")
+    result = find_lr(model, tf.data.Dataset.from_tensor_slices(
+        (x, y)).batch(32), start_lr=1e-4, end_lr=1e-1, num_steps=12)
+    expected = []
+    for i, lr in enumerate(result.lrs):
+        start = i % (len(x) // 32) * 32
+        xb, yb = x[start:start + 32], y[start:start + 32]
+        residual = xb @ w - yb
+        expected.append(np.mean(residual ** 2))
+        w = w - lr * 2.0 / 32 * xb.T @ residual
+    assert len(result.lrs) == 12
+    np.testing.assert_allclose(result.losses, expected, rtol=1e-4)
+
+
+@pytest.mark.parametrize("rate", ["schedule", "float"])
 def test_with_gradient_accumulation_in_the_same_fit(rate):
     """GradientAccumulation makes the schedules count updates, and moves
     the step count when its number changes (16 -> 32 here, at epoch 1):
