@@ -160,6 +160,10 @@ def _tfds(name, split, data_dir, download):
             f"TensorFlow said: {type(error).__name__}: "
             f"{error.message.split(' [Op:')[0]}"
         ) from None
+    if not batches:  # NumPy's concatenate named nothing
+        raise ValueError(
+            f"Argument `split` must select examples of TFDS data set "
+            f"{name!r}; this one holds none. Received: split={split!r}")
     return (np.concatenate([x for x, _ in batches]),
             np.concatenate([y for _, y in batches]))
 

@@ -36,6 +36,15 @@ def test_tfds_data_sets_load_through_tfds_with_mock_data(tmp_path):
     assert set(np.unique(y).tolist()) <= set(range(10))
 
 
+def test_a_tfds_split_without_examples_is_named(tmp_path):
+    # NumPy's "need at least one array to concatenate" named nothing.
+    with tfds.testing.mock_data(num_examples=0):
+        with pytest.raises(ValueError, match=r"`split` must select "
+                           r"examples of TFDS data set 'mnist'.*"
+                           r"split='train\[:0\]'"):
+            load("tfds:mnist", split="train[:0]", data_dir=str(tmp_path))
+
+
 def test_unknown_names_list_the_known_ones():
     with pytest.raises(ValueError, match=r"'breast_cancer', 'diabetes_risk'"):
         load("cifar10")
