@@ -132,7 +132,7 @@ class LARS(ScheduledHyperparameters, keras.optimizers.Optimizer):
         dtype = variable.dtype
         rate = ops.cast(learning_rate, dtype)
         # The norm of an Embedding's rows on TensorFlow was not the
-        # gradient's (the trust ratio 1.34x the paper's).
+        # gradient's (the trust ratio 1.34x the paper's on one batch).
         gradient = ops.cast(dense(gradient, variable), dtype)
         # On TensorFlow `variable` is the backend's tf.Variable, named by
         # its whole path: match on the Keras variable's own name, as on the
