@@ -181,7 +181,13 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
     again with the same arguments (on a new model, or the one the crash
     left), resumes at the epoch where it stopped and stops where the
     uninterrupted run would have, without another epoch when it had
-    already decided to stop.
+    already decided to stop. That holds for input whose order does not
+    depend on the process's random state (`shuffle=False`, or a dataset
+    that orders itself): with Keras' default `shuffle=True` the resumed
+    epochs draw their order anew (NumPy's and torch's global random
+    states and TensorFlow's shuffle are not in the backup), so they train
+    on other batches than the uninterrupted run did, and may stop at
+    another epoch.
 
     The early-stopping logic is Keras' `EarlyStopping` (improvement, mode,
     patience); a `monitor` missing from the logs is an error that lists the
