@@ -129,9 +129,8 @@ def run(args):
     tta_predictions = common.predicted_labels(tta_model, test[0],
                                               len(test[0]))
     tta_accuracy = float(np.mean(tta_predictions == test[1]))
-    alone = [float(np.mean(common.predicted_labels(
-        m, test[0], len(test[0])) == test[1]))
-        for m in members] if count > 1 else []
+    alone = [common.accuracy(m, *test, len(test[0]))
+             for m in members] if count > 1 else []
     svc = svc_accuracy(train, val, test)
     return common.finish(NAME, args, {
         "test_accuracy": accuracy,

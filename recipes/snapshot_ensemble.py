@@ -38,14 +38,6 @@ def add_arguments(parser):
                         "(default 5)")
 
 
-def accuracy(model, x, y):
-    """`model`'s accuracy on `x`, predicted in one batch (one shape to
-    compile for each of the models scored)."""
-    import numpy as np
-
-    return float(np.mean(common.predicted_labels(model, x, len(x)) == y))
-
-
 def run(args):
     import os
 
@@ -111,13 +103,15 @@ def run(args):
 
     members = [keras.saving.load_model(path) for path in
                snapshots.snapshots]
-    per_snapshot = [accuracy(member, *test) for member in members]
+    # Each scored in one batch: one shape to compile per model.
+    per_snapshot = [common.accuracy(member, *test, len(test[0]))
+                    for member in members]
     averaged = ensemble(members)
     kerastrain.io.save_model(averaged, os.path.join(args.out, "model.keras"))
     ensemble_accuracy, _ = common.report_classifier(
         NAME, averaged, history, *test, args, batch_size=len(test[0]))
-    best_single = accuracy(keras.saving.load_model(
-        os.path.join(args.out, "best_single.keras")), *test)
+    best_single = common.accuracy(keras.saving.load_model(
+        os.path.join(args.out, "best_single.keras")), *test, len(test[0]))
     svc = svc_accuracy(train, val, test)
     return common.finish(NAME, args, {
         "test_accuracy": ensemble_accuracy,

@@ -241,6 +241,14 @@ def predicted_labels(model, x, batch_size=None):
         x, batch_size=batch_size, verbose=0)), axis=-1)
 
 
+def accuracy(model, x, y, batch_size=None):
+    """The share of `x` whose `predicted_labels` (in batches of
+    `batch_size`) are `y`."""
+    import numpy as np
+
+    return float(np.mean(predicted_labels(model, x, batch_size) == y))
+
+
 def report_classifier(name, model, history, x_test, y_test, args,
                       batch_size=None):
     """Predicts the test split (in batches of `batch_size`, Keras' 32 by
