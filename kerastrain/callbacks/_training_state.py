@@ -180,9 +180,44 @@ def global_random_state():
 
 
 def restore_global_random_state(saved):
-    """Puts back what `global_random_state` took."""
+    """Puts back what `global_random_state` took (or what
+    `random_state_arrays` made of it)."""
     np.random.set_state(saved["numpy"])
-    if "torch" in saved:
+    if "torch" in saved and keras.backend.backend() == "torch":
         import torch
 
-        torch.set_rng_state(saved["torch"])
+        torch.set_rng_state(torch.as_tensor(saved["torch"]))
+
+
+def random_state_arrays(saved):
+    """What `global_random_state` took, as named NumPy arrays (for a
+    file); `random_state_from_arrays` reads them back."""
+    _, keys, position, has_gauss, gauss = saved["numpy"]
+    arrays = {"numpy_keys": keys,
+              "numpy_position": np.array([position, has_gauss]),
+              "numpy_gauss": np.array(gauss)}
+    if "torch" in saved:
+        arrays["torch"] = saved["torch"].numpy()
+    return arrays
+
+
+def random_state_from_arrays(arrays):
+    """The state `random_state_arrays` wrote, for
+    `restore_global_random_state`."""
+    position, has_gauss = (int(n) for n in arrays["numpy_position"])
+    saved = {"numpy": ("MT19937", np.asarray(arrays["numpy_keys"]),
+                       position, has_gauss,
+                       float(arrays["numpy_gauss"]))}
+    if "torch" in arrays:
+        saved["torch"] = np.asarray(arrays["torch"])
+    return saved
+
+
+def seed_states(model):
+    """The state variables of `model`'s seed generators (Dropout's,
+    DropPath's, the random image layers'), in the model's order: in
+    `model.variables` but not in its weights, so `save_weights` leaves
+    them out."""
+    weights = {id(weight) for weight in model.weights}
+    return [variable for variable in model.variables
+            if id(variable) not in weights]

@@ -5,6 +5,7 @@ import math
 import os
 import shutil
 import string
+import warnings
 
 import h5py
 import keras
@@ -12,10 +13,10 @@ import numpy as np
 
 from kerastrain._validation import (check_bool, check_choice, check_float,
                                     check_int, check_path, check_verbose)
-from kerastrain.callbacks._training_state import (ACCUMULATION_MARK,
-                                                  base_optimizer,
-                                                  iterations,
-                                                  set_accumulation)
+from kerastrain.callbacks._training_state import (
+    ACCUMULATION_MARK, base_optimizer, global_random_state, iterations,
+    random_state_arrays, random_state_from_arrays,
+    restore_global_random_state, seed_states, set_accumulation)
 from kerastrain.io import (atomic_path, cache_keras_saving_skipsets,
                            save_model, write_json, write_text)
 
@@ -27,6 +28,11 @@ _CLAIMS = "_kerastrain_backup_dirs"
 # and the number of batches per update its step count was made under.
 EPOCH_ATTRIBUTE = "kerastrain_epoch"
 ACCUMULATION_ATTRIBUTE = "kerastrain_accumulation_steps"
+# Groups of the backup's weights file beside Keras' own: the states of the
+# model's seed generators, which `save_weights` leaves out, and the global
+# random states (NumPy's, torch's) that `fit`'s shuffles draw from.
+SEEDS_GROUP = "kerastrain_seed_generators"
+RANDOM_GROUP = "kerastrain_random_state"
 
 
 class _Backup(keras.callbacks.BackupAndRestore):
@@ -69,6 +75,7 @@ class _Backup(keras.callbacks.BackupAndRestore):
                 steps = _accumulation_steps(self.model)
                 if steps:
                     f.attrs[ACCUMULATION_ATTRIBUTE] = steps
+                _write_random_states(f, self.model)
         write_text(json.dumps({"epoch": self._current_epoch,
                                "batch": self._last_batch_seen}),
                    self._training_metadata_path)
@@ -88,11 +95,16 @@ class _Backup(keras.callbacks.BackupAndRestore):
         self._save_model()
 
     def _load_model(self):
+        # The global random states at the backup, for its owner to put
+        # back (None: no backup, or one written before they were kept).
+        self.random_state = None
         super()._load_model()
         if os.path.exists(self._weights_path):
             with h5py.File(self._weights_path, "r") as f:
                 epoch = f.attrs.get(EPOCH_ATTRIBUTE)
                 steps = f.attrs.get(ACCUMULATION_ATTRIBUTE)
+                seeds, self.random_state = _read_random_states(f)
+            _restore_seeds(self.model, seeds)
             if epoch is not None:
                 self.model._initial_epoch = int(epoch)
             if steps is not None:
@@ -103,6 +115,46 @@ class _Backup(keras.callbacks.BackupAndRestore):
                 # `on_epoch_begin` may have changed the number).
                 _note_counted_under(
                     base_optimizer(self.model.optimizer), int(steps))
+
+
+def _write_random_states(f, model):
+    """Writes into the open weights file `f` the states of `model`'s seed
+    generators and the global random states."""
+    seeds = f.create_group(SEEDS_GROUP)
+    for i, variable in enumerate(seed_states(model)):
+        seeds[str(i)] = keras.ops.convert_to_numpy(variable)
+    states = f.create_group(RANDOM_GROUP)
+    for name, array in random_state_arrays(global_random_state()).items():
+        states[name] = array
+
+
+def _read_random_states(f):
+    """The seed generators' states and the global random states that
+    `_write_random_states` wrote into `f` (Nones if it holds none)."""
+    if SEEDS_GROUP not in f or RANDOM_GROUP not in f:
+        return None, None
+    seeds = [f[SEEDS_GROUP][str(i)][()] for i in range(len(f[SEEDS_GROUP]))]
+    states = {name: f[RANDOM_GROUP][name][()] for name in f[RANDOM_GROUP]}
+    return seeds, random_state_from_arrays(states)
+
+
+def _restore_seeds(model, seeds):
+    """Puts the backed-up states of the seed generators back: a resumed
+    Dropout or DropPath draws the masks the uninterrupted run would have,
+    not those of the first epochs again."""
+    if seeds is None:
+        return
+    variables = seed_states(model)
+    if [tuple(v.shape) for v in variables] != [s.shape for s in seeds]:
+        warnings.warn(
+            f"The backup holds {len(seeds)} seed generator states and the "
+            f"model {model.name} has {len(variables)} (or shaped "
+            "otherwise): its random layers resume from their own seeds, "
+            "so the resumed run draws other masks than an uninterrupted "
+            "one would.", stacklevel=2)
+        return
+    for variable, value in zip(variables, seeds):
+        variable.assign(value)
 
 
 def _accumulation_steps(model):
@@ -181,13 +233,14 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
     again with the same arguments (on a new model, or the one the crash
     left), resumes at the epoch where it stopped and stops where the
     uninterrupted run would have, without another epoch when it had
-    already decided to stop. That holds for input whose order does not
-    depend on the process's random state (`shuffle=False`, or a dataset
-    that orders itself): with Keras' default `shuffle=True` the resumed
-    epochs draw their order anew (NumPy's and torch's global random
-    states and TensorFlow's shuffle are not in the backup), so they train
-    on other batches than the uninterrupted run did, and may stop at
-    another epoch.
+    already decided to stop, bit for bit as the uninterrupted run. The
+    backup also holds what Keras' `BackupAndRestore` leaves out: the
+    global random states (NumPy's and torch's, which Keras' default
+    `shuffle=True` draws each epoch's order from on JAX and torch), put
+    back when the resumed `fit` begins, and the states of the model's
+    seed generators (Dropout's, DropPath's), so the resumed epochs take
+    the batches and the masks the uninterrupted ones did. A `tf.data`
+    pipeline's own shuffle and augmentation are not in it.
 
     The early-stopping logic is Keras' `EarlyStopping` (improvement, mode,
     patience); a `monitor` missing from the logs is an error that lists the
@@ -347,6 +400,10 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
             self._claim_backup_dir()
             self._backup.on_train_begin(logs)
             self._load_state()
+            if self._backup.random_state is not None:
+                # Where the backed-up epoch left them: the resumed epochs
+                # shuffle as the uninterrupted run's did.
+                restore_global_random_state(self._backup.random_state)
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._backup is not None and not self._started:

@@ -92,6 +92,22 @@ def test_a_trial_resumed_from_its_backup_is_scored_on_all_its_epochs(
         val_losses[best], rel=1e-4)
 
 
+def test_a_resumed_trial_trains_as_an_uninterrupted_one(tmp_path):
+    """KerasTuner's `search` passes `fit`'s default `shuffle=True`: the
+    resumed epochs drew their data order anew (a trial scored 10.00675
+    against 10.00566 uninterrupted, in a review), until the backup kept
+    the global random states."""
+    EpochLogs.seen = []
+    search(tmp_path / "uninterrupted")
+    expected = [logs["val_loss"] for _, logs in EpochLogs.seen]
+    EpochLogs.seen = []
+    with pytest.raises(KeyboardInterrupt):
+        search(tmp_path / "resumed", crash_after=3)
+    search(tmp_path / "resumed")
+    assert [epoch for epoch, _ in EpochLogs.seen] == [0, 1, 2, 3, 4, 5]
+    assert [logs["val_loss"] for _, logs in EpochLogs.seen] == expected
+
+
 class SpoilSecondFit(keras.callbacks.Callback):
     """Scales the starting weights of the second `fit` by 30, so that it
     scores far worse than the first."""
