@@ -253,7 +253,10 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
     Give each stage its own `filepath` to keep both.
 
     After a `fit`, `epoch_logs` holds the logs (their scalars) of each of
-    its epochs, the ones before a resume included (kept with the backup), and
+    its epochs, the ones before a resume included (kept with the backup),
+    with the keys that callbacks listed after this one add to them (a
+    `LearningRateScheduler`'s `learning_rate`, taken when the next epoch
+    begins: an epoch whose end a crash interrupted lacks them), and
     `resumed_epochs` how many came from before the resume: the `History`
     Keras returns for a resumed `fit` has only the epochs after it. The
     toolkit's HyperModels give KerasTuner the whole run this way.
@@ -318,7 +321,7 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
         self.restore_best = check_bool("restore_best", restore_best)
         self.backup_dir = None if backup_dir is None else check_path(
             "backup_dir", backup_dir)
-        self._backup = None
+        self._backup, self._epoch_end_logs = None, None
         if self.backup_dir is not None:
             self._backup = self._new_backup()
 
@@ -394,6 +397,7 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         self._saved = self._started = False
+        self._epoch_end_logs = None
         self._best_accumulation = None
         self.epoch_logs, self.resumed_epochs = [], 0
         if self._backup is not None:
@@ -406,6 +410,8 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
                 restore_global_random_state(self._backup.random_state)
 
     def on_epoch_begin(self, epoch, logs=None):
+        if self._take_later_keys() and self._backup is not None:
+            self._write_state(epoch)
         if self._backup is not None and not self._started:
             self._backup.save_start(epoch)
         self._started = True
@@ -423,6 +429,9 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
     def on_epoch_end(self, epoch, logs=None):
         self.get_monitor_value(logs)  # a missing monitor fails first
         self.epoch_logs.append(_scalars(logs))
+        # The dict every callback of the `fit` gets: those listed after
+        # this one may add to it (see `_take_later_keys`).
+        self._epoch_end_logs = logs
         previous_best = self.best
         super().on_epoch_end(epoch, logs)
         if self.best is not previous_best:
@@ -468,7 +477,23 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
         os.makedirs(self.backup_dir, exist_ok=True)
         write_json(states + [self._state(next_epoch)], self._state_path())
 
+    def _take_later_keys(self):
+        """Takes into the last epoch's logs what the callbacks listed after
+        this one added to them at that epoch's end (a
+        `LearningRateScheduler`'s `learning_rate`), which came after they
+        were copied; True if there was any. Without it, the epochs kept
+        with the backup lacked those keys after a resume."""
+        logs, self._epoch_end_logs = self._epoch_end_logs, None
+        if logs is None:
+            return False
+        latest = _scalars(logs)
+        if latest.keys() == self.epoch_logs[-1].keys():
+            return False
+        self.epoch_logs[-1] = latest
+        return True
+
     def on_train_end(self, logs=None):
+        self._take_later_keys()
         super().on_train_end(logs)  # restore_best_weights is off: no-op
         if self._backup is not None:
             # Where the backup resumed this fit; Keras never clears it, and

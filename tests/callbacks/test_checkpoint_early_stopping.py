@@ -436,6 +436,35 @@ def test_a_shuffled_fit_with_random_layers_resumes_exactly(
         np.testing.assert_array_equal(a, b)
 
 
+def test_keys_later_callbacks_log_are_kept_with_the_backup(tmp_path):
+    """A `LearningRateScheduler` listed after the checkpoint adds
+    `learning_rate` to each epoch's logs after the checkpoint copied them:
+    the epochs kept with the backup lacked it after a resume, and the
+    last epoch's lacked it in any `fit`."""
+    def callbacks(name):
+        return [CheckpointEarlyStopping(
+                    str(tmp_path / f"{name}.keras"), monitor="loss",
+                    patience=50, backup_dir=str(tmp_path / name)),
+                keras.callbacks.LearningRateScheduler(
+                    lambda epoch: 0.05 * 0.5 ** epoch)]
+
+    reference = callbacks("reference")
+    history = fit(make_model(), reference, epochs=5).history
+    assert history["learning_rate"] == pytest.approx(
+        [0.05 * 0.5 ** epoch for epoch in range(5)])
+    expected = [{key: values[epoch] for key, values in history.items()}
+                for epoch in range(5)]
+    assert reference[0].epoch_logs == expected
+    with pytest.raises(KeyboardInterrupt):
+        fit(make_model(), [*callbacks("resumed"), CrashAt(3, batch=1)],
+            epochs=5)
+    resumed = callbacks("resumed")
+    fit(make_model(), resumed, epochs=5)
+    assert resumed[0].resumed_epochs == 3
+    assert [logs["learning_rate"] for logs in resumed[0].epoch_logs] == (
+        history["learning_rate"])
+
+
 def test_a_model_with_other_random_layers_resumes_with_a_warning(tmp_path):
     """A backup's seed states that fit no random layer of the model (one
     Dropout more) are left unused, with a warning, not assigned to the

@@ -8,6 +8,7 @@ from sklearn.preprocessing import StandardScaler
 
 from kerastrain.callbacks import CheckpointEarlyStopping
 from kerastrain.tuning import MLPHyperModel
+from tests.support import CrashAt
 
 
 class EpochLogs(keras.callbacks.Callback):
@@ -92,20 +93,43 @@ def test_a_trial_resumed_from_its_backup_is_scored_on_all_its_epochs(
         val_losses[best], rel=1e-4)
 
 
-def test_a_resumed_trial_trains_as_an_uninterrupted_one(tmp_path):
+def test_a_resumed_trial_trains_as_an_uninterrupted_one(tmp_path,
+                                                         monkeypatch):
     """KerasTuner's `search` passes `fit`'s default `shuffle=True`: the
     resumed epochs drew their data order anew (a trial scored 10.00675
     against 10.00566 uninterrupted, in a review), until the backup kept
-    the global random states."""
+    the global random states. A key that a callback listed after the
+    checkpoint logs (a `LearningRateScheduler`'s `learning_rate`) is in
+    the trial's history for every epoch: the epochs before the crash
+    lacked it (all but the one a crash in the hooks at its end cut
+    short)."""
+    def scheduler():
+        return keras.callbacks.LearningRateScheduler(
+            lambda epoch: 0.3 * 0.9 ** epoch)
+
+    histories, fit = [], MLPHyperModel.fit
+
+    def recorded_fit(*args, **kwargs):
+        history = fit(*args, **kwargs)  # what KerasTuner gets
+        histories.append(history.history)
+        return history
+
+    monkeypatch.setattr(MLPHyperModel, "fit", recorded_fit)
     EpochLogs.seen = []
-    search(tmp_path / "uninterrupted")
+    search(tmp_path / "uninterrupted", more_callbacks=[scheduler()])
     expected = [logs["val_loss"] for _, logs in EpochLogs.seen]
     EpochLogs.seen = []
-    with pytest.raises(KeyboardInterrupt):
-        search(tmp_path / "resumed", crash_after=3)
-    search(tmp_path / "resumed")
+    with pytest.raises(KeyboardInterrupt):  # in the middle of epoch 3
+        search(tmp_path / "resumed",
+               more_callbacks=[scheduler(), CrashAt(3, batch=2)])
+    search(tmp_path / "resumed", more_callbacks=[scheduler()])
     assert [epoch for epoch, _ in EpochLogs.seen] == [0, 1, 2, 3, 4, 5]
     assert [logs["val_loss"] for _, logs in EpochLogs.seen] == expected
+    uninterrupted, resumed = histories
+    for key in uninterrupted:
+        assert resumed[key] == uninterrupted[key], key
+    assert resumed["learning_rate"] == pytest.approx(
+        [0.3 * 0.9 ** epoch for epoch in range(6)])
 
 
 class SpoilSecondFit(keras.callbacks.Callback):
