@@ -3,6 +3,7 @@
 import collections
 import copy
 import hashlib
+import json
 import os
 import re
 import time
@@ -20,6 +21,9 @@ from kerastrain.io import new_figure, save_figure
 
 PERCENTILES = (0, 5, 25, 50, 75, 95, 100)
 BINS = 30
+# In `log_dir`, beside the event files: the pictures' rows, one JSON line
+# per logged step, and a line where each `fit` starts.
+ROWS_FILE = "weight_percentiles.jsonl"
 # Attributes that live for one `fit` and are not copied.
 _PER_FIT = ("_writer", "_gradient_fn", "_initial")
 
@@ -73,7 +77,11 @@ class WeightHistograms(keras.callbacks.Callback):
     (`initial_epoch`, or a resume from `BackupAndRestore`) extends the
     picture; one that starts again at epoch 0 draws it anew. A new
     callback (a resume in a new process) draws from the epoch it starts
-    at. In TensorBoard, each `fit` marks where it starts, so the epochs an
+    at, and with the rows that the runs before it logged in `log_dir`
+    before that epoch (`weight_percentiles.jsonl`: a line per logged
+    step, appended as it is logged, and a line where each `fit` starts),
+    so a resumed run's picture covers the whole run. In TensorBoard, and
+    in that file, each `fit` marks where it starts, so the epochs an
     interrupted run logged past its last backup, or a run started over,
     give way to the new ones instead of showing twice.
 
@@ -164,7 +172,10 @@ class WeightHistograms(keras.callbacks.Callback):
         # histograms then come after the first epoch.
         if not self._started:
             self._started = True
+            if self.plot and not self._steps:
+                self._read_rows()  # a new callback: a resume, maybe
             self._forget_from(epoch)
+            self._append_rows({"start": epoch})
             self._writer.start_session(epoch)
             if not self.model.built:
                 return
@@ -201,6 +212,37 @@ class WeightHistograms(keras.callbacks.Callback):
             if not keep:
                 del self._steps[path], self.percentiles[path]
 
+    def _rows_path(self):
+        return os.path.join(self.log_dir, ROWS_FILE)
+
+    def _append_rows(self, record):
+        """Appends `record` as a line of the rows file. A crash mid-line
+        leaves a last line that `_read_rows` skips."""
+        if self.plot:
+            os.makedirs(self.log_dir, exist_ok=True)
+            with open(self._rows_path(), "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def _read_rows(self):
+        """Replays the rows file, as the callbacks that wrote it kept
+        their rows: each `fit`'s start drops the rows from its epoch on."""
+        try:
+            with open(self._rows_path()) as f:
+                lines = f.read().splitlines()
+        except FileNotFoundError:
+            return
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # cut short by a crash
+            if "start" in record:
+                self._forget_from(record["start"])
+                continue
+            for path, row in record["rows"].items():
+                self.percentiles.setdefault(path, []).append(np.array(row))
+                self._steps.setdefault(path, []).append(record["step"])
+
     def on_epoch_end(self, epoch, logs=None):
         self._write_initial()
         if (epoch + 1) % self.freq == 0:
@@ -231,16 +273,19 @@ class WeightHistograms(keras.callbacks.Callback):
                       for v in variables]
         grads = (self._probe_gradient(self._gradient_fn, state=state)
                  if self.gradients else [])
-        summaries = []
+        summaries, rows = [], {}
         for path, value in zip(paths, values):
             finite = self._finite(f"weights/{path}", value, step)
             if finite.size:
                 summaries.append(histogram(f"weights/{path}", finite))
             if value.ndim >= 2:  # kernels, embeddings
-                self.percentiles.setdefault(path, []).append(
-                    np.percentile(finite, PERCENTILES) if finite.size
-                    else np.full(len(PERCENTILES), np.nan))
+                rows[path] = (np.percentile(finite, PERCENTILES)
+                              if finite.size
+                              else np.full(len(PERCENTILES), np.nan))
+                self.percentiles.setdefault(path, []).append(rows[path])
                 self._steps.setdefault(path, []).append(step)
+        self._append_rows({"step": step, "rows": {
+            path: row.tolist() for path, row in rows.items()}})
         norms = {}
         for path, grad in zip(paths, grads):
             finite = self._finite(f"gradients/{path}", grad, step)

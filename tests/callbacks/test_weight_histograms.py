@@ -436,29 +436,43 @@ def test_a_resumed_fit_logs_each_step_once_as_the_uninterrupted_one(
     """A crash mid-epoch 2 resumes at epoch 2, having logged step 2; one at
     epoch 1's end, after this callback and before the backup, resumes at
     epoch 1, having logged steps 1 and 2. TensorBoard must read each step
-    once, with the resumed run's histograms."""
+    once, with the resumed run's histograms. The resumed run's pictures,
+    drawn by a new callback (a new process), show every epoch, as the
+    uninterrupted run's: they showed only those after the resume."""
     x, y = data()
 
     def run(log_dir, callbacks=(), backup=None):
         keras.utils.set_random_seed(0)
         model = make_model()
         extra = [keras.callbacks.BackupAndRestore(backup)] if backup else []
+        histograms = WeightHistograms(log_dir, gradients=False)
         model.fit(x, y, epochs=4, batch_size=16, shuffle=False, verbose=0,
-                  callbacks=[WeightHistograms(log_dir, gradients=False,
-                                              plot=False),
-                             *callbacks, *extra])
+                  callbacks=[histograms, *callbacks, *extra])
+        return histograms
 
-    run(tmp_path / "whole")
+    uninterrupted = run(tmp_path / "whole")
     backup = str(tmp_path / "backup")
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "resumed", [crash], backup)
-    run(tmp_path / "resumed", backup=backup)
-    whole, resumed = read(tmp_path / "whole"), read(tmp_path / "resumed")
-    assert set(resumed) == set(whole)
-    for tag, logged in resumed.items():
-        assert [step for step, _ in logged] == [0, 1, 2, 3, 4], tag
-        for (_, got), (_, want) in zip(logged, whole[tag]):
+    rows_file = tmp_path / "resumed" / "weight_percentiles.jsonl"
+    with open(rows_file, "a") as f:
+        f.write('{"step": 3, "rows": {"net/hid')  # a crash mid-line
+    resumed = run(tmp_path / "resumed", backup=backup)
+    for path in ("net/hidden/kernel", "net/out/kernel"):
+        assert resumed._steps[path] == [0, 1, 2, 3, 4]
+        np.testing.assert_array_equal(resumed.percentiles[path],
+                                      uninterrupted.percentiles[path])
+    whole, logged = read(tmp_path / "whole"), read(tmp_path / "resumed")
+    assert set(logged) == set(whole)
+    for tag, steps in logged.items():
+        assert [step for step, _ in steps] == [0, 1, 2, 3, 4], tag
+        for (_, got), (_, want) in zip(steps, whole[tag]):
             assert list(got.bucket) == list(want.bucket), tag
+    # A new callback that starts over at epoch 0 draws a picture anew.
+    model = make_model()
+    again = WeightHistograms(tmp_path / "resumed", gradients=False)
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[again])
+    assert again._steps["net/hidden/kernel"] == [0, 1]
 
 
 def test_a_used_callback_copies_for_the_next_trial(tmp_path):
