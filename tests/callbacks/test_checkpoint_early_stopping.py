@@ -385,17 +385,23 @@ def test_the_same_model_resumes_like_an_uninterrupted_fit(tmp_path, crash):
 
 
 def random_model(randomness):
-    """`make_model` with Keras' seeded Dropout, or as it is."""
+    """`make_model` with Keras' seeded Dropout, or kerastrain's DropPath
+    beside it (a residual branch), or as it is."""
+    from kerastrain.layers import DropPath
+
     model = make_model()
-    if randomness == "dropout":
-        model = keras.Sequential([keras.Input((6,)), model.layers[0],
-                                  keras.layers.Dropout(0.3, seed=5),
-                                  model.layers[1]])
+    if randomness in ("dropout", "drop_path"):
+        inputs = keras.Input((6,))
+        hidden = keras.layers.Dropout(0.3, seed=5)(model.layers[0](inputs))
+        if randomness == "drop_path":
+            branch = keras.layers.Dense(32, name="branch")(hidden)
+            hidden = hidden + DropPath(0.5, seed=6)(branch)
+        model = keras.Model(inputs, model.layers[1](hidden))
         model.compile(keras.optimizers.Adam(0.05), "mse")
     return model
 
 
-@pytest.mark.parametrize("randomness", ["shuffle", "dropout"])
+@pytest.mark.parametrize("randomness", ["shuffle", "dropout", "drop_path"])
 @pytest.mark.parametrize("resume", ["new model", "same model"])
 def test_a_shuffled_fit_with_random_layers_resumes_exactly(
         tmp_path, randomness, resume):
@@ -480,10 +486,10 @@ def test_a_model_with_other_random_layers_resumes_with_a_warning(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         random_model("dropout").fit(x, y, epochs=3, verbose=0, callbacks=[
             callback(), CrashAt(1, batch=1)])
-    model = random_model("dropout")
-    model = keras.Sequential([keras.Input((6,)), *model.layers[:2],
-                              keras.layers.Dropout(0.1, seed=6),
-                              *model.layers[2:]])
+    dense, dropout, out = random_model("dropout").layers[1:]
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dropout(0.1, seed=6)(dropout(dense(inputs)))
+    model = keras.Model(inputs, out(hidden))
     model.compile(keras.optimizers.Adam(0.05), "mse")
     with pytest.warns(UserWarning, match=r"backup holds 1 seed generator "
                       r"states and the model .* has 2"):
