@@ -217,11 +217,18 @@ class WeightHistograms(keras.callbacks.Callback):
 
     def _append_rows(self, record):
         """Appends `record` as a line of the rows file. A crash mid-line
-        leaves a last line that `_read_rows` skips."""
-        if self.plot:
-            os.makedirs(self.log_dir, exist_ok=True)
-            with open(self._rows_path(), "a") as f:
-                f.write(json.dumps(record) + "\n")
+        leaves a last line that `_read_rows` skips; the next record starts
+        a line of its own after it, not the rest of it."""
+        if not self.plot:
+            return
+        os.makedirs(self.log_dir, exist_ok=True)
+        with open(self._rows_path(), "a+b") as f:
+            line = json.dumps(record).encode() + b"\n"
+            if f.tell():
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    line = b"\n" + line
+            f.write(line)
 
     def _read_rows(self):
         """Replays the rows file, as the callbacks that wrote it kept

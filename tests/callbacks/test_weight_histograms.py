@@ -468,6 +468,14 @@ def test_a_resumed_fit_logs_each_step_once_as_the_uninterrupted_one(
         assert [step for step, _ in steps] == [0, 1, 2, 3, 4], tag
         for (_, got), (_, want) in zip(steps, whole[tag]):
             assert list(got.bucket) == list(want.bucket), tag
+    # The file replays to the same rows: the resumed run's start marker
+    # was not lost on the line the crash cut short.
+    replayed = WeightHistograms(tmp_path / "resumed", gradients=False)
+    replayed._read_rows()
+    for path in ("net/hidden/kernel", "net/out/kernel"):
+        assert replayed._steps[path] == [0, 1, 2, 3, 4]
+        np.testing.assert_array_equal(replayed.percentiles[path],
+                                      uninterrupted.percentiles[path])
     # A new callback that starts over at epoch 0 draws a picture anew.
     model = make_model()
     again = WeightHistograms(tmp_path / "resumed", gradients=False)
