@@ -1,5 +1,9 @@
 """What the callbacks share about a model in the middle of `fit`."""
 
+import math
+import random
+import sys
+
 import keras
 import numpy as np
 
@@ -166,38 +170,64 @@ def unbuild(model, saved):
         setattr(model, name, function)
 
 
+def _torch():
+    """The torch module if something imported it (Keras' torch backend, or
+    a torch `DataLoader` fed to `fit` on any backend), else None."""
+    return sys.modules.get("torch")
+
+
 def global_random_state():
     """The global random states that a `fit` draws from outside the
-    model's own seed generators: NumPy's, and on torch, torch's (Keras'
-    torch backend gives every epoch's data loader a seed from it). For
+    model's own seed generators: NumPy's (Keras' JAX backend shuffles
+    arrays with it), Python's (Keras shuffles a `PyDataset`'s batches
+    with `random.shuffle`) and, where torch is imported, torch's (Keras'
+    torch backend seeds each epoch's data loader from it and draws an
+    unseeded Dropout's masks from it, and a torch `DataLoader` shuffles
+    with it on any backend), its GPUs' too where CUDA is started. For
     `restore_global_random_state`."""
-    saved = {"numpy": np.random.get_state()}
-    if keras.backend.backend() == "torch":
-        import torch
-
+    saved = {"numpy": np.random.get_state(), "python": random.getstate()}
+    torch = _torch()
+    if torch is not None:
         saved["torch"] = torch.get_rng_state()
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            saved["torch_cuda"] = torch.cuda.get_rng_state_all()
     return saved
 
 
 def restore_global_random_state(saved):
     """Puts back what `global_random_state` took (or what
-    `random_state_arrays` made of it)."""
+    `random_state_arrays` made of it): each state it holds."""
     np.random.set_state(saved["numpy"])
-    if "torch" in saved and keras.backend.backend() == "torch":
-        import torch
-
+    if "python" in saved:
+        random.setstate(saved["python"])
+    torch = _torch()
+    if torch is None:
+        return
+    if "torch" in saved:
         torch.set_rng_state(torch.as_tensor(saved["torch"]))
+    cuda = saved.get("torch_cuda")
+    if cuda is not None and torch.cuda.is_available() and (
+            len(cuda) == torch.cuda.device_count()):
+        torch.cuda.set_rng_state_all([torch.as_tensor(state)
+                                      for state in cuda])
 
 
 def random_state_arrays(saved):
     """What `global_random_state` took, as named NumPy arrays (for a
     file); `random_state_from_arrays` reads them back."""
     _, keys, position, has_gauss, gauss = saved["numpy"]
+    version, internal, python_gauss = saved["python"]
     arrays = {"numpy_keys": keys,
               "numpy_position": np.array([position, has_gauss]),
-              "numpy_gauss": np.array(gauss)}
+              "numpy_gauss": np.array(gauss),
+              "python_state": np.array([version, *internal], "int64"),
+              # NaN for Python's None: no normal variate waiting.
+              "python_gauss": np.array(
+                  np.nan if python_gauss is None else python_gauss)}
     if "torch" in saved:
-        arrays["torch"] = saved["torch"].numpy()
+        arrays["torch"] = np.asarray(saved["torch"])
+    for i, state in enumerate(saved.get("torch_cuda", [])):
+        arrays[f"torch_cuda_{i}"] = np.asarray(state.cpu())
     return arrays
 
 
@@ -208,8 +238,18 @@ def random_state_from_arrays(arrays):
     saved = {"numpy": ("MT19937", np.asarray(arrays["numpy_keys"]),
                        position, has_gauss,
                        float(arrays["numpy_gauss"]))}
+    if "python_state" in arrays:
+        version, *internal = (int(n) for n in arrays["python_state"])
+        gauss = float(arrays["python_gauss"])
+        saved["python"] = (version, tuple(internal),
+                           None if math.isnan(gauss) else gauss)
     if "torch" in arrays:
         saved["torch"] = np.asarray(arrays["torch"])
+    cuda = sorted((int(name.rsplit("_", 1)[1]), np.asarray(array))
+                  for name, array in arrays.items()
+                  if name.startswith("torch_cuda_"))
+    if cuda:
+        saved["torch_cuda"] = [array for _, array in cuda]
     return saved
 
 

@@ -104,6 +104,13 @@ class _Backup(keras.callbacks.BackupAndRestore):
                 epoch = f.attrs.get(EPOCH_ATTRIBUTE)
                 steps = f.attrs.get(ACCUMULATION_ATTRIBUTE)
                 seeds, self.random_state = _read_random_states(f)
+            if seeds is None:
+                warnings.warn(
+                    f"The backup in {self.backup_dir} holds no random "
+                    "states (a kerastrain before 2026-12-07 wrote it): the "
+                    "resumed epochs draw their data order and their "
+                    "Dropout or DropPath masks anew, so the run will not "
+                    "end as an uninterrupted one would.", stacklevel=2)
             _restore_seeds(self.model, seeds)
             if epoch is not None:
                 self.model._initial_epoch = int(epoch)
@@ -234,12 +241,18 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
     left), resumes at the epoch where it stopped and stops where the
     uninterrupted run would have, without another epoch when it had
     already decided to stop, bit for bit as the uninterrupted run. The
-    backup also holds what Keras' `BackupAndRestore` leaves out: the
-    global random states (NumPy's and torch's, which Keras' default
-    `shuffle=True` draws each epoch's order from on JAX and torch), put
-    back when the resumed `fit` begins, and the states of the model's
-    seed generators (Dropout's, DropPath's), so the resumed epochs take
-    the batches and the masks the uninterrupted ones did. A `tf.data`
+    backup also holds what Keras' `BackupAndRestore` leaves out, put
+    back when the resumed `fit` begins: the global random states that
+    Keras' default `shuffle=True` draws each epoch's order from (NumPy's
+    for arrays on JAX, torch's for arrays on torch, Python's for a
+    `PyDataset` on every backend; torch's also for a torch `DataLoader`
+    on any backend, and for an unseeded Dropout on torch, its GPUs' too),
+    and the states of the model's seed generators (Dropout's, DropPath's,
+    the random image layers'), so the resumed epochs take the batches and
+    the masks the uninterrupted ones did. On TensorFlow, Keras shuffles
+    arrays with a seed taken from the global seed when the data pipeline
+    is built: after `keras.utils.set_random_seed` each epoch takes the
+    same order, which a resume repeats too. A `tf.data`
     pipeline's own shuffle and augmentation are not in it.
 
     The early-stopping logic is Keras' `EarlyStopping` (improvement, mode,

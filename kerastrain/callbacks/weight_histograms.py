@@ -80,7 +80,10 @@ class WeightHistograms(keras.callbacks.Callback):
     at, and with the rows that the runs before it logged in `log_dir`
     before that epoch (`weight_percentiles.jsonl`: a line per logged
     step, appended as it is logged, and a line where each `fit` starts),
-    so a resumed run's picture covers the whole run. In TensorBoard, and
+    so a resumed run's picture covers the whole run (the rows, as the
+    TensorBoard tags, are keyed by the weights' paths, which begin with
+    the model's name: name the model, since Keras numbers unnamed ones
+    per process). In TensorBoard, and
     in that file, each `fit` marks where it starts, so the epochs an
     interrupted run logged past its last backup, or a run started over,
     give way to the new ones instead of showing twice.

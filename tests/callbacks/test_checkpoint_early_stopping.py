@@ -401,38 +401,72 @@ def random_model(randomness):
     return model
 
 
-@pytest.mark.parametrize("randomness", ["shuffle", "dropout", "drop_path"])
+class Batches(keras.utils.PyDataset):
+    """Batches of 8 of `x`, `y`: Keras shuffles their order with Python's
+    `random`."""
+
+    def __init__(self, x, y):
+        super().__init__()
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.x) // 8
+
+    def __getitem__(self, i):
+        return self.x[8 * i:8 * i + 8], self.y[8 * i:8 * i + 8]
+
+
+@pytest.mark.parametrize("randomness", ["shuffle", "py_dataset",
+                                        "torch_loader", "dropout",
+                                        "drop_path"])
 @pytest.mark.parametrize("resume", ["new model", "same model"])
 def test_a_shuffled_fit_with_random_layers_resumes_exactly(
         tmp_path, randomness, resume):
     """Keras' default `shuffle=True` draws each epoch's order from NumPy's
-    global state (JAX) or torch's (torch); a Dropout draws its masks from
-    its seed generator, whose state `save_weights` leaves out. Neither was
-    in the backup: the resumed epochs trained on other batches, or under
-    the first epochs' masks again (weights 0.05-0.16 off, on every
-    backend for the masks). A restarted script seeds again ("new model");
-    a resume in the same process does not ("same model")."""
+    global state (arrays, on JAX), torch's (arrays, on torch) or Python's
+    (a `PyDataset`, on every backend), and a torch `DataLoader` shuffles
+    with torch's on any backend; a Dropout draws its masks from its seed
+    generator, whose state `save_weights` leaves out. None was in the
+    backup: the resumed epochs trained on other batches, or under the
+    first epochs' masks again (weights 0.05-0.16 off, on every backend
+    for the masks). A restarted script seeds again ("new model"); a
+    resume in the same process does not ("same model")."""
+    import torch
+
     x, y, xv, yv = data()
 
+    def seed():
+        keras.utils.set_random_seed(0)
+        torch.manual_seed(0)  # Keras seeds it on the torch backend only
+
     def run(model, callbacks):
-        return model.fit(x, y, validation_data=(xv, yv), batch_size=8,
-                         epochs=5, shuffle=randomness == "shuffle",
-                         verbose=0, callbacks=callbacks)
+        train = {"x": x, "y": y}
+        if randomness == "py_dataset":
+            train = {"x": Batches(x, y)}
+        elif randomness == "torch_loader":
+            train = {"x": torch.utils.data.DataLoader(
+                torch.utils.data.TensorDataset(torch.from_numpy(x),
+                                               torch.from_numpy(y)),
+                batch_size=8, shuffle=True)}
+        return model.fit(**train, validation_data=(xv, yv), batch_size=(
+            8 if "y" in train else None), epochs=5, verbose=0,
+            shuffle=randomness in ("shuffle", "py_dataset"),
+            callbacks=callbacks)
 
     def callback(name):
         return CheckpointEarlyStopping(
             str(tmp_path / f"{name}.keras"), monitor="loss", patience=50,
             restore_best=False, backup_dir=str(tmp_path / name))
 
-    keras.utils.set_random_seed(0)
+    seed()
     reference = random_model(randomness)
     expected = run(reference, [callback("reference")]).history["loss"]
-    keras.utils.set_random_seed(0)
+    seed()
     model = random_model(randomness)
     with pytest.raises(KeyboardInterrupt):
         run(model, [callback("resumed"), CrashAt(2, batch=3)])
     if resume == "new model":
-        keras.utils.set_random_seed(0)
+        seed()
         model = random_model(randomness)
     resumed = callback("resumed")
     history = run(model, [resumed])
@@ -440,6 +474,63 @@ def test_a_shuffled_fit_with_random_layers_resumes_exactly(
     assert [logs["loss"] for logs in resumed.epoch_logs] == expected
     for a, b in zip(weights(model), weights(reference)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_backup_without_random_states_resumes_with_a_warning(tmp_path):
+    """A backup written before the random states were kept resumes as it
+    did, and says that the run will not end as an uninterrupted one."""
+    import h5py
+
+    from kerastrain.callbacks import checkpoint_early_stopping as module
+
+    x, y, _, _ = data()
+
+    def callback():
+        return CheckpointEarlyStopping(
+            str(tmp_path / "best.keras"), monitor="loss",
+            backup_dir=str(tmp_path / "backup"))
+
+    with pytest.raises(KeyboardInterrupt):
+        make_model().fit(x, y, epochs=3, verbose=0, callbacks=[
+            callback(), CrashAt(1, batch=1)])
+    backups = list((tmp_path / "backup").glob("*.weights.h5*"))
+    assert backups  # the latest and the one before
+    for path in backups:
+        with h5py.File(path, "a") as f:
+            del f[module.SEEDS_GROUP], f[module.RANDOM_GROUP]
+    with pytest.warns(UserWarning, match=r"holds no random states"):
+        history = make_model().fit(x, y, epochs=3, verbose=0,
+                                   callbacks=[callback()])
+    assert history.epoch == [1, 2]
+
+
+def test_the_global_random_states_round_trip_through_arrays(monkeypatch):
+    """NumPy's, Python's, torch's and (faked: no GPU here) CUDA's states
+    come back from the arrays the backup file holds, each as it was."""
+    import random
+
+    import torch
+
+    from kerastrain.callbacks import _training_state as state
+
+    cuda = [torch.arange(8, dtype=torch.uint8),
+            torch.arange(8, 16, dtype=torch.uint8)]
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.extend)
+    random.gauss(0, 1)  # a normal variate waits in Python's state
+    saved = state.random_state_from_arrays(
+        state.random_state_arrays(state.global_random_state()))
+    expected = (np.random.random(3), random.random(), random.gauss(0, 1),
+                torch.rand(3))
+    state.restore_global_random_state(saved)
+    np.testing.assert_array_equal(np.random.random(3), expected[0])
+    assert (random.random(), random.gauss(0, 1)) == expected[1:3]
+    assert torch.equal(torch.rand(3), expected[3])
+    assert [t.tolist() for t in restored] == [t.tolist() for t in cuda]
 
 
 def test_keys_later_callbacks_log_are_kept_with_the_backup(tmp_path):
