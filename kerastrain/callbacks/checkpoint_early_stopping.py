@@ -253,7 +253,11 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
     arrays with a seed taken from the global seed when the data pipeline
     is built: after `keras.utils.set_random_seed` each epoch takes the
     same order, which a resume repeats too. A `tf.data`
-    pipeline's own shuffle and augmentation are not in it.
+    pipeline's own shuffle and augmentation are not in it (they keep no
+    state a backup could hold): `data.fit_passes` reads and drops the
+    passes before the resumed epoch (see `resume_epoch`), so that a
+    pipeline built anew from its seed gives the uninterrupted run's
+    batches; `model.fit` starts a pipeline at its first pass.
 
     The early-stopping logic is Keras' `EarlyStopping` (improvement, mode,
     patience); a `monitor` missing from the logs is an error that lists the
@@ -404,6 +408,26 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
                 f"`{other.monitor}` and `{self.monitor}`): each needs a "
                 "folder of its own, since the backups' file names are "
                 "fixed and one would resume from the other's.")
+
+    def resume_epoch(self):
+        """The epoch at which a `fit` with this callback resumes from its
+        backup, read before the `fit` (None without a backup): an input
+        pipeline that draws each pass anew skips the passes before it
+        (`data.fit_passes` does)."""
+        if self._backup is None or not os.path.exists(
+                self._backup._weights_path):
+            return None
+        # Keras falls back to the backup before when the latest will not
+        # open (a crash while it was written).
+        for path in (self._backup._weights_path,
+                     self._backup._prev_weights_path):
+            try:
+                with h5py.File(path, "r") as f:
+                    epoch = f.attrs.get(EPOCH_ATTRIBUTE)
+            except OSError:
+                continue
+            return None if epoch is None else int(epoch)
+        return None
 
     # -- fit hooks -------------------------------------------------------
 

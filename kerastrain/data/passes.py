@@ -28,6 +28,22 @@ def passes(name, dataset):
     return batches
 
 
+def _passes_before_resume(kwargs):
+    """How many passes a `fit` that resumes from a backup (a
+    `CheckpointEarlyStopping` with `backup_dir`) starts past its
+    `initial_epoch`: 0 without one."""
+    start = kwargs.get("initial_epoch", 0)
+    callbacks = kwargs.get("callbacks") or []
+    if isinstance(callbacks, keras.callbacks.CallbackList):
+        callbacks = callbacks.callbacks
+    for callback in callbacks:
+        resume = getattr(callback, "resume_epoch", None)
+        epoch = resume() if callable(resume) else None
+        if epoch is not None and epoch > start:
+            return epoch - start
+    return 0
+
+
 def fit_passes(model, x, validation_data, **kwargs):
     """`model.fit(x, validation_data=validation_data, **kwargs)`, a pass of
     each pipeline per epoch, read from one iterator each per `fit`.
@@ -48,6 +64,14 @@ def fit_passes(model, x, validation_data, **kwargs):
     it beside the one that trains (runs of one seed then differed, 2 in 4
     under load). So `fit_passes` builds them first, by evaluating the
     model on the first validation batch.
+
+    A `fit` that resumes from the backup of a `CheckpointEarlyStopping`
+    among `callbacks` reads the training pipeline from the pass of the
+    epoch it resumes at, as the uninterrupted run did: the passes before
+    it are read and dropped (tf.data's shuffles and Keras' random layers
+    keep no state a backup could hold). With a pipeline built anew from
+    its seed (a restarted script), the resumed epochs train on the
+    uninterrupted run's batches.
 
     Args:
         model: A compiled `keras.Model`.
@@ -92,6 +116,10 @@ def fit_passes(model, x, validation_data, **kwargs):
             f"{'them' if len(given) > 1 else 'it'}. Received: "
             f"{', '.join(f'{n}={kwargs[n]!r}' for n in given)}")
     model.evaluate(validation_data.take(1), verbose=0)
-    return model.fit(x.repeat(), validation_data=validation_data.repeat(),
+    train = x.repeat()
+    skipped = _passes_before_resume(kwargs)
+    if skipped:
+        train = train.skip(skipped * steps)
+    return model.fit(train, validation_data=validation_data.repeat(),
                      steps_per_epoch=steps,
                      validation_steps=validation_steps, **kwargs)

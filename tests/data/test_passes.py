@@ -174,3 +174,42 @@ def test_fit_passes_takes_callbacks_as_keras_fit_documents_them():
                    digits_pipeline(0, training=False), epochs=1, verbose=0,
                    callbacks=callbacks)
         assert batches.epochs == [dict(train=3, test=3)]
+
+
+@pytest.mark.parametrize("mixup", [0.0, 0.4])
+def test_a_resumed_fit_reads_the_passes_an_uninterrupted_one_did(
+        tmp_path, mixup):
+    """Resumed from a `CheckpointEarlyStopping` backup, a restarted
+    script's `fit` started the pipeline at its first pass: the resumed
+    epochs trained on other shuffles, shifts and mixes than the
+    uninterrupted run's. It reads from the resumed epoch's pass."""
+    from kerastrain.callbacks import CheckpointEarlyStopping
+    from tests.support import CrashAt
+
+    def run(name, crash=()):
+        keras.utils.set_random_seed(0)  # a (re)started script
+        model = keras.Sequential([
+            keras.Input((8, 8, 1)), keras.layers.Flatten(),
+            keras.layers.Dense(16, "relu"), keras.layers.Dropout(0.2, seed=1),
+            keras.layers.Dense(4, "softmax")])
+        model.compile(keras.optimizers.SGD(0.05, momentum=0.9),
+                      "categorical_crossentropy")
+        checkpoint = CheckpointEarlyStopping(
+            str(tmp_path / f"{name}.keras"), patience=50,
+            restore_best=False, backup_dir=str(tmp_path / name))
+        history = fit_passes(
+            model, digits_pipeline(3, mixup_alpha=mixup),
+            digits_pipeline(None, training=False), epochs=5, verbose=0,
+            callbacks=[checkpoint, *crash])
+        return model, checkpoint, history
+
+    reference, expected, _ = run("reference")
+    with pytest.raises(KeyboardInterrupt):
+        run("resumed", [CrashAt(3, batch=1)])
+    model, resumed, history = run("resumed")
+    assert history.epoch == [3, 4]
+    assert [logs["loss"] for logs in resumed.epoch_logs] == [
+        logs["loss"] for logs in expected.epoch_logs]
+    for a, b in zip(model.weights, reference.weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a),
+                                      keras.ops.convert_to_numpy(b))
