@@ -476,6 +476,20 @@ def test_a_shuffled_fit_with_random_layers_resumes_exactly(
         np.testing.assert_array_equal(a, b)
 
 
+def backup_callback(tmp_path):
+    return CheckpointEarlyStopping(str(tmp_path / "best.keras"),
+                                   monitor="loss",
+                                   backup_dir=str(tmp_path / "backup"))
+
+
+def crash_in_epoch_1(tmp_path, model):
+    """Fits `model` with `backup_callback` until a crash in epoch 1."""
+    x, y, _, _ = data()
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, epochs=3, verbose=0, callbacks=[
+            backup_callback(tmp_path), CrashAt(1, batch=1)])
+
+
 def test_a_backup_without_random_states_resumes_with_a_warning(tmp_path):
     """A backup written before the random states were kept resumes as it
     did, and says that the run will not end as an uninterrupted one."""
@@ -484,15 +498,7 @@ def test_a_backup_without_random_states_resumes_with_a_warning(tmp_path):
     from kerastrain.callbacks import checkpoint_early_stopping as module
 
     x, y, _, _ = data()
-
-    def callback():
-        return CheckpointEarlyStopping(
-            str(tmp_path / "best.keras"), monitor="loss",
-            backup_dir=str(tmp_path / "backup"))
-
-    with pytest.raises(KeyboardInterrupt):
-        make_model().fit(x, y, epochs=3, verbose=0, callbacks=[
-            callback(), CrashAt(1, batch=1)])
+    crash_in_epoch_1(tmp_path, make_model())
     backups = list((tmp_path / "backup").glob("*.weights.h5*"))
     assert backups  # the latest and the one before
     for path in backups:
@@ -500,7 +506,7 @@ def test_a_backup_without_random_states_resumes_with_a_warning(tmp_path):
             del f[module.SEEDS_GROUP], f[module.RANDOM_GROUP]
     with pytest.warns(UserWarning, match=r"holds no random states"):
         history = make_model().fit(x, y, epochs=3, verbose=0,
-                                   callbacks=[callback()])
+                                   callbacks=[backup_callback(tmp_path)])
     assert history.epoch == [1, 2]
 
 
@@ -568,15 +574,7 @@ def test_a_model_with_other_random_layers_resumes_with_a_warning(tmp_path):
     wrong layers."""
     keras.utils.set_random_seed(0)
     x, y, _, _ = data()
-
-    def callback():
-        return CheckpointEarlyStopping(
-            str(tmp_path / "best.keras"), monitor="loss",
-            backup_dir=str(tmp_path / "backup"))
-
-    with pytest.raises(KeyboardInterrupt):
-        random_model("dropout").fit(x, y, epochs=3, verbose=0, callbacks=[
-            callback(), CrashAt(1, batch=1)])
+    crash_in_epoch_1(tmp_path, random_model("dropout"))
     dense, dropout, out = random_model("dropout").layers[1:]
     inputs = keras.Input((6,))
     hidden = keras.layers.Dropout(0.1, seed=6)(dropout(dense(inputs)))
@@ -585,7 +583,7 @@ def test_a_model_with_other_random_layers_resumes_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match=r"backup holds 1 seed generator "
                       r"states and the model .* has 2"):
         history = model.fit(x, y, epochs=3, verbose=0,
-                            callbacks=[callback()])
+                            callbacks=[backup_callback(tmp_path)])
     assert history.epoch == [1, 2]
 
 
