@@ -911,3 +911,46 @@ def test_bad_validation_images_and_labels_are_named_as_validation_data(
                         validation_data=spoil(*validation), verbose=0)
     assert int(to_numpy(model.optimizer.iterations)) == 0
 
+
+
+class EpochLosses(keras.callbacks.Callback):
+    """Each epoch's `(epoch, val_loss)`, over the copies KerasTuner makes."""
+
+    seen = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        EpochLosses.seen.append((epoch, logs["val_loss"]))
+
+
+def test_a_resumed_trial_reads_the_pipeline_passes_of_an_uninterrupted_one(
+        tmp_path):
+    """A trial resumed from its `CheckpointEarlyStopping` backup trains
+    through `fit_passes` on the passes an uninterrupted trial read at those
+    epochs: its pipeline restarted at the first pass, with other shuffles,
+    shifts and mixes."""
+    from kerastrain.callbacks import CheckpointEarlyStopping
+    from tests.support import CrashAt
+
+    (x, y), validation = digits(96, 32)
+
+    def run(name, crash=()):
+        keras.utils.set_random_seed(0)  # a (re)started script
+        tuner = kt.RandomSearch(
+            hypermodel(width=4, drop_path_rate=0.2), objective="val_loss",
+            max_trials=1, seed=1, directory=str(tmp_path / name))
+        tuner.search(x, y, validation_data=validation, epochs=4,
+                     batch_size=BATCH, verbose=0, callbacks=[
+                         CheckpointEarlyStopping(
+                             str(tmp_path / name / "best.keras"),
+                             backup_dir=str(tmp_path / name / "backup")),
+                         EpochLosses(), *crash])
+
+    EpochLosses.seen = []
+    run("uninterrupted")
+    expected, EpochLosses.seen = EpochLosses.seen, []
+    with pytest.raises(KeyboardInterrupt):
+        run("resumed", [CrashAt(2, batch=1)])
+    run("resumed")
+    # The crashed run's epochs 0 and 1, then the resumed run's 2 and 3.
+    assert EpochLosses.seen == expected
+    assert [epoch for epoch, _ in EpochLosses.seen] == [0, 1, 2, 3]
