@@ -30,7 +30,8 @@ EPOCH_ATTRIBUTE = "kerastrain_epoch"
 ACCUMULATION_ATTRIBUTE = "kerastrain_accumulation_steps"
 # Groups of the backup's weights file beside Keras' own: the states of the
 # model's seed generators, which `save_weights` leaves out, and the global
-# random states (NumPy's, torch's) that `fit`'s shuffles draw from.
+# random states (NumPy's, Python's, torch's) that `fit`'s shuffles draw
+# from.
 SEEDS_GROUP = "kerastrain_seed_generators"
 RANDOM_GROUP = "kerastrain_random_state"
 

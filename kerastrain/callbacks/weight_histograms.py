@@ -250,8 +250,13 @@ class WeightHistograms(keras.callbacks.Callback):
                 self._forget_from(record["start"])
                 continue
             for path, row in record["rows"].items():
-                self.percentiles.setdefault(path, []).append(np.array(row))
-                self._steps.setdefault(path, []).append(record["step"])
+                self._add_row(path, record["step"], np.array(row))
+
+    def _add_row(self, path, step, row):
+        """Adds the percentiles `row` of weight `path` at `step` to the
+        pictures' rows."""
+        self.percentiles.setdefault(path, []).append(row)
+        self._steps.setdefault(path, []).append(step)
 
     def on_epoch_end(self, epoch, logs=None):
         self._write_initial()
@@ -292,8 +297,7 @@ class WeightHistograms(keras.callbacks.Callback):
                 rows[path] = (np.percentile(finite, PERCENTILES)
                               if finite.size
                               else np.full(len(PERCENTILES), np.nan))
-                self.percentiles.setdefault(path, []).append(rows[path])
-                self._steps.setdefault(path, []).append(step)
+                self._add_row(path, step, rows[path])
         self._append_rows({"step": step, "rows": {
             path: row.tolist() for path, row in rows.items()}})
         norms = {}

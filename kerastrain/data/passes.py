@@ -28,14 +28,10 @@ def passes(name, dataset):
     return batches
 
 
-def _passes_before_resume(kwargs):
+def _passes_before_resume(callbacks, start):
     """How many passes a `fit` that resumes from a backup (a
-    `CheckpointEarlyStopping` with `backup_dir`) starts past its
-    `initial_epoch`: 0 without one."""
-    start = kwargs.get("initial_epoch", 0)
-    callbacks = kwargs.get("callbacks") or []
-    if isinstance(callbacks, keras.callbacks.CallbackList):
-        callbacks = callbacks.callbacks
+    `CheckpointEarlyStopping` with `backup_dir` among `callbacks`, a
+    list) starts past its `initial_epoch`, `start`: 0 without one."""
     for callback in callbacks:
         resume = getattr(callback, "resume_epoch", None)
         epoch = resume() if callable(resume) else None
@@ -105,7 +101,7 @@ def fit_passes(model, x, validation_data, **kwargs):
     # an epoch that will not train would pay for nothing (Keras' `fit`
     # took epochs=0 and initial_epoch >= epochs as no training at all).
     check_epochs(kwargs.get("epochs", 1), kwargs.get("initial_epoch", 0))
-    check_callbacks(kwargs.get("callbacks"))
+    callbacks = check_callbacks(kwargs.get("callbacks"))
     check_targets("x", x, model)
     check_targets("validation_data", validation_data, model)
     given = [name for name in _SET if name in kwargs]
@@ -117,7 +113,8 @@ def fit_passes(model, x, validation_data, **kwargs):
             f"{', '.join(f'{n}={kwargs[n]!r}' for n in given)}")
     model.evaluate(validation_data.take(1), verbose=0)
     train = x.repeat()
-    skipped = _passes_before_resume(kwargs)
+    skipped = _passes_before_resume(callbacks,
+                                    kwargs.get("initial_epoch", 0))
     if skipped:
         train = train.skip(skipped * steps)
     return model.fit(train, validation_data=validation_data.repeat(),
