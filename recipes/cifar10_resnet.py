@@ -152,8 +152,9 @@ def run(args):
 
 
 def main(argv=None):
-    return common.run_main(NAME, __doc__, run, argv, tf_data=True, epochs=30,
-                           batch_size=128, data_dir=True,
+    return common.run_main(NAME, __doc__, run, argv, tf_data=True,
+                           resumable=True, epochs=30, batch_size=128,
+                           data_dir=True,
                            add_arguments=add_arguments)
 
 

@@ -162,8 +162,8 @@ def errors(predictions, labels, suffix=""):
 
 def main(argv=None):
     return common.run_main(NAME, __doc__, run, argv, tf_data=True,
-                           leave_a_core=True, epochs=40, batch_size=64,
-                           add_arguments=add_arguments)
+                           leave_a_core=True, resumable=True, epochs=40,
+                           batch_size=64, add_arguments=add_arguments)
 
 
 # Each member is a ResNet in the one training step: 2 take about twice

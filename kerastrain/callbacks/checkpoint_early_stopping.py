@@ -430,6 +430,30 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
             return None if epoch is None else int(epoch)
         return None
 
+    def add_resumed_epochs(self, history, initial_epoch=0):
+        """Puts the epochs that a resumed `fit` ran before its crash, kept
+        with the backup, in front of `history`, the `History` that `fit`
+        returned (Keras' holds only the epochs after the resume), so that
+        it covers the whole run, as an uninterrupted `fit`'s would. A
+        metric's list holds the epochs that logged it, as Keras' does
+        (validation ones, with `validation_freq`, only some).
+
+        Args:
+            history: The `History` of the `fit` with this callback.
+            initial_epoch: That fit's `initial_epoch`.
+
+        Returns:
+            The epochs added, a list (empty if the fit did not resume).
+        """
+        earlier = self.epoch_logs[:self.resumed_epochs]
+        epochs = list(range(initial_epoch, initial_epoch + len(earlier)))
+        history.epoch = epochs + list(history.epoch)
+        for key in set(history.history).union(*earlier):
+            history.history[key] = [logs[key] for logs in earlier
+                                    if key in logs
+                                    ] + list(history.history.get(key, []))
+        return epochs
+
     # -- fit hooks -------------------------------------------------------
 
     def on_train_begin(self, logs=None):

@@ -3,7 +3,7 @@
 import keras
 
 from kerastrain._validation import (check_callbacks, check_epochs,
-                                    check_targets, is_dataset)
+                                    check_int, check_targets, is_dataset)
 
 # Arguments `fit_passes` sets itself.
 _SET = ("steps_per_epoch", "validation_steps")
@@ -26,6 +26,51 @@ def passes(name, dataset):
             f"(cardinality {batches}). Call `model.fit` itself, with "
             f"`steps_per_epoch`. Received: {name}={dataset!r}")
     return batches
+
+
+def _pipelines(x, start):
+    """`x`, a pipeline or a dict `{epoch: pipeline}`, as the sorted
+    `(epoch, pipeline)` pairs of a `fit` from epoch `start`: the pipeline
+    in force at `start` (keyed by it there), then those after it; and the
+    batches in a pass of each, checked to be one number."""
+    if not isinstance(x, dict):
+        return [(start, x)], passes("x", x)
+    if not x:
+        raise ValueError(
+            "Argument `x` must be a pipeline or a non-empty dict "
+            f"{{epoch: pipeline}}. Received: x={x!r}")
+    stages = sorted(((check_int(f"x (key {epoch!r})", epoch, min_value=0),
+                      pipeline) for epoch, pipeline in x.items()),
+                    key=lambda stage: stage[0])
+    if stages[0][0] > start:
+        raise ValueError(
+            f"Argument `x` has no pipeline for epoch {start}, where the "
+            f"fit starts (`initial_epoch`): its first key is "
+            f"{stages[0][0]}. Received: x with keys {[e for e, _ in stages]}")
+    lengths = {epoch: passes(f"x[{epoch}]", pipeline)
+               for epoch, pipeline in stages}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(
+            "Argument `x`'s pipelines must each give a pass of one number "
+            "of batches: an epoch is a pass of whichever is in force, "
+            f"`steps_per_epoch` one number. Received: x with {lengths} "
+            "batches per pass ({epoch: batches})")
+    in_force = [(max(epoch, start), pipeline)
+                for (epoch, pipeline), after in zip(stages, stages[1:] + [
+                    (None, None)]) if after[0] is None or after[0] > start]
+    return in_force, lengths[stages[0][0]]
+
+
+def _stream(stages):
+    """The batches of the `(epoch, pipeline)` pairs of `_pipelines` in
+    turn: passes of each until the next one's epoch, the last repeated
+    for ever."""
+    stream = None
+    for (epoch, pipeline), (until, _) in zip(stages, stages[1:] + [
+            (None, None)]):
+        part = pipeline.repeat(None if until is None else until - epoch)
+        stream = part if stream is None else stream.concatenate(part)
+    return stream
 
 
 def _passes_before_resume(callbacks, start):
@@ -69,11 +114,23 @@ def fit_passes(model, x, validation_data, **kwargs):
     its seed (a restarted script), the resumed epochs train on the
     uninterrupted run's batches.
 
+    Pipelines may take turns, as a dict `{epoch: pipeline}` (the
+    convention of `GradientAccumulation`'s `{epoch: steps}`): mixed-up
+    images for the first 30 epochs, then the plain ones, in one `fit`,
+    so that one `CheckpointEarlyStopping` and its backup see the whole
+    run. Each pipeline trains the epochs from its key to the next key,
+    starting at its first pass at its key's epoch (the one in force at
+    `initial_epoch` starts there), as it would in a `fit` of its own
+    epochs.
+
     Args:
         model: A compiled `keras.Model`.
         x: The training pipeline, a finite `tf.data.Dataset` of known
             length (`cardinality()`) giving batches: `(inputs, targets)`
-            where the model has a compiled loss.
+            where the model has a compiled loss. Or a dict `{epoch:
+            pipeline}` of such pipelines, each pass of one number of
+            batches, whose first key is at most `initial_epoch`: the
+            pipeline of the largest key <= the epoch trains it.
         validation_data: The validation pipeline, likewise.
         **kwargs: Other arguments of `model.fit` (`epochs`,
             `initial_epoch`, `callbacks`, ...), not `steps_per_epoch` or
@@ -89,20 +146,29 @@ def fit_passes(model, x, validation_data, **kwargs):
     val = image_pipeline(x_val, y_val, batch_size=64, num_classes=10,
                          training=False)
     history = fit_passes(model, train, val, epochs=40)
+    # Mixup for the first 30 epochs, then the plain images:
+    mixed = image_pipeline(x, y, batch_size=64, num_classes=10, seed=0,
+                           mixup_alpha=0.2, drop_remainder=True)
+    plain = image_pipeline(x, y, batch_size=64, num_classes=10, seed=1,
+                           drop_remainder=True)
+    history = fit_passes(model, {0: mixed, 30: plain}, val, epochs=40)
     ```
     """
     if not isinstance(model, keras.Model):
         raise TypeError(
             "Argument `model` must be a keras.Model. Received: "
             f"model={model!r}")
-    steps, validation_steps = (passes("x", x),
-                               passes("validation_data", validation_data))
     # Checked before the evaluation that builds the model's metrics, which
     # an epoch that will not train would pay for nothing (Keras' `fit`
     # took epochs=0 and initial_epoch >= epochs as no training at all).
-    check_epochs(kwargs.get("epochs", 1), kwargs.get("initial_epoch", 0))
+    _, start = check_epochs(kwargs.get("epochs", 1),
+                            kwargs.get("initial_epoch", 0))
+    stages, steps = _pipelines(x, start)
+    validation_steps = passes("validation_data", validation_data)
     callbacks = check_callbacks(kwargs.get("callbacks"))
-    check_targets("x", x, model)
+    for epoch, pipeline in stages:
+        check_targets("x" if len(stages) == 1 else f"x[{epoch}]", pipeline,
+                      model)
     check_targets("validation_data", validation_data, model)
     given = [name for name in _SET if name in kwargs]
     if given:
@@ -112,9 +178,8 @@ def fit_passes(model, x, validation_data, **kwargs):
             f"{'them' if len(given) > 1 else 'it'}. Received: "
             f"{', '.join(f'{n}={kwargs[n]!r}' for n in given)}")
     model.evaluate(validation_data.take(1), verbose=0)
-    train = x.repeat()
-    skipped = _passes_before_resume(callbacks,
-                                    kwargs.get("initial_epoch", 0))
+    train = _stream(stages)
+    skipped = _passes_before_resume(callbacks, start)
     if skipped:
         train = train.skip(skipped * steps)
     return model.fit(train, validation_data=validation_data.repeat(),

@@ -510,22 +510,15 @@ def _check_validation_for_objective(callbacks, validation_split,
 
 def _add_resumed_epochs(history, checkpoint, initial_epoch, callbacks):
     """Puts the epochs a resumed `fit` ran before its crash, which the
-    checkpoint kept with its backup, in front of `history` (Keras' holds
-    only those after the resume), so that KerasTuner scores the trial on
-    all of them. A metric's list holds the epochs that logged it, as
-    Keras' does (validation ones, with `validation_freq`, only some).
-    Where the best epoch by the tuner's objective came before the resume,
-    beats what KerasTuner's own checkpoint of the trial holds (its best
-    epoch's weights, for `get_best_models`; one is shared by a trial's
-    executions), and the model holds its weights (the checkpoint restored
-    them), that checkpoint is written again with them."""
-    earlier = checkpoint.epoch_logs[:checkpoint.resumed_epochs]
-    epochs = list(range(initial_epoch, initial_epoch + len(earlier)))
-    history.epoch = epochs + list(history.epoch)
-    for key in set(history.history).union(*earlier):
-        history.history[key] = [logs[key] for logs in earlier
-                                if key in logs
-                                ] + list(history.history.get(key, []))
+    checkpoint kept with its backup, in front of `history`
+    (`CheckpointEarlyStopping.add_resumed_epochs`), so that KerasTuner
+    scores the trial on all of them. Where the best epoch by the tuner's
+    objective came before the resume, beats what KerasTuner's own
+    checkpoint of the trial holds (its best epoch's weights, for
+    `get_best_models`; one is shared by a trial's executions), and the
+    model holds its weights (the checkpoint restored them), that
+    checkpoint is written again with them."""
+    epochs = checkpoint.add_resumed_epochs(history, initial_epoch)
     saver = _tuner_checkpoint(callbacks)
     if saver is None or not checkpoint.restore_best or not (
             checkpoint._saved):

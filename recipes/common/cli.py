@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 
-from recipes.common.outputs import STAGING, remove_path
+from recipes.common.outputs import RUN_RECORD, STAGING, remove_path
 
 BACKENDS = ("tensorflow", "jax", "torch")
 # The recipes' folder: its `__main__.py` is `python -m recipes`.
@@ -75,13 +75,14 @@ def program_name(name):
 
 
 def parse_args(name, description, argv=None, *, epochs, batch_size,
-               data_dir=False, add_arguments=None):
+               data_dir=False, resumable=False, add_arguments=None):
     """Parses the flags every recipe takes and selects the backend.
 
     Returns the argparse namespace with `epochs`, `batch_size`, `seed`,
     `out`, `backend`, `quick` and `mixed_precision` (and `data_dir` where
-    the recipe reads a data set, and whatever `add_arguments(parser)`
-    adds), and `created_folders`: the folders `ensure_writable` made for
+    the recipe reads a data set, `resume` where its training is
+    `resumable`, and whatever `add_arguments(parser)` adds), and
+    `created_folders`: the folders `ensure_writable` made for
     `out`. A seed out of range (see `MAX_SEED`) or an output folder that
     cannot be written is an argparse error (exit code 2) before any work
     starts.
@@ -112,6 +113,12 @@ def parse_args(name, description, argv=None, *, epochs, batch_size,
         parser.add_argument("--data-dir",
                             help="TensorFlow Datasets folder (default: "
                             "TFDS's own, ~/tensorflow_datasets)")
+    if resumable:
+        parser.add_argument(
+            "--resume", action="store_true",
+            help="go on with the run that was interrupted in the output "
+            "folder (started with the same flags), from the last epoch it "
+            "backed up; without one, start afresh")
     if add_arguments is not None:
         add_arguments(parser)
     args = parser.parse_args(argv)
@@ -215,7 +222,7 @@ def remove_empty(folders):
 
 
 def run_main(name, doc, run, argv=None, *, epochs, batch_size,
-             tf_data=False, leave_a_core=False, **flags):
+             tf_data=False, leave_a_core=False, resumable=False, **flags):
     """A recipe's `main`: its flags (`flags` go to `parse_args`; `--quick`
     caps the epochs at 2), the precision policy and, with `leave_a_core`,
     a CPU core left to the tf.data pipeline on torch
@@ -226,6 +233,13 @@ def run_main(name, doc, run, argv=None, *, epochs, batch_size,
     The run writes into a staging folder, `args.out` (`.unfinished/`
     inside the output folder, `args.publish_to`), and `finish` publishes
     it, so the output folder only ever holds whole runs.
+
+    With `resumable` (a recipe whose training backs itself up in the
+    staging folder), the recipe takes `--resume`: a run that was
+    interrupted, staged by the same recipe with the same flags on the same
+    backend and kerastrain (the `run_record`), is kept and goes on from its
+    backup, where otherwise every run starts with an empty staging folder.
+    `args.resumed_from_epoch` is for the run to set (None: from the start).
 
     Returns the exit code: 0, or 1 after printing a `RecipeError`. Any
     other exception propagates, traceback and all. On any failure nothing
@@ -243,11 +257,12 @@ def run_main(name, doc, run, argv=None, *, epochs, batch_size,
         args.epochs = min(args.epochs, 2)
     args.publish_to = args.out
     args.out = os.path.join(args.publish_to, STAGING)
-    # What an interrupted run staged was never published; this run stages
-    # its own (publishing the old files with it would mix two runs).
-    # (A stray file of that name too: rmtree would leave it.)
-    remove_path(args.out)
-    os.makedirs(args.out)
+    args.resumable, args.resumed_from_epoch = resumable, None
+    try:
+        _prepare_staging(name, args, run_record(name, args))
+    except RecipeError as error:  # the interrupted run stays
+        print(f"{name}: error: {error}", file=sys.stderr)
+        return 1
     try:
         _run_with_policy(run, args)
     except BaseException as error:  # KeyboardInterrupt too
@@ -257,13 +272,92 @@ def run_main(name, doc, run, argv=None, *, epochs, batch_size,
         if os.path.isdir(args.out):
             print(f"{name}: stopped; nothing was published to "
                   f"{args.publish_to}. What the run wrote is in {args.out}"
-                  " until the next run there starts.", file=sys.stderr)
+                  " until the next run there starts" + (
+                      ": run again with the same flags and --resume to go "
+                      "on from its last epoch backed up." if resumable
+                      else "."), file=sys.stderr)
         if not isinstance(error, RecipeError):
             raise
         print(f"{name}: error: {error}", file=sys.stderr)
         return 1
     remove_empty([args.out])  # a run that published nothing
     return 0
+
+
+def run_record(name, args):
+    """What a run into a staging folder is: the recipe `name`, its flags
+    (`args` as parsed, less `--out`, `--backend` and `--resume`), the
+    backend it runs on and kerastrain's version. `--resume` goes on only
+    with a staged run of the same record: any of these changes what the
+    training does."""
+    import keras
+
+    import kerastrain
+
+    skip = {"out", "backend", "resume", "created_folders", "timer",
+            "tf_data", "leave_a_core", "publish_to", "resumable",
+            "resumed_from_epoch"}
+    return {"recipe": name, "backend": keras.backend.backend(),
+            "kerastrain": kerastrain.__version__,
+            "flags": {key: value for key, value in sorted(vars(args).items())
+                      if key not in skip}}
+
+
+def _prepare_staging(name, args, record):
+    """Makes `args.out` the staging folder of this run, holding `record`
+    (its `run_record`). What an interrupted run staged was never
+    published, and is removed (publishing its files with this run's would
+    mix two runs), unless `--resume` finds it staged by a run of the same
+    record: then it stays, for the training to go on from its backup. One
+    of another record is a `RecipeError`, and stays too. (A stray file
+    named as the staging folder is removed as well: rmtree would leave
+    it.)"""
+    from kerastrain.io import write_json
+
+    path = os.path.join(args.out, RUN_RECORD)
+    if getattr(args, "resume", False):
+        earlier = _read_record(path)
+        if earlier == record:
+            return
+        if earlier is not None:
+            raise RecipeError(
+                f"--resume: the interrupted run in {args.out} was started "
+                f"otherwise: {_differences(earlier, record)}. Run with its "
+                "flags to resume it, or without --resume to start afresh "
+                "(which discards it).")
+        print(f"{name}: --resume: no interrupted run in {args.out}; "
+              "starting afresh.")
+    remove_path(args.out)
+    os.makedirs(args.out)
+    write_json(record, path)
+
+
+def _read_record(path):
+    """The `run_record` a staging folder holds (None: none, or one that
+    does not read as a record)."""
+    import json
+
+    try:
+        with open(path) as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _differences(earlier, record):
+    """How the staged run's record differs from this run's, in words."""
+    def flag(key):
+        return "--" + key.replace("_", "-")
+
+    said = [f"{what} {earlier.get(what)} (this run: {record[what]})"
+            for what in ("recipe", "backend", "kerastrain")
+            if earlier.get(what) != record[what]]
+    flags, staged = record["flags"], earlier.get("flags") or {}
+    said += [f"{flag(key)} {staged.get(key)} (this run: {flags.get(key)})"
+             for key in sorted(set(flags) | set(staged))
+             if staged.get(key) != flags.get(key)]
+    return ", ".join(said)
 
 
 def _run_with_policy(run, args):

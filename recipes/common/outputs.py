@@ -28,6 +28,9 @@ OPTIONAL_PACKAGES = {"imblearn": "imbalanced-learn",
 # moves them into the output folder. An interrupted rerun thus leaves the
 # earlier run's outputs whole.
 STAGING = ".unfinished"
+# The staging folder's record of the run it holds (`cli.run_record`),
+# which `--resume` compares: not an output, never published.
+RUN_RECORD = "run.json"
 
 
 def publish(args):
@@ -40,6 +43,7 @@ def publish(args):
     folder does not claim to hold a finished run.
 
     Returns the names published, sorted."""
+    remove_path(os.path.join(args.out, RUN_RECORD))
     metrics_path = os.path.join(args.publish_to, "metrics.json")
     earlier = _published_before(metrics_path)
     if os.path.exists(metrics_path):
@@ -94,6 +98,8 @@ def finish(name, args, metrics, rows):
     seconds = args.timer()
     metrics.update({"wall_time_s": round(seconds, 1), "quick": args.quick,
                     **environment(args, args.tf_data)})
+    if getattr(args, "resumable", False):
+        metrics["resumed_from_epoch"] = args.resumed_from_epoch
     metrics["outputs"] = publish(args)
     write_json(metrics, os.path.join(args.publish_to, "metrics.json"))
     print_summary(f"{name} (seed {args.seed}, {keras.backend.backend()})",

@@ -22,6 +22,9 @@ from recipes.common.reports import (plot_confusion_matrix, plot_history,
 # (alone, at the test runner's XLA level), 53 s instead of 60 s on
 # tensorflow and 27 s instead of 32 s on torch.
 QUICK_WIDTH = 8
+# The folder, in the run's staging folder, of the training's backup
+# (`CheckpointEarlyStopping(backup_dir=...)`), which `--resume` resumes.
+BACKUP = "backup"
 
 
 def one_cycle_steps(args, samples, epochs=None, what=None,
@@ -97,7 +100,15 @@ def fit_image_classifier(model, train, val, args, *, max_lr, weight_decay,
     the whole budget (one-cycle plans all its epochs). Writes
     `schedule.png`.
 
-    Returns the Keras `History` of all epochs.
+    The mixed-up and the plain epochs are one `fit` (`fit_passes` with
+    `{0: mixed, mixed_epochs: plain}` pipelines), which the checkpoint
+    backs up at every epoch in `args.out/backup`: a run that `--resume`
+    starts again after a crash goes on from the last epoch backed up, as
+    the uninterrupted run would have (`args.resumed_from_epoch`, None for
+    a run from the start, says where).
+
+    Returns the Keras `History` of all epochs, those before a resume
+    included.
     """
     import keras
 
@@ -128,30 +139,30 @@ def fit_image_classifier(model, train, val, args, *, max_lr, weight_decay,
             lambda x, y: ((x,) * outputs, (y,) * outputs))
     checkpoint = CheckpointEarlyStopping(
         os.path.join(args.out, "model.keras"), monitor="val_loss",
-        patience=args.epochs, start_from_epoch=int(0.9 * args.epochs))
+        patience=args.epochs, start_from_epoch=int(0.9 * args.epochs),
+        backup_dir=os.path.join(args.out, BACKUP))
     mixed_epochs = int(round(args.epochs * (1 - mixup_off))) if (
         mixup_alpha > 0) else 0
-    # Two fits, one optimizer: the schedule runs on through both; the
-    # checkpoint (last 10% of the epochs) watches the second. Each fit
-    # and each member of a `trained_together` model reads a pipeline of
-    # its own seed (`member_seeds`).
+    # One fit, its pipelines in turn: mixed up, then plain. Each (and each
+    # member's, for a `trained_together` model) has a seed of its own
+    # (`member_seeds`).
     seeds = member_seeds(args.seed, outputs)
-    history = None
-    for start, stop, alpha, fit_seeds in (
+    stages = {start: _zipped([image_pipeline(
+        *train, augment=augment, mixup_alpha=alpha, drop_remainder=True,
+        **{**pipeline, "seed": seed}) for seed in fit_seeds])
+        for start, stop, alpha, fit_seeds in (
             (0, mixed_epochs, mixup_alpha, seeds.first_fit),
-            (mixed_epochs, args.epochs, 0.0, seeds.second_fit)):
-        if stop <= start:
-            continue
-        part = fit_passes(
-            model, _zipped([image_pipeline(*train, augment=augment,
-                                           mixup_alpha=alpha,
-                                           drop_remainder=True,
-                                           **{**pipeline, "seed": seed})
-                            for seed in fit_seeds]),
-            validation, initial_epoch=start, epochs=stop,
-            verbose=2, shuffle=False,  # the pipeline reshuffles itself
-            callbacks=[checkpoint] if stop == args.epochs else [])
-        history = part if history is None else _extend(history, part)
+            (mixed_epochs, args.epochs, 0.0, seeds.second_fit))
+        if start < stop}
+    args.resumed_from_epoch = checkpoint.resume_epoch()
+    if args.resumed_from_epoch is not None:
+        print(f"Resuming at epoch {args.resumed_from_epoch + 1} of "
+              f"{args.epochs}, from the backup in {checkpoint.backup_dir}")
+    history = fit_passes(model, stages, validation, epochs=args.epochs,
+                         verbose=2, callbacks=[checkpoint],
+                         shuffle=False)  # the pipeline reshuffles itself
+    # A resumed run's History holds the epochs after the resume only.
+    checkpoint.add_resumed_epochs(history)
     plot_schedule(one_cycle, steps, os.path.join(args.out, "schedule.png"))
     return history
 
@@ -221,14 +232,6 @@ def trained_together(build, count):
     inputs = [keras.Input(shape=m.inputs[0].shape[1:]) for m in members]
     return members, keras.Model(
         inputs, [m(x) for m, x in zip(members, inputs)])
-
-
-def _extend(history, more):
-    """Appends the epochs of History `more` to History `history`."""
-    for key, values in more.history.items():
-        history.history.setdefault(key, []).extend(values)
-    history.epoch.extend(more.epoch)
-    return history
 
 
 def predicted_labels(model, x, batch_size=None):
