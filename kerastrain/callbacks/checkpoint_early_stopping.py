@@ -340,6 +340,7 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
         self.backup_dir = None if backup_dir is None else check_path(
             "backup_dir", backup_dir)
         self._backup, self._epoch_end_logs = None, None
+        self.epoch_logs, self.resumed_epochs = [], 0  # no fit yet
         if self.backup_dir is not None:
             self._backup = self._new_backup()
 

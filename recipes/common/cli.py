@@ -250,7 +250,7 @@ def run_main(name, doc, run, argv=None, *, epochs, batch_size,
     """
     timer = Timer()  # before Keras and its backend are imported
     args = parse_args(name, doc.split("\n\n")[0], argv, epochs=epochs,
-                      batch_size=batch_size, **flags)
+                      batch_size=batch_size, resumable=resumable, **flags)
     args.timer, args.tf_data = timer, tf_data
     args.leave_a_core = leave_a_core
     if args.quick:
@@ -259,15 +259,18 @@ def run_main(name, doc, run, argv=None, *, epochs, batch_size,
     args.out = os.path.join(args.publish_to, STAGING)
     args.resumable, args.resumed_from_epoch = resumable, None
     try:
-        _prepare_staging(name, args, run_record(name, args))
+        kept = _prepare_staging(name, args)
     except RecipeError as error:  # the interrupted run stays
         print(f"{name}: error: {error}", file=sys.stderr)
         return 1
     try:
         _run_with_policy(run, args)
     except BaseException as error:  # KeyboardInterrupt too
-        if isinstance(error, RecipeError):
+        if isinstance(error, RecipeError) and not kept:
             shutil.rmtree(args.out, ignore_errors=True)
+        if os.path.isdir(args.out) and os.listdir(args.out) == [
+                RUN_RECORD]:  # nothing to resume
+            os.remove(os.path.join(args.out, RUN_RECORD))
         remove_empty([args.out, *args.created_folders])
         if os.path.isdir(args.out):
             print(f"{name}: stopped; nothing was published to "
@@ -303,22 +306,24 @@ def run_record(name, args):
                       if key not in skip}}
 
 
-def _prepare_staging(name, args, record):
-    """Makes `args.out` the staging folder of this run, holding `record`
-    (its `run_record`). What an interrupted run staged was never
-    published, and is removed (publishing its files with this run's would
-    mix two runs), unless `--resume` finds it staged by a run of the same
-    record: then it stays, for the training to go on from its backup. One
-    of another record is a `RecipeError`, and stays too. (A stray file
-    named as the staging folder is removed as well: rmtree would leave
-    it.)"""
+def _prepare_staging(name, args):
+    """Makes `args.out` the staging folder of this run, holding its
+    `run_record` where the recipe is resumable. What an interrupted run
+    staged was never published, and is removed (publishing its files with
+    this run's would mix two runs), unless `--resume` finds it staged by
+    a run of the same record: then it stays, for the training to go on
+    from its backup (returns True), also through a `RecipeError` of this
+    run. One of another record is a `RecipeError`, and stays too. (A
+    stray file named as the staging folder is removed as well: rmtree
+    would leave it.)"""
     from kerastrain.io import write_json
 
+    record = run_record(name, args) if args.resumable else None
     path = os.path.join(args.out, RUN_RECORD)
     if getattr(args, "resume", False):
         earlier = _read_record(path)
         if earlier == record:
-            return
+            return True
         if earlier is not None:
             raise RecipeError(
                 f"--resume: the interrupted run in {args.out} was started "
@@ -329,7 +334,9 @@ def _prepare_staging(name, args, record):
               "starting afresh.")
     remove_path(args.out)
     os.makedirs(args.out)
-    write_json(record, path)
+    if record is not None:
+        write_json(record, path)
+    return False
 
 
 def _read_record(path):

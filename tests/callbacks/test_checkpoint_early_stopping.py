@@ -224,7 +224,10 @@ def test_an_interrupted_fit_resumes_and_stops_like_an_uninterrupted_one(
     reference = CheckpointEarlyStopping(str(tmp_path / "ref.keras"),
                                         patience=3)
     uninterrupted = make_model()
-    fit(uninterrupted, [reference])
+    expected = fit(uninterrupted, [reference])
+    # Nothing to add to a fit that did not resume.
+    assert reference.add_resumed_epochs(expected) == []
+    assert expected.epoch == list(range(len(reference.epoch_logs)))
 
     def callback():
         return CheckpointEarlyStopping(
@@ -251,6 +254,13 @@ def test_an_interrupted_fit_resumes_and_stops_like_an_uninterrupted_one(
         [logs["val_loss"] for logs in reference.epoch_logs], rtol=1e-5)
     assert resumed_callback.stopped_epoch == reference.stopped_epoch
     assert resumed_callback.best_epoch == reference.best_epoch
+    # The History of the whole run, as the uninterrupted fit returned it.
+    assert resumed_callback.add_resumed_epochs(history) == list(
+        range(crash_epoch))
+    assert history.epoch == expected.epoch
+    assert history.history.keys() == expected.history.keys()
+    for key, values in expected.history.items():
+        np.testing.assert_allclose(history.history[key], values, rtol=1e-5)
     for a, b in zip(weights(keras.saving.load_model(tmp_path / "best.keras")),
                     weights(keras.saving.load_model(tmp_path / "ref.keras"))):
         np.testing.assert_allclose(a, b, atol=1e-6)

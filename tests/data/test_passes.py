@@ -93,6 +93,73 @@ def test_fit_passes_refuses_data_it_cannot_count_in_passes():
                    validation_steps=2)
 
 
+@pytest.mark.parametrize("initial_epoch, expected", [
+    (0, [("mixed", 2), ("plain", 3)]),
+    # The pipeline in force at initial_epoch starts its first pass there.
+    (1, [("mixed", 1), ("plain", 3)]),
+    (3, [("plain", 3)]),
+])
+def test_pipelines_take_turns_each_from_its_first_pass(
+        initial_epoch, expected, monkeypatch):
+    """`{0: mixed, 2: plain}`: the batches of a fit of the mixed-up
+    pipeline until epoch 2, then of one of the plain pipeline, each
+    started anew (a pipeline built again from its seed gives them)."""
+    given = {}
+
+    def fit(self, x, **kwargs):
+        given.update(kwargs, x=x)
+
+    def build(name):
+        return digits_pipeline(3, mixup_alpha=0.4) if name == "mixed" \
+            else digits_pipeline(4)
+
+    monkeypatch.setattr(keras.Model, "fit", fit)
+    fit_passes(compiled_model(), {2: build("plain"), 0: build("mixed")},
+               digits_pipeline(3, training=False),
+               initial_epoch=initial_epoch, epochs=5)
+    assert given["steps_per_epoch"] == 3
+    want = [images for name, count in expected
+            for images, _ in build(name).repeat(count)]
+    got = [images for images, _ in given["x"].take(len(want))]
+    assert [len(images) for images in got] == [16, 16, 8] * (len(want) // 3)
+    for a, b in zip(want, got):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # Mixed-up labels are soft; the plain ones one-hot.
+    mixed = sum(count for name, count in expected if name == "mixed")
+    labels = [np.asarray(y) for _, y in given["x"].take(len(want))]
+    assert all(np.isin(y, (0, 1)).all() for y in labels[3 * mixed:])
+    assert not any(np.isin(y, (0, 1)).all() for y in labels[:3 * mixed])
+
+
+def test_pipelines_in_turn_are_checked_each(monkeypatch):
+    evaluated = []
+    model = compiled_model()
+    monkeypatch.setattr(model, "evaluate",
+                        lambda *a, **k: evaluated.append(a))
+    validation = digits_pipeline(0, training=False)
+    plain = digits_pipeline(0)
+    for x, kwargs, error, match in [
+            ({}, {}, ValueError, r"`x` must be a pipeline or a non-empty "
+             r"dict \{epoch: pipeline\}"),
+            ({-1: plain}, {}, ValueError,
+             r"`x \(key -1\)` must be an integer >= 0"),
+            ({0.5: plain}, {}, TypeError, r"`x \(key 0.5\)` must be an "
+             "integer"),
+            ({1: plain, 3: plain}, {"initial_epoch": 0}, ValueError,
+             r"no pipeline for epoch 0, where the fit starts .* first key "
+             r"is 1"),
+            # Another number of batches per pass: steps_per_epoch is one.
+            ({0: plain, 2: plain.take(2)}, {}, ValueError,
+             r"one number of batches.*\{0: 3, 2: 2\}"),
+            ({0: plain, 2: np.zeros((8, 8, 8, 1))}, {}, TypeError,
+             r"`x\[2\]` must be a finite tf.data.Dataset"),
+            ({0: plain, 2: plain.map(lambda x, y: x)}, {}, ValueError,
+             r"`x\[2\]` must give \(inputs, targets\) batches")]:
+        with pytest.raises(error, match=match):
+            fit_passes(model, x, validation, epochs=3, verbose=0, **kwargs)
+    assert not evaluated
+
+
 @pytest.mark.parametrize("model, kwargs, error, match", [
     # "'NoneType' object has no attribute 'evaluate'".
     (None, {}, TypeError, r"`model` must be a keras.Model. "
@@ -176,9 +243,13 @@ def test_fit_passes_takes_callbacks_as_keras_fit_documents_them():
         assert batches.epochs == [dict(train=3, test=3)]
 
 
-@pytest.mark.parametrize("mixup", [0.0, 0.4])
+@pytest.mark.parametrize("mixup, crash", [
+    (0.0, 3), (0.4, 3),
+    # Mixup until epoch 2, then the plain images (`{0: mixed, 2: plain}`),
+    # resumed after the turn: the passes skipped are of both.
+    ("until 2", 3)])
 def test_a_resumed_fit_reads_the_passes_an_uninterrupted_one_did(
-        tmp_path, mixup):
+        tmp_path, mixup, crash):
     """Resumed from a `CheckpointEarlyStopping` backup, a restarted
     script's `fit` started the pipeline at its first pass: the resumed
     epochs trained on other shuffles, shifts and mixes than the
@@ -197,17 +268,19 @@ def test_a_resumed_fit_reads_the_passes_an_uninterrupted_one_did(
         checkpoint = CheckpointEarlyStopping(
             str(tmp_path / f"{name}.keras"), patience=50,
             restore_best=False, backup_dir=str(tmp_path / name))
+        train = digits_pipeline(3, mixup_alpha=mixup) if mixup != (
+            "until 2") else {0: digits_pipeline(3, mixup_alpha=0.4),
+                             2: digits_pipeline(4)}
         history = fit_passes(
-            model, digits_pipeline(3, mixup_alpha=mixup),
-            digits_pipeline(None, training=False), epochs=5, verbose=0,
-            callbacks=[checkpoint, *crash])
+            model, train, digits_pipeline(None, training=False), epochs=5,
+            verbose=0, callbacks=[checkpoint, *crash])
         return model, checkpoint, history
 
     reference, expected, _ = run("reference")
     with pytest.raises(KeyboardInterrupt):
-        run("resumed", [CrashAt(3, batch=1)])
+        run("resumed", [CrashAt(crash, batch=1)])
     model, resumed, history = run("resumed")
-    assert history.epoch == [3, 4]
+    assert history.epoch == list(range(crash, 5))
     assert [logs["loss"] for logs in resumed.epoch_logs] == [
         logs["loss"] for logs in expected.epoch_logs]
     for a, b in zip(model.weights, reference.weights):

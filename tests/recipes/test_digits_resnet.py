@@ -1,4 +1,6 @@
+import contextlib
 import csv
+import io
 import json
 import os
 
@@ -18,11 +20,22 @@ EXPECTED_FILES = {"model.keras", "model_tta.keras", "metrics.json",
                   "schedule.png"}
 
 
-def test_quick_run_writes_reloadable_outputs(tmp_path, capsys):
-    out = tmp_path / "run"
-    # Two members: the one-member default is the same code, with one.
-    assert digits_resnet.main(["--quick", "--out", str(out), "--seed",
-                               "1", "--members", "2"]) == 0
+# Two members: the one-member default is the same code, with one.
+QUICK_FLAGS = ["--quick", "--seed", "1", "--members", "2"]
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """A --quick run's output folder and what it printed."""
+    out = tmp_path_factory.mktemp("digits") / "run"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert digits_resnet.main(QUICK_FLAGS + ["--out", str(out)]) == 0
+    return out, printed.getvalue()
+
+
+def test_quick_run_writes_reloadable_outputs(quick_run):
+    out, printed = quick_run
     assert EXPECTED_FILES <= set(os.listdir(out))
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("test_accuracy", "test_errors", "baselines", "wall_time_s",
@@ -92,7 +105,7 @@ def test_quick_run_writes_reloadable_outputs(tmp_path, capsys):
     reloaded = sum(float(loss(np.eye(10)[y_val], to_numpy(m(x_val))))
                    for m in members)
     assert reloaded == pytest.approx(min(val_losses), rel=1e-4)
-    assert "test accuracy" in capsys.readouterr().out
+    assert "test accuracy" in printed
 
     # The SVC peer, recomputed on the rows the quick run used: its first
     # QUICK_SAMPLES training and QUICK_EVAL_SAMPLES validation digits, as
@@ -104,6 +117,48 @@ def test_quick_run_writes_reloadable_outputs(tmp_path, capsys):
     peer = np.mean(svc.predict(x_test.reshape(-1, 64) * 16) == y_test)
     assert metrics["baselines"]["svc_rbf_c10_gamma0.001_accuracy"] == \
         pytest.approx(peer, abs=1e-12)
+
+
+def test_an_interrupted_run_resumes_to_the_uninterrupted_runs_end(
+        quick_run, tmp_path, monkeypatch, capsys):
+    """Crashed in its second epoch, and run again with --resume: it goes
+    on from the backup of the first, and ends with the uninterrupted
+    run's model, history and metrics, to the bit."""
+    import kerastrain.data
+    from tests.support import CrashAt
+
+    expected_out, _ = quick_run
+    real = kerastrain.data.fit_passes
+
+    def crashing(*args, callbacks, **kwargs):
+        return real(*args, callbacks=[*callbacks, CrashAt(1, batch=2)],
+                    **kwargs)
+
+    out = tmp_path / "run"
+    flags = QUICK_FLAGS + ["--out", str(out)]
+    monkeypatch.setattr(kerastrain.data, "fit_passes", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        digits_resnet.main(flags)
+    monkeypatch.undo()
+    assert not out.joinpath("metrics.json").exists()
+    capsys.readouterr()
+    assert digits_resnet.main(flags + ["--resume"]) == 0
+    assert "Resuming at epoch 2 of 2" in capsys.readouterr().out
+    metrics, expected = (json.loads((folder / "metrics.json").read_text())
+                         for folder in (out, expected_out))
+    assert (metrics["resumed_from_epoch"], expected["resumed_from_epoch"]
+            ) == (1, None)
+    for key in ("test_accuracy", "misclassified", "member_test_accuracies",
+                "test_accuracy_tta", "misclassified_tta", "epochs_run"):
+        assert metrics[key] == expected[key], key
+    assert (out / "history.csv").read_text() == (
+        expected_out / "history.csv").read_text()
+    assert set(os.listdir(out)) == set(os.listdir(expected_out))
+    for name in ("model.keras", "model_tta.keras"):
+        resumed, uninterrupted = (keras.saving.load_model(folder / name)
+                                  for folder in (out, expected_out))
+        for a, b in zip(resumed.weights, uninterrupted.weights):
+            np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
 
 
 def test_test_split_is_sklearns_stratified_split():

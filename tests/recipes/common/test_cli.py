@@ -265,3 +265,116 @@ def test_the_wall_time_counts_the_import_of_keras(tmp_path, monkeypatch):
     elapsed = time.perf_counter() - start
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert 0.3 <= metrics["wall_time_s"] <= round(elapsed, 1) + 0.05
+
+
+def backing_up(crash_at=None, fail=None):
+    """A resumable run that "trains" `args.epochs` epochs, backing each
+    up in its staging folder, and goes on from the backup it finds there:
+    interrupted at epoch `crash_at`, or raising `fail` before training."""
+    def run(args):
+        if fail is not None:
+            raise fail
+        backup = os.path.join(args.out, "backup.txt")
+        start = 0
+        if os.path.exists(backup):
+            with open(backup) as f:
+                start = args.resumed_from_epoch = int(f.read())
+        for epoch in range(start, args.epochs):
+            if epoch == crash_at:
+                raise KeyboardInterrupt("simulated crash")
+            with open(backup, "w") as f:
+                f.write(str(epoch + 1))
+        os.remove(backup)
+        common.finish("demo", args, {"epochs": args.epochs}, [])
+    return run
+
+
+def resumable(argv, run):
+    return run_with(argv, run, resumable=True)
+
+
+def test_resume_goes_on_with_the_interrupted_run_of_the_same_flags(
+        tmp_path, capsys):
+    out, staging = tmp_path / "run", tmp_path / "run" / common.STAGING
+    with pytest.raises(KeyboardInterrupt):
+        resumable(["--out", str(out), "--seed", "3"], backing_up(crash_at=2))
+    assert "same flags and --resume" in capsys.readouterr().err
+    assert sorted(os.listdir(staging)) == ["backup.txt", "run.json"]
+    record = json.loads((staging / "run.json").read_text())
+    assert record["backend"] == keras.backend.backend()
+    assert record["flags"]["seed"] == 3 and "out" not in record["flags"]
+    assert resumable(["--out", str(out), "--seed", "3", "--resume"],
+                     backing_up()) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["resumed_from_epoch"] == 2
+    # The record is no output; the staging folder is gone.
+    assert sorted(os.listdir(out)) == ["metrics.json"]
+    assert metrics["outputs"] == []
+
+
+def test_without_resume_a_run_starts_afresh(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        resumable(["--out", str(out)], backing_up(crash_at=2))
+    assert resumable(["--out", str(out)], backing_up()) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["resumed_from_epoch"] is None
+
+
+def test_resume_refuses_a_run_started_otherwise_and_keeps_it(
+        tmp_path, capsys):
+    out, staging = tmp_path / "run", tmp_path / "run" / common.STAGING
+    with pytest.raises(KeyboardInterrupt):
+        resumable(["--out", str(out)], backing_up(crash_at=2))
+    capsys.readouterr()
+    assert resumable(["--out", str(out), "--epochs", "4", "--seed", "1",
+                      "--resume"], backing_up()) == 1
+    err = capsys.readouterr().err
+    assert ("was started otherwise: --epochs 3 (this run: 4), --seed 0 "
+            "(this run: 1)") in err
+    assert "without --resume to start afresh" in err
+    assert sorted(os.listdir(staging)) == ["backup.txt", "run.json"]
+    # Another backend, or another recipe, differs too.
+    record = json.loads((staging / "run.json").read_text())
+    (staging / "run.json").write_text(json.dumps(
+        {**record, "backend": "other", "recipe": "another"}))
+    assert resumable(["--out", str(out), "--resume"], backing_up()) == 1
+    assert ("otherwise: recipe another (this run: demo), backend other "
+            f"(this run: {keras.backend.backend()})"
+            ) in capsys.readouterr().err
+    # A recipe error of a run that resumes keeps what it resumes.
+    (staging / "run.json").write_text(json.dumps(record))
+    assert resumable(["--out", str(out), "--resume"], backing_up(
+        fail=common.RecipeError("no data"))) == 1
+    assert sorted(os.listdir(staging)) == ["backup.txt", "run.json"]
+    assert resumable(["--out", str(out), "--resume"], backing_up()) == 0
+    assert json.loads((out / "metrics.json").read_text())[
+        "resumed_from_epoch"] == 2
+
+
+def test_resume_with_nothing_to_resume_starts_afresh(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert resumable(["--out", str(out), "--resume"], backing_up()) == 0
+    assert "no interrupted run in" in capsys.readouterr().out
+    assert json.loads((out / "metrics.json").read_text())[
+        "resumed_from_epoch"] is None
+    # A failure before anything is backed up leaves nothing to resume:
+    # the record goes with the folders the run made.
+    with pytest.raises(ZeroDivisionError):
+        resumable(["--out", str(tmp_path / "new")],
+                  backing_up(fail=ZeroDivisionError("a bug")))
+    assert not (tmp_path / "new").exists()
+
+
+def test_only_a_resumable_recipe_takes_resume(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_with(["--out", str(tmp_path), "--resume"], backing_up())
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --resume" in capsys.readouterr().err
+    # Nor does it write a record, or a resumed_from_epoch.
+    with pytest.raises(KeyboardInterrupt):
+        run_with(["--out", str(tmp_path)], backing_up(crash_at=1))
+    assert os.listdir(tmp_path / common.STAGING) == ["backup.txt"]
+    assert run_with(["--out", str(tmp_path)], backing_up()) == 0
+    assert "resumed_from_epoch" not in json.loads(
+        (tmp_path / "metrics.json").read_text())

@@ -9,18 +9,20 @@ from recipes import common
 
 def without_training(monkeypatch, record):
     """Replaces `fit_passes` by a fake that trains nothing: it hands
-    `record` each fit's pipelines, `initial_epoch`, `epochs` and
-    callbacks, and returns a History of those epochs. What is checked are
-    the pipelines the fits get (the recipes' quick tests train through
-    the real one)."""
+    `record` each stage of the fit (`{epoch: pipeline}`) as the epochs it
+    spans, its pipeline and the validation pipeline, and the callbacks,
+    and returns a History of the fit's epochs. What is checked are the
+    pipelines the fit gets (the recipes' quick tests train through the
+    real one)."""
     import kerastrain.data
 
-    def fit_passes(model, data, validation_data, *, initial_epoch, epochs,
+    def fit_passes(model, data, validation_data, *, epochs, callbacks,
                    **kwargs):
-        record(data, validation_data, initial_epoch, epochs,
-               kwargs["callbacks"])
+        starts = sorted(data)
+        record([(range(start, stop), data[start]) for start, stop in zip(
+            starts, starts[1:] + [epochs])], validation_data, callbacks)
         history = keras.callbacks.History()
-        history.epoch = list(range(initial_epoch, epochs))
+        history.epoch = list(range(epochs))
         return history
 
     monkeypatch.setattr(kerastrain.data, "fit_passes", fit_passes)
@@ -61,18 +63,23 @@ def test_no_fit_or_member_replays_the_batches_of_another(
 
     fits = []
     monkeypatch.setattr(kerastrain.data, "image_pipeline", spy)
-    without_training(monkeypatch, lambda data, validation_data, *fit:
-                     fits.append(fit))
+    without_training(monkeypatch, lambda *fit: fits.append(fit))
     train, val, model, args = small_run(tmp_path, 32, 8)
     history = common.fit_image_classifier(
         model, train, val, args, max_lr=0.1, weight_decay=0.0,
         augment=("shift",), mixup_alpha=0.2)
     assert history.epoch == [0, 1, 2, 3]
-    # With mixup for 3 epochs, then without; the checkpoint watches the
-    # second.
-    assert [fit[:2] for fit in fits] == [(0, 3), (3, 4)]
-    assert [len(fit[2]) for fit in fits] == [0, 1]
+    # One fit, with mixup for 3 epochs, then without; one checkpoint, and
+    # its backup, for the whole run.
+    assert len(fits) == 1
+    stages, _, callbacks = fits[0]
+    assert [epochs for epochs, _ in stages] == [range(0, 3), range(3, 4)]
+    assert [type(c).__name__ for c in callbacks] == [
+        "CheckpointEarlyStopping"]
+    assert callbacks[0].backup_dir == str(tmp_path / common.BACKUP)
     assert len(training_calls) == 2
+    assert [kwargs["mixup_alpha"] for _, kwargs in training_calls] == [
+        0.2, 0.0]
     single_seeds = [kwargs["seed"] for _, kwargs in training_calls]
 
     def first_batch(args, kwargs):
@@ -104,10 +111,10 @@ def test_the_one_cycle_spans_exactly_the_whole_batches_the_fits_read(
     one-cycle schedule ends at the last of them; the validation images,
     in batches of `eval_batch_size`, are all scored."""
 
-    def record(data, validation_data, initial_epoch, epochs, callbacks):
-        read.append((epochs - initial_epoch,
-                     [len(labels) for _, labels in data],
-                     [len(labels) for _, labels in validation_data]))
+    def record(stages, validation_data, callbacks):
+        read.extend((len(epochs), [len(labels) for _, labels in data],
+                     [len(labels) for _, labels in validation_data])
+                    for epochs, data in stages)
 
     read = []
     without_training(monkeypatch, record)
