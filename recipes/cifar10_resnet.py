@@ -15,9 +15,12 @@ images), measured on the same test split.
 
 The data set is read from `--data-dir` (TFDS's folder layout; default
 ~/tensorflow_datasets) and never downloaded unless `--download` is given.
-Use `--mixed-precision` on a GPU.
+Use `--mixed-precision` on a GPU. The training is backed up at every
+epoch: an interrupted run, started again with the same flags and
+`--resume`, goes on from its last epoch backed up.
 
 Run: python -m recipes.cifar10_resnet [--depth 20] [--epochs 30] [--download]
+     [--resume]
 """
 
 import sys

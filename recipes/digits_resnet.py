@@ -17,10 +17,12 @@ the test split, as it is and with test-time augmentation
 (`kerastrain.models.tta`: the mean of the digit's and its four one-pixel
 shifts' predictions), beside an RBF SVC (the strongest scikit-learn
 peer) and write both models, the metrics and plots to
-`saved_models/digits_resnet/`.
+`saved_models/digits_resnet/`. The training is backed up at every epoch:
+an interrupted run, started again with the same flags and `--resume`,
+goes on from its last epoch backed up and ends as the uninterrupted run.
 
 Run: python -m recipes.digits_resnet [--epochs 40] [--seed 0]
-     [--backend jax] [--members 1]
+     [--backend jax] [--members 1] [--resume]
 """
 
 import os

@@ -36,6 +36,10 @@ def test_quick_run_on_tfds_mock_data_writes_reloadable_outputs(tmp_path):
                 os.listdir(out))
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["depth"] == 8 and metrics["mixed_precision"] is False
+    # Backed up as digits_resnet is (its test resumes one); this run ran
+    # from the start, and left no backup behind.
+    assert metrics["resumed_from_epoch"] is None
+    assert "backup" not in os.listdir(out)
     assert metrics["backend"] == keras.backend.backend()
     # The peer, recomputed: logistic regression on the standardized pixels
     # of the quick run's training images (deterministic lbfgs).
