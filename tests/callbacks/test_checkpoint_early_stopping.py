@@ -642,6 +642,36 @@ def interrupt_writes_of(monkeypatch, name, count, before_open=False):
     monkeypatch.setattr(builtins, "open", patched)
 
 
+def resumed_after(tmp_path, monkeypatch, crash, crash_callbacks=(),
+                  before_resume=None):
+    """Fits 4 epochs with a backup until `crash(patch)`, set up in a
+    monkeypatch context (and `crash_callbacks`), interrupts it, calls
+    `before_resume()`, resumes in a new model and checks that it ends with
+    the uninterrupted run's weights. Returns the resumed fit's History."""
+    reference = make_model()
+    fit(reference, [CheckpointEarlyStopping(
+        str(tmp_path / "ref.keras"), patience=50, restore_best=False)],
+        epochs=4)
+
+    def callback():
+        return CheckpointEarlyStopping(
+            str(tmp_path / "best.keras"), patience=50, restore_best=False,
+            backup_dir=str(tmp_path / "backup"))
+
+    with monkeypatch.context() as patch:
+        crash(patch)
+        with pytest.raises(KeyboardInterrupt):
+            fit(make_model(), [callback(), *crash_callbacks], epochs=4)
+    if before_resume is not None:
+        before_resume()
+    model = make_model()
+    history = fit(model, [callback()], epochs=4)
+    for a, b in zip(weights(model), weights(reference)):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert not os.path.exists(tmp_path / "backup")
+    return history
+
+
 @pytest.mark.parametrize("interrupt", [
     "state file, at the open", "state file, mid-write",
     "weights file, mid-write"])
@@ -654,39 +684,24 @@ def test_an_interrupt_while_the_backup_is_written_resumes_exactly(
     # at an epoch's end the weights file last, which holds the epoch.
     from kerastrain.callbacks import checkpoint_early_stopping as module
 
-    reference = make_model()
-    fit(reference, [CheckpointEarlyStopping(
-        str(tmp_path / "ref.keras"), patience=50, restore_best=False)],
-        epochs=4)
-
-    def callback():
-        return CheckpointEarlyStopping(
-            str(tmp_path / "best.keras"), patience=50, restore_best=False,
-            backup_dir=str(tmp_path / "backup"))
-
-    with monkeypatch.context() as patch:
+    def crash(patch):
         if interrupt.startswith("state"):
             # The 3rd write, at the end of epoch 2, before its weights.
             interrupt_writes_of(patch, module.STATE_FILE, 3,
                                 before_open="open" in interrupt)
-        else:
-            # The 4th: the backup of the start, then epochs 0, 1, 2.
-            real, calls = module._write_variables, []
+            return
+        # The 4th: the backup of the start, then epochs 0, 1, 2.
+        real, calls = module._write_variables, []
 
-            def write(f, model):
-                calls.append(real(f, model))
-                if len(calls) == 4:
-                    raise KeyboardInterrupt("simulated Ctrl-C mid-write")
+        def write(f, model):
+            calls.append(real(f, model))
+            if len(calls) == 4:
+                raise KeyboardInterrupt("simulated Ctrl-C mid-write")
 
-            patch.setattr(module, "_write_variables", write)
-        with pytest.raises(KeyboardInterrupt):
-            fit(make_model(), [callback()], epochs=4)
-    model = make_model()
-    history = fit(model, [callback()], epochs=4)
+        patch.setattr(module, "_write_variables", write)
+
+    history = resumed_after(tmp_path, monkeypatch, crash)
     assert history.epoch[0] == 2  # the weights hold epochs 0 and 1
-    for a, b in zip(weights(model), weights(reference)):
-        np.testing.assert_allclose(a, b, atol=1e-5)
-    assert not os.path.exists(tmp_path / "backup")
 
 
 def test_a_backup_that_keras_save_weights_wrote_resumes_exactly(
@@ -701,28 +716,16 @@ def test_a_backup_that_keras_save_weights_wrote_resumes_exactly(
     from bench.backup import save_weights_backup
     from kerastrain.callbacks import checkpoint_early_stopping as module
 
-    reference = make_model()
-    fit(reference, [CheckpointEarlyStopping(
-        str(tmp_path / "ref.keras"), patience=50, restore_best=False)],
-        epochs=4)
+    def written_by_save_weights():
+        [backup] = (tmp_path / "backup").glob("*.weights.h5")
+        with h5py.File(backup, "r") as f:
+            assert module.VARIABLES_GROUP not in f and "layers" in f
 
-    def callback():
-        return CheckpointEarlyStopping(
-            str(tmp_path / "best.keras"), patience=50, restore_best=False,
-            backup_dir=str(tmp_path / "backup"))
-
-    with monkeypatch.context() as patch:
-        patch.setattr(module._Backup, "_save_model", save_weights_backup)
-        with pytest.raises(KeyboardInterrupt):
-            fit(make_model(), [callback(), CrashAt(2, batch=1)], epochs=4)
-    [backup] = (tmp_path / "backup").glob("*.weights.h5")
-    with h5py.File(backup, "r") as f:
-        assert module.VARIABLES_GROUP not in f and "layers" in f
-    model = make_model()
-    history = fit(model, [callback()], epochs=4)
+    history = resumed_after(
+        tmp_path, monkeypatch, lambda patch: patch.setattr(
+            module._Backup, "_save_model", save_weights_backup),
+        [CrashAt(2, batch=1)], written_by_save_weights)
     assert history.epoch[0] == 2
-    for a, b in zip(weights(model), weights(reference)):
-        np.testing.assert_allclose(a, b, atol=1e-5)
 
 
 def test_a_backup_of_another_model_is_refused_naming_the_shapes(tmp_path):
