@@ -18,9 +18,13 @@ split as the RBF SVC peer.
 
 Writes `model.keras` (the ensemble), `snapshots/`, `best_single.keras`,
 metrics, history, the schedule, learning curves and the ensemble's
-confusion matrix to `saved_models/snapshot_ensemble/`.
+confusion matrix to `saved_models/snapshot_ensemble/`. The training is
+backed up at every epoch: an interrupted run, started again with the same
+flags and `--resume`, goes on from its last epoch backed up, with the
+snapshots of the cycles before it.
 
 Run: python -m recipes.snapshot_ensemble [--epochs 40] [--cycles 5]
+     [--resume]
 """
 
 import sys
@@ -44,8 +48,7 @@ def run(args):
     import keras
 
     import kerastrain.io
-    from kerastrain.callbacks import CheckpointEarlyStopping, \
-        SnapshotEnsemble
+    from kerastrain.callbacks import SnapshotEnsemble
     from kerastrain.data import fit_passes, image_pipeline
     from kerastrain.models import ensemble, resnet
     from kerastrain.optimizers import SGD
@@ -87,6 +90,10 @@ def run(args):
 
     pipeline = dict(batch_size=args.batch_size, num_classes=10,
                     normalize=False, seed=args.seed)
+    # The best single epoch on validation, and the backup that --resume
+    # goes on from (the snapshots of the cycles before it stay listed).
+    checkpoint = common.backed_up_checkpoint(
+        args, "best_single.keras", patience=args.epochs, restore_best=False)
     history = fit_passes(
         model, image_pipeline(*train, augment=AUGMENT, drop_remainder=True,
                               **pipeline),
@@ -94,10 +101,8 @@ def run(args):
                        **{**pipeline, "batch_size": len(val[0])}),
         epochs=args.epochs, verbose=2, shuffle=False,
         callbacks=[snapshots, keras.callbacks.LambdaCallback(
-            on_train_batch_end=stop_after_last_cycle),
-            CheckpointEarlyStopping(
-                os.path.join(args.out, "best_single.keras"),
-                patience=args.epochs, restore_best=False)])
+            on_train_batch_end=stop_after_last_cycle), checkpoint])
+    checkpoint.add_resumed_epochs(history)
     steps_run = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
     plot_schedule(schedule, steps_run, os.path.join(out, "schedule.png"))
 
@@ -128,8 +133,8 @@ def run(args):
 
 def main(argv=None):
     return common.run_main(NAME, __doc__, run, argv, tf_data=True,
-                           leave_a_core=True, epochs=40, batch_size=64,
-                           add_arguments=add_arguments)
+                           leave_a_core=True, resumable=True, epochs=40,
+                           batch_size=64, add_arguments=add_arguments)
 
 
 if __name__ == "__main__":

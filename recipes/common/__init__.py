@@ -19,6 +19,7 @@ from recipes.common.reports import (plot_confusion_matrix, plot_history,
 from recipes.common.search import (TUNERS, add_search_arguments, make_tuner,
                                    run_search, search_report)
 from recipes.common.training import (BACKUP, QUICK_WIDTH, accuracy,
+                                     backed_up_checkpoint,
                                      fit_image_classifier, member_seeds,
                                      one_cycle_steps, predicted_labels,
                                      report_classifier, steps_per_epoch,

@@ -112,7 +112,6 @@ def fit_image_classifier(model, train, val, args, *, max_lr, weight_decay,
     """
     import keras
 
-    from kerastrain.callbacks import CheckpointEarlyStopping
     from kerastrain.data import fit_passes, image_pipeline
     from kerastrain.optimizers import SGD
     from kerastrain.schedules import OneCycle, plot_schedule
@@ -137,10 +136,9 @@ def fit_image_classifier(model, train, val, args, *, max_lr, weight_decay,
     if outputs > 1:  # every member reads the same validation batches
         validation = validation.map(
             lambda x, y: ((x,) * outputs, (y,) * outputs))
-    checkpoint = CheckpointEarlyStopping(
-        os.path.join(args.out, "model.keras"), monitor="val_loss",
-        patience=args.epochs, start_from_epoch=int(0.9 * args.epochs),
-        backup_dir=os.path.join(args.out, BACKUP))
+    checkpoint = backed_up_checkpoint(
+        args, "model.keras", monitor="val_loss", patience=args.epochs,
+        start_from_epoch=int(0.9 * args.epochs))
     mixed_epochs = int(round(args.epochs * (1 - mixup_off))) if (
         mixup_alpha > 0) else 0
     # One fit, its pipelines in turn: mixed up, then plain. Each (and each
@@ -154,10 +152,6 @@ def fit_image_classifier(model, train, val, args, *, max_lr, weight_decay,
             (0, mixed_epochs, mixup_alpha, seeds.first_fit),
             (mixed_epochs, args.epochs, 0.0, seeds.second_fit))
         if start < stop}
-    args.resumed_from_epoch = checkpoint.resume_epoch()
-    if args.resumed_from_epoch is not None:
-        print(f"Resuming at epoch {args.resumed_from_epoch + 1} of "
-              f"{args.epochs}, from the backup in {checkpoint.backup_dir}")
     history = fit_passes(model, stages, validation, epochs=args.epochs,
                          verbose=2, callbacks=[checkpoint],
                          shuffle=False)  # the pipeline reshuffles itself
@@ -165,6 +159,25 @@ def fit_image_classifier(model, train, val, args, *, max_lr, weight_decay,
     checkpoint.add_resumed_epochs(history)
     plot_schedule(one_cycle, steps, os.path.join(args.out, "schedule.png"))
     return history
+
+
+def backed_up_checkpoint(args, filename, **kwargs):
+    """A `CheckpointEarlyStopping` (`kwargs`) saving the best model to
+    `args.out/filename`, with its backup in `args.out/backup`, which a run
+    started again with `--resume` goes on from. Sets
+    `args.resumed_from_epoch` to the epoch the `fit` will resume at (None
+    for a run from the start), and says so. After the `fit`, its
+    `add_resumed_epochs(history)` gives the `History` of the whole run."""
+    from kerastrain.callbacks import CheckpointEarlyStopping
+
+    checkpoint = CheckpointEarlyStopping(
+        os.path.join(args.out, filename),
+        backup_dir=os.path.join(args.out, BACKUP), **kwargs)
+    args.resumed_from_epoch = checkpoint.resume_epoch()
+    if args.resumed_from_epoch is not None:
+        print(f"Resuming at epoch {args.resumed_from_epoch + 1} of "
+              f"{args.epochs}, from the backup in {checkpoint.backup_dir}")
+    return checkpoint
 
 
 def member_seeds(seed, count):

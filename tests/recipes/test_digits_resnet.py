@@ -12,6 +12,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.svm import SVC
 
 from recipes import common, digits_resnet
+from tests.recipes.common.runs import (assert_resumed_as_uninterrupted,
+                                       crashed)
 from tests.support import shift_views, softmax, to_numpy
 
 EXPECTED_FILES = {"model.keras", "model_tta.keras", "metrics.json",
@@ -124,41 +126,19 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_runs_end(
     """Crashed in its second epoch, and run again with --resume: it goes
     on from the backup of the first, and ends with the uninterrupted
     run's model, history and metrics, to the bit."""
-    import kerastrain.data
-    from tests.support import CrashAt
-
     expected_out, _ = quick_run
-    real = kerastrain.data.fit_passes
-
-    def crashing(*args, callbacks, **kwargs):
-        return real(*args, callbacks=[*callbacks, CrashAt(1, batch=2)],
-                    **kwargs)
-
     out = tmp_path / "run"
     flags = QUICK_FLAGS + ["--out", str(out)]
-    monkeypatch.setattr(kerastrain.data, "fit_passes", crashing)
-    with pytest.raises(KeyboardInterrupt):
-        digits_resnet.main(flags)
-    monkeypatch.undo()
+    crashed(digits_resnet.main, flags, monkeypatch, epoch=1, batch=2)
     assert not out.joinpath("metrics.json").exists()
     capsys.readouterr()
     assert digits_resnet.main(flags + ["--resume"]) == 0
     assert "Resuming at epoch 2 of 2" in capsys.readouterr().out
-    metrics, expected = (json.loads((folder / "metrics.json").read_text())
-                         for folder in (out, expected_out))
-    assert (metrics["resumed_from_epoch"], expected["resumed_from_epoch"]
-            ) == (1, None)
-    for key in ("test_accuracy", "misclassified", "member_test_accuracies",
-                "test_accuracy_tta", "misclassified_tta", "epochs_run"):
-        assert metrics[key] == expected[key], key
-    assert (out / "history.csv").read_text() == (
-        expected_out / "history.csv").read_text()
-    assert set(os.listdir(out)) == set(os.listdir(expected_out))
-    for name in ("model.keras", "model_tta.keras"):
-        resumed, uninterrupted = (keras.saving.load_model(folder / name)
-                                  for folder in (out, expected_out))
-        for a, b in zip(resumed.weights, uninterrupted.weights):
-            np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
+    assert_resumed_as_uninterrupted(
+        out, expected_out, 1, ("test_accuracy", "misclassified",
+                               "member_test_accuracies", "test_accuracy_tta",
+                               "misclassified_tta", "epochs_run"),
+        ("model.keras", "model_tta.keras"))
 
 
 def test_test_split_is_sklearns_stratified_split():

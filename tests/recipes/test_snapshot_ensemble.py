@@ -9,16 +9,27 @@ import kerastrain  # noqa: F401  (registers the layers for load_model)
 from recipes import common
 from recipes import snapshot_ensemble as recipe
 from recipes.digits_resnet import load_split
+from tests.recipes.common.runs import (assert_resumed_as_uninterrupted,
+                                       crashed)
 from tests.support import to_numpy
 
 
-def test_quick_run_reports_each_snapshot_and_their_average(tmp_path):
-    # One run for both claims (each run costs 15-50 s): --quick has 320
-    # training digits in batches of 64, 5 steps an epoch, 10 in 2 epochs;
-    # 4 cycles, which do not divide them, of 2 steps each use 8 of them
-    # and still give 4 snapshots.
-    out = tmp_path / "run"
-    assert recipe.main(["--quick", "--out", str(out), "--cycles", "4"]) == 0
+# --quick has 320 training digits in batches of 64, 5 steps an epoch, 10
+# in 2 epochs; 4 cycles, which do not divide them, of 2 steps each use 8
+# of them and still give 4 snapshots.
+QUICK_FLAGS = ["--quick", "--cycles", "4"]
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """A --quick run's output folder (each run costs 15-50 s)."""
+    out = tmp_path_factory.mktemp("snapshots") / "run"
+    assert recipe.main(QUICK_FLAGS + ["--out", str(out)]) == 0
+    return out
+
+
+def test_quick_run_reports_each_snapshot_and_their_average(quick_run):
+    out = quick_run
     metrics = json.loads((out / "metrics.json").read_text())
     # The folder holds the snapshots and the list of them, which a
     # resumed training reads.
@@ -64,6 +75,33 @@ def test_quick_run_reports_each_snapshot_and_their_average(tmp_path):
     # The tf.data pipeline ran TensorFlow beside the backend, if another.
     assert {"tensorflow", "jax", "torch"} & set(metrics) == {
         keras.backend.backend(), "tensorflow"}
+
+
+def test_an_interrupted_run_resumes_to_the_uninterrupted_runs_end(
+        quick_run, tmp_path, monkeypatch, capsys):
+    """Crashed at the 7th update, after the 3rd snapshot and past the
+    backup of the first epoch, and run again with --resume: it goes on
+    from that backup with the first two snapshots, saves the 3rd again,
+    and ends with the uninterrupted run's snapshots, ensemble, best
+    epoch, history and metrics, to the bit."""
+    out = tmp_path / "run"
+    flags = QUICK_FLAGS + ["--out", str(out)]
+    crashed(recipe.main, flags, monkeypatch, epoch=1, batch=1)
+    staged = out / common.STAGING / "snapshots"
+    assert sorted(p.name for p in staged.glob("*.keras")) == [
+        f"snapshot_{i:04d}.keras" for i in (1, 2, 3)]
+    capsys.readouterr()
+    # The 3rd snapshot of the crashed run is past the resumed step: the
+    # resumed training saves its own in its place.
+    with pytest.warns(UserWarning, match=r"1 snapshot file\(s\) that this "
+                      r"training did not write \(snapshot_0003.keras\)"):
+        assert recipe.main(flags + ["--resume"]) == 0
+    assert "Resuming at epoch 2 of 2" in capsys.readouterr().out
+    assert_resumed_as_uninterrupted(
+        out, quick_run, 1, ("test_accuracy", "snapshot_test_accuracies",
+                            "baselines", "steps_run"),
+        ["model.keras", "best_single.keras", *(
+            f"snapshots/snapshot_{i:04d}.keras" for i in (1, 2, 3, 4))])
 
 
 def test_more_cycles_than_steps_is_a_clear_error(tmp_path, capsys):

@@ -1,6 +1,8 @@
-"""Helpers that run a demo recipe through `run_main`, and a run that
-stages files to publish."""
+"""Helpers that run a demo recipe through `run_main`, a run that stages
+files to publish, and a recipe crashed mid-`fit` and checked after its
+`--resume`."""
 
+import json
 import os
 
 from recipes import common
@@ -25,3 +27,50 @@ def publishing(outputs, text):
             write(os.path.join(args.out, name), text)
         common.finish("demo", args, {"run": text}, [])
     return run
+
+
+def crashed(main, flags, monkeypatch, epoch, batch):
+    """Runs recipe `main(flags)` until a crash (KeyboardInterrupt, as a
+    Ctrl-C) after batch `batch` of epoch `epoch` of its `fit_passes`."""
+    import pytest
+
+    import kerastrain.data
+    from tests.support import CrashAt
+
+    real = kerastrain.data.fit_passes
+
+    def crashing(*args, callbacks, **kwargs):
+        return real(*args, callbacks=[*callbacks, CrashAt(epoch, batch)],
+                    **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(kerastrain.data, "fit_passes", crashing)
+        with pytest.raises(KeyboardInterrupt):
+            main(flags)
+
+
+def assert_resumed_as_uninterrupted(out, expected_out, resumed_from,
+                                    metrics_keys, models):
+    """Checks the run published in `out`, resumed at epoch `resumed_from`,
+    against the uninterrupted run in `expected_out`: the `metrics_keys`
+    of their `metrics.json`, their `history.csv` and the weights of each
+    of `models` (paths in the folders), to the bit."""
+    import keras
+    import numpy as np
+
+    from tests.support import to_numpy
+
+    metrics, expected = (json.loads((folder / "metrics.json").read_text())
+                         for folder in (out, expected_out))
+    assert (metrics["resumed_from_epoch"], expected["resumed_from_epoch"]
+            ) == (resumed_from, None)
+    for key in metrics_keys:
+        assert metrics[key] == expected[key], key
+    assert (out / "history.csv").read_text() == (
+        expected_out / "history.csv").read_text()
+    assert set(os.listdir(out)) == set(os.listdir(expected_out))
+    for name in models:
+        resumed, uninterrupted = (keras.saving.load_model(folder / name)
+                                  for folder in (out, expected_out))
+        for a, b in zip(resumed.weights, uninterrupted.weights):
+            np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
