@@ -55,10 +55,9 @@ def _pipelines(x, start):
             "of batches: an epoch is a pass of whichever is in force, "
             f"`steps_per_epoch` one number. Received: x with {lengths} "
             "batches per pass ({epoch: batches})")
-    in_force = [(max(epoch, start), pipeline)
-                for (epoch, pipeline), after in zip(stages, stages[1:] + [
-                    (None, None)]) if after[0] is None or after[0] > start]
-    return in_force, lengths[stages[0][0]]
+    current = max(i for i, (epoch, _) in enumerate(stages) if epoch <= start)
+    return ([(start, stages[current][1]), *stages[current + 1:]],
+            lengths[stages[0][0]])
 
 
 def _stream(stages):

@@ -251,15 +251,17 @@ def run_main(name, doc, run, argv=None, *, epochs, batch_size,
     timer = Timer()  # before Keras and its backend are imported
     args = parse_args(name, doc.split("\n\n")[0], argv, epochs=epochs,
                       batch_size=batch_size, resumable=resumable, **flags)
-    args.timer, args.tf_data = timer, tf_data
-    args.leave_a_core = leave_a_core
     if args.quick:
         args.epochs = min(args.epochs, 2)
+    # The flags as the run uses them, before the attributes set below.
+    record = run_record(name, args) if resumable else None
+    args.timer, args.tf_data = timer, tf_data
+    args.leave_a_core = leave_a_core
     args.publish_to = args.out
     args.out = os.path.join(args.publish_to, STAGING)
     args.resumable, args.resumed_from_epoch = resumable, None
     try:
-        kept = _prepare_staging(name, args)
+        kept = _prepare_staging(name, args, record)
     except RecipeError as error:  # the interrupted run stays
         print(f"{name}: error: {error}", file=sys.stderr)
         return 1
@@ -289,36 +291,33 @@ def run_main(name, doc, run, argv=None, *, epochs, batch_size,
 
 def run_record(name, args):
     """What a run into a staging folder is: the recipe `name`, its flags
-    (`args` as parsed, less `--out`, `--backend` and `--resume`), the
-    backend it runs on and kerastrain's version. `--resume` goes on only
-    with a staged run of the same record: any of these changes what the
-    training does."""
+    (`args` as `parse_args` returns them, less `--out`, `--backend`,
+    `--resume` and `created_folders`), the backend it runs on and
+    kerastrain's version. `--resume` goes on only with a staged run of the
+    same record: any of these changes what the training does."""
     import keras
 
     import kerastrain
 
-    skip = {"out", "backend", "resume", "created_folders", "timer",
-            "tf_data", "leave_a_core", "publish_to", "resumable",
-            "resumed_from_epoch"}
+    skip = {"out", "backend", "resume", "created_folders"}
     return {"recipe": name, "backend": keras.backend.backend(),
             "kerastrain": kerastrain.__version__,
             "flags": {key: value for key, value in sorted(vars(args).items())
                       if key not in skip}}
 
 
-def _prepare_staging(name, args):
-    """Makes `args.out` the staging folder of this run, holding its
-    `run_record` where the recipe is resumable. What an interrupted run
-    staged was never published, and is removed (publishing its files with
-    this run's would mix two runs), unless `--resume` finds it staged by
-    a run of the same record: then it stays, for the training to go on
-    from its backup (returns True), also through a `RecipeError` of this
-    run. One of another record is a `RecipeError`, and stays too. (A
-    stray file named as the staging folder is removed as well: rmtree
-    would leave it.)"""
+def _prepare_staging(name, args, record):
+    """Makes `args.out` the staging folder of this run, holding `record`,
+    its `run_record`, where the recipe is resumable (else None). What an
+    interrupted run staged was never published, and is removed
+    (publishing its files with this run's would mix two runs), unless
+    `--resume` finds it staged by a run of the same record: then it
+    stays, for the training to go on from its backup (returns True), also
+    through a `RecipeError` of this run. One of another record is a
+    `RecipeError`, and stays too. (A stray file named as the staging
+    folder is removed as well: rmtree would leave it.)"""
     from kerastrain.io import write_json
 
-    record = run_record(name, args) if args.resumable else None
     path = os.path.join(args.out, RUN_RECORD)
     if getattr(args, "resume", False):
         earlier = _read_record(path)
