@@ -13,9 +13,12 @@ is scored on the test split beside the RBF SVC peer.
 Writes `model.keras` (the best trial's best epoch),
 `best_hyperparameters.json`, `trials.csv` and `trials.png` (every trial),
 metrics and the confusion matrix to `saved_models/tune_digits/`, and prints
-the top trials.
+the top trials. Each trial backs itself up at every epoch: an interrupted
+search, run again with the same flags and `--resume`, keeps the trials
+that ended and goes on with the interrupted one from its backup.
 
 Run: python -m recipes.tune_digits [--max-trials 6] [--tuner hyperband]
+     [--resume]
 """
 
 import sys
@@ -63,7 +66,7 @@ def run(args):
     model, best_hp, rows = common.run_search(
         tuner, out, train, val, epochs=args.epochs,
         batch_size=args.batch_size, patience=args.epochs,
-        validation_batch_size=len(val[0]))
+        validation_batch_size=len(val[0]), backup=True)
     best_trial = rows[0]["trial"]
     predictions = common.predicted_labels(model, test[0], len(test[0]))
     accuracy = float(np.mean(predictions == test[1]))
@@ -86,7 +89,8 @@ def run(args):
 
 def main(argv=None):
     return common.run_main(NAME, __doc__, run, argv, tf_data=True, epochs=10,
-                           batch_size=64, add_arguments=add_arguments)
+                           batch_size=64, resumable=True,
+                           add_arguments=add_arguments)
 
 
 if __name__ == "__main__":

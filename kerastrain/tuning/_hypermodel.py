@@ -204,6 +204,8 @@ class ToolkitHyperModel(keras_tuner.HyperModel):
                                         initial_epoch, accumulation)
         self.compile_model(model, values, total_steps, accumulate)
         self._probe_as_trained(callbacks)
+        saver = _tuner_checkpoint(callbacks)
+        saved_before = None if saver is None else saver.best_value
         if steps_per_epoch is None and _in_passes(fit_kwargs):
             history = fit_passes(model, **fit_kwargs, **span)
         else:
@@ -211,8 +213,8 @@ class ToolkitHyperModel(keras_tuner.HyperModel):
                                 **fit_kwargs, **span)
         checkpoint = _first(callbacks, CheckpointEarlyStopping)
         if checkpoint is not None and checkpoint.resumed_epochs:
-            _add_resumed_epochs(history, checkpoint, initial_epoch,
-                                callbacks)
+            _add_resumed_epochs(history, checkpoint, initial_epoch, saver,
+                                saved_before)
         finder = _first(callbacks, LRFinder)
         if trial_id is not None and finder is not None and (
                 finder.result is not None):
@@ -508,18 +510,24 @@ def _check_validation_for_objective(callbacks, validation_split,
             f"metric). Received: validation_freq={validation_freq!r}")
 
 
-def _add_resumed_epochs(history, checkpoint, initial_epoch, callbacks):
+def _add_resumed_epochs(history, checkpoint, initial_epoch, saver,
+                        saved_before):
     """Puts the epochs a resumed `fit` ran before its crash, which the
     checkpoint kept with its backup, in front of `history`
     (`CheckpointEarlyStopping.add_resumed_epochs`), so that KerasTuner
-    scores the trial on all of them. Where the best epoch by the tuner's
-    objective came before the resume, beats what KerasTuner's own
-    checkpoint of the trial holds (its best epoch's weights, for
-    `get_best_models`; one is shared by a trial's executions), and the
-    model holds its weights (the checkpoint restored them), that
-    checkpoint is written again with them."""
+    scores the trial on all of them.
+
+    `saver` is KerasTuner's own checkpoint of the trial (its best epoch's
+    weights, for `get_best_models`; one is shared by a trial's
+    executions), whose best value was `saved_before` when the `fit`
+    began. Where the best epoch by the tuner's objective, the first of
+    those that tie, came before the resume and beats `saved_before`, the
+    uninterrupted `fit` would have left its weights there; where the
+    model holds them (the checkpoint restored them), the saver's file is
+    written again with them. (The resumed `fit` saved its own best epoch
+    after the resume: a worse one, or one that ties, which KerasTuner
+    keeps only when it comes first.)"""
     epochs = checkpoint.add_resumed_epochs(history, initial_epoch)
-    saver = _tuner_checkpoint(callbacks)
     if saver is None or not checkpoint.restore_best or not (
             checkpoint._saved):
         return
@@ -530,7 +538,7 @@ def _add_resumed_epochs(history, checkpoint, initial_epoch, callbacks):
             best = epoch, objective.get_value(logs)
     if best is not None and best[0] in epochs and (
             best[0] == checkpoint.best_epoch) and (
-            objective.better_than(best[1], saver.best_value)):
+            objective.better_than(best[1], saved_before)):
         # Atomically: a truncated file is no trial checkpoint that
         # KerasTuner's next round or `get_best_models` can load.
         with atomic_path(saver.filepath) as tmp:

@@ -16,7 +16,8 @@ from recipes.common.outputs import (OPTIONAL_PACKAGES, STAGING, environment,
                                     remove_path, write_history)
 from recipes.common.reports import (plot_confusion_matrix, plot_history,
                                     plot_misclassified, print_summary)
-from recipes.common.search import (TUNERS, add_search_arguments, make_tuner,
+from recipes.common.search import (TUNERS, SeededTrials,
+                                   add_search_arguments, make_tuner,
                                    run_search, search_report)
 from recipes.common.training import (BACKUP, QUICK_WIDTH, accuracy,
                                      backed_up_checkpoint,

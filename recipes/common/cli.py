@@ -118,7 +118,8 @@ def parse_args(name, description, argv=None, *, epochs, batch_size,
             "--resume", action="store_true",
             help="go on with the run that was interrupted in the output "
             "folder (started with the same flags), from the last epoch it "
-            "backed up; without one, start afresh")
+            "backed up (a search: with the trials it finished); without "
+            "one, start afresh")
     if add_arguments is not None:
         add_arguments(parser)
     args = parser.parse_args(argv)
@@ -239,7 +240,9 @@ def run_main(name, doc, run, argv=None, *, epochs, batch_size,
     interrupted, staged by the same recipe with the same flags on the same
     backend and kerastrain (the `run_record`), is kept and goes on from its
     backup, where otherwise every run starts with an empty staging folder.
-    `args.resumed_from_epoch` is for the run to set (None: from the start).
+    `args.resumed` is for the run to fill with where it went on from,
+    which `metrics.json` records: `{"resumed_from_epoch": None}` for a
+    `fit` from the start (`backed_up_checkpoint`).
 
     Returns the exit code: 0, or 1 after printing a `RecipeError`. Any
     other exception propagates, traceback and all. On any failure nothing
@@ -259,7 +262,7 @@ def run_main(name, doc, run, argv=None, *, epochs, batch_size,
     args.leave_a_core = leave_a_core
     args.publish_to = args.out
     args.out = os.path.join(args.publish_to, STAGING)
-    args.resumable, args.resumed_from_epoch = resumable, None
+    args.resumable, args.resumed = resumable, {}
     try:
         kept = _prepare_staging(name, args, record)
     except RecipeError as error:  # the interrupted run stays

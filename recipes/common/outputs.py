@@ -99,7 +99,7 @@ def finish(name, args, metrics, rows):
     metrics.update({"wall_time_s": round(seconds, 1), "quick": args.quick,
                     **environment(args, args.tf_data)})
     if getattr(args, "resumable", False):
-        metrics["resumed_from_epoch"] = args.resumed_from_epoch
+        metrics.update(args.resumed)
     metrics["outputs"] = publish(args)
     write_json(metrics, os.path.join(args.publish_to, "metrics.json"))
     print_summary(f"{name} (seed {args.seed}, {keras.backend.backend()})",
@@ -159,11 +159,14 @@ def write_history(history, path):
 def read_history(path):
     """A Keras `CSVLogger` file as a `History`-like object (`.history`,
     `.epoch`) for `write_history` and `plot_history`. The logger's "NA"
-    (a key an epoch did not log) reads as NaN."""
+    (a key an epoch did not log) reads as NaN. An epoch logged again (by
+    a `fit` resumed from a backup of the epoch before it, appending) is
+    read once, as logged last, in its place."""
     import types
 
     with open(path) as f:
-        rows = list(csv.DictReader(f))
+        rows = {int(row["epoch"]): row for row in csv.DictReader(f)}
+    rows = [rows[epoch] for epoch in sorted(rows)]
     names = [name for name in rows[0] if name != "epoch"] if rows else []
     return types.SimpleNamespace(
         history={n: [float("nan") if row[n] in ("NA", "") else float(row[n])

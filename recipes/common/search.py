@@ -1,6 +1,7 @@
 """The recipes that search with KerasTuner: `--tuner` and `--max-trials`,
-the tuner, a search with a checkpoint and a CSV log per trial, and its
-report (`trials.csv`, `trials.png`, the best trial's knobs and curves).
+the tuner (each trial seeded, a search reloaded with `--resume`), a search
+with a checkpoint (and a backup) and a CSV log per trial, and its report
+(`trials.csv`, `trials.png`, the best trial's knobs and curves).
 
 Nothing here imports Keras at module level: `--backend` must set
 `KERAS_BACKEND` before the first `import keras`.
@@ -10,9 +11,10 @@ import csv
 import io
 import os
 
-from recipes.common.cli import positive_int
+from recipes.common.cli import positive_int, remove_empty
 from recipes.common.outputs import read_history, write_history
 from recipes.common.reports import plot_history
+from recipes.common.training import BACKUP
 
 
 TUNERS = ("random", "bayesian", "hyperband")
@@ -31,31 +33,95 @@ def add_search_arguments(parser, max_trials):
 
 
 def make_tuner(hypermodel, args, objective, out, epochs):
-    """The KerasTuner tuner `args.tuner` names, seeded, searching in
-    `out/search` (overwritten: a recipe run is one search); `--quick` runs
-    2 trials. `epochs`, the most a trial trains, is Hyperband's
-    `max_epochs`."""
+    """The KerasTuner tuner `args.tuner` names, seeded (each trial by
+    `SeededTrials`), searching in `out/search`: a new search (a recipe run is one search), or, with
+    `--resume` (`args.resume`), the interrupted one staged there, which
+    KerasTuner reloads: its ended trials stay, and its interrupted trial
+    runs again, from its backup (`run_search(backup=True)`). A resumable
+    recipe's `args.resumed["resumed_after_trials"]` gets how many trials
+    had ended (None for a new search). `--quick` runs 2 trials. `epochs`,
+    the most a trial trains, is Hyperband's `max_epochs`."""
     import keras_tuner
 
     common = dict(objective=keras_tuner.Objective(*objective),
                   directory=os.path.join(out, "search"),
-                  project_name="search", overwrite=True, seed=args.seed)
+                  project_name="search",
+                  overwrite=not getattr(args, "resume", False),
+                  seed=args.seed)
     if args.tuner == "hyperband":
-        return keras_tuner.Hyperband(hypermodel, max_epochs=epochs,
-                                     factor=3, **common)
-    tuner_class = (keras_tuner.RandomSearch if args.tuner == "random"
-                   else keras_tuner.BayesianOptimization)
-    return tuner_class(hypermodel, max_trials=min(args.max_trials, 2) if (
-        args.quick) else args.max_trials, **common)
+        tuner_class, common["max_epochs"], common["factor"] = (
+            keras_tuner.Hyperband, epochs, 3)
+    else:
+        tuner_class = (keras_tuner.RandomSearch if args.tuner == "random"
+                       else keras_tuner.BayesianOptimization)
+        common["max_trials"] = min(args.max_trials, 2) if (
+            args.quick) else args.max_trials
+    tuner = type(tuner_class.__name__, (SeededTrials, tuner_class), {})(
+        hypermodel, **common)
+    if getattr(args, "resumable", False):
+        args.resumed["resumed_after_trials"] = _resumed_after(
+            tuner, os.path.join(out, "search", BACKUP))
+    return tuner
+
+
+class SeededTrials:
+    """Mixed into a KerasTuner tuner (before its class): each trial begins
+    with `keras.utils.set_random_seed` of a seed drawn from the tuner's
+    `seed` and the trial's id, so that what a trial draws (its initial
+    weights, its data order) does not hang on the trials before it. A
+    trial that `--resume` runs again from its start (interrupted before
+    its first backup) draws what it drew in the uninterrupted search,
+    where a new process had drawn otherwise."""
+
+    def __init__(self, *args, seed, **kwargs):
+        super().__init__(*args, seed=seed, **kwargs)
+        self.trials_seed = seed
+
+    def on_trial_begin(self, trial):
+        import keras
+        import numpy as np
+
+        from kerastrain._seeds import LAYER_SEED_LIMIT
+
+        keras.utils.set_random_seed(int(np.random.SeedSequence(
+            [self.trials_seed, int(trial.trial_id)]).generate_state(1)[0])
+            % LAYER_SEED_LIMIT)
+        super().on_trial_begin(trial)
+
+
+def _resumed_after(tuner, backup_dir):
+    """How many trials of a reloaded search had ended, said with where
+    the interrupted one goes on (its backup in `backup_dir/<trial>`);
+    None, and nothing said, where no trial had begun."""
+    from kerastrain.callbacks import CheckpointEarlyStopping
+
+    trials = tuner.oracle.trials.values()
+    if not trials:
+        return None
+    ended = sum(t.status != "RUNNING" for t in trials)
+    said = [f"Resuming the search in {tuner.project_dir}: {ended} "
+            "trial(s) ended"]
+    for trial in trials:
+        if trial.status == "RUNNING":
+            epoch = CheckpointEarlyStopping(backup_dir=os.path.join(
+                backup_dir, trial.trial_id)).resume_epoch()
+            said.append(f"trial {trial.trial_id} runs again from its start"
+                        if epoch is None else f"trial {trial.trial_id} "
+                        f"resumes at epoch {epoch + 1}")
+    print("; ".join(said))
+    return ended
 
 
 def run_search(tuner, out, train, val, *, epochs, batch_size, patience,
-               validation_batch_size=None):
+               validation_batch_size=None, backup=False):
     """Runs a `make_tuner` search with a CheckpointEarlyStopping on the
     objective and a CSVLogger in every trial (validation in batches of
     `validation_batch_size`, default `batch_size`), writes
     `search_report`, and publishes the best trial's checkpoint (its best
-    epoch) as `out/model.keras`, atomically.
+    epoch) as `out/model.keras`, atomically. With `backup`, the checkpoint
+    backs each trial up at every epoch (`out/search/backup/<trial>`), and
+    a trial that `--resume` runs again goes on from its backup, its
+    CSVLogger's rows from before the interruption kept.
 
     Returns `(best_model, best_hyperparameters, rows)`.
     """
@@ -68,15 +134,20 @@ def run_search(tuner, out, train, val, *, epochs, batch_size, patience,
 
     search_dir = os.path.join(out, "search")
     histories = os.path.join(search_dir, "histories")
+    # The logger first: an interruption between the two writes a row
+    # again (read_history keeps the last), where the other order would
+    # lose the row of an epoch backed up.
     tuner.search(*train, validation_data=val, epochs=epochs,
                  batch_size=batch_size, verbose=2,
                  validation_batch_size=validation_batch_size,
-                 callbacks=[CheckpointEarlyStopping(
+                 callbacks=[keras.callbacks.CSVLogger(
+                     os.path.join(histories, "history.csv"), append=backup),
+                     CheckpointEarlyStopping(
                      os.path.join(search_dir, "checkpoints", "best.keras"),
                      monitor=tuner.oracle.objective.name,
-                     patience=patience),
-                     keras.callbacks.CSVLogger(
-                         os.path.join(histories, "history.csv"))])
+                     patience=patience, backup_dir=os.path.join(
+                         search_dir, BACKUP) if backup else None)])
+    remove_empty([os.path.join(search_dir, BACKUP)])  # the trials' ended
     best, rows = search_report(tuner, out, histories)
     path = os.path.join(out, "model.keras")
     with atomic_path(path) as tmp:

@@ -104,8 +104,8 @@ def fit_image_classifier(model, train, val, args, *, max_lr, weight_decay,
     `{0: mixed, mixed_epochs: plain}` pipelines), which the checkpoint
     backs up at every epoch in `args.out/backup`: a run that `--resume`
     starts again after a crash goes on from the last epoch backed up, as
-    the uninterrupted run would have (`args.resumed_from_epoch`, None for
-    a run from the start, says where).
+    the uninterrupted run would have (`args.resumed["resumed_from_epoch"]`,
+    None for a run from the start, says where).
 
     Returns the Keras `History` of all epochs, those before a resume
     included.
@@ -165,18 +165,19 @@ def backed_up_checkpoint(args, filename, **kwargs):
     """A `CheckpointEarlyStopping` (`kwargs`) saving the best model to
     `args.out/filename`, with its backup in `args.out/backup`, which a run
     started again with `--resume` goes on from. Sets
-    `args.resumed_from_epoch` to the epoch the `fit` will resume at (None
-    for a run from the start), and says so. After the `fit`, its
-    `add_resumed_epochs(history)` gives the `History` of the whole run."""
+    `args.resumed["resumed_from_epoch"]` to the epoch the `fit` will
+    resume at (None for a run from the start), and says so. After the
+    `fit`, its `add_resumed_epochs(history)` gives the `History` of the
+    whole run."""
     from kerastrain.callbacks import CheckpointEarlyStopping
 
     checkpoint = CheckpointEarlyStopping(
         os.path.join(args.out, filename),
         backup_dir=os.path.join(args.out, BACKUP), **kwargs)
-    args.resumed_from_epoch = checkpoint.resume_epoch()
-    if args.resumed_from_epoch is not None:
-        print(f"Resuming at epoch {args.resumed_from_epoch + 1} of "
-              f"{args.epochs}, from the backup in {checkpoint.backup_dir}")
+    epoch = args.resumed["resumed_from_epoch"] = checkpoint.resume_epoch()
+    if epoch is not None:
+        print(f"Resuming at epoch {epoch + 1} of {args.epochs}, from the "
+              f"backup in {checkpoint.backup_dir}")
     return checkpoint
 
 

@@ -98,8 +98,9 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_runs_end(
         assert recipe.main(flags + ["--resume"]) == 0
     assert "Resuming at epoch 2 of 2" in capsys.readouterr().out
     assert_resumed_as_uninterrupted(
-        out, quick_run, 1, ("test_accuracy", "snapshot_test_accuracies",
-                            "baselines", "steps_run"),
+        out, quick_run, {"resumed_from_epoch": 1},
+        ("test_accuracy", "snapshot_test_accuracies", "baselines",
+         "steps_run"),
         ["model.keras", "best_single.keras", *(
             f"snapshots/snapshot_{i:04d}.keras" for i in (1, 2, 3, 4))])
 

@@ -7,13 +7,26 @@ import numpy as np
 import pytest
 
 import kerastrain  # noqa: F401  (registers the layers for load_model)
+import kerastrain.tuning._hypermodel
 from recipes import tune_digits as recipe
 from recipes.digits_resnet import load_split
+from tests.recipes.common.runs import (assert_resumed_as_uninterrupted,
+                                       crashed)
+
+# Two trials of two epochs, 5 steps each.
+QUICK_FLAGS = ["--quick", "--epochs", "2"]
 
 
-def test_quick_search_writes_the_best_model_and_the_trials(tmp_path, capsys):
-    out = tmp_path / "run"
-    assert recipe.main(["--quick", "--out", str(out), "--epochs", "1"]) == 0
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """A --quick search's output folder (each costs 10-30 s)."""
+    out = tmp_path_factory.mktemp("search") / "run"
+    assert recipe.main(QUICK_FLAGS + ["--out", str(out)]) == 0
+    return out
+
+
+def test_quick_search_writes_the_best_model_and_the_trials(quick_run):
+    out = quick_run
     assert {"model.keras", "best_hyperparameters.json", "trials.csv",
             "trials.png", "history.csv", "learning_curves.png",
             "metrics.json", "confusion_matrix.png"} <= set(os.listdir(out))
@@ -44,7 +57,59 @@ def test_quick_search_writes_the_best_model_and_the_trials(tmp_path, capsys):
     assert accuracy(x_val, y_val) == pytest.approx(scores[0], abs=1e-6)
     assert accuracy(x_test, y_test) == pytest.approx(
         metrics["test_accuracy"], abs=1e-9)
-    assert "Top " in capsys.readouterr().out
+    assert metrics["resumed_after_trials"] is None
+    # The trials' backups went with their ends.
+    assert sorted(os.listdir(out / "search")) == [
+        "checkpoints", "histories", "search"]
+
+
+@pytest.mark.parametrize("epoch, said", [
+    (1, "trial 1 resumes at epoch 2"),
+    (None, "trial 1 runs again from its start")])
+def test_an_interrupted_search_resumes_to_the_uninterrupted_searchs_end(
+        quick_run, tmp_path, monkeypatch, capsys, epoch, said):
+    """Crashed in the second trial, in its second epoch (it resumes from
+    the backup of its first) or before its training began (no backup: it
+    runs again), and run again with --resume: the first trial's results
+    stay, and the search ends with the uninterrupted one's trials, best
+    model, the trials' checkpoints (KerasTuner's too) and histories, to
+    the bit."""
+    out = tmp_path / "run"
+    flags = QUICK_FLAGS + ["--out", str(out)]
+    crashed(recipe.main, flags, monkeypatch, epoch=epoch, batch=1,
+            caller=kerastrain.tuning._hypermodel, call=2)
+    capsys.readouterr()
+    assert recipe.main(flags + ["--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert ("1 trial(s) ended; " + said) in printed
+    assert "Top 2 of 2 trials" in printed
+    assert_resumed_as_uninterrupted(
+        out, quick_run, {"resumed_after_trials": 1},
+        ("test_accuracy", "best_trial", "best_val_accuracy",
+         "best_hyperparameters", "trials"),
+        ["model.keras", *(f"search/checkpoints/{trial}/best.keras"
+                          for trial in "01")])
+    for name in ("trials.csv", *(f"search/histories/{trial}/history.csv"
+                                 for trial in "01")):
+        assert (out / name).read_text() == (quick_run / name).read_text()
+    for trial in "01":
+        path = f"search/search/trial_{trial}/checkpoint.weights.h5"
+        resumed, expected = (h5_arrays(folder / path)
+                             for folder in (out, quick_run))
+        assert resumed.keys() == expected.keys()
+        for key in expected:
+            np.testing.assert_array_equal(resumed[key], expected[key])
+
+
+def h5_arrays(path):
+    """Every dataset of an HDF5 file (a weights file), by its path."""
+    import h5py
+
+    arrays = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, item: arrays.__setitem__(name, item[()])
+                     if isinstance(item, h5py.Dataset) else None)
+    return arrays
 
 
 @pytest.mark.parametrize("flags, message", [

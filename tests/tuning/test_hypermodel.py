@@ -46,10 +46,12 @@ class CrashAfter(keras.callbacks.Callback):
 
 def search(folder, crash_after=None, executions=1, objective="val_loss",
            monitor="val_loss", learning_rate=0.3, more_callbacks=(),
-           **fit_kwargs):
+           first_callbacks=(), **fit_kwargs):
     """One trial of 6 epochs (with the defaults, its val_loss best at
     epoch 4 and worse at 5); with `crash_after`, interrupted at the end
-    of that many epochs, counted over executions (after the backup)."""
+    of that many epochs, counted over executions (after the backup).
+    `first_callbacks` come before the checkpoint, `more_callbacks`
+    after it."""
     keras.utils.set_random_seed(0)
     x, y, xv, yv = cancer()
     model_maker = MLPHyperModel(30, 2, units=64, num_layers=2, dropout=0.0,
@@ -60,7 +62,7 @@ def search(folder, crash_after=None, executions=1, objective="val_loss",
                             executions_per_trial=executions,
                             directory=str(folder / "tuner"), seed=1,
                             overwrite=False)
-    callbacks = [CheckpointEarlyStopping(
+    callbacks = [*first_callbacks, CheckpointEarlyStopping(
         str(folder / "ckpt" / "best.keras"), backup_dir=str(folder / "bk"),
         monitor=monitor, patience=20), EpochLogs(), *more_callbacks]
     if crash_after is not None:
@@ -167,6 +169,32 @@ def test_a_resumed_execution_keeps_a_better_earlier_executions_model(
     model = tuner.get_best_models()[0]
     assert model.evaluate(xv, yv, verbose=0)[0] == pytest.approx(
         min(first), rel=1e-4)
+
+
+class FlatScore(keras.callbacks.Callback):
+    """Logs the same `val_accuracy` at every epoch: the epochs tie."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["val_accuracy"] = 0.5
+
+
+def test_a_resumed_trial_keeps_the_first_of_tied_best_epochs(tmp_path):
+    """KerasTuner keeps the weights of the first of tied best epochs; a
+    trial resumed past it kept the first epoch after the resume (a quick
+    `tune_digits`, whose validation accuracy is a count of 64 digits,
+    tied so), as nothing after the resume beat the epoch before it."""
+    kwargs = dict(objective="val_accuracy", monitor="val_accuracy",
+                  first_callbacks=[FlatScore()])
+    expected, _, _ = search(tmp_path / "uninterrupted", **kwargs)
+    with pytest.raises(KeyboardInterrupt):
+        search(tmp_path / "resumed", crash_after=3, **kwargs)
+    tuner, _, _ = search(tmp_path / "resumed", **kwargs)
+    trial = tuner.oracle.get_best_trials()[0]
+    assert (trial.score, trial.best_step) == (0.5, 0)
+    for a, b in zip(tuner.get_best_models()[0].weights,
+                    expected.get_best_models()[0].weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a),
+                                      keras.ops.convert_to_numpy(b))
 
 
 def test_a_resumed_trial_validated_every_other_epoch_is_scored(tmp_path):

@@ -29,32 +29,41 @@ def publishing(outputs, text):
     return run
 
 
-def crashed(main, flags, monkeypatch, epoch, batch):
+def crashed(main, flags, monkeypatch, epoch, batch, caller=None, call=1):
     """Runs recipe `main(flags)` until a crash (KeyboardInterrupt, as a
-    Ctrl-C) after batch `batch` of epoch `epoch` of its `fit_passes`."""
+    Ctrl-C) after batch `batch` of epoch `epoch` (None: before it starts)
+    of the `call`-th `fit_passes` that module `caller` (default
+    `kerastrain.data`'s users through it) makes: a search's trials make
+    one each."""
     import pytest
 
     import kerastrain.data
     from tests.support import CrashAt
 
-    real = kerastrain.data.fit_passes
+    caller = kerastrain.data if caller is None else caller
+    real, calls = caller.fit_passes, []
 
     def crashing(*args, callbacks, **kwargs):
-        return real(*args, callbacks=[*callbacks, CrashAt(epoch, batch)],
-                    **kwargs)
+        calls.append(None)
+        if len(calls) == call:
+            if epoch is None:
+                raise KeyboardInterrupt("simulated crash")
+            callbacks = [*callbacks, CrashAt(epoch, batch)]
+        return real(*args, callbacks=callbacks, **kwargs)
 
     with monkeypatch.context() as patch:
-        patch.setattr(kerastrain.data, "fit_passes", crashing)
+        patch.setattr(caller, "fit_passes", crashing)
         with pytest.raises(KeyboardInterrupt):
             main(flags)
 
 
-def assert_resumed_as_uninterrupted(out, expected_out, resumed_from,
+def assert_resumed_as_uninterrupted(out, expected_out, resumed,
                                     metrics_keys, models):
-    """Checks the run published in `out`, resumed at epoch `resumed_from`,
-    against the uninterrupted run in `expected_out`: the `metrics_keys`
-    of their `metrics.json`, their `history.csv` and the weights of each
-    of `models` (paths in the folders), to the bit."""
+    """Checks the run published in `out`, resumed from where `resumed`
+    says (`{metrics key: value}`, None in the uninterrupted run's), against
+    the uninterrupted run in `expected_out`: the `metrics_keys` of their
+    `metrics.json`, their `history.csv` and the weights of each of
+    `models` (paths in the folders), to the bit."""
     import keras
     import numpy as np
 
@@ -62,15 +71,15 @@ def assert_resumed_as_uninterrupted(out, expected_out, resumed_from,
 
     metrics, expected = (json.loads((folder / "metrics.json").read_text())
                          for folder in (out, expected_out))
-    assert (metrics["resumed_from_epoch"], expected["resumed_from_epoch"]
-            ) == (resumed_from, None)
+    for key, value in resumed.items():
+        assert (metrics[key], expected[key]) == (value, None), key
     for key in metrics_keys:
         assert metrics[key] == expected[key], key
     assert (out / "history.csv").read_text() == (
         expected_out / "history.csv").read_text()
     assert set(os.listdir(out)) == set(os.listdir(expected_out))
     for name in models:
-        resumed, uninterrupted = (keras.saving.load_model(folder / name)
-                                  for folder in (out, expected_out))
-        for a, b in zip(resumed.weights, uninterrupted.weights):
+        resumed_model, uninterrupted = (keras.saving.load_model(folder / name)
+                                        for folder in (out, expected_out))
+        for a, b in zip(resumed_model.weights, uninterrupted.weights):
             np.testing.assert_array_equal(to_numpy(a), to_numpy(b))

@@ -276,9 +276,10 @@ def backing_up(crash_at=None, fail=None):
             raise fail
         backup = os.path.join(args.out, "backup.txt")
         start = 0
+        args.resumed["resumed_from_epoch"] = None
         if os.path.exists(backup):
             with open(backup) as f:
-                start = args.resumed_from_epoch = int(f.read())
+                start = args.resumed["resumed_from_epoch"] = int(f.read())
         for epoch in range(start, args.epochs):
             if epoch == crash_at:
                 raise KeyboardInterrupt("simulated crash")

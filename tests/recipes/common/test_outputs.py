@@ -171,3 +171,47 @@ def test_a_continued_fits_history_keeps_its_epoch_numbers(tmp_path):
         with open(path) as f, open(logged) as g:
             assert [int(row["epoch"]) for row in csv.DictReader(f)] == [
                 int(row["epoch"]) + 1 for row in csv.DictReader(g)]
+
+
+def test_an_epoch_logged_again_after_a_resume_reads_once(tmp_path):
+    """`run_search`'s trials log before they back up: a crash between the
+    two resumes from the backup of the epoch before, runs the logged
+    epoch again and logs it again, appending; it reads once, as in the
+    uninterrupted `fit`'s `History`."""
+    import numpy as np
+
+    from kerastrain.callbacks import CheckpointEarlyStopping
+    from tests.support import CrashAt
+
+    def fit(crash=None):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        model.compile("sgd", "mse")
+        x = np.random.default_rng(0).normal(size=(16, 2))
+        return model.fit(x, x.sum(1), epochs=3, batch_size=4, verbose=0,
+                         callbacks=[
+                             keras.callbacks.CSVLogger(str(logged),
+                                                       append=True),
+                             *([crash] if crash else []),
+                             CheckpointEarlyStopping(
+                                 str(tmp_path / "best.keras"),
+                                 monitor="loss",
+                                 backup_dir=str(tmp_path / "backup"))])
+
+    logged = tmp_path / "uninterrupted.csv"
+    expected = fit()
+    logged = tmp_path / "resumed.csv"
+    with pytest.raises(KeyboardInterrupt):
+        fit(CrashAt(1))  # after epoch 1's row, before its backup
+    fit()
+    with open(logged) as f:
+        assert [row["epoch"] for row in csv.DictReader(f)] == [
+            "0", "1", "1", "2"]
+    history = common.read_history(str(logged))
+    assert history.epoch == [0, 1, 2]
+    np.testing.assert_allclose(history.history["loss"],
+                               expected.history["loss"], rtol=1e-6)
+    # The rows of the run again, in the place of the first.
+    with open(logged) as f:
+        rows = list(csv.DictReader(f))
+    assert history.history["loss"][1] == float(rows[2]["loss"])

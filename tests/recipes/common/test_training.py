@@ -43,7 +43,7 @@ def small_run(tmp_path, n_train, n_val):
     val = (rng.random((n_val, 8, 8, 1), "float32"), np.arange(n_val) % 4)
     return train, val, resnet((8, 8, 1), 4, depth=8, width=4), (
         argparse.Namespace(epochs=4, batch_size=16, seed=0,
-                           out=str(tmp_path)))
+                           out=str(tmp_path), resumed={}))
 
 
 def test_no_fit_or_member_replays_the_batches_of_another(
