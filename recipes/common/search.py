@@ -34,13 +34,14 @@ def add_search_arguments(parser, max_trials):
 
 def make_tuner(hypermodel, args, objective, out, epochs):
     """The KerasTuner tuner `args.tuner` names, seeded (each trial by
-    `SeededTrials`), searching in `out/search`: a new search (a recipe run is one search), or, with
-    `--resume` (`args.resume`), the interrupted one staged there, which
-    KerasTuner reloads: its ended trials stay, and its interrupted trial
-    runs again, from its backup (`run_search(backup=True)`). A resumable
-    recipe's `args.resumed["resumed_after_trials"]` gets how many trials
-    had ended (None for a new search). `--quick` runs 2 trials. `epochs`,
-    the most a trial trains, is Hyperband's `max_epochs`."""
+    `SeededTrials`), searching in `out/search`: a new search (a recipe
+    run is one search), or, with `--resume` (`args.resume`), the
+    interrupted one staged there, which KerasTuner reloads: its ended
+    trials stay, and its interrupted trial runs again, from its backup
+    (`run_search(backup=True)`). A resumable recipe's
+    `args.resumed["resumed_after_trials"]` gets how many trials had ended
+    (None for a new search). `--quick` runs 2 trials. `epochs`, the most a
+    trial trains, is Hyperband's `max_epochs`."""
     import keras_tuner
 
     common = dict(objective=keras_tuner.Objective(*objective),
