@@ -1,8 +1,11 @@
 """The flags, backend choice and exits every recipe shares
 (recipes/common/cli.py)."""
 
+import gc
 import json
 import os
+import signal
+import sys
 import time
 
 import keras
@@ -10,7 +13,7 @@ import pytest
 
 from recipes import common
 from recipes.common import cli
-from tests.recipes.common.runs import publishing, run_with
+from tests.recipes.common.runs import publishing, run_with, write
 
 
 def test_mixed_precision_sets_keras_policy_for_the_run_only(tmp_path):
@@ -379,3 +382,86 @@ def test_only_a_resumable_recipe_takes_resume(tmp_path, capsys):
     assert run_with(["--out", str(tmp_path)], backing_up()) == 0
     assert "resumed_from_epoch" not in json.loads(
         (tmp_path / "metrics.json").read_text())
+
+
+class CtrlCOnFloat:
+    """A log value whose conversion to float is interrupted by a Ctrl-C,
+    as a jax `fit` is while `pythonify_logs` waits for a batch's logs."""
+
+    def __float__(self):
+        signal.raise_signal(signal.SIGINT)
+        return 1.0
+
+
+def pythonify_logs():
+    """Keras' own, run on a log value that a Ctrl-C interrupts."""
+    from keras.src.utils.python_utils import pythonify_logs
+
+    return pythonify_logs({"loss": CtrlCOnFloat()})
+
+
+def wait_for_a_resent_interrupt():
+    for _ in range(500):  # 5 s: a KeyboardInterrupt ends it
+        time.sleep(0.01)
+
+
+def test_a_ctrl_c_keras_drops_still_stops_the_run(tmp_path, capsys):
+    # The premise: under Python's own handler, Keras' bare `except: pass`
+    # drops it, and leaves the value as it was.
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert isinstance(pythonify_logs()["loss"], CtrlCOnFloat)
+
+    def run(args):
+        write(os.path.join(args.out, "partial.txt"), "")
+        pythonify_logs()
+        wait_for_a_resent_interrupt()
+        raise AssertionError("the Ctrl-C was dropped")
+
+    with pytest.raises(KeyboardInterrupt):
+        run_with(["--out", str(tmp_path / "run")], run)
+    assert "stopped" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_ctrl_c_in_a_gc_callback_still_stops_the_run(monkeypatch):
+    """JAX collects XLA's garbage in a callback of the garbage collector,
+    where Python prints a KeyboardInterrupt as "Exception ignored" and
+    drops it."""
+    def interrupting(phase, info):
+        if phase == "start" and not sent:
+            sent.append(phase)
+            signal.raise_signal(signal.SIGINT)
+
+    dropped = []
+    monkeypatch.setattr(sys, "unraisablehook", dropped.append)
+    gc.callbacks.append(interrupting)
+    try:
+        sent = []
+        gc.collect()  # the premise: Python drops it
+        assert sent and [type(d.exc_value) for d in dropped] == [
+            KeyboardInterrupt]
+        sent, dropped[:] = [], []
+        with pytest.raises(KeyboardInterrupt):
+            with cli.interrupts_delivered():
+                gc.collect()
+                wait_for_a_resent_interrupt()
+    finally:
+        gc.callbacks.remove(interrupting)
+    assert sent and not dropped  # raised once, where the run was
+
+
+def test_a_ctrl_c_leaves_the_block_at_once_and_once():
+    """Raised where it arrives, it is not raised again after the block;
+    nor is a Ctrl-C that a shell has the process ignore raised at all."""
+    with pytest.raises(KeyboardInterrupt):
+        with cli.interrupts_delivered():
+            signal.raise_signal(signal.SIGINT)
+    time.sleep(3 * cli.INTERRUPT_RETRY_S)  # nothing is sent again
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with cli.interrupts_delivered():
+            signal.raise_signal(signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
