@@ -10,7 +10,7 @@ from recipes import common
 from recipes import snapshot_ensemble as recipe
 from recipes.digits_resnet import load_split
 from tests.recipes.common.runs import (assert_resumed_as_uninterrupted,
-                                       crashed)
+                                       crashed, finished_run)
 from tests.support import to_numpy
 
 
@@ -22,10 +22,7 @@ QUICK_FLAGS = ["--quick", "--cycles", "4"]
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    """A --quick run's output folder (each run costs 15-50 s)."""
-    out = tmp_path_factory.mktemp("snapshots") / "run"
-    assert recipe.main(QUICK_FLAGS + ["--out", str(out)]) == 0
-    return out
+    return finished_run(tmp_path_factory, recipe.main, QUICK_FLAGS)
 
 
 def test_quick_run_reports_each_snapshot_and_their_average(quick_run):

@@ -11,7 +11,7 @@ import kerastrain.tuning._hypermodel
 from recipes import tune_digits as recipe
 from recipes.digits_resnet import load_split
 from tests.recipes.common.runs import (assert_resumed_as_uninterrupted,
-                                       crashed)
+                                       crashed, finished_run)
 
 # Two trials of two epochs, 5 steps each.
 QUICK_FLAGS = ["--quick", "--epochs", "2"]
@@ -19,10 +19,7 @@ QUICK_FLAGS = ["--quick", "--epochs", "2"]
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    """A --quick search's output folder (each costs 10-30 s)."""
-    out = tmp_path_factory.mktemp("search") / "run"
-    assert recipe.main(QUICK_FLAGS + ["--out", str(out)]) == 0
-    return out
+    return finished_run(tmp_path_factory, recipe.main, QUICK_FLAGS)
 
 
 def test_quick_search_writes_the_best_model_and_the_trials(quick_run):

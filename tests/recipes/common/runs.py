@@ -1,6 +1,6 @@
 """Helpers that run a demo recipe through `run_main`, a run that stages
-files to publish, and a recipe crashed mid-`fit` and checked after its
-`--resume`."""
+files to publish, and a recipe to its end, or crashed mid-`fit` and
+checked after its `--resume`."""
 
 import json
 import os
@@ -27,6 +27,14 @@ def publishing(outputs, text):
             write(os.path.join(args.out, name), text)
         common.finish("demo", args, {"run": text}, [])
     return run
+
+
+def finished_run(tmp_path_factory, main, flags):
+    """Runs recipe `main(flags)` into a new folder, to its end; returns
+    the folder (for a module's fixture: a run costs 10-50 s)."""
+    out = tmp_path_factory.mktemp("recipe") / "run"
+    assert main(flags + ["--out", str(out)]) == 0
+    return out
 
 
 def crashed(main, flags, monkeypatch, epoch, batch, caller=None, call=1):
