@@ -7,10 +7,11 @@ Nothing here imports Keras at module level: `--backend` must set
 """
 
 from recipes.common.cli import (BACKENDS, MAX_SEED, RecipeError, Timer,
-                                ensure_writable, jax_cache_settings,
-                                missing_folders, parse_args, positive_int,
-                                program_name, remove_empty, run_main,
-                                seed_int, select_backend)
+                                ensure_writable, interrupts_delivered,
+                                jax_cache_settings, missing_folders,
+                                parse_args, positive_int, program_name,
+                                remove_empty, run_main, seed_int,
+                                select_backend)
 from recipes.common.outputs import (OPTIONAL_PACKAGES, STAGING, environment,
                                     finish, publish, read_history,
                                     remove_path, write_history)

@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import gc
 import os
+import select
 import shutil
 import signal
 import sys
@@ -390,7 +391,10 @@ def interrupts_delivered():
     Python raises it, a `KeyboardInterrupt`, and again every
     `INTERRUPT_RETRY_S` until one leaves the block; where it arrives in a
     function that would drop it, it is raised `INTERRUPT_SOON_S` later
-    instead, after that function has returned.
+    instead, after that function has returned, or as the block ends.
+    (So code in the block that catches a KeyboardInterrupt and goes on
+    for longer than `INTERRUPT_RETRY_S`, to save a model say, is
+    interrupted again: catch it outside.)
 
     On the jax backend Ctrl-Cs sent to `digits_resnet` runs were mostly
     dropped, and the runs went on to their end and published: 3 of the 5
@@ -406,51 +410,78 @@ def interrupts_delivered():
     main one are left as they are.
     """
     if threading.current_thread() is not threading.main_thread() or (
-            signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+            ) or not hasattr(signal, "pthread_kill"):  # Windows
         yield
         return
-    state = {"left": False, "timer": None}
-
-    def send_again():
-        state["timer"] = None
-        if not state["left"]:
-            signal.pthread_kill(threading.main_thread().ident,
-                                signal.SIGINT)
+    # The handler only writes to a pipe: no lock, no thread started in it.
+    # A worker sends the signal again when the deadline it sets is due.
+    woken, wake = os.pipe()  # read by the worker, written by the handler
+    os.set_blocking(wake, False)
+    state = {"left": False, "due": None, "pending": False}
 
     def send_again_in(seconds):
-        if state["timer"] is not None:
-            state["timer"].cancel()
-        state["timer"] = threading.Timer(seconds, send_again)
-        state["timer"].daemon = True
-        state["timer"].start()
+        state["due"] = time.monotonic() + seconds
+        try:
+            os.write(wake, b"d")
+        except BlockingIOError:  # a full pipe wakes the worker as well
+            pass
+
+    def worker():
+        while True:
+            due = state["due"]
+            ready = select.select([woken], [], [], None if due is None
+                                  else max(0.0, due - time.monotonic()))[0]
+            if ready:
+                if b"q" in os.read(woken, 4096):
+                    return
+            elif due is not None and state["due"] == due:
+                state["due"] = None
+                signal.pthread_kill(threading.main_thread().ident,
+                                    signal.SIGINT)
 
     def handler(signum, frame):
         if state["left"]:  # one sent again as the block was left
             return
         if _drops_interrupts(frame):
+            state["pending"] = True
             send_again_in(INTERRUPT_SOON_S)
             return
-        if state["timer"] is None:
+        state["pending"] = False
+        if state["due"] is None:
             send_again_in(INTERRUPT_RETRY_S)
         raise KeyboardInterrupt
 
+    sender = threading.Thread(target=worker, daemon=True,
+                              name="interrupts_delivered")
+    sender.start()
     signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
+
+    def leave():
         # To the end, whatever is raised meanwhile: a Ctrl-C here finds
         # the run leaving the block already.
         while True:
             try:
                 state["left"] = True
-                timer = state["timer"]
-                if timer is not None:
-                    timer.cancel()
-                    timer.join()  # a signal it sent is handled here
+                os.write(wake, b"q")
+                sender.join()  # a signal it sent is handled here
                 signal.signal(signal.SIGINT, signal.default_int_handler)
                 break
             except KeyboardInterrupt:
                 continue
+            except BlockingIOError:  # a full pipe: the worker reads it
+                time.sleep(INTERRUPT_SOON_S)
+        os.close(wake)  # Python's own handler is back: nothing writes
+        os.close(woken)
+
+    try:
+        yield
+    except BaseException:
+        leave()
+        raise
+    leave()
+    if state["pending"]:  # dropped where it arrived, as the block ended
+        raise KeyboardInterrupt
 
 
 def _drops_interrupts(frame):

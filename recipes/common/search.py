@@ -11,8 +11,8 @@ import csv
 import io
 import os
 
-from recipes.common.cli import positive_int, remove_empty
-from recipes.common.outputs import read_history, write_history
+from recipes.common.cli import positive_int
+from recipes.common.outputs import read_history, remove_path, write_history
 from recipes.common.reports import plot_history
 from recipes.common.training import BACKUP
 
@@ -72,7 +72,9 @@ class SeededTrials:
     weights, its data order) does not hang on the trials before it. A
     trial that `--resume` runs again from its start (interrupted before
     its first backup) draws what it drew in the uninterrupted search,
-    where a new process had drawn otherwise."""
+    where a new process had drawn otherwise. The tuner is saved as each
+    trial begins, so that a search interrupted in its first trial
+    reloads too."""
 
     def __init__(self, *args, seed, **kwargs):
         super().__init__(*args, seed=seed, **kwargs)
@@ -88,6 +90,9 @@ class SeededTrials:
             [self.trials_seed, int(trial.trial_id)]).generate_state(1)[0])
             % LAYER_SEED_LIMIT)
         super().on_trial_begin(trial)
+        # KerasTuner writes its own state at a trial's end only: a search
+        # interrupted in its first trial did not reload (nor say so).
+        self.save()
 
 
 def _resumed_after(tuner, backup_dir):
@@ -148,7 +153,8 @@ def run_search(tuner, out, train, val, *, epochs, batch_size, patience,
                      monitor=tuner.oracle.objective.name,
                      patience=patience, backup_dir=os.path.join(
                          search_dir, BACKUP) if backup else None)])
-    remove_empty([os.path.join(search_dir, BACKUP)])  # the trials' ended
+    # Every trial has ended: a failed one's backup goes too.
+    remove_path(os.path.join(search_dir, BACKUP))
     best, rows = search_report(tuner, out, histories)
     path = os.path.join(out, "model.keras")
     with atomic_path(path) as tmp:

@@ -405,22 +405,48 @@ def wait_for_a_resent_interrupt():
         time.sleep(0.01)
 
 
-def test_a_ctrl_c_keras_drops_still_stops_the_run(tmp_path, capsys):
+def test_a_ctrl_c_keras_drops_still_stops_the_run(tmp_path, capsys,
+                                                  monkeypatch):
     # The premise: under Python's own handler, Keras' bare `except: pass`
     # drops it, and leaves the value as it was.
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert isinstance(pythonify_logs()["loss"], CtrlCOnFloat)
+    # Only the Ctrl-C sent again soon can stop the run.
+    monkeypatch.setattr(cli, "INTERRUPT_RETRY_S", 60.0)
+    converted = []
 
     def run(args):
         write(os.path.join(args.out, "partial.txt"), "")
-        pythonify_logs()
+        converted.append(pythonify_logs()["loss"])
         wait_for_a_resent_interrupt()
         raise AssertionError("the Ctrl-C was dropped")
 
     with pytest.raises(KeyboardInterrupt):
         run_with(["--out", str(tmp_path / "run")], run)
+    assert converted == [1.0]  # raised after Keras' function, not in it
     assert "stopped" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_ctrl_c_dropped_as_the_block_ends_is_raised_at_its_end():
+    with pytest.raises(KeyboardInterrupt):
+        with cli.interrupts_delivered():
+            pythonify_logs()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_ctrl_c_dropped_elsewhere_is_raised_again(monkeypatch):
+    """Code that drops a KeyboardInterrupt where it is not known to."""
+    monkeypatch.setattr(cli, "INTERRUPT_RETRY_S", 0.05)
+    dropped = []
+    with pytest.raises(KeyboardInterrupt):
+        with cli.interrupts_delivered():
+            try:
+                signal.raise_signal(signal.SIGINT)
+            except KeyboardInterrupt:
+                dropped.append("once")
+            wait_for_a_resent_interrupt()
+    assert dropped == ["once"]
 
 
 def test_a_ctrl_c_in_a_gc_callback_still_stops_the_run(monkeypatch):
