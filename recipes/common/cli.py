@@ -476,10 +476,8 @@ def interrupts_delivered():
 
     try:
         yield
-    except BaseException:
+    finally:
         leave()
-        raise
-    leave()
     if state["pending"]:  # dropped where it arrived, as the block ended
         raise KeyboardInterrupt
 
