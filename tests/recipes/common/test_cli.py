@@ -400,13 +400,23 @@ def pythonify_logs():
     return pythonify_logs({"loss": CtrlCOnFloat()})
 
 
+@pytest.fixture
+def ctrl_c_raises():
+    """Python's own SIGINT handler for the test, as in a terminal: a
+    process started in the background by a shell without job control (a
+    CI script's `&`) ignores SIGINT, and the handler is left alone then."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def wait_for_a_resent_interrupt():
     for _ in range(500):  # 5 s: a KeyboardInterrupt ends it
         time.sleep(0.01)
 
 
 def test_a_ctrl_c_keras_drops_still_stops_the_run(tmp_path, capsys,
-                                                  monkeypatch):
+                                                  monkeypatch, ctrl_c_raises):
     # The premise: under Python's own handler, Keras' bare `except: pass`
     # drops it, and leaves the value as it was.
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
@@ -428,14 +438,16 @@ def test_a_ctrl_c_keras_drops_still_stops_the_run(tmp_path, capsys,
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_a_ctrl_c_dropped_as_the_block_ends_is_raised_at_its_end():
+def test_a_ctrl_c_dropped_as_the_block_ends_is_raised_at_its_end(
+        ctrl_c_raises):
     with pytest.raises(KeyboardInterrupt):
         with cli.interrupts_delivered():
             pythonify_logs()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_a_ctrl_c_dropped_elsewhere_is_raised_again(monkeypatch):
+def test_a_ctrl_c_dropped_elsewhere_is_raised_again(monkeypatch,
+                                                    ctrl_c_raises):
     """Code that drops a KeyboardInterrupt where it is not known to."""
     monkeypatch.setattr(cli, "INTERRUPT_RETRY_S", 0.05)
     dropped = []
@@ -449,7 +461,8 @@ def test_a_ctrl_c_dropped_elsewhere_is_raised_again(monkeypatch):
     assert dropped == ["once"]
 
 
-def test_a_ctrl_c_in_a_gc_callback_still_stops_the_run(monkeypatch):
+def test_a_ctrl_c_in_a_gc_callback_still_stops_the_run(monkeypatch,
+                                                       ctrl_c_raises):
     """JAX collects XLA's garbage in a callback of the garbage collector,
     where Python prints a KeyboardInterrupt as "Exception ignored" and
     drops it."""
@@ -476,7 +489,8 @@ def test_a_ctrl_c_in_a_gc_callback_still_stops_the_run(monkeypatch):
     assert sent and not dropped  # raised once, where the run was
 
 
-def test_a_ctrl_c_leaves_the_block_at_once_and_once(monkeypatch):
+def test_a_ctrl_c_leaves_the_block_at_once_and_once(monkeypatch,
+                                                    ctrl_c_raises):
     """Raised where it arrives, it is not raised again after the block;
     nor is a Ctrl-C that a shell has the process ignore raised at all."""
     monkeypatch.setattr(cli, "INTERRUPT_RETRY_S", 0.05)
