@@ -10,8 +10,10 @@ a temporary folder (unless `JAX_COMPILATION_CACHE_DIR` is set already):
 the tests build the same small models again and again, and a program
 compiled before loads instead. XLA compiles at its lowest optimization
 level (`XLA_TEST_FLAGS`, unless `XLA_FLAGS` is set). torch computes on
-its process's share of the cores (`torch_threads`). Each process's output
-is printed whole when it ends, with its ten slowest tests.
+its process's share of the cores (`torch_threads`). The last backend's
+tests run as two processes (`TAIL`), so that the two cores share its
+time instead of one process ending it alone. Each process's output is
+printed whole when it ends, with its ten slowest tests.
 Arguments are passed on to pytest, e.g. `python tests/run_backends.py -k
 instance` or `--backends jax,torch -x`. The last line sums up all backends as
 "total: N passed, N failed".
@@ -26,6 +28,13 @@ import time
 import xml.etree.ElementTree as ElementTree
 
 BACKENDS = ("tensorflow", "jax", "torch")
+# Run as a process of its own, after the rest of its backend's tests: the
+# tests of the last backend to start that end the suite. The jax and then
+# the torch process took as long as the tensorflow one, 641 s against
+# 529 + 234 s on 2026-12-07, and the torch process then ran 122 s alone
+# (on one thread: `torch_threads`). Its data tests, 55 s of those 234,
+# now take a core that the tensorflow process frees (README, Tests).
+TAIL = "tests/data"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # pytest's exit codes: 0 all passed, 1 some failed, 5 no test collected.
 PYTEST_NO_TESTS = 5
@@ -66,21 +75,25 @@ def torch_threads(jobs):
     return max(1, cores // jobs)
 
 
-def start_backend(backend, pytest_args, report, log, jax_cache, threads):
-    """Starts pytest on `backend`, its output going to the file `log`, with
-    JAX's compilation cache in the folder `jax_cache` and torch on
-    `threads` threads (`OMP_NUM_THREADS`, unless it is set: OpenMP's
-    variable, which NumPy's BLAS and scikit-learn read too, in every
-    backend's process)."""
+def start_job(job, pytest_args, folder, threads):
+    """Starts pytest on job `(backend, paths, ignored)`, in folder
+    `folder` its output (`<name>.log`), JUnit report and JAX compilation
+    cache; torch computes on `threads` threads (`OMP_NUM_THREADS`, unless
+    it is set: OpenMP's variable, which NumPy's BLAS and scikit-learn read
+    too, in every backend's process). Returns (process, log)."""
+    backend, paths, ignored = job
+    name = job_name(job)
+    log = open(os.path.join(folder, f"{name}.log"), "w+")
     env = dict(os.environ, KERAS_BACKEND=backend,
                TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL",
                                                    "2"))
     env.setdefault("OMP_NUM_THREADS", str(threads))
     if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-        # One folder per backend process: JAX writes cache entries in
-        # place, so two processes must not read each other's half-written
-        # entries. Every program is cached, not only those taking >= 1 s.
-        env.update(JAX_COMPILATION_CACHE_DIR=jax_cache,
+        # One folder per process: JAX writes cache entries in place, so
+        # two processes must not read each other's half-written entries.
+        # Every program is cached, not only those taking >= 1 s.
+        env.update(JAX_COMPILATION_CACHE_DIR=os.path.join(
+            folder, f"{name}-jax-cache"),
                    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
     if "XLA_FLAGS" not in os.environ:
         # XLA's CPU back end at its lowest optimization level: the tests'
@@ -92,37 +105,69 @@ def start_backend(backend, pytest_args, report, log, jax_cache, threads):
         # not at all). Set XLA_FLAGS, empty too, to test with your own.
         env.update(XLA_FLAGS=XLA_TEST_FLAGS)
     # The slowest tests are listed at the end: the suite has a time budget.
-    command = [sys.executable, "-m", "pytest", f"--junitxml={report}",
-               "--durations=10", *pytest_args]
+    command = [sys.executable, "-m", "pytest",
+               f"--junitxml={os.path.join(folder, name + '.xml')}",
+               "--durations=10", *pytest_args,
+               *[f"--ignore={path}" for path in ignored], *paths]
     print(f"===== KERAS_BACKEND={backend}: {' '.join(command[1:])}",
           flush=True)
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log,
+                               stderr=subprocess.STDOUT)
+    return process, log
 
 
-def run_backends(backends, pytest_args, folder, jobs):
-    """Runs the backends, `jobs` at a time; returns {backend: exit code}."""
-    waiting, running, codes = list(backends), {}, {}
+def job_name(job):
+    backend, paths, _ = job
+    return "-".join([backend, *(p.replace("/", "_") for p in paths)])
+
+
+def plan(backends, pytest_args, workers):
+    """The pytest processes to run, in order, as (backend, paths, ignored):
+    one per backend, jax first, the slowest; with more than one worker,
+    the last backend's tests in `TAIL` in a process of their own at the
+    end, unless `pytest_args` names tests to run (a path)."""
+    order = sorted(backends, key=lambda b: b != "jax")
+    jobs = [(backend, (), ()) for backend in order]
+    named = any(os.path.exists(os.path.join(ROOT, arg.split("::")[0]))
+                for arg in pytest_args if not arg.startswith("-"))
+    if len(order) > 1 and workers > 1 and not named:
+        jobs[-1] = (order[-1], (), (TAIL,))
+        jobs.append((order[-1], (TAIL,), ()))
+    return jobs
+
+
+def backend_code(codes):
+    """One backend's exit code from its processes' pytest exit codes: a
+    process that collected no tests (`-k` left it none) is fine if
+    another did."""
+    failed = [code for code in codes if code not in (0, PYTEST_NO_TESTS)]
+    if failed:
+        return failed[0]
+    return 0 if 0 in codes else PYTEST_NO_TESTS
+
+
+def run_jobs(jobs, pytest_args, folder, workers):
+    """Runs `jobs` (see `plan`), `workers` at a time, each taken by the
+    first worker free; returns {backend: [pytest exit code, ...]}."""
+    waiting, running, codes = list(jobs), {}, {}
     while waiting or running:
-        while waiting and len(running) < jobs:
-            backend = waiting.pop(0)
-            log = open(os.path.join(folder, f"{backend}.log"), "w+")
-            process = start_backend(
-                backend, pytest_args, os.path.join(folder, f"{backend}.xml"),
-                log, os.path.join(folder, f"{backend}-jax-cache"),
-                torch_threads(jobs))
-            running[backend] = (process, log, time.perf_counter())
+        while waiting and len(running) < workers:
+            job = waiting.pop(0)
+            process, log = start_job(job, pytest_args, folder,
+                                     torch_threads(workers))
+            running[job] = (process, log, time.perf_counter())
         time.sleep(0.5)
-        for backend, (process, log, start) in list(running.items()):
+        for job, (process, log, start) in list(running.items()):
             if process.poll() is None:
                 continue
-            del running[backend]
-            codes[backend] = process.returncode
+            del running[job]
+            codes.setdefault(job[0], []).append(process.returncode)
+            name = " ".join([job[0], *job[1]])
             log.seek(0)
-            print(f"\n===== {backend} output", flush=True)
+            print(f"\n===== {name} output", flush=True)
             sys.stdout.write(log.read())
             log.close()
-            print(f"===== {backend}: exit code {process.returncode} in "
+            print(f"===== {name}: exit code {process.returncode} in "
                   f"{time.perf_counter() - start:.0f} s", flush=True)
     return codes
 
@@ -144,16 +189,17 @@ def main(argv=None):
     failures = []
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        # The slowest first, so that the others share its time.
-        order = sorted(backends, key=lambda b: b != "jax")
-        codes = run_backends(order, pytest_args, tmp, max(1, args.jobs))
+        workers = max(1, args.jobs)
+        jobs = plan(backends, pytest_args, workers)
+        codes = run_jobs(jobs, pytest_args, tmp, workers)
         for backend in backends:
-            code = codes[backend]
+            code = backend_code(codes[backend])
             if code == PYTEST_NO_TESTS:
                 failures.append(f"{backend}: no tests were collected")
             elif code != 0:
                 failures.append(f"{backend}: pytest exit code {code}")
-            report = os.path.join(tmp, f"{backend}.xml")
+        for job in jobs:
+            report = os.path.join(tmp, f"{job_name(job)}.xml")
             if os.path.exists(report):
                 for i, n in enumerate(count_results(report)):
                     totals[i] += n
