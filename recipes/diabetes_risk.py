@@ -19,8 +19,13 @@ hyperparameters and table of trials go to `tuning/`.
 Writes `model.keras` (the SMOTE MLP; `model_unbalanced.keras` beside it),
 the fitted scaler (`preprocessor.pkl`), metrics, history, learning curves,
 ROC curves and the confusion matrix to `saved_models/diabetes_risk/`.
+Each fit, and each trial of the search, is backed up at every epoch: an
+interrupted run, started again with the same flags and `--resume`, goes
+on from the last epoch backed up (a fit that had ended trains again, to
+the same end; the search keeps the trials that had ended).
 
 Run: python -m recipes.diabetes_risk [--epochs 200] [--seed 0] [--tune]
+     [--resume]
 """
 
 import sys
@@ -54,7 +59,7 @@ def tuned_mlp(train, val, args):
                               args, ("val_auc", "max"), folder, epochs)
     model, best, _ = common.run_search(
         tuner, folder, train, val, epochs=epochs,
-        batch_size=args.batch_size, patience=15)
+        batch_size=args.batch_size, patience=15, backup=True)
     return model, best["balancing"]
 
 
@@ -124,7 +129,6 @@ def run(args):
     import keras
     import numpy as np
 
-    from kerastrain.callbacks import CheckpointEarlyStopping
     from kerastrain.data import balance, load, split, tabular_preprocessor
     from kerastrain.io import atomic_path
 
@@ -145,13 +149,15 @@ def run(args):
         model = build_mlp(x.shape[1], args.seed)
         filename = "model.keras" if method == "smote" else \
             "model_unbalanced.keras"
+        checkpoint = common.backed_up_checkpoint(args, filename, fit=method,
+                                                 patience=30)
         histories[method] = model.fit(
             x, y.astype("float32"), batch_size=args.batch_size,
             epochs=args.epochs, validation_data=(x_val,
                                                  y_val.astype("float32")),
-            verbose=2 if method == "smote" else 0,
-            callbacks=[CheckpointEarlyStopping(
-                os.path.join(args.out, filename), patience=30)])
+            verbose=2 if method == "smote" else 0, callbacks=[checkpoint])
+        # A resumed fit's History holds the epochs after the resume only.
+        checkpoint.add_resumed_epochs(histories[method])
         logits = np.asarray(model.predict(x_test, verbose=0))[:, 0]
         candidates = {"mlp": (logits, 0.0)}
         for peer_name, peer in peers(x, y, args.seed).items():
@@ -192,7 +198,8 @@ def run(args):
 
 def main(argv=None):
     return common.run_main(NAME, __doc__, run, argv, epochs=200,
-                           batch_size=32, add_arguments=add_arguments)
+                           batch_size=32, resumable=True,
+                           add_arguments=add_arguments)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,13 @@ network from the same initial weights trains for the same number of steps
 at a constant rate (the suggestion). Writes the one-cycle model, metrics,
 history, the range-test curve, the schedule, learning curves and the
 one-cycle model's confusion matrix on the test split to
-`saved_models/lr_range_then_one_cycle/`.
+`saved_models/lr_range_then_one_cycle/`. Both fits are backed up at every
+epoch: an interrupted run, started again with the same flags and
+`--resume`, runs the range test again (seeded: the same suggestion) and
+goes on from the last epoch backed up (a fit that had ended trains again,
+to the same end).
+
+Run: python -m recipes.lr_range_then_one_cycle [--epochs 30] [--resume]
 """
 
 import sys
@@ -51,7 +57,6 @@ def run(args):
 
     import kerastrain.io
     from kerastrain import find_lr
-    from kerastrain.callbacks import CheckpointEarlyStopping
     from kerastrain.data import load, split, tabular_preprocessor
     from kerastrain.optimizers import SGD
     from kerastrain.schedules import OneCycle, plot_schedule
@@ -82,13 +87,15 @@ def run(args):
             ("one_cycle", SGD(one_cycle, one_cycle.momentum_schedule)),
             ("constant", SGD(max_lr, momentum=0.9))):
         model = build_model(args.seed, optimizer)
-        checkpoint = CheckpointEarlyStopping(
-            os.path.join(out, f"best_{label}.keras"),
+        checkpoint = common.backed_up_checkpoint(
+            args, f"best_{label}.keras", fit=label,
             patience=args.epochs)  # keep the best; the budget is the same
         history = model.fit(x_train, y_train, validation_data=(x_val, y_val),
                             batch_size=args.batch_size, epochs=args.epochs,
                             verbose=2 if label == "one_cycle" else 0,
                             callbacks=[checkpoint])
+        # A resumed fit's History holds the epochs after the resume only.
+        checkpoint.add_resumed_epochs(history)
         runs[label] = (model, history, evaluate(model, x_test, y_test))
 
     from sklearn.linear_model import LogisticRegression
@@ -125,7 +132,7 @@ def run(args):
 
 def main(argv=None):
     return common.run_main(NAME, __doc__, run, argv, epochs=30,
-                           batch_size=32)
+                           batch_size=32, resumable=True)
 
 
 if __name__ == "__main__":

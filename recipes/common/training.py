@@ -161,23 +161,36 @@ def fit_image_classifier(model, train, val, args, *, max_lr, weight_decay,
     return history
 
 
-def backed_up_checkpoint(args, filename, **kwargs):
+def backed_up_checkpoint(args, filename, fit=None, **kwargs):
     """A `CheckpointEarlyStopping` (`kwargs`) saving the best model to
     `args.out/filename`, with its backup in `args.out/backup`, which a run
     started again with `--resume` goes on from. Sets
     `args.resumed["resumed_from_epoch"]` to the epoch the `fit` will
     resume at (None for a run from the start), and says so. After the
     `fit`, its `add_resumed_epochs(history)` gives the `History` of the
-    whole run."""
+    whole run.
+
+    A recipe of several fits names each (`fit`): its backup is then
+    `args.out/backup_<fit>` and `args.resumed["resumed_from_epoch"]` a
+    dict of the epoch each fit resumes at. A fit that had ended has no
+    backup (the checkpoint removes it at the end of training): a resumed
+    run trains it again from its start, to the same end, as each fit is
+    seeded (the recipes of several fits take seconds per fit)."""
     from kerastrain.callbacks import CheckpointEarlyStopping
 
     checkpoint = CheckpointEarlyStopping(
-        os.path.join(args.out, filename),
-        backup_dir=os.path.join(args.out, BACKUP), **kwargs)
-    epoch = args.resumed["resumed_from_epoch"] = checkpoint.resume_epoch()
+        os.path.join(args.out, filename), backup_dir=os.path.join(
+            args.out, BACKUP if fit is None else f"{BACKUP}_{fit}"),
+        **kwargs)
+    epoch = checkpoint.resume_epoch()
+    if fit is None:
+        args.resumed["resumed_from_epoch"] = epoch
+    else:
+        args.resumed.setdefault("resumed_from_epoch", {})[fit] = epoch
     if epoch is not None:
-        print(f"Resuming at epoch {epoch + 1} of {args.epochs}, from the "
-              f"backup in {checkpoint.backup_dir}")
+        which = "" if fit is None else f"the {fit} fit "
+        print(f"Resuming {which}at epoch {epoch + 1} of {args.epochs}, "
+              f"from the backup in {checkpoint.backup_dir}")
     return checkpoint
 
 

@@ -10,6 +10,10 @@ from sklearn.metrics import roc_auc_score
 
 from kerastrain.data import load, split
 from recipes import diabetes_risk as recipe
+from tests.recipes.common.runs import (assert_resumed_as_uninterrupted,
+                                       crashed)
+
+TUNE_FLAGS = ["--tune", "--max-trials", "2"]
 
 
 def quick_run(out, *flags):
@@ -21,8 +25,8 @@ def quick_run(out, *flags):
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory):
     """One quick run with the search (`--tune`) too."""
-    return quick_run(tmp_path_factory.mktemp("diabetes") / "run", "--tune",
-                     "--max-trials", "2")
+    return quick_run(tmp_path_factory.mktemp("diabetes") / "run",
+                     *TUNE_FLAGS)
 
 
 def test_quick_run_scores_every_model_on_the_same_test_split(first_run):
@@ -111,3 +115,31 @@ def test_tune_adds_the_searched_mlp_to_the_comparison(first_run):
         == [f"mlp_tuned/{best['balancing']}"]
     assert {"model.keras", "trials.csv", "trials.png", "history.csv"} <= set(
         os.listdir(tuning))
+
+
+def test_an_interrupted_run_resumes_to_the_uninterrupted_runs_end(
+        first_run, tmp_path, monkeypatch, capsys):
+    """Crashed in the second epoch of the search's first trial (the third
+    `fit`, after the two models'), and run again with --resume: the fits
+    that had ended train again, the trial goes on from its backup, and
+    the run ends with the uninterrupted run's models, history and
+    metrics, to the bit. (A crash inside one of several fits resumes that
+    fit: `lr_range_then_one_cycle`'s test; a run of both takes 26-28 s
+    on jax.)"""
+    out = tmp_path / "run"
+    flags = ["--quick", "--seed", "2", *TUNE_FLAGS, "--out", str(out)]
+    crashed(recipe.main, flags, monkeypatch, epoch=1, batch=1,
+            caller=keras.Model, method="fit", call=3)
+    capsys.readouterr()
+    assert recipe.main(flags + ["--resume"]) == 0
+    assert "0 trial(s) ended; trial 0 resumes at epoch 2" in \
+        capsys.readouterr().out
+    assert_resumed_as_uninterrupted(
+        out, first_run, {"resumed_after_trials": 0},
+        ("test", "epochs_run", "test_positives", "resumed_from_epoch"),
+        ("model.keras", "model_unbalanced.keras", "tuning/model.keras"))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["resumed_from_epoch"] == {"none": None, "smote": None}
+    for name in ("preprocessor.pkl", "tuning/trials.csv",
+                 "tuning/history.csv"):
+        assert (out / name).read_bytes() == (first_run / name).read_bytes()

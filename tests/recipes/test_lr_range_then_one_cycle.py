@@ -1,4 +1,6 @@
+import contextlib
 import importlib.metadata
+import io
 import json
 import math
 import os
@@ -13,10 +15,19 @@ from sklearn.preprocessing import StandardScaler
 from kerastrain.data import load, split, tabular_preprocessor
 from recipes import common
 from recipes import lr_range_then_one_cycle as recipe
+from tests.recipes.common.runs import (assert_resumed_as_uninterrupted,
+                                       crashed)
 
 
-def test_quick_run_writes_reloadable_outputs(tmp_path, capsys,
-                                            monkeypatch):
+# --mixed-precision (for GPUs) end to end: the finder under Keras'
+# loss-scale optimizer, one-cycle, the checkpoint and its reload.
+QUICK_FLAGS = ["--quick", "--seed", "3", "--mixed-precision"]
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """A quick run: its folder, the confusion matrix's labels (drawn)
+    and what it printed."""
     drawn = []
 
     def spy(y_true, y_pred, path, title):
@@ -24,12 +35,17 @@ def test_quick_run_writes_reloadable_outputs(tmp_path, capsys,
         return real(y_true, y_pred, path, title)
 
     real = common.plot_confusion_matrix
-    monkeypatch.setattr(common, "plot_confusion_matrix", spy)
-    out = tmp_path / "run"
-    # --mixed-precision (for GPUs) end to end: the finder under Keras'
-    # loss-scale optimizer, one-cycle, the checkpoint and its reload.
-    assert recipe.main(["--quick", "--out", str(out), "--seed", "3",
-                        "--mixed-precision"]) == 0
+    out = tmp_path_factory.mktemp("lr_range") / "run"
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, \
+            contextlib.redirect_stdout(printed):
+        patch.setattr(common, "plot_confusion_matrix", spy)
+        assert recipe.main(QUICK_FLAGS + ["--out", str(out)]) == 0
+    return out, drawn, printed.getvalue()
+
+
+def test_quick_run_writes_reloadable_outputs(quick_run):
+    out, drawn, printed = quick_run
     assert {"model.keras", "metrics.json", "history.csv", "lr_finder.png",
             "schedule.png", "learning_curves.png",
             "confusion_matrix.png"} == set(os.listdir(out))
@@ -76,7 +92,36 @@ def test_quick_run_writes_reloadable_outputs(tmp_path, capsys,
     # NumPy input, no tf.data: the backend's framework is the only one.
     assert {"tensorflow", "jax", "torch"} & set(metrics) == {
         keras.backend.backend()}
-    assert "suggested max_lr" in capsys.readouterr().out
+    assert "suggested max_lr" in printed
+    assert metrics["resumed_from_epoch"] == {"one_cycle": None,
+                                             "constant": None}
+
+
+def test_an_interrupted_run_resumes_to_the_uninterrupted_runs_end(
+        quick_run, tmp_path, monkeypatch, capsys):
+    """Crashed in the second epoch of the one-cycle fit (the second
+    `fit`, after the range test's), and run again with --resume: the
+    range test runs again to the same suggestion, the one-cycle fit goes
+    on from its backup, the constant-rate one trains, and the run ends
+    with the uninterrupted run's model, history and metrics, to the
+    bit. (A fit that had ended trains again: `diabetes_risk`'s test.)"""
+    expected_out, _, _ = quick_run
+    out = tmp_path / "run"
+    flags = QUICK_FLAGS + ["--out", str(out)]
+    crashed(recipe.main, flags, monkeypatch, epoch=1, batch=1,
+            caller=keras.Model, method="fit", call=2)
+    staged = os.listdir(out / common.STAGING)
+    assert f"{common.BACKUP}_one_cycle" in staged
+    assert "best_constant.keras" not in staged
+    capsys.readouterr()
+    assert recipe.main(flags + ["--resume"]) == 0
+    assert "Resuming the one_cycle fit at epoch 2 of 2" in \
+        capsys.readouterr().out
+    assert_resumed_as_uninterrupted(
+        out, expected_out, {"resumed_from_epoch": {"one_cycle": 1,
+                                                   "constant": None}},
+        ("test", "baselines", "max_lr", "lr_finder_steps"),
+        ("model.keras",))
 
 
 def test_too_few_steps_is_an_error_before_the_finder_runs(tmp_path, capsys):

@@ -37,30 +37,33 @@ def finished_run(tmp_path_factory, main, flags):
     return out
 
 
-def crashed(main, flags, monkeypatch, epoch, batch, caller=None, call=1):
+def crashed(main, flags, monkeypatch, epoch, batch, caller=None, call=1,
+            method="fit_passes"):
     """Runs recipe `main(flags)` until a crash (KeyboardInterrupt, as a
     Ctrl-C) after batch `batch` of epoch `epoch` (None: before it starts)
     of the `call`-th `fit_passes` that module `caller` (default
     `kerastrain.data`'s users through it) makes: a search's trials make
-    one each."""
+    one each. `method` names another function of `caller` that takes the
+    `callbacks` of a `fit` (`caller=keras.Model, method="fit"`: every
+    `fit`, a range test's too)."""
     import pytest
 
     import kerastrain.data
     from tests.support import CrashAt
 
     caller = kerastrain.data if caller is None else caller
-    real, calls = caller.fit_passes, []
+    real, calls = getattr(caller, method), []
 
-    def crashing(*args, callbacks, **kwargs):
+    def crashing(*args, callbacks=None, **kwargs):
         calls.append(None)
         if len(calls) == call:
             if epoch is None:
                 raise KeyboardInterrupt("simulated crash")
-            callbacks = [*callbacks, CrashAt(epoch, batch)]
+            callbacks = [*(callbacks or []), CrashAt(epoch, batch)]
         return real(*args, callbacks=callbacks, **kwargs)
 
     with monkeypatch.context() as patch:
-        patch.setattr(caller, "fit_passes", crashing)
+        patch.setattr(caller, method, crashing)
         with pytest.raises(KeyboardInterrupt):
             main(flags)
 
@@ -68,7 +71,9 @@ def crashed(main, flags, monkeypatch, epoch, batch, caller=None, call=1):
 def assert_resumed_as_uninterrupted(out, expected_out, resumed,
                                     metrics_keys, models):
     """Checks the run published in `out`, resumed from where `resumed`
-    says (`{metrics key: value}`, None in the uninterrupted run's), against
+    says (`{metrics key: value}`, None in the uninterrupted run's; for a
+    recipe of several fits, a dict of each fit's epoch, None for each in
+    the uninterrupted run's), against
     the uninterrupted run in `expected_out`: the `metrics_keys` of their
     `metrics.json`, their `history.csv` and the weights of each of
     `models` (paths in the folders), to the bit."""
@@ -79,8 +84,10 @@ def assert_resumed_as_uninterrupted(out, expected_out, resumed,
 
     metrics, expected = (json.loads((folder / "metrics.json").read_text())
                          for folder in (out, expected_out))
-    for key, value in resumed.items():
-        assert (metrics[key], expected[key]) == (value, None), key
+    for key, value in resumed.items():  # a dict by fit, or one epoch
+        assert (metrics[key], expected[key]) == (value, {
+            fit: None for fit in value} if isinstance(value, dict) else
+            None), key
     for key in metrics_keys:
         assert metrics[key] == expected[key], key
     assert (out / "history.csv").read_text() == (
