@@ -9,12 +9,10 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from kerastrain.data import load, split
+from recipes import common
 from recipes import diabetes_risk as recipe
 from tests.recipes.common.runs import (assert_resumed_as_uninterrupted,
                                        crashed)
-
-TUNE_FLAGS = ["--tune", "--max-trials", "2"]
-
 
 def quick_run(out, *flags):
     assert recipe.main(["--quick", "--out", str(out), "--seed", "2",
@@ -26,7 +24,14 @@ def quick_run(out, *flags):
 def first_run(tmp_path_factory):
     """One quick run with the search (`--tune`) too."""
     return quick_run(tmp_path_factory.mktemp("diabetes") / "run",
-                     *TUNE_FLAGS)
+                     "--tune",
+                     "--max-trials", "2")
+
+
+@pytest.fixture(scope="module")
+def plain_run(tmp_path_factory):
+    """One quick run without the search."""
+    return quick_run(tmp_path_factory.mktemp("diabetes") / "plain")
 
 
 def test_quick_run_scores_every_model_on_the_same_test_split(first_run):
@@ -93,13 +98,10 @@ def test_scores_match_a_hand_count():
     assert result["roc_auc"] == pytest.approx(5 / 6)
 
 
-def test_same_seed_and_backend_give_the_same_metrics(first_run, tmp_path,
-                                                     capsys):
-    second_run = quick_run(tmp_path / "again")
-    assert "ROC AUC / F1 / balanced accuracy" in capsys.readouterr().out
+def test_same_seed_and_backend_give_the_same_metrics(first_run, plain_run):
     for name in ("metrics.json", "history.csv"):
         first, second = ((run / name).read_text() for run in (first_run,
-                                                              second_run))
+                                                              plain_run))
         if name == "metrics.json":  # the second run has no search
             first, second = ({k: v for k, v in json.loads(text)[
                 "test"].items() if not k.startswith("mlp_tuned/")}
@@ -118,28 +120,28 @@ def test_tune_adds_the_searched_mlp_to_the_comparison(first_run):
 
 
 def test_an_interrupted_run_resumes_to_the_uninterrupted_runs_end(
-        first_run, tmp_path, monkeypatch, capsys):
-    """Crashed in the second epoch of the search's first trial (the third
-    `fit`, after the two models'), and run again with --resume: the fits
-    that had ended train again, the trial goes on from its backup, and
-    the run ends with the uninterrupted run's models, history and
-    metrics, to the bit. (A crash inside one of several fits resumes that
-    fit: `lr_range_then_one_cycle`'s test; a run of both takes 26-28 s
-    on jax.)"""
+        plain_run, tmp_path, monkeypatch, capsys):
+    """Crashed in the second epoch of the SMOTE model's fit (the second
+    `fit`), and run again with --resume: the unbalanced model's fit,
+    which had ended, trains again, the SMOTE model's goes on from its
+    backup, and the run ends with the uninterrupted run's models, history
+    and metrics, to the bit. (`--tune`'s search resumes as
+    `tune_digits`' does, through the same `common.run_search`, its
+    `MLPHyperModel` trials as `tests/tuning` resumes them: checked by
+    hand, a run here takes 25 s on jax.)"""
     out = tmp_path / "run"
-    flags = ["--quick", "--seed", "2", *TUNE_FLAGS, "--out", str(out)]
+    flags = ["--quick", "--seed", "2", "--out", str(out)]
     crashed(recipe.main, flags, monkeypatch, epoch=1, batch=1,
-            caller=keras.Model, method="fit", call=3)
+            caller=keras.Model, method="fit", call=2)
+    assert "backup_smote" in os.listdir(out / common.STAGING)
     capsys.readouterr()
     assert recipe.main(flags + ["--resume"]) == 0
-    assert "0 trial(s) ended; trial 0 resumes at epoch 2" in \
-        capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "Resuming the smote fit at epoch 2 of 2" in printed
+    assert "ROC AUC / F1 / balanced accuracy" in printed
     assert_resumed_as_uninterrupted(
-        out, first_run, {"resumed_after_trials": 0},
-        ("test", "epochs_run", "test_positives", "resumed_from_epoch"),
-        ("model.keras", "model_unbalanced.keras", "tuning/model.keras"))
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["resumed_from_epoch"] == {"none": None, "smote": None}
-    for name in ("preprocessor.pkl", "tuning/trials.csv",
-                 "tuning/history.csv"):
-        assert (out / name).read_bytes() == (first_run / name).read_bytes()
+        out, plain_run, {"resumed_from_epoch": {"none": None, "smote": 1}},
+        ("test", "epochs_run", "test_positives"),
+        ("model.keras", "model_unbalanced.keras"))
+    assert (out / "preprocessor.pkl").read_bytes() == (
+        plain_run / "preprocessor.pkl").read_bytes()
