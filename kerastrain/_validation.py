@@ -333,3 +333,19 @@ def check_targets(name, dataset, model):
         f"Argument `{name}` must give (inputs, targets) batches for the "
         "model's compiled loss; this dataset's batches hold no targets. "
         f"Received: {name} with element_spec {spec}")
+
+
+def check_model_inputs(name, model):
+    """`model`'s symbolic `inputs`, or a `TypeError` naming argument
+    `name` where it has none: a subclassed model, or a `Sequential`
+    without an `Input` that was never built, which Keras' `inputs` then
+    answered with a bare `AttributeError` ("'Net' object has no attribute
+    'inputs'")."""
+    try:
+        return model.inputs
+    except AttributeError:
+        raise TypeError(
+            f"Argument `{name}` takes functional or Sequential Keras "
+            "models with defined inputs (made with `keras.Input`); a "
+            "subclassed model, or a Sequential without an `Input` not yet "
+            f"called, has none. Received: {name}={model!r}") from None

@@ -72,6 +72,28 @@ class ActivityLoss(keras.layers.Layer):
         return inputs
 
 
+class Subclassed(keras.Model):
+    """A subclassed model: built, it predicts, but has no symbolic
+    `inputs`."""
+
+    def __init__(self):
+        super().__init__()
+        self.flatten = keras.layers.Flatten()
+        self.dense = keras.layers.Dense(3)
+
+    def call(self, x):
+        return self.dense(self.flatten(x))
+
+
+def models_without_inputs(input_shape):
+    """A built `Subclassed` model of inputs `input_shape` and a Sequential
+    without an `Input`, never called: neither has symbolic `inputs`."""
+    model = Subclassed()
+    model(np.zeros((1, *input_shape), "float32"))
+    return [model, keras.Sequential([keras.layers.Flatten(),
+                                     keras.layers.Dense(3)])]
+
+
 def two_output_model(features):
     """A compiled model of `features` inputs with two scalar outputs, `a`
     and `b`, each with its own mean squared error: Keras then tracks a

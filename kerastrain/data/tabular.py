@@ -67,14 +67,15 @@ def _select(x, positions):
 
 def as_categories(values):
     """Categorical columns as scikit-learn's most-frequent imputer takes
-    them: as objects (it refuses bool and pandas' `string` columns), every
-    gap as NaN (it fills NaN alone: a None became a category of its own,
-    and pandas' NA crashed it)."""
+    them: as objects (it refuses bool and pandas' `string` columns, and
+    NumPy's strings, which `np.array` makes of rows of numbers and text),
+    every gap as NaN (it fills NaN alone: a None became a category of its
+    own, and pandas' NA crashed it)."""
     if hasattr(values, "dtypes"):
         values = values.astype(object)
         return values.where(values.notna(), np.nan)
     values = np.asarray(values)
-    if values.dtype == bool:
+    if values.dtype.kind in "bSU":  # bools, bytes, text
         return values.astype(object)
     if values.dtype != object:
         return values
@@ -207,6 +208,13 @@ def tabular_preprocessor(x_train, numeric=None, categorical=None,
         numeric = [c for p, c in enumerate(columns)
                    if p not in at_categorical]
     at_numeric = _positions(x_train, "numeric", numeric)
+    for name, given, at in (("numeric", numeric, at_numeric),
+                            ("categorical", categorical, at_categorical)):
+        twice = [c for c, p in zip(given, at) if at.count(p) > 1]
+        if twice:  # a feature twice, or narwhals' DuplicateError
+            raise ValueError(
+                f"Argument `{name}` must name each column once. Received: "
+                f"{name}={given}, where {twice} name the same column")
     both = [c for c, p in zip(numeric, at_numeric) if p in at_categorical]
     if both:
         raise ValueError(
@@ -231,6 +239,17 @@ def tabular_preprocessor(x_train, numeric=None, categorical=None,
                 f"{[c for c, e in zip(numeric, empty) if e]} have no value "
                 "at all in `x_train`: imputation has nothing to fill them "
                 "with. Drop them, or fill them before.")
+    # The categorical imputer drops such a column too (with a warning):
+    # the only one, it made no feature at all, deep in scikit-learn.
+    filled = np.asarray(as_categories(_select(x_train, at_categorical)),
+                        dtype=object)
+    empty = [c for c, column in zip(categorical, filled.T)
+             if all(isinstance(v, float) and v != v for v in column)]
+    if empty:
+        raise ValueError(
+            f"Categorical columns {empty} have no value at all in "
+            "`x_train`: imputation has nothing to fill them with. Drop "
+            "them, or fill them before.")
     scaler = {"standard": StandardScaler, "minmax": MinMaxScaler,
               "robust": RobustScaler}[scaling]()
     # Without imputation the check is a step of the pipeline, so the saved

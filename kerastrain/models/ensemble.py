@@ -2,7 +2,7 @@
 
 import keras
 
-from kerastrain._validation import check_bool
+from kerastrain._validation import check_bool, check_model_inputs
 
 
 def probabilities(logits):
@@ -63,7 +63,8 @@ def ensemble(models, from_logits=True, name="ensemble"):
         raise TypeError(
             "Argument `models` must be a non-empty list of Keras models. "
             f"Received: models={received!r}")
-    single = all(len(m.inputs) == 1 and len(m.outputs) == 1 for m in models)
+    single = all(len(check_model_inputs("models", m)) == 1
+                 and len(m.outputs) == 1 for m in models)
     if not single or len({_signature(m) for m in models}) != 1:
         raise ValueError(
             "Argument `models` must hold single-input, single-output models "

@@ -3,7 +3,8 @@ shifted copies of the input image."""
 
 import keras
 
-from kerastrain._validation import check_bool, check_choice, check_int
+from kerastrain._validation import (check_bool, check_choice, check_int,
+                                     check_model_inputs)
 from kerastrain.models.ensemble import probabilities
 
 DATA_FORMATS = ("channels_last", "channels_first")
@@ -58,7 +59,7 @@ def tta(model, shift=1, from_logits=True, data_format=None, name="tta"):
                         f"model={model!r}")
     shift = check_int("shift", shift, min_value=1)
     check_bool("from_logits", from_logits)
-    inputs = model.inputs
+    inputs = check_model_inputs("model", model)
     if len(inputs) != 1 or len(model.outputs) != 1 or len(
             inputs[0].shape) != 4:
         raise ValueError(

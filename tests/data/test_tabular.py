@@ -84,6 +84,28 @@ def test_every_kind_of_gap_in_a_category_is_filled_alike():
          np.eye(2)[[1, 1, 1, 0]]]))
 
 
+def test_a_numpy_array_of_numbers_and_text_is_encoded_as_objects_are():
+    """`np.array` makes a row of numbers and text all text (`<U32`):
+    scikit-learn's imputer refused the categorical column, naming
+    nothing; the numbers still scale as numbers."""
+    rows = [[25.0, "red"], [32.0, "blue"], [47.0, "red"]]
+    text = np.array(rows)
+    assert text.dtype.kind == "U"
+    z = tabular_preprocessor(text, categorical=[1]).transform(text)
+    np.testing.assert_allclose(
+        z, tabular_preprocessor(np.array(rows, dtype=object),
+                                categorical=[1]).transform(
+            np.array(rows, dtype=object)), atol=1e-12)
+    np.testing.assert_allclose(z[:, 0], StandardScaler().fit_transform(
+        np.array([[25.0], [32.0], [47.0]]))[:, 0], atol=1e-12)
+    # Categories sorted: blue, red.
+    np.testing.assert_array_equal(z[:, 1:], np.eye(2)[[1, 0, 1]])
+    data = np.array([[1, 0], [2, 1]]).astype("S1")  # bytes: b"1", b"0"
+    z = tabular_preprocessor(data, numeric=[0], categorical=[1]).transform(
+        data)
+    np.testing.assert_array_equal(z[:, 1:], np.eye(2))
+
+
 def test_nan_without_imputation_names_the_column():
     with pytest.raises(ValueError, match=r"columns \[1\] with impute=False"):
         tabular_preprocessor(table(), impute=False)
@@ -94,6 +116,45 @@ def test_a_numeric_column_without_any_value_is_refused():
     x = np.array([[1.0, np.nan, 5.0], [2.0, np.nan, 6.0], [3.0, np.nan, 7.0]])
     with pytest.raises(ValueError, match=r"columns \[1\] have no value"):
         tabular_preprocessor(x)
+
+
+@pytest.mark.parametrize("frame", [False, True])
+def test_a_categorical_column_without_any_value_is_refused(frame):
+    """scikit-learn's imputer dropped it with a warning (a later "yes"
+    was ignored), or, the only one, made no feature at all and failed
+    deep inside scikit-learn, naming nothing."""
+    pandas = pytest.importorskip("pandas")
+    x = np.array([[30.0, "a", None], [40.0, "b", None], [50.0, "a", None]],
+                 dtype=object)
+    if frame:
+        x = pandas.DataFrame(x, columns=["age", "city", "promo"]).astype(
+            {"age": float})
+    promo = "promo" if frame else 2
+    for categorical in ([1, 2], [2]):
+        if frame:
+            categorical = [["city", "promo"][c - 1] for c in categorical]
+        with pytest.raises(ValueError, match=rf"Categorical columns "
+                           rf"\[{promo!r}\] have no value at all"):
+            tabular_preprocessor(x, numeric=["age" if frame else 0],
+                                 categorical=categorical)
+
+
+@pytest.mark.parametrize("kwargs, named", [
+    ({"numeric": [0, 0, 1]}, r"numeric=\[0, 0, 1\], where \[0, 0\]"),
+    ({"numeric": [0, -3]}, r"numeric=\[0, -3\], where \[0, -3\]"),
+    ({"categorical": [2, 2]}, r"categorical=\[2, 2\], where \[2, 2\]"),
+])
+def test_a_column_named_twice_is_refused(kwargs, named):
+    """Named twice it became two features (an array), or narwhals'
+    DuplicateError from inside scikit-learn (a DataFrame)."""
+    with pytest.raises(ValueError, match=r"must name each column once.*"
+                       + named):
+        tabular_preprocessor(table(), **kwargs)
+    pandas = pytest.importorskip("pandas")
+    frame = pandas.DataFrame(table(), columns=["a", "b", "c"])
+    with pytest.raises(ValueError, match=r"`numeric` must name each column "
+                       r"once.*\['a', 'a'\] name the same column"):
+        tabular_preprocessor(frame, numeric=["a", "a"])
 
 
 def test_categories_among_object_columns_without_imputation():

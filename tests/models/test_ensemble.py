@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from kerastrain.models import ensemble, resnet
-from tests.support import confident_half_precision_model, softmax, to_numpy
+from tests.support import (confident_half_precision_model,
+                           models_without_inputs, softmax, to_numpy)
 
 
 def members(n=3, seed=0):
@@ -89,6 +90,15 @@ def test_bad_models(models, received):
     with pytest.raises(TypeError, match=r"Argument `models` must be a "
                        rf"non-empty list.*Received: models={received}$"):
         ensemble(models)
+
+
+def test_models_without_defined_inputs_are_refused():
+    # Keras' `inputs` raised a bare AttributeError.
+    for model in models_without_inputs((4,)):
+        with pytest.raises(TypeError, match=r"Argument `models` takes "
+                           r"functional or Sequential Keras models.*"
+                           r"Received: models=<"):
+            ensemble([model, model])
 
 
 def test_from_logits_must_be_a_bool():

@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 
 from kerastrain.models import resnet, tta
-from tests.support import (confident_half_precision_model, shift_views,
-                           softmax, to_numpy)
+from tests.support import (confident_half_precision_model,
+                           models_without_inputs, shift_views, softmax,
+                           to_numpy)
 
 
 def images(shape=(5, 8, 6, 2), seed=0):
@@ -50,6 +51,12 @@ def test_bad_arguments_are_clear_errors():
                               keras.layers.Dense(2)])
     with pytest.raises(TypeError, match="`model` must be a Keras model"):
         tta("model.keras")
+    # Keras' `inputs` raised a bare AttributeError.
+    for bad in models_without_inputs((4, 3, 1)):
+        with pytest.raises(TypeError, match=r"Argument `model` takes "
+                           r"functional or Sequential Keras models.*"
+                           r"Received: model=<"):
+            tta(bad)
     for bad in (0, -1):
         with pytest.raises(ValueError, match="`shift` must be an integer "
                            ">= 1"):
