@@ -126,6 +126,14 @@ def _tfds(name, split, data_dir, download):
     except tfds.core.DatasetNotFoundError:
         raise  # an unknown name: TFDS lists the close ones
     except Exception as error:  # a damaged dataset_info.json, ...
+        if not _builds_without_a_copy(tfds, name):
+            # The name is at fault (a version or config TFDS lacks), not
+            # a copy: it was called damaged, the copy never looked at.
+            raise ValueError(
+                f"Argument `name` must name a TFDS data set, version and "
+                f"config that TFDS has: {('tfds:' + name)!r} builds in no "
+                f"folder. TFDS said: {type(error).__name__}: {error}"
+            ) from None
         raise FileNotFoundError(
             f"TFDS data set {name!r} in {folder} is damaged: its "
             "description does not load. Remove that copy and prepare it "
@@ -166,6 +174,20 @@ def _tfds(name, split, data_dir, download):
             f"{name!r}; this one holds none. Received: split={split!r}")
     return (np.concatenate([x for x, _ in batches]),
             np.concatenate([y for _, y in batches]))
+
+
+def _builds_without_a_copy(tfds, name):
+    """Whether TFDS builds data set `name` (with its version and config)
+    in an empty folder: where it does, a failure in the user's folder
+    lies in the copy there."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as empty:
+        try:
+            tfds.builder(name, data_dir=empty)
+        except Exception:
+            return False
+    return True
 
 
 def _check_fixed_shapes(name, info):

@@ -112,6 +112,20 @@ def test_a_partial_tfds_copy_is_a_clear_error(tmp_path, damage, match):
     assert str(tmp_path) in str(error.value)
 
 
+@pytest.mark.parametrize("name, said", [
+    ("mnist:9.9.9", "cannot be loaded at version 9.9.9, only: 3"),
+    ("cifar10_corrupted/no_such_config", "BuilderConfig no_such_config "
+     "not found"),
+])
+def test_a_version_or_config_tfds_lacks_names_the_name(tmp_path, name,
+                                                       said):
+    # It was called a damaged copy (a FileNotFoundError) with none there.
+    with pytest.raises(ValueError, match=rf"Argument `name`.*"
+                       rf"'tfds:{name}' builds in no folder.*{said}"):
+        load(f"tfds:{name}", data_dir=str(tmp_path), download=False)
+    assert not os.listdir(tmp_path)
+
+
 def test_a_tfds_data_set_of_varying_image_sizes_is_refused(tmp_path):
     # tf_flowers' images differ in size; the mock draws them so too.
     with tfds.testing.mock_data(num_examples=6):
