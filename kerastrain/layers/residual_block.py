@@ -178,6 +178,7 @@ class ResidualBlock(keras.layers.Layer):
                           if self.drop_path_rate > 0 else None)
         self.projection = None
         self.projection_norm = None
+        self._open_sizes = False  # spatial sizes left open at build
 
     def _conv(self, filters, kernel_size, strides, name, index):
         return keras.layers.Conv2D(
@@ -225,6 +226,7 @@ class ResidualBlock(keras.layers.Layer):
                 "(batch, height, width, channels) with a known channel "
                 f"count. Received: input_shape={input_shape}"
             )
+        self._open_sizes = None in input_shape[1:3]
         if self.shortcut and (self.strides != 1
                               or input_shape[-1] != self.out_channels):
             # A 1x1 convolution of stride s reads every s-th pixel: it is
@@ -249,7 +251,7 @@ class ResidualBlock(keras.layers.Layer):
     def call(self, inputs, training=None):
         x = inputs
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
-            x = norm(conv(x), training=training)
+            x = self._normalized(norm, conv(x), training)
             if i < len(self.convs) - 1:
                 x = self.activation(x)
         if not self.shortcut:
@@ -258,9 +260,20 @@ class ResidualBlock(keras.layers.Layer):
             x = self.drop_path(x, training=training)
         skip = inputs
         if self.projection is not None:
-            skip = self.projection_norm(
-                self.projection(self._subsampled(inputs)), training=training)
+            skip = self._normalized(
+                self.projection_norm,
+                self.projection(self._subsampled(inputs)), training)
         return self.activation(x + skip)
+
+    def _normalized(self, norm, x, training):
+        """`norm(x)`, where the block was built on spatial sizes a model
+        left open (`Input((None, None, c))`) first checked on `x`'s, if
+        known (jax and torch call with every size known): group norm of
+        one channel a group passed a 1x1 map there, and output its offset
+        whatever the input (instance norm checks itself)."""
+        if self._open_sizes:
+            self._check_norm_input(x.shape[-1], x.shape)
+        return norm(x, training=training)
 
     def _subsampled(self, inputs):
         """Every `strides`-th pixel of `inputs`, from the first: those a

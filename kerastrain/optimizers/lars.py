@@ -143,10 +143,10 @@ class LARS(ScheduledHyperparameters, keras.optimizers.Optimizer):
             decay = self.lars_weight_decay
             # In float32: a float16 sum of squares overflows past 65504,
             # and the trust ratio becomes inf / inf.
-            w_norm = ops.sqrt(ops.sum(ops.square(
-                ops.cast(variable, "float32"))))
-            g_norm = ops.sqrt(ops.sum(ops.square(
-                ops.cast(gradient, "float32"))))
+            weights = ops.cast(variable, "float32")
+            gradient = ops.cast(gradient, "float32")
+            w_norm = ops.sqrt(ops.sum(ops.square(weights)))
+            g_norm = ops.sqrt(ops.sum(ops.square(gradient)))
             denominator = g_norm + decay * w_norm
             usable = ops.logical_and(w_norm > 0, denominator > 0)
             trust = ops.where(
@@ -154,11 +154,17 @@ class LARS(ScheduledHyperparameters, keras.optimizers.Optimizer):
                 self.trust_coefficient * w_norm
                 / ops.where(usable, denominator, 1.0),
                 1.0)
-            rate = rate * ops.cast(trust, dtype)
-            gradient = gradient + decay * variable
+            # The step too, cast at the end: the trust ratio of a gradient
+            # near zero passes float16's 65504 (inf, then NaN weights),
+            # where the step, at most the rate times trust_coefficient
+            # times the weights' norm, is small.
+            step = ops.cast(ops.cast(learning_rate, "float32") * trust
+                            * (gradient + decay * weights), dtype)
+        else:
+            step = rate * gradient
         velocity = self.velocities[self._get_variable_index(variable)]
         self.assign(velocity, self.current("momentum", dtype) * velocity
-                    + rate * gradient)
+                    + step)
         self.assign_sub(variable, velocity)
 
     def get_config(self):

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from kerastrain._validation import (FLOAT32_TINY, check_float,
+from kerastrain._validation import (FLOAT32_TINY, check_bool, check_float,
                                     check_in_float32, check_steps)
 from kerastrain.schedules.phases import check_rates
 
@@ -164,11 +164,21 @@ CLIPPING = ("clipnorm", "clipvalue", "global_clipnorm", "loss_scale_factor")
 
 def check_keras_arguments(kwargs):
     """Checks the arguments of Keras' base optimizer in `kwargs`, where
-    given: `gradient_accumulation_steps` (`check_accumulation`) and each
-    of `CLIPPING`, None or a number > 0 that float32 holds."""
+    given: `gradient_accumulation_steps` (`check_accumulation`), each
+    of `CLIPPING`, None or a number > 0 that float32 holds, and the
+    weights' moving average's: `use_ema` a bool (Keras took "no" as
+    True, and averaged), `ema_momentum` in [0, 1] (NaN passed Keras'
+    check, and the average made every weight NaN at the end of `fit`)
+    and `ema_overwrite_frequency` None or a step count (`check_steps`)."""
     check_accumulation(kwargs)
     for name in CLIPPING:
         check_keyword(kwargs, name, 0, low_closed=False, none=True)
+    if "use_ema" in kwargs:
+        kwargs["use_ema"] = check_bool("use_ema", kwargs["use_ema"])
+    check_keyword(kwargs, "ema_momentum", 0, 1)
+    if kwargs.get("ema_overwrite_frequency") is not None:
+        kwargs["ema_overwrite_frequency"] = check_steps(
+            "ema_overwrite_frequency", kwargs["ema_overwrite_frequency"])
 
 
 def check_epsilon(kwargs):

@@ -369,6 +369,29 @@ def test_a_norm_over_one_value_on_a_1x1_map_is_refused(kwargs, groups):
         block.build((None, 2, 2, 3))
 
 
+@pytest.mark.parametrize("norm", ["group", "instance"])
+def test_sizes_left_open_are_checked_when_the_model_is_called(norm):
+    """Built on `Input((None, None, 4))`, the block could not judge the
+    map: fed 1x1 images, group norm of one channel a group (the default
+    32 groups) output its offset whatever the input, on every backend
+    (instance norm refused them itself); 2x2 images are read."""
+    def model():
+        inputs = keras.Input((None, None, 4))
+        return keras.Model(inputs, ResidualBlock(4, norm=norm)(inputs))
+
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match=(
+            rf"norm`='{norm}' does not suit .* where a norm sees a 1x1 "
+            "feature map. It would apply .* at one position")):
+        model().predict(rng.standard_normal((2, 1, 1, 4)), verbose=0)
+    # Another model: on jax, Keras' predict leaves the variables of a
+    # model it raised in without their values.
+    readable = model()
+    a, b = (readable.predict(rng.standard_normal((2, 2, 2, 4)), verbose=0)
+            for _ in range(2))
+    assert np.abs(a - b).max() > 0.1
+
+
 @pytest.mark.parametrize("bottleneck", [False, True])
 def test_layer_norm_over_one_channel_is_refused_at_construction(bottleneck):
     with pytest.raises(ValueError, match=(

@@ -162,3 +162,28 @@ def test_float16_weights_whose_squares_overflow_get_a_finite_update():
     np.testing.assert_allclose(
         np.asarray(keras.ops.convert_to_numpy(variable), "float64"),
         expected, rtol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_weights_whose_trust_ratio_overflows_step_finitely(
+        dtype):
+    """||w|| = 32 against a gradient of one entry of 2.4e-7: the trust
+    ratio, 1.3e5, passes float16's 65504, and cast to float16 alone it
+    made every weight inf or NaN (inf times a zero gradient), where the
+    paper's step, lr * eta * ||w|| * g / ||g||, is 0.0032 at the entry
+    and 0 elsewhere."""
+    gradient = np.zeros((64, 64), "float32")
+    gradient[0, 0] = 2.4e-7
+    g = float(np.asarray(gradient[0, 0], dtype))  # as the dtype holds it
+    variable = keras.Variable(np.full((64, 64), 0.5), dtype=dtype,
+                              name="kernel")
+    LARS(0.1, momentum=0.9).apply(
+        [keras.ops.convert_to_tensor(gradient, dtype=dtype)], [variable])
+    got = np.asarray(keras.ops.convert_to_numpy(
+        keras.ops.cast(variable, "float32")), "float64")
+    expected = np.full((64, 64), 0.5)
+    expected[0, 0] -= 0.1 * 0.001 * 32.0 / g * g  # 0.4968
+    # Within the dtype's rounding of 0.4968 (a step of 2**-11 or 2**-8).
+    np.testing.assert_allclose(got, expected,
+                               atol=2.0 ** (-10 if dtype == "float16" else
+                                            -7))

@@ -245,6 +245,49 @@ def test_a_bad_clip_or_loss_scale_is_refused_at_construction(
         optimizer(0.1, **{name: value})
 
 
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+@pytest.mark.parametrize("kwargs, error, name", [
+    # A string read as True: the weights were averaged.
+    ({"use_ema": "no"}, TypeError, "use_ema"),
+    # NaN passed Keras' range check: every weight NaN at the end of fit.
+    ({"use_ema": True, "ema_momentum": float("nan")}, ValueError,
+     "ema_momentum"),
+    ({"ema_momentum": 1.5}, ValueError, "ema_momentum"),
+    ({"ema_momentum": None}, TypeError, "ema_momentum"),
+    ({"use_ema": True, "ema_overwrite_frequency": 2.5}, TypeError,
+     "ema_overwrite_frequency"),
+    ({"use_ema": True, "ema_overwrite_frequency": True}, TypeError,
+     "ema_overwrite_frequency"),
+    ({"use_ema": True, "ema_overwrite_frequency": 0}, ValueError,
+     "ema_overwrite_frequency"),
+])
+def test_bad_moving_average_arguments_are_refused_at_construction(
+        optimizer, kwargs, error, name):
+    with pytest.raises(error, match=rf"`{name}`"):
+        optimizer(0.1, **kwargs)
+
+
+def test_a_moving_average_that_is_taken_averages_as_keras_does():
+    """Two steps and the end of training (`finalize_variable_values`):
+    the weight is the moving average Keras' SGD makes of the same
+    arguments, which the plain weight is not."""
+    def averaged(optimizer):
+        weight = keras.Variable(np.zeros(2, "float32"))
+        for gradient in ([6.0, 8.0], [1.0, -2.0]):
+            optimizer.apply([keras.ops.convert_to_tensor(
+                np.array(gradient, "float32"))], [weight])
+        optimizer.finalize_variable_values([weight])
+        return keras.ops.convert_to_numpy(weight)
+
+    expected = averaged(keras.optimizers.SGD(
+        0.1, use_ema=True, ema_momentum=0.5, ema_overwrite_frequency=5))
+    # NumPy numbers taken too (Keras' own refuses an np.int64 frequency).
+    np.testing.assert_allclose(averaged(SGD(
+        0.1, use_ema=True, ema_momentum=np.float32(0.5),
+        ema_overwrite_frequency=np.int64(5))), expected, rtol=1e-6)
+    assert not np.allclose(averaged(SGD(0.1)), expected)
+
+
 def test_a_clipnorm_that_is_taken_clips_as_keras_does():
     """A clip taken (a NumPy number too) is Keras' own: one step on a
     weight whose gradient has norm 10, clipped to 0.5, moves it as Keras'
