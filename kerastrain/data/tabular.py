@@ -1,6 +1,7 @@
 """Preprocessing of tabular features, fitted on the training split only."""
 
 import collections
+import numbers
 
 import numpy as np
 
@@ -42,8 +43,12 @@ def _positions(x, name, columns):
     width = len(labels) if labels is not None else np.shape(x)[1]
     positions = []
     for column in columns:
-        if labels is not None and column in labels:
-            positions.append(labels.index(column))
+        # A label of the same kind: True and 1.0 equal 1, and picked the
+        # column labelled 1 (as a position, both are refused).
+        at = [i for i, label in enumerate(labels or []) if label == column
+              and _kind(label) == _kind(column)]
+        if at:
+            positions.append(at[0])
         elif isinstance(column, (int, np.integer)) and not isinstance(
                 column, bool) and -width <= column < width:
             positions.append(int(column) % width)
@@ -56,6 +61,16 @@ def _positions(x, name, columns):
                 f"{known} from 0 to {width - 1}. Received: "
                 f"{name}={columns}, where {column!r} is not one")
     return positions
+
+
+def _kind(label):
+    """A column label's kind for matching: a bool, an integer, another
+    number, or anything else."""
+    if isinstance(label, (bool, np.bool_)):
+        return "bool"
+    if isinstance(label, numbers.Integral):
+        return "integer"
+    return "number" if isinstance(label, numbers.Number) else "other"
 
 
 def _select(x, positions):

@@ -263,6 +263,19 @@ def test_dataframe_integer_labels_are_labels_not_positions():
     np.testing.assert_array_equal(z[:, 1:], np.eye(2)[[0, 1] * 15])
 
 
+@pytest.mark.parametrize("column", [True, 1.0])
+def test_integer_labels_are_not_named_by_a_bool_or_a_float(column):
+    # Both equal 1, and picked the column labelled 1 without a word; as
+    # positions of an array, both are refused.
+    pandas = pytest.importorskip("pandas")
+    frame = pandas.DataFrame(table())
+    with pytest.raises(ValueError, match=rf"`numeric` must name columns.*"
+                       rf"\[0, 1, 2\].*where {column!r} is not one"):
+        tabular_preprocessor(frame, numeric=[column])
+    assert tabular_preprocessor(frame, numeric=[np.int64(1)]).transform(
+        frame).shape == (50, 1)
+
+
 def test_bool_columns_are_numbers_or_categories():
     pandas = pytest.importorskip("pandas")
     flags = np.array([True, False, True, True])
