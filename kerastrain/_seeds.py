@@ -43,14 +43,36 @@ def spawn_seeds(seed, count):
             for s in np.random.SeedSequence(seed).generate_state(count)]
 
 
-def tf_generator(seed):
+def tf_generator(seed, spread=False):
     """A stateful `tf.random.Generator` for the tf.data input pipeline:
     from `seed`, or non-deterministic for None. Like Keras' random layers,
     it gives each batch and each epoch new draws, and a seed repeats them.
     Make it eagerly (in a constructor): tf.data traces the calls that use
-    it into a graph."""
+    it into a graph.
+
+    TensorFlow's `from_seed(s)` starts Philox's counter at `s`, so the
+    streams of seeds 1 apart are one stream shifted by a draw: with
+    `spread` (a seed a user gives, as 0, 1, 2), `spawn_seeds` spreads the
+    seed first. (The pipeline's own seeds come spread already.) With
+    TensorFlow's op determinism on, which refuses the machine's entropy,
+    a None seed is drawn from TensorFlow's global seed, as its own random
+    ops' are (`keras.utils.set_random_seed`), or refused without one."""
     import tensorflow as tf
 
     if seed is None:
-        return tf.random.Generator.from_non_deterministic_state()
+        try:
+            return tf.random.Generator.from_non_deterministic_state()
+        except RuntimeError:  # op determinism is on
+            pass
+        try:
+            seed = int(tf.random.uniform([], maxval=LAYER_SEED_LIMIT,
+                                         dtype=tf.int64))
+        except RuntimeError:
+            raise ValueError(
+                "Argument `seed` must be given while TensorFlow's op "
+                "determinism is on and no global seed is set: pass `seed`, "
+                "or set the global one (`keras.utils.set_random_seed`) to "
+                "draw it from. Received: seed=None") from None
+    elif spread:
+        [seed] = spawn_seeds(seed, 1)
     return tf.random.Generator.from_seed(seed)

@@ -58,7 +58,7 @@ class CutMix:
         self.alpha = check_float("alpha", alpha, low=0, low_closed=False,
                                  high=MAX_ALPHA)
         self.seed = check_seed("seed", seed)
-        self._random = tf_generator(self.seed)
+        self._random = tf_generator(self.seed, spread=True)
 
     def __call__(self, data):
         import tensorflow as tf

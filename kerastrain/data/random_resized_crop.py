@@ -64,7 +64,7 @@ class RandomResizedCrop:
         self.scale = _check_pair("scale", scale, low=0, high=1)
         self.ratio = _check_pair("ratio", ratio, low=0)
         self.seed = check_seed("seed", seed)
-        self._random = tf_generator(self.seed)
+        self._random = tf_generator(self.seed, spread=True)
 
     def __call__(self, images):
         import tensorflow as tf

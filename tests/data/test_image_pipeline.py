@@ -703,3 +703,38 @@ def test_the_global_image_format_changes_nothing(augment):
         assert not last[..., 1:].any()  # the red stays red
     if augment == "flip":  # some images flipped: red on the right
         assert 0 < (last[:, :, 7, 0] > 0.5).all(axis=1).sum() < 16
+
+
+def test_under_op_determinism_an_unseeded_pipeline_follows_the_global_seed():
+    """With TensorFlow's op determinism on (Keras' recipe for reproducible
+    runs), every pipeline without a `seed`, an evaluation one that draws
+    nothing too, failed inside TensorFlow ("from_non_deterministic_state
+    cannot be called when determinism is enabled"): its streams now come
+    from the global seed, and without one `seed` is named."""
+    import tensorflow as tf
+    # Not in TensorFlow's public API: the test turns determinism back off.
+    from tensorflow.python.framework.config import disable_op_determinism
+
+    images, labels = distinct_images()
+
+    def batches(**kwargs):
+        return [tuple(np.asarray(t) for t in batch) for batch in
+                image_pipeline(images, labels, 4, CLASSES, **kwargs)]
+
+    tf.config.experimental.enable_op_determinism()
+    try:
+        runs = []
+        for _ in range(2):
+            keras.utils.set_random_seed(3)
+            runs.append(batches(mixup_alpha=0.4))
+        for (xa, ya), (xb, yb) in zip(*runs):
+            np.testing.assert_array_equal(xa, xb)
+            np.testing.assert_array_equal(ya, yb)
+        assert len(batches(training=False)) == N // 4
+        tf.random.set_seed(None)
+        with pytest.raises(ValueError, match=r"Argument `seed` must be "
+                           r"given while TensorFlow's op determinism is on"):
+            image_pipeline(images, labels, 4, CLASSES)
+    finally:
+        disable_op_determinism()
+        keras.utils.set_random_seed(0)

@@ -328,8 +328,9 @@ def test_weight_histograms_probe_is_scaled_like_the_training_images(
 
 def test_tiny_images_leave_out_norms_that_would_see_one_position():
     # The premise, from the model itself: at 4x4 the last stage is 1x1,
-    # where instance norm made the logits ignore the image (the layer now
-    # refuses such a map when it is called); at 5x5 (2x2) they read it.
+    # where instance norm made the logits ignore the image (the block
+    # now refuses such a map when it is called); at 5x5 (2x2) they read
+    # it.
     # (Built for any size: the builder refuses (4, 4, 1) with it. A new
     # model each: on jax a model whose `predict` raised predicts no more.)
     images = np.random.default_rng(0).random((2, 5, 5, 1), "float32")
@@ -340,7 +341,8 @@ def test_tiny_images_leave_out_norms_that_would_see_one_position():
 
     logits = model().predict(images, verbose=0)
     assert not np.allclose(logits[0], logits[1], atol=1e-5)
-    with pytest.raises(ValueError, match="more than one spatial element"):
+    with pytest.raises(ValueError, match="`norm`='instance' does not suit "
+                       ".* where a norm sees a 1x1 feature map"):
         model().predict(images[:, :4, :4], verbose=0)
     with pytest.raises(ValueError, match="`norm`='instance' does not suit"):
         resnet((4, 4, 1), 10, depth=8, norm="instance")
