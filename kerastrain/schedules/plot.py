@@ -76,9 +76,12 @@ def plot_schedule(schedule, steps, path=None, momentum=None, title=None):
         raise TypeError(
             "Argument `momentum` must be a schedule (a callable of the "
             f"step) or None. Received: momentum={momentum!r}")
+    # `steps` checked first: np.arange(10**12) failed with a MemoryError,
+    # and np.arange("100") with NumPy's message, naming nothing.
+    values = schedule_values(schedule, steps)
     x = np.arange(steps)
     figure, ax = new_figure(figsize=(6.5, 3.8))
-    ax.plot(x, schedule_values(schedule, steps), color="tab:blue")
+    ax.plot(x, values, color="tab:blue")
     ax.set_xlabel("step")
     ax.set_ylabel("learning rate")
     ax.grid(alpha=0.3)

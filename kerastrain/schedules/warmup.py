@@ -70,6 +70,8 @@ class Warmup(LearningRateSchedule):
             inner = getattr(self.schedule, "value_range", None)
             if inner is None:
                 return None
+        if not self.warmup_steps:  # `start_lr` is never taken
+            return tuple(inner)
         return min(self.start_lr, inner[0]), max(self.start_lr, inner[1])
 
     def _after(self, step):

@@ -51,6 +51,12 @@ def test_bad_steps():
     # then ran step by step for ever.
     with pytest.raises(ValueError, match=r"`steps` must be at most 2\*\*31"):
         schedule_values(StepDecay(0.1, 3), 10**12)
+    # The plot checks them first: NumPy's MemoryError (7 TiB for 10**12
+    # steps) and its arange error of a string came before.
+    with pytest.raises(ValueError, match=r"`steps` must be at most 2\*\*31"):
+        plot_schedule(StepDecay(0.1, 3), 10**12)
+    with pytest.raises(TypeError, match=r"`steps` must be an integer"):
+        plot_schedule(StepDecay(0.1, 3), "100")
 
 
 @pytest.mark.parametrize("schedule", [3, None])

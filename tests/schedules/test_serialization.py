@@ -106,6 +106,17 @@ def test_value_range_bounds_every_value(schedule):
                                rtol=1e-5, atol=1e-7)
 
 
+def test_a_warmup_of_no_steps_takes_the_range_of_its_schedule():
+    """`start_lr` is never taken: (0.85, 2.0) was said of a momentum that
+    stays in [0.85, 0.95], and the optimizers refused it as above 1."""
+    momentum = schedules.OneCycle(0.1, 100).momentum_schedule
+    warmup = schedules.Warmup(momentum, 0, start_lr=2.0)
+    seen = schedules.schedule_values(warmup, 100)
+    np.testing.assert_allclose(warmup.value_range,
+                               [seen.min(), seen.max()], rtol=1e-6)
+    optimizers.SGD(0.1, momentum=warmup)  # in [0, 1]: taken
+
+
 @pytest.mark.parametrize("make", [
     lambda name: schedules.PhaseSchedule([0, 5], [0.1, 0.2], name=name),
     lambda name: schedules.OneCycle(0.1, 10, name=name),
