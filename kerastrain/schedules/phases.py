@@ -112,14 +112,18 @@ def _checked_phases(boundaries, values):
             f"Received: boundaries={boundaries}")
     # The step is compared with them in float32: 1e39 is inf there
     # (NaN values), and 1e8 and 1e8 + 1 are one number (a phase of
-    # length 0).
+    # length 0); a phase's length divides there too (-3e38 to 3e38 is
+    # inf long, and every value was 0).
+    with np.errstate(over="ignore"):
+        lengths = np.diff(np.float32(boundaries))
     if any(abs(b) > FLOAT32_MAX for b in boundaries) or not (
-            np.diff(np.float32(boundaries)) > 0).all():
+            (lengths > 0) & np.isfinite(lengths)).all():
         raise ValueError(
             "Argument `boundaries` must stay finite and strictly "
             "increasing in float32, where the step is compared with "
             "them (steps past 2**24 = 16,777,216 round to even "
-            f"numbers and coarser). Received: boundaries={boundaries}")
+            "numbers and coarser), and so must each phase's length. "
+            f"Received: boundaries={boundaries}")
     return boundaries, values
 
 

@@ -70,6 +70,11 @@ def test_one_annealer_name_applies_to_every_phase():
      "increasing in float32"),
     ({"boundaries": [1e8, 1e8 + 1], "values": [1, 0]}, "finite and "
      "strictly increasing in float32"),
+    # Each finite, but 6e38 apart: a phase inf long, every value 0.
+    ({"boundaries": [-3e38, 3e38], "values": [1.0, 2.0]}, "so must each "
+     "phase's length"),
+    ({"boundaries": [-3e38, 3e38, 3.1e38], "values": [1.0, 2.0, 1.0],
+      "anneal": "cos"}, "so must each phase's length"),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
