@@ -222,10 +222,13 @@ def check_normalize_channels(mean, std, shape):
             f"{shape}")
 
 
-def check_randaugment_input(layers, images):
+def check_randaugment_input(layers, images, scaled=False):
     """Raises unless `images` suit every RandAugment among `layers`: one
     or three channels, and values inside its `value_range`, which it
-    would otherwise clip without a word."""
+    would otherwise clip without a word; images `scaled` to [0, 1] from
+    8-bit integers (`pixels`) take a range inside [0, 1] only (a
+    `value_range` of (0, 255) held them, and put some images on that
+    scale and left the rest on [0, 1])."""
     import keras
 
     for layer in layers:
@@ -240,6 +243,14 @@ def check_randaugment_input(layers, images):
             low, high = (float(v) for v in layer.value_range)
         except (TypeError, ValueError):
             continue  # a bad option: the layer itself says so
+        if scaled and high > 1:
+            raise ValueError(
+                "Augmentation 'randaugment' gets integer images as 8-bit "
+                "pixels scaled to [0, 1], but its value_range is "
+                f"[{low:g}, {high:g}]: some of its images would come out on "
+                "that scale and the rest on [0, 1]. Leave 'value_range' "
+                "out (it is (0, 1) here), or pass float images on the "
+                "scale of the range.")
         seen = (float(images.min()), float(images.max()))
         if seen[0] < low or seen[1] > high:
             raise ValueError(

@@ -321,7 +321,7 @@ def image_pipeline(x, y, batch_size, num_classes,
     # the rotation's direction).
     shuffle_seed, mixup_seed, cutmix_seed, pick_seed, *augment_seeds = (
         spawn_seeds(seed, 4 + len(augment)))
-    images, labels = _images_and_labels(x, y, num_classes)
+    images, labels, scaled = _images_and_labels(x, y, num_classes)
     if drop_remainder and len(images) < batch_size:
         raise ValueError(
             "Argument `batch_size` must be at most the number of images "
@@ -330,7 +330,7 @@ def image_pipeline(x, y, batch_size, num_classes,
     # Made in evaluation mode too: bad options fail here, not later.
     augmenters = _augmenters(augment, augment_seeds, images.shape[1:3])
     if training:
-        check_randaugment_input(augmenters, images)
+        check_randaugment_input(augmenters, images, scaled)
     mean, std = _normalization(normalize, images)
 
     dataset = tf.data.Dataset.from_tensor_slices((images, labels))
@@ -397,7 +397,8 @@ def _images_and_labels(x, y, num_classes):
     images = pixels(x)
     labels = one_hot_labels(y, num_classes)
     check_same_length(images, labels)
-    return images, labels
+    # Integer images are 8-bit pixels, scaled to [0, 1] by `pixels`.
+    return images, labels, np.asarray(x).dtype.kind in "iu"
 
 
 def _normalization(normalize, images):

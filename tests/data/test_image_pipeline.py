@@ -495,6 +495,24 @@ def test_randaugment_refuses_float_pixels_outside_its_range():
     assert images.max() > 1.0 and images.max() <= 255.0 + 1e-3
 
 
+def test_randaugment_refuses_a_range_past_1_for_integer_images():
+    """uint8 images are scaled to [0, 1], which lies inside (0, 255):
+    the range check passed, and 186 of 256 images came out on 0..255,
+    the rest on [0, 1]. The default range, and (0, 1), are taken."""
+    x = np.random.default_rng(0).integers(0, 256, (8, 16, 16, 3), "uint8")
+    for option in (("randaugment", {"value_range": (0, 255)}),
+                   keras.layers.RandAugment(value_range=(0, 255))):
+        with pytest.raises(ValueError, match=r"integer images as 8-bit "
+                           r"pixels scaled to \[0, 1\], but its "
+                           r"value_range is \[0, 255\]"):
+            image_pipeline(x, np.arange(8) % 2, 4, 2, augment=(option,))
+    for option in ("randaugment", ("randaugment", {"value_range": (0, 1)})):
+        images, _ = one_batch(image_pipeline(
+            x, np.arange(8) % 2, 8, 2, augment=(option,), normalize=False,
+            seed=0))
+        assert 0.0 <= images.min() and images.max() <= 1.0
+
+
 def test_non_finite_pixels_are_refused_with_their_count():
     x = np.random.default_rng(0).random((8, 6, 6, 3)).astype("float32")
     bad = x.copy()
