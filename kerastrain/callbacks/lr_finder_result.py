@@ -87,6 +87,14 @@ class LRFinderResult:
             raise ValueError(
                 "Argument `lrs` must hold finite learning rates > 0 (the "
                 f"curve is read on a log scale). Received: lrs={lrs!r}")
+        if (np.diff(self.lrs) <= 0).any():
+            # As a range test records them: the slopes divide by the
+            # steps in log rate (a repeated rate was an infinite slope,
+            # and points listed high to low gave a valley past the
+            # minimum).
+            raise ValueError(
+                "Argument `lrs` must increase strictly from step to step, "
+                f"as a range test records them. Received: lrs={lrs!r}")
         # Recorded steps: as many as asked for, or fewer at divergence.
         self.num_steps = len(self.lrs) if num_steps is None else check_int(
             "num_steps", num_steps, min_value=max(1, len(self.lrs)))

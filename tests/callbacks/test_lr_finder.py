@@ -795,6 +795,13 @@ def test_a_result_written_as_json_reads_back_whole(tmp_path):
     (lambda lrs, losses: (-lrs, losses, losses, None), "`lrs` must hold"),
     (lambda lrs, losses: (np.where(lrs > 0.5, np.nan, lrs), losses, losses,
                           None), "`lrs` must hold"),
+    # Listed high to low, the valley fell past the minimum; a repeated
+    # rate was an infinite slope, which "steep" picked.
+    (lambda lrs, losses: (lrs[::-1], losses[::-1], losses[::-1], None),
+     "`lrs` must increase strictly"),
+    (lambda lrs, losses: (np.where(np.arange(100) == 50, lrs[49], lrs),
+                          losses, losses, None),
+     "`lrs` must increase strictly"),
     (lambda lrs, losses: (lrs, losses, losses, -3), "`num_steps`.* >= 100"),
     (lambda lrs, losses: (lrs, losses, losses, 99), "`num_steps`.* >= 100"),
 ])
