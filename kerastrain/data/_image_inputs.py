@@ -17,6 +17,19 @@ from kerastrain._validation import (FLOAT32_MAX, FLOAT32_TINY,
 RANDAUGMENT_CHANNELS = (1, 3)
 
 
+def image_array(x):
+    """Images `x` as one NumPy array, or a clear error for images of
+    several shapes (NumPy's "inhomogeneous shape" named none)."""
+    try:
+        return np.asarray(x)
+    except ValueError:
+        raise ValueError(
+            "Argument `x` must hold images of one shape (N, H, W, C). "
+            "Received: a sequence of images of several shapes, "
+            f"{sorted({np.shape(image) for image in x})}. Resize them "
+            "first.") from None
+
+
 def pixels(x):
     """Images `x` (N, H, W, C) as float32 pixels, or a clear error.
 
@@ -25,14 +38,7 @@ def pixels(x):
     Floats are kept as they are and must be finite: one NaN would make
     the channel statistics, and then every normalized image, NaN.
     """
-    try:
-        x = np.asarray(x)
-    except ValueError:  # NumPy's "inhomogeneous shape"
-        raise ValueError(
-            "Argument `x` must hold images of one shape (N, H, W, C). "
-            "Received: a sequence of images of several shapes, "
-            f"{sorted({np.shape(image) for image in x})}. Resize them "
-            "first.") from None
+    x = image_array(x)
     if x.ndim != 4:
         raise ValueError(
             "Argument `x` must be a batch of channels-last images "

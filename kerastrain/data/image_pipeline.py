@@ -12,8 +12,8 @@ from kerastrain.data._equalization import count_bins_once
 from kerastrain.data._image_inputs import (check_normalize,
                                            check_normalize_channels,
                                            check_randaugment_input,
-                                           one_hot_labels, pixels,
-                                           read_dataset)
+                                           image_array, one_hot_labels,
+                                           pixels, read_dataset)
 from kerastrain.data.cutmix import MAX_ALPHA, CutMix
 from kerastrain.data.random_resized_crop import RandomResizedCrop
 from kerastrain.data.split import check_same_length
@@ -394,11 +394,12 @@ def _images_and_labels(x, y, num_classes):
                 "of (image, label) pairs: the labels come from it. "
                 f"Received: y of shape {np.shape(y)}")
         x, y = read_dataset(x, num_classes)
+    x = image_array(x)  # converted once (a list of images: a copy)
     images = pixels(x)
     labels = one_hot_labels(y, num_classes)
     check_same_length(images, labels)
     # Integer images are 8-bit pixels, scaled to [0, 1] by `pixels`.
-    return images, labels, np.asarray(x).dtype.kind in "iu"
+    return images, labels, np.issubdtype(x.dtype, np.integer)
 
 
 def _normalization(normalize, images):

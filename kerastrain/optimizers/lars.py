@@ -130,7 +130,6 @@ class LARS(ScheduledHyperparameters, keras.optimizers.Optimizer):
 
     def update_step(self, gradient, variable, learning_rate):
         dtype = variable.dtype
-        rate = ops.cast(learning_rate, dtype)
         # The norm of an Embedding's rows on TensorFlow was not the
         # gradient's (the trust ratio 1.34x the paper's on one batch).
         gradient = ops.cast(dense(gradient, variable), dtype)
@@ -161,7 +160,7 @@ class LARS(ScheduledHyperparameters, keras.optimizers.Optimizer):
             step = ops.cast(ops.cast(learning_rate, "float32") * trust
                             * (gradient + decay * weights), dtype)
         else:
-            step = rate * gradient
+            step = ops.cast(learning_rate, dtype) * gradient
         velocity = self.velocities[self._get_variable_index(variable)]
         self.assign(velocity, self.current("momentum", dtype) * velocity
                     + step)

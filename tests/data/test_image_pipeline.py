@@ -756,3 +756,21 @@ def test_under_op_determinism_an_unseeded_pipeline_follows_the_global_seed():
     finally:
         disable_op_determinism()
         keras.utils.set_random_seed(0)
+
+
+def test_a_list_of_images_is_read_as_one_array():
+    """A list of images reads as their array (once): 8-bit ones are
+    scaled, as RandAugment's range check sees, and images of several
+    shapes are named, not NumPy's "inhomogeneous shape"."""
+    rng = np.random.default_rng(0)
+    images = list(rng.integers(0, 256, (8, 16, 16, 3), "uint8"))
+    batch, _ = one_batch(image_pipeline(images, np.arange(8) % 2, 8, 2,
+                                        training=False, normalize=False))
+    np.testing.assert_allclose(batch, np.stack(images) / 255.0, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"value_range is \[0, 255\]"):
+        image_pipeline(images, np.arange(8) % 2, 4, 2, augment=(
+            ("randaugment", {"value_range": (0, 255)}),))
+    with pytest.raises(ValueError, match=r"images of one shape.*several "
+                       r"shapes, \[\(4, 4, 1\), \(5, 5, 1\)\]"):
+        image_pipeline([np.zeros((4, 4, 1), "uint8"),
+                        np.zeros((5, 5, 1), "uint8")], [0, 1], 2, 2)
