@@ -129,6 +129,17 @@ def _numbers(values, columns):
         ) from None
 
 
+def _refuse_empty(kind, columns):
+    """Raises, naming `columns` (of `kind`, "Numeric" or "Categorical"),
+    if any: columns with no value at all in the training data, which
+    imputation cannot fill."""
+    if columns:
+        raise ValueError(
+            f"{kind} columns {columns} have no value at all in `x_train`: "
+            "imputation has nothing to fill them with. Drop them, or fill "
+            "them before.")
+
+
 def reject_missing(values, columns):
     """Returns `values` (the numeric columns) unchanged, or raises if any is
     missing (NaN): the check of a preprocessor fitted with `impute=False`,
@@ -247,24 +258,15 @@ def tabular_preprocessor(x_train, numeric=None, categorical=None,
     elif len(values):
         # scikit-learn's imputer drops such a column (with a warning), and
         # every later column would move one place to the left.
-        empty = np.isnan(values).all(axis=0)
-        if empty.any():
-            raise ValueError(
-                "Numeric columns "
-                f"{[c for c, e in zip(numeric, empty) if e]} have no value "
-                "at all in `x_train`: imputation has nothing to fill them "
-                "with. Drop them, or fill them before.")
+        _refuse_empty("Numeric", [c for c, e in zip(
+            numeric, np.isnan(values).all(axis=0)) if e])
     # The categorical imputer drops such a column too (with a warning):
     # the only one, it made no feature at all, deep in scikit-learn.
     filled = np.asarray(as_categories(_select(x_train, at_categorical)),
                         dtype=object)
-    empty = [c for c, column in zip(categorical, filled.T)
-             if all(isinstance(v, float) and v != v for v in column)]
-    if empty:
-        raise ValueError(
-            f"Categorical columns {empty} have no value at all in "
-            "`x_train`: imputation has nothing to fill them with. Drop "
-            "them, or fill them before.")
+    _refuse_empty("Categorical", [
+        c for c, column in zip(categorical, filled.T)
+        if all(isinstance(v, float) and v != v for v in column)])
     scaler = {"standard": StandardScaler, "minmax": MinMaxScaler,
               "robust": RobustScaler}[scaling]()
     # Without imputation the check is a step of the pipeline, so the saved
