@@ -99,6 +99,16 @@ def _augmenters(augment, seeds, image_size=(32, 32)):
             continue
         name, options = _name_and_options(entry)
         cls, defaults = layers[name]
+        for side, key in zip(image_size, ("height_factor", "width_factor")):
+            if name == "shift" and side < 2 and key not in options:
+                # The default shift of 1 pixel is Keras' factor 1.5 on
+                # such a side, which it refuses, naming options the user
+                # never passed.
+                raise ValueError(
+                    "Augmentation 'shift' in `augment` shifts by whole "
+                    f"pixels: images {image_size[0]}x{image_size[1]} "
+                    f"pixels need a `{key}` of their own (a side of 1 "
+                    "pixel has no pixel to shift by).")
         kwargs = {**defaults, **options, "seed": seed}
         if cls is not RandomResizedCrop:
             # float32 whatever the global dtype policy: under

@@ -271,6 +271,13 @@ def test_augmented_training_batches_feed_model_fit():
      r"finite"),
     ({"augment": (("shift", {"width_factor": [0.1, -np.inf]}),)},
      ValueError, r"'shift' in `augment` got option width_factor="),
+    # A side of 1 pixel: Keras refused the default factor, 1.5, naming
+    # options {} the user never passed.
+    ({"x": np.zeros((4, 1, 8, 3)), "augment": ("shift",)}, ValueError,
+     r"'shift'.*images 1x8 pixels need a `height_factor` of their own"),
+    ({"x": np.zeros((4, 8, 1, 3)),
+      "augment": (("shift", {"height_factor": 0.1}),)}, ValueError,
+     r"'shift'.*images 8x1 pixels need a `width_factor` of their own"),
     # An integer is finite: the layer's own refusal, not an OverflowError
     # from the finiteness check.
     ({"augment": (("rotate", {"factor": 10**400}),)}, ValueError,
@@ -382,6 +389,23 @@ def test_shift_is_pad_and_crop_by_whole_pixels_equally_likely(side):
                    if np.array_equal(image, shifted(original, *m))]
         counts[move] += 1
     assert stats.chisquare(list(counts.values())).pvalue > 1e-3, counts
+
+
+def test_shift_on_a_one_pixel_side_takes_its_own_factor():
+    """Images one pixel high shift along their width with a height
+    factor of the user's: each row is the original moved by a whole
+    pixel at most, zeros filling in."""
+    x = np.random.default_rng(0).uniform(0.1, 1.0, (64, 1, 8, 1))
+    images = np.concatenate([batch[0] for batch in image_pipeline(
+        x.astype("float32"), np.zeros(64, int), 64, 2,
+        augment=(("shift", {"height_factor": 0.0}),), normalize=False,
+        shuffle=False, seed=0).as_numpy_iterator()])
+    moves = []
+    for image, original in zip(images, x.astype("float32")):
+        (move,) = [dx for dx in (-1, 0, 1)
+                   if np.array_equal(image, shifted(original, 0, dx))]
+        moves.append(move)
+    assert set(moves) == {-1, 0, 1}
 
 
 def test_batches_stay_float32_under_a_mixed_precision_policy():
