@@ -70,6 +70,13 @@ def _counts(labels):
     return f"Class counts: {class_counts(labels)}"
 
 
+def _none_of(part):
+    """An empty part of `part`'s type: no row of a DataFrame, Series,
+    array or list."""
+    rows = getattr(part, "iloc", part)  # pandas slices labels otherwise
+    return rows[0:0]
+
+
 def split(x, y, val_size=0.15, test_size=0.15, stratify=True, seed=None):
     """Splits into disjoint training, validation and test sets (70/15/15 by
     default), keeping each class's share in every part.
@@ -91,7 +98,9 @@ def split(x, y, val_size=0.15, test_size=0.15, stratify=True, seed=None):
             splits.
 
     Returns:
-        `(x_train, y_train), (x_val, y_val), (x_test, y_test)`.
+        `(x_train, y_train), (x_val, y_val), (x_test, y_test)`, each part
+        of its input's type, as scikit-learn returns them (a pandas
+        DataFrame or Series keeps its index).
 
     Example:
 
@@ -116,7 +125,6 @@ def split(x, y, val_size=0.15, test_size=0.15, stratify=True, seed=None):
             "Arguments `val_size` and `test_size` must leave a training "
             f"set: val_size + test_size < 1. Received: val_size={val_size}, "
             f"test_size={test_size}")
-    y_array = np.asarray(y)
 
     def cut(features, labels, size, argument):
         try:
@@ -133,12 +141,12 @@ def split(x, y, val_size=0.15, test_size=0.15, stratify=True, seed=None):
                 "sizes, merge rare classes, or stratify=False."
             ) from None
 
-    x_rest, x_test, y_rest, y_test = cut(x, y_array, test_size,
-                                         "`test_size`")
+    # `y` as given: scikit-learn returns each part as its input's type
+    # (a pandas Series with its index; they were NumPy arrays).
+    x_rest, x_test, y_rest, y_test = cut(x, y, test_size, "`test_size`")
     if val_size == 0:
-        empty = slice(0, 0)
-        return (x_rest, y_rest), (x_rest[empty], y_rest[empty]), (x_test,
-                                                                   y_test)
+        return (x_rest, y_rest), (_none_of(x_rest), _none_of(y_rest)), (
+            x_test, y_test)
     # A count of all samples, rounded up as scikit-learn rounds the test
     # split's, so that equal fractions give equal counts (Python's round
     # gave 10 against 11 of 70); not the fraction val_size / (1 -

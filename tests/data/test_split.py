@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 from sklearn.model_selection import train_test_split
@@ -75,6 +77,37 @@ def test_seeded_splits_repeat_and_no_validation_set():
         np.testing.assert_array_equal(a[0], b[0])
     (xt, _), (xv, yv), (xs, _) = split(x, y, val_size=0.0, seed=1)
     assert len(xv) == len(yv) == 0 and len(xt) + len(xs) == len(x)
+
+
+@pytest.mark.parametrize("val_size", [0.15, 0.0])
+def test_parts_keep_their_inputs_types_as_scikit_learns(val_size):
+    """A pandas Series `y` comes back as Series with its index (they were
+    NumPy arrays), a DataFrame `x` as DataFrames, lists as lists: the
+    types and rows scikit-learn's split gives, with or without a
+    validation set."""
+    import pandas as pd
+
+    x, y = data()
+    index = np.arange(1000, 1000 + len(y))
+    frame = pd.DataFrame(x, index=index)
+    labels = pd.Series(y, index=index, name="label")
+    train, val, test = split(frame, labels, val_size=val_size, seed=3)
+    x_rest, x_test, y_rest, y_test = train_test_split(
+        frame, labels, test_size=0.15, stratify=labels, random_state=3)
+    pd.testing.assert_frame_equal(test[0], x_test)
+    pd.testing.assert_series_equal(test[1], y_test)
+    for part in (train, val):
+        assert type(part[0]) is pd.DataFrame and type(part[1]) is pd.Series
+        assert list(part[0].index) == list(part[1].index)
+        assert part[1].name == "label"
+    assert sorted([*train[1].index, *val[1].index]) == sorted(y_rest.index)
+    assert len(val[1]) == (0 if val_size == 0 else math.ceil(
+        val_size * len(y)))
+    parts = split(x.tolist(), y.tolist(), val_size=val_size, seed=3)
+    assert all(type(a) is list for part in parts for a in part)
+    assert parts[2][1] == train_test_split(
+        x.tolist(), y.tolist(), test_size=0.15, stratify=y,
+        random_state=3)[3]
 
 
 @pytest.mark.parametrize("kwargs, match", [
