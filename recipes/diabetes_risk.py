@@ -142,9 +142,13 @@ def run(args):
           f"{len(x_test)} test patients, {int(y_train.sum())} positive in "
           f"training, backend {keras.backend.backend()}")
     results, curves, histories = {}, {}, {}
-    for method in BALANCING:
-        x, y = (x_train, y_train) if method == "none" else balance(
-            x_train, y_train, method, seed=args.seed)
+    balanced = {method: (x_train, y_train) if method == "none" else balance(
+        x_train, y_train, method, seed=args.seed) for method in BALANCING}
+    for method, (x, _) in balanced.items():  # before any training
+        common.training_steps(args, len(x), what=f"--epochs {args.epochs}"
+                              + ("" if method == "none" else
+                                 f" after {method} balancing"))
+    for method, (x, y) in balanced.items():
         keras.utils.set_random_seed(args.seed)
         model = build_mlp(x.shape[1], args.seed)
         filename = "model.keras" if method == "smote" else \

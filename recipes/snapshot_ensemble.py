@@ -59,8 +59,10 @@ def run(args):
     train, val, test = load_split(args.seed, quick=args.quick)
     # Whole training batches, and the validation digits in one batch:
     # one shape of each step (see `common.fit_image_classifier`).
-    steps = args.epochs * common.steps_per_epoch(args, len(train[0]),
-                                                 whole_batches=True)
+    # More than the step count holds ran for ever: the schedule's cycles
+    # are planned from the steps.
+    steps, _ = common.training_steps(args, len(train[0]),
+                                     whole_batches=True)
     if steps < args.cycles:
         raise common.RecipeError(
             f"--cycles {args.cycles} needs at least as many steps; "

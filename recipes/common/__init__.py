@@ -25,4 +25,4 @@ from recipes.common.training import (BACKUP, QUICK_WIDTH, accuracy,
                                      fit_image_classifier, member_seeds,
                                      one_cycle_steps, predicted_labels,
                                      report_classifier, steps_per_epoch,
-                                     trained_together)
+                                     trained_together, training_steps)

@@ -18,7 +18,8 @@ import tempfile
 import threading
 import time
 
-from recipes.common.outputs import RUN_RECORD, STAGING, remove_path
+from recipes.common.outputs import (RUN_RECORD, STAGING, remove_path,
+                                    run_metrics)
 
 BACKENDS = ("tensorflow", "jax", "torch")
 # The recipes' folder: its `__main__.py` is `python -m recipes`.
@@ -133,10 +134,30 @@ def parse_args(name, description, argv=None, *, epochs, batch_size,
         if os.environ.get("KERAS_BACKEND") == "jax" and (
                 "jax" not in sys.modules):
             os.environ.update(jax_cache_settings(os.environ))
+        check_out_folder(args.out)
         args.created_folders = ensure_writable(args.out)
     except ValueError as error:
         parser.error(str(error))
     return args
+
+
+def check_out_folder(folder):
+    """Refuses an output folder that a run would damage: one inside a
+    staging folder (`.unfinished`), which the next run into its parent
+    empties, or one holding a `metrics.json` that no recipe's run wrote,
+    which a run replaces."""
+    parts = os.path.normpath(folder).split(os.sep)
+    if STAGING in parts:
+        raise ValueError(
+            f"--out {folder}: a {STAGING} folder is where a run stages its "
+            "outputs, removed by the next run into the folder above it; "
+            "choose another folder")
+    metrics = os.path.join(folder, "metrics.json")
+    if os.path.lexists(metrics) and run_metrics(metrics) is None:
+        raise ValueError(
+            f"--out {folder}: it holds a metrics.json that no kerastrain "
+            "recipe wrote (it names no kerastrain version and lists no "
+            "outputs), which a run would replace; choose another folder")
 
 
 def select_backend(backend):
@@ -260,18 +281,23 @@ def run_main(name, doc, run, argv=None, *, epochs, batch_size,
                       batch_size=batch_size, resumable=resumable, **flags)
     if args.quick:
         args.epochs = min(args.epochs, 2)
-    # The flags as the run uses them, before the attributes set below.
-    with interrupts_delivered():  # Keras' import, JAX's gc callback's
-        record = run_record(name, args) if resumable else None
-    args.timer, args.tf_data = timer, tf_data
-    args.leave_a_core = leave_a_core
-    args.publish_to = args.out
-    args.out = os.path.join(args.publish_to, STAGING)
-    args.resumable, args.resumed = resumable, {}
     try:
+        # The flags as the run uses them, before the attributes set
+        # below. Keras' import takes seconds, the time to notice a wrong
+        # flag and press Ctrl-C: the folders made for --out stayed.
+        with interrupts_delivered():  # Keras' import, JAX's gc callback's
+            record = run_record(name, args) if resumable else None
+        args.timer, args.tf_data = timer, tf_data
+        args.leave_a_core = leave_a_core
+        args.publish_to = args.out
+        args.out = os.path.join(args.publish_to, STAGING)
+        args.resumable, args.resumed = resumable, {}
         kept = _prepare_staging(name, args, record)
-    except RecipeError as error:  # the interrupted run stays
-        print(f"{name}: error: {error}", file=sys.stderr)
+    except BaseException as error:  # KeyboardInterrupt too
+        remove_empty(args.created_folders)
+        if not isinstance(error, RecipeError):
+            raise
+        print(f"{name}: error: {error}", file=sys.stderr)  # it stays
         return 1
     try:
         with interrupts_delivered():

@@ -61,18 +61,32 @@ def publish(args):
 
 def _published_before(metrics_path):
     """The names an earlier run's `metrics.json` lists as its outputs:
-    plain names inside the folder only, none for a file of another
-    version or none at all."""
-    import json
-
-    try:
-        with open(metrics_path) as f:
-            outputs = json.load(f).get("outputs", [])
-    except (OSError, ValueError, AttributeError):
-        return set()
+    plain names inside the folder only, none for a file that no run of a
+    recipe wrote (`run_metrics`) or none at all."""
+    metrics = run_metrics(metrics_path)
+    outputs = [] if metrics is None else metrics["outputs"]
     return {entry for entry in outputs if isinstance(entry, str)
             and entry == os.path.basename(entry)
             and entry not in ("", os.curdir, os.pardir, STAGING)}
+
+
+def run_metrics(path):
+    """The `metrics.json` at `path` where a recipe's run wrote it (it
+    names kerastrain's version and lists the run's `outputs`), else None:
+    no file, or another tool's, whose `outputs` must not decide what a run
+    removes (a list naming a folder of the user's removed it whole)."""
+    import json
+
+    try:
+        with open(path) as f:
+            metrics = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if isinstance(metrics, dict) and isinstance(
+            metrics.get("kerastrain"), str) and isinstance(
+                metrics.get("outputs"), list):
+        return metrics
+    return None
 
 
 def remove_path(path):

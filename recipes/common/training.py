@@ -27,19 +27,18 @@ QUICK_WIDTH = 8
 BACKUP = "backup"
 
 
-def one_cycle_steps(args, samples, epochs=None, what=None,
-                    whole_batches=False):
+def training_steps(args, samples, epochs=None, what=None,
+                   whole_batches=False):
     """The training steps of `epochs` (default `args.epochs`) epochs of
     `samples` in batches of `args.batch_size` (with `whole_batches`, a
     last, smaller batch left out of each epoch), or a `RecipeError` when
-    they are too few for a one-cycle schedule whose rise holds a step (a
-    large `--batch-size` on a small set; `OneCycle` itself, as PyTorch's,
-    would start such a run inside its annealing), before any training.
-    `what` names the epochs in the message (`--epochs N` by default)."""
+    they are more than the optimizers' step count holds, before any
+    training. `what` names the epochs in the message (`--epochs N` by
+    default). Returns `(steps, made)`: `made` says what made them, for a
+    recipe's own message."""
     # Not from kerastrain.tuning, whose import pulls in KerasTuner, which
     # `environment` would then list among the run's packages.
     from kerastrain._validation import MAX_STEPS
-    from kerastrain.schedules.one_cycle import MIN_STEPS
 
     epochs = args.epochs if epochs is None else epochs
     steps = epochs * steps_per_epoch(args, samples, whole_batches)
@@ -50,6 +49,18 @@ def one_cycle_steps(args, samples, epochs=None, what=None,
         raise RecipeError(
             f"{made}, more than the optimizers' step count holds "
             f"({MAX_STEPS:,}). Lower --epochs or raise --batch-size.")
+    return steps, made
+
+
+def one_cycle_steps(args, samples, epochs=None, what=None,
+                    whole_batches=False):
+    """`training_steps`, also a `RecipeError` when they are too few for a
+    one-cycle schedule whose rise holds a step (a large `--batch-size` on
+    a small set; `OneCycle` itself, as PyTorch's, would start such a run
+    inside its annealing). Returns the steps."""
+    from kerastrain.schedules.one_cycle import MIN_STEPS
+
+    steps, made = training_steps(args, samples, epochs, what, whole_batches)
     if steps < MIN_STEPS:
         raise RecipeError(
             f"{made}, too few for the one-cycle schedule, whose rise (30% "

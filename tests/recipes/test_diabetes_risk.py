@@ -1,6 +1,7 @@
 import json
 import os
 import pickle
+import re
 import shutil
 
 import keras
@@ -145,3 +146,20 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_runs_end(
         ("model.keras", "model_unbalanced.keras"))
     assert (out / "preprocessor.pkl").read_bytes() == (
         plain_run / "preprocessor.pkl").read_bytes()
+
+
+def test_more_steps_than_the_step_count_holds_is_a_clear_error(tmp_path,
+                                                                 capsys):
+    """Checked for both fits before the first trains: SMOTE's set is the
+    larger, so its steps pass the count first."""
+    epochs = 2**31 // 12  # unbalanced: 10 batches of 32; SMOTE: 17
+    code = recipe.main(["--epochs", str(epochs), "--out",
+                        str(tmp_path / "run")])
+    assert code == 1
+    said = capsys.readouterr()
+    assert re.search(rf"--epochs {epochs} after smote balancing and "
+                     r"--batch-size 32 on \d+ training samples make [\d,]+ "
+                     r"training steps, more than the optimizers' step "
+                     r"count holds", said.err)
+    assert "Epoch 1/" not in said.out
+    assert not (tmp_path / "run").exists()

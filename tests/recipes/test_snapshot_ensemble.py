@@ -1,5 +1,6 @@
 import json
 import os
+import re
 
 import keras
 import numpy as np
@@ -107,4 +108,18 @@ def test_more_cycles_than_steps_is_a_clear_error(tmp_path, capsys):
                         "--out", str(tmp_path / "run")])
     assert code == 1
     assert "--cycles 1000" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_more_steps_than_the_step_count_holds_is_a_clear_error(tmp_path,
+                                                                 capsys):
+    """The cycles are planned from the steps: without the check the run
+    trained on for ever (epoch 101 of 2147483647 when stopped)."""
+    code = recipe.main(["--epochs", str(2**31 - 1), "--out",
+                        str(tmp_path / "run")])
+    assert code == 1
+    assert re.search(r"--epochs 2147483647 and --batch-size \d+ on \d+ "
+                     r"training samples make [\d,]+ training steps, more "
+                     r"than the optimizers' step count holds",
+                     capsys.readouterr().err)
     assert not (tmp_path / "run").exists()

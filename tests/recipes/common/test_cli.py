@@ -235,6 +235,34 @@ def test_any_failure_removes_the_folders_the_run_created_and_reraises(
     assert os.listdir(tmp_path) == []
 
 
+def test_a_ctrl_c_while_keras_is_imported_removes_the_new_folders(
+        tmp_path, monkeypatch):
+    """The run's record imports Keras (seconds, in a new process), before
+    the run's own failure handling: the folders made for --out stayed."""
+    def interrupted(name, args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "run_record", interrupted)
+    out = tmp_path / "nest" / "a" / "b"
+    with pytest.raises(KeyboardInterrupt):
+        run_with(["--out", str(out)], backing_up(), resumable=True)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("out", [common.STAGING,
+                                 os.path.join("run", common.STAGING, "x")])
+def test_an_out_inside_a_staging_folder_is_an_argparse_error(
+        tmp_path, capsys, out):
+    """The next run into the folder above empties it: a finished run
+    published there was lost without a word."""
+    with pytest.raises(SystemExit) as exit_info:
+        run_with(["--out", str(tmp_path / out)], publishing(["a"], "x"))
+    assert exit_info.value.code == 2
+    assert (f"--out {tmp_path / out}: a {common.STAGING} folder is where a "
+            "run stages") in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
+
+
 def test_recipe_error_removes_new_parents_up_to_the_first_that_existed(
         tmp_path, capsys):
     def run(args):

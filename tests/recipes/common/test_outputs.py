@@ -80,10 +80,39 @@ def test_an_earlier_metrics_file_cannot_remove_what_is_not_in_the_folder(
     (tmp_path / "keep.txt").write_text("outside")
     out.mkdir()
     (out / "metrics.json").write_text(
-        '{"outputs": ["../keep.txt", "/etc", ".", ".unfinished"]}')
+        '{"kerastrain": "0.1.0", '
+        '"outputs": ["../keep.txt", "/etc", ".", ".unfinished"]}')
     assert run_with(["--out", str(out)], publishing(["a.csv"], "x")) == 0
     assert (tmp_path / "keep.txt").read_text() == "outside"
     assert sorted(os.listdir(out)) == ["a.csv", "metrics.json"]
+
+
+@pytest.mark.parametrize("text", [
+    '{"outputs": ["data"]}', '{"kerastrain": 1, "outputs": ["data"]}',
+    '{"kerastrain": "0.1.0", "outputs": "data"}', '["data"]', "not json"])
+def test_a_metrics_file_no_run_wrote_decides_nothing(tmp_path, capsys,
+                                                     text):
+    """Another tool's metrics.json in --out: its `outputs` named a folder
+    of the user's, which the run removed whole, and the run replaced the
+    file. The folder is refused, and a publish that meets such a file
+    (written after the check) removes nothing it lists."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "x.csv").write_text("precious")
+    (tmp_path / "metrics.json").write_text(text)
+    with pytest.raises(SystemExit) as exit_info:
+        run_with(["--out", str(tmp_path)], publishing(["a.csv"], "x"))
+    assert exit_info.value.code == 2
+    assert "holds a metrics.json that no kerastrain recipe wrote" in (
+        capsys.readouterr().err)
+    assert sorted(os.listdir(tmp_path)) == ["data", "metrics.json"]
+
+    def written_meanwhile(args):
+        (tmp_path / "metrics.json").write_text(text)
+        publishing(["a.csv"], "x")(args)
+
+    (tmp_path / "metrics.json").unlink()
+    assert run_with(["--out", str(tmp_path)], written_meanwhile) == 0
+    assert (tmp_path / "data" / "x.csv").read_text() == "precious"
 
 
 def test_environment_names_kerastrain_and_only_the_frameworks_used():
