@@ -60,10 +60,7 @@ def atomic_path(path):
     path = os.path.realpath(path)
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
-    base = os.path.basename(path)
-    extension = WEIGHTS_EXTENSION if base.endswith(WEIGHTS_EXTENSION) else (
-        os.path.splitext(base)[1])
-    tmp = _create_beside(folder, base, extension)
+    tmp = _create_beside(folder, *_temporary_name_parts(path))
     try:
         yield tmp
         _fsync(tmp)
@@ -103,8 +100,55 @@ def _fsync_folder(folder):
         os.close(fd)
 
 
-def _create_beside(folder, base, extension):
-    """Creates an empty file of a new name in `folder` and returns its path.
+# The longest file name most file systems take, in bytes.
+NAME_MAX = 255
+
+
+def _temporary_name_parts(path):
+    """`(prefix, suffix)` of the temporary names `atomic_path` gives a
+    write to `path`: `prefix`, 8 hex digits, `suffix`. The prefix holds
+    as much of the file's name as keeps the whole within `NAME_MAX` bytes
+    (a name Keras could save under failed, 20 bytes too long); the suffix
+    keeps its extension."""
+    base = os.path.basename(path)
+    extension = WEIGHTS_EXTENSION if base.endswith(WEIGHTS_EXTENSION) else (
+        os.path.splitext(base)[1])
+    suffix = f".tmp{extension}"
+    room = NAME_MAX - len(os.fsencode(suffix)) - len(".") - 8 - len(".")
+    prefix = os.fsencode(base)[:max(room, 0)].decode(errors="ignore")
+    return f".{prefix}.", suffix
+
+
+def remove_temporaries(path):
+    """Removes the temporary files that writes to `path` by `atomic_path`
+    left beside it: a process killed mid-write (SIGKILL, a machine taken
+    back) leaves one as large as the file, which nothing else removes.
+    Only names of exactly that pattern go; a write to `path` running in
+    another process at the same time would lose its file.
+
+    Returns the paths removed."""
+    path = os.path.realpath(os.fsdecode(os.fspath(path)))
+    folder = os.path.dirname(path)
+    prefix, suffix = _temporary_name_parts(path)
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:  # no folder yet
+        return removed
+    for name in names:
+        middle = name[len(prefix):-len(suffix)]
+        if (name.startswith(prefix) and name.endswith(suffix)
+                and len(name) == len(prefix) + 8 + len(suffix)
+                and all(c in "0123456789abcdef" for c in middle)):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(folder, name))
+                removed.append(os.path.join(folder, name))
+    return removed
+
+
+def _create_beside(folder, prefix, suffix):
+    """Creates an empty file of a new name in `folder`, `prefix`, 8 random
+    hex digits and `suffix`, and returns its path.
 
     Created as `open()` creates files (mode 0666 less the umask), unlike
     `tempfile.mkstemp` (0600), whose result would need a `chmod` to the
@@ -112,7 +156,7 @@ def _create_beside(folder, base, extension):
     thread of the process."""
     for _ in range(100):
         tmp = os.path.join(
-            folder, f".{base}.{secrets.token_hex(4)}.tmp{extension}")
+            folder, f"{prefix}{secrets.token_hex(4)}{suffix}")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL
                          | getattr(os, "O_BINARY", 0), 0o666)
@@ -120,7 +164,7 @@ def _create_beside(folder, base, extension):
             continue
         os.close(fd)
         return tmp
-    raise FileExistsError(f"No free temporary name beside {base} in "
+    raise FileExistsError(f"No free temporary name {prefix}*{suffix} in "
                           f"{folder}")
 
 

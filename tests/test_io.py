@@ -62,6 +62,55 @@ def test_a_weights_file_keeps_its_double_extension(tmp_path):
     assert os.listdir(tmp_path) == ["latest.weights.h5"]
 
 
+@pytest.mark.parametrize("name", ["m" * 249 + ".keras",
+                                  "é" * 122 + ".weights.h5"])
+def test_a_name_keras_saves_under_saves_atomically(tmp_path, name):
+    """The temporary name is `.<name>.<8 hex>.tmp<ext>`: for a name of 255
+    bytes, which Keras saves under, it was 20 bytes too long ("File name
+    too long"). It keeps the extension and whole characters."""
+    path = tmp_path / name
+    assert len(os.fsencode(name)) >= 254
+    model = dense_model()
+    if name.endswith(".keras"):
+        io.save_model(model, path)
+        reloaded = keras.saving.load_model(path)
+        np.testing.assert_array_equal(to_numpy(reloaded.layers[0].kernel),
+                                      to_numpy(model.layers[0].kernel))
+    else:
+        with io.atomic_path(path) as tmp:
+            assert tmp.endswith(".tmp.weights.h5")
+            assert len(os.fsencode(os.path.basename(tmp))) <= 255
+            tmp.encode("utf-8")  # whole characters
+            model.save_weights(tmp)
+    assert os.listdir(tmp_path) == [name]
+
+
+@pytest.mark.parametrize("name", ["best.keras", "latest.weights.h5",
+                                  "x" * 250 + ".json"])
+def test_remove_temporaries_removes_a_killed_writes_file_only(tmp_path,
+                                                              name):
+    """A write killed mid-way (SIGKILL: no `finally` runs) leaves its
+    temporary file; `remove_temporaries` removes exactly such files of
+    that destination, not another's, nor look-alikes."""
+    path = tmp_path / name
+    writes = io.atomic_path(path)
+    left = writes.__enter__()  # never exited: the process was killed
+    assert os.path.basename(left).startswith(".")
+    base = os.path.basename(left)
+    suffix = base[base.rindex(".tmp"):]
+    prefix = base[:-len(suffix) - 8]
+    others = [prefix + "0123abcZ" + suffix,
+              prefix + "0123abcd" + suffix.upper(),
+              prefix + "0123abcd" + suffix[:-1] + "~",
+              prefix + "123" + suffix, ".other.0123abcd" + suffix,
+              name[:-1] + "~"]
+    for other in others:
+        (tmp_path / other).write_text("not a temporary of this path")
+    assert io.remove_temporaries(path) == [left]
+    assert sorted(os.listdir(tmp_path)) == sorted(others)
+    assert io.remove_temporaries(tmp_path / "missing" / name) == []
+
+
 def test_the_content_is_on_the_disk_before_the_rename(tmp_path, monkeypatch):
     # Without fsync, a machine crash after the rename can leave an empty
     # file where the old good one was. Each event names the inode it

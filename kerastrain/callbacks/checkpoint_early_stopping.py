@@ -17,7 +17,8 @@ from kerastrain.callbacks._training_state import (
     ACCUMULATION_MARK, base_optimizer, global_random_state, iterations,
     random_state_arrays, random_state_from_arrays,
     restore_global_random_state, seed_states, set_accumulation)
-from kerastrain.io import atomic_path, save_model, write_json
+from kerastrain.io import (atomic_path, remove_temporaries, save_model,
+                           write_json)
 
 STATE_FILE = "early_stopping.json"
 # The key, in the `params` of a `fit`, of the backup folders its
@@ -27,6 +28,9 @@ _CLAIMS = "_kerastrain_backup_dirs"
 # and the number of batches per update its step count was made under.
 EPOCH_ATTRIBUTE = "kerastrain_epoch"
 ACCUMULATION_ATTRIBUTE = "kerastrain_accumulation_steps"
+# The `fit` that wrote the backup, as its `epochs` and batches per epoch
+# (JSON): a backup resumes only a `fit` of the same.
+FIT_ATTRIBUTE = "kerastrain_fit"
 # Groups of the backup's weights file beside Keras' own: the states of the
 # model's seed generators, which `save_weights` leaves out, and the global
 # random states (NumPy's, Python's, torch's) that `fit`'s shuffles draw
@@ -60,6 +64,7 @@ class _Backup(keras.callbacks.BackupAndRestore):
     def __init__(self, backup_dir):
         super().__init__(backup_dir, double_checkpoint=True,
                          delete_checkpoint=False)
+        self.fit = None  # what FIT_ATTRIBUTE records, set by the owner
 
     def files(self):
         return [self._weights_path, self._prev_weights_path,
@@ -75,10 +80,27 @@ class _Backup(keras.callbacks.BackupAndRestore):
             with h5py.File(tmp, "w") as f:
                 _write_variables(f, self.model)
                 f.attrs[EPOCH_ATTRIBUTE] = self._current_epoch
+                if self.fit is not None:
+                    f.attrs[FIT_ATTRIBUTE] = json.dumps(self.fit)
                 steps = _accumulation_steps(self.model)
                 if steps:
                     f.attrs[ACCUMULATION_ATTRIBUTE] = steps
                 _write_random_states(f, self.model)
+
+    def read_attribute(self, name):
+        """Attribute `name` of the backup's weights file, None without a
+        backup or without the attribute. Keras falls back to the backup
+        before when the latest will not open (a crash while it was
+        written), and so does this."""
+        for path in (self._weights_path, self._prev_weights_path):
+            if not os.path.exists(path):
+                continue
+            try:
+                with h5py.File(path, "r") as f:
+                    return f.attrs.get(name)
+            except OSError:
+                continue
+        return None
 
     def save_start(self, epoch):
         """Backs up the state a `fit` starts from, when there is no backup
@@ -265,6 +287,22 @@ def _has_placeholders(path):
         return False
 
 
+def _check_backup_dir(backup_dir, filepath):
+    """Refuses, at construction, a `backup_dir` the backup cannot be
+    written to: an existing file, or the path of `filepath` itself (the
+    backup made it a folder, and the first save failed after an epoch of
+    training)."""
+    if os.path.exists(backup_dir) and not os.path.isdir(backup_dir):
+        raise ValueError(
+            "Argument `backup_dir` must be a folder (made where missing), "
+            f"not an existing file. Received: backup_dir={backup_dir!r}")
+    if os.path.realpath(backup_dir) == os.path.realpath(filepath):
+        raise ValueError(
+            "Arguments `backup_dir` and `filepath` must differ: the backup "
+            "is a folder, the best model a file. Received: "
+            f"backup_dir={backup_dir!r}, filepath={filepath!r}")
+
+
 def remove_files(paths, folder):
     """Removes the files `paths` that exist, then `folder` if it is left
     empty."""
@@ -394,9 +432,15 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
             baseline=None if baseline is None else check_float(
                 "baseline", baseline))
         self.filepath = os.fspath(filepath)
+        if os.path.isdir(self.filepath):
+            raise ValueError(
+                "Argument `filepath` must name a file (the best model), not "
+                f"a folder. Received: filepath={filepath!r}")
         self.restore_best = check_bool("restore_best", restore_best)
         self.backup_dir = None if backup_dir is None else check_path(
             "backup_dir", backup_dir)
+        if self.backup_dir is not None:
+            _check_backup_dir(self.backup_dir, self.filepath)
         self._backup, self._epoch_end_logs = None, None
         self.epoch_logs, self.resumed_epochs = [], 0  # no fit yet
         if self.backup_dir is not None:
@@ -449,6 +493,28 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
             # callback, or at the end of training): no epoch is left.
             self.model._initial_epoch = self.params["epochs"]
 
+    def _check_backup_is_this_fits(self):
+        """Refuses a backup written by a `fit` of other `epochs` or other
+        batches per epoch: a script of two `fit`s sharing a `backup_dir`,
+        rerun after a crash in the second, resumed the first from the
+        second's backup, with no word. (Two `fit`s of the same epochs and
+        batches cannot be told apart: give each its own folder.)"""
+        if not isinstance(self.params, dict):
+            return  # hooks driven by hand, outside a fit
+        self._backup.fit = {"epochs": self.params.get("epochs"),
+                            "steps": self.params.get("steps")}
+        written = self._backup.read_attribute(FIT_ATTRIBUTE)
+        if written is None or json.loads(written) == self._backup.fit:
+            return
+        written = json.loads(written)
+        raise ValueError(
+            f"The backup in backup_dir={self.backup_dir!r} was written by a "
+            f"fit of epochs={written['epochs']} and {written['steps']} "
+            f"batches per epoch; this fit has epochs={self.params['epochs']}"
+            f" and {self.params.get('steps')}. A backup resumes only the "
+            "fit that wrote it: give each fit a backup_dir of its own, or "
+            "remove the folder to start afresh.")
+
     def _claim_backup_dir(self):
         """Refuses a `backup_dir` that another `CheckpointEarlyStopping`
         of the same `fit` uses: Keras' backup writes fixed file names, and
@@ -477,17 +543,8 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
         if self._backup is None or not os.path.exists(
                 self._backup._weights_path):
             return None
-        # Keras falls back to the backup before when the latest will not
-        # open (a crash while it was written).
-        for path in (self._backup._weights_path,
-                     self._backup._prev_weights_path):
-            try:
-                with h5py.File(path, "r") as f:
-                    epoch = f.attrs.get(EPOCH_ATTRIBUTE)
-            except OSError:
-                continue
-            return None if epoch is None else int(epoch)
-        return None
+        epoch = self._backup.read_attribute(EPOCH_ATTRIBUTE)
+        return None if epoch is None else int(epoch)
 
     def add_resumed_epochs(self, history, initial_epoch=0):
         """Puts the epochs that a resumed `fit` ran before its crash, kept
@@ -521,8 +578,14 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
         self._epoch_end_logs = None
         self._best_accumulation = None
         self.epoch_logs, self.resumed_epochs = [], 0
+        # A write a kill interrupted (SIGKILL, a machine taken back) left
+        # its temporary file, as large as the model.
+        remove_temporaries(self.filepath)
         if self._backup is not None:
+            self._check_backup_is_this_fits()
             self._claim_backup_dir()
+            for path in [self._state_path(), *self._backup.files()]:
+                remove_temporaries(path)
             self._backup.on_train_begin(logs)
             self._load_state()
             if self._backup.random_state is not None:
@@ -535,6 +598,9 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
             self._write_state(epoch)
         if self._backup is not None and not self._started:
             self._backup.save_start(epoch)
+            # Keras has read where to resume; left set, a crash in this
+            # fit made every later `fit` of the model start there.
+            self.model._initial_epoch = None
         self._started = True
 
     def get_monitor_value(self, logs):
@@ -617,9 +683,14 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
         self._take_later_keys()
         super().on_train_end(logs)  # restore_best_weights is off: no-op
         if self._backup is not None:
-            # Where the backup resumed this fit; Keras never clears it, and
-            # a later `fit` would start there.
+            # Where the backup resumed this fit, for a fit that ran no
+            # epoch; Keras never clears it, and a later `fit` would start
+            # there.
             self.model._initial_epoch = None
+        if isinstance(self.params, dict):
+            # The History returned shares these params: it held this
+            # callback, which JSON cannot write.
+            self.params.pop(_CLAIMS, None)
         if self.restore_best and self._saved:
             self.model.load_weights(self.filepath)
             self._count_as_saved()

@@ -741,6 +741,98 @@ def test_a_backup_of_another_model_is_refused_naming_the_shapes(tmp_path):
                   callbacks=[backup_callback(tmp_path)])
 
 
+def test_a_backup_resumes_only_the_fit_that_wrote_it(tmp_path):
+    """A script of two fits sharing a backup_dir (the second continues the
+    first), rerun after a crash in the second: the first fit resumed from
+    the second's backup, trained nothing, and the second started over
+    from those weights, one epoch off, with no word. Now the first fit is
+    refused, naming the folder, and the backup stays for the second."""
+    x, y, xv, yv = data()
+
+    def stage(model, epochs, initial_epoch, crash=()):
+        return model.fit(x, y, validation_data=(xv, yv), batch_size=16,
+                         epochs=epochs, initial_epoch=initial_epoch,
+                         shuffle=False, verbose=0, callbacks=[
+                             CheckpointEarlyStopping(
+                                 str(tmp_path / "best.keras"), patience=40,
+                                 backup_dir=str(tmp_path / "backup")),
+                             *crash])
+
+    model = make_model()
+    stage(model, 3, 0)
+    with pytest.raises(KeyboardInterrupt):
+        stage(model, 6, 3, [CrashAt(4, batch=1)])
+    backup = sorted(os.listdir(tmp_path / "backup"))
+    rerun = make_model()
+    before = rerun.get_weights()
+    with pytest.raises(ValueError, match=r"backup_dir='.*backup' was written"
+                       r" by a fit of epochs=6 and 3 batches per epoch; "
+                       r"this fit has epochs=3 and 3\..*its own"):
+        stage(rerun, 3, 0)
+    for got, want in zip(rerun.get_weights(), before):  # nothing trained
+        np.testing.assert_array_equal(got, want)
+    assert sorted(os.listdir(tmp_path / "backup")) == backup
+    # A fit of other batches per epoch is refused too; the one that wrote
+    # the backup resumes at the crashed epoch.
+    with pytest.raises(ValueError, match=r"6 and 3 batches.*6 and 2\."):
+        rerun.fit(x, y, batch_size=32, epochs=6, verbose=0, callbacks=[
+            CheckpointEarlyStopping(str(tmp_path / "best.keras"),
+                                    monitor="loss",
+                                    backup_dir=str(tmp_path / "backup"))])
+    assert stage(rerun, 6, 3).epoch == [4, 5]
+
+
+def test_a_crash_in_a_resumed_fit_leaves_later_fits_their_epochs(tmp_path):
+    """Keras' resume point, set on the model, was cleared only at the end
+    of training: after a crash in a resumed fit every later fit of the
+    model, with or without the callback, started there."""
+    x, y, _, _ = data()
+    model = make_model()
+    crash_in_epoch_1(tmp_path, model)
+    with pytest.raises(KeyboardInterrupt):  # resumes at 1, crashes again
+        model.fit(x, y, epochs=3, verbose=0, callbacks=[
+            backup_callback(tmp_path), CrashAt(2, batch=1)])
+    assert model.fit(x, y, epochs=3, verbose=0).epoch == [0, 1, 2]
+    assert model.fit(x, y, epochs=3, verbose=0, callbacks=[
+        CheckpointEarlyStopping(str(tmp_path / "other.keras"),
+                                monitor="loss",
+                                backup_dir=str(tmp_path / "other"))
+    ]).epoch == [0, 1, 2]
+
+
+def test_a_killed_writes_temporaries_are_removed_at_the_next_fit(tmp_path):
+    """SIGKILL mid-write runs no `finally`: the temporary file, as large
+    as the model, stayed beside the best model and in the backup folder,
+    which the end of training then could not remove."""
+    from kerastrain import io
+
+    x, y, _, _ = data()
+    model = make_model()
+    crash_in_epoch_1(tmp_path, model)
+    backup = tmp_path / "backup"
+    # Entered, never exited (kept, or closing them would remove them).
+    writes = [io.atomic_path(path) for path in (
+        tmp_path / "best.keras", backup / "latest.weights.h5",
+        backup / "early_stopping.json")]
+    assert all(os.path.exists(write.__enter__()) for write in writes)
+    history = model.fit(x, y, epochs=3, verbose=0,
+                        callbacks=[backup_callback(tmp_path)])
+    assert history.epoch == [1, 2]
+    assert sorted(os.listdir(tmp_path)) == ["best.keras"]
+
+
+def test_the_history_of_a_backed_up_fit_writes_as_json(tmp_path):
+    """The callbacks' claims on backup folders lived in the `params` the
+    History shares: it held the callback, which JSON cannot write."""
+    import json
+
+    x, y, _, _ = data()
+    history = make_model().fit(x, y, epochs=2, verbose=0,
+                               callbacks=[backup_callback(tmp_path)])
+    assert json.loads(json.dumps(history.params)) == {
+        "verbose": 0, "epochs": 2, "steps": 2}
+
+
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"filepath": "best.h5"}, ValueError, "filepath"),
     ({"filepath": None}, ValueError, "filepath"),
@@ -764,6 +856,26 @@ def test_a_backup_of_another_model_is_refused_naming_the_shapes(tmp_path):
 def test_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         CheckpointEarlyStopping(**kwargs)
+
+
+def test_paths_the_first_save_would_fail_on_are_refused_at_construction(
+        tmp_path):
+    """Each was accepted, and failed after an epoch of training: a folder
+    as `filepath`, a file as `backup_dir`, and `backup_dir` the same path
+    as `filepath` (the backup made it a folder)."""
+    (tmp_path / "dir.keras").mkdir()
+    (tmp_path / "afile").write_text("mine")
+    best = str(tmp_path / "best.keras")
+    for kwargs, match in [
+            ({"filepath": str(tmp_path / "dir.keras")},
+             r"`filepath` must name a file .*not a folder.*dir\.keras"),
+            ({"filepath": best, "backup_dir": str(tmp_path / "afile")},
+             r"`backup_dir` must be a folder.*not an existing file.*afile"),
+            ({"filepath": best, "backup_dir": best},
+             r"`backup_dir` and `filepath` must differ")]:
+        with pytest.raises(ValueError, match=match):
+            CheckpointEarlyStopping(**kwargs)
+    assert sorted(os.listdir(tmp_path)) == ["afile", "dir.keras"]
 
 
 def test_keras_flags_and_a_literal_brace():
