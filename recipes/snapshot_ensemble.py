@@ -12,6 +12,13 @@ end of the last cycle and the remaining steps, fewer than `--cycles`,
 are not run (`steps_run` in the metrics): always `--cycles` snapshots,
 the last one the end of training. (The paper's cycle of ceil(steps /
 cycles) would cut the last cycle short of its annealed end instead.)
+With `--mixed-precision`, Keras' loss scaling skips the updates whose
+float16 gradients overflow, and the step count that the cycles follow
+counts only those applied: the training then goes on past `--epochs`,
+up to twice as many epochs, until the last cycle ends (`updates_skipped`
+in the metrics). A training whose updates keep overflowing (a diverged
+one), and so cannot end its last cycle in those epochs, stops with an
+error and publishes nothing.
 Reports each snapshot's test accuracy, the ensemble's, and the single
 best epoch on validation (CheckpointEarlyStopping), on the same test
 split as the RBF SVC peer.
@@ -34,6 +41,9 @@ from recipes.digits_resnet import AUGMENT, load_split, svc_accuracy
 
 NAME = "snapshot_ensemble"
 DEPTH, WIDTH, PEAK_LR, WEIGHT_DECAY = 8, 16, 0.1, 5e-3
+# Under loss scaling (--mixed-precision), the epochs a run may take, in
+# --epochs: the updates it skips are run again past them.
+EPOCHS_WHEN_SCALED = 2
 
 
 def add_arguments(parser):
@@ -43,6 +53,7 @@ def add_arguments(parser):
 
 
 def run(args):
+    import copy
     import os
 
     import keras
@@ -78,34 +89,88 @@ def run(args):
                       weight_decay=WEIGHT_DECAY),
                   keras.losses.CategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
+    # Under mixed_float16 Keras wraps the optimizer in a
+    # LossScaleOptimizer, whose skipped updates (float16 gradients that
+    # overflowed) the step count does not count: the cycles, planned from
+    # the steps, need that many batches more. The fit may run up to
+    # twice the epochs; `stop_after_last_cycle` ends it at the last
+    # cycle's end, as without it.
+    scaled = isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    epochs = EPOCHS_WHEN_SCALED * args.epochs if scaled else args.epochs
+    per_epoch = common.steps_per_epoch(args, len(train[0]),
+                                       whole_batches=True)
     skip = f" (the last {skipped} of {steps} steps skipped)" if (
         skipped) else ""
+    more = f", up to {epochs} epochs for updates loss scaling skips" if (
+        scaled) else ""
     print(f"{NAME}: {len(train[0])} train digits, {args.cycles} cycles of "
-          f"{cycle_steps} steps{skip}, backend {keras.backend.backend()}")
+          f"{cycle_steps} steps{skip}{more}, backend "
+          f"{keras.backend.backend()}")
     snapshots = SnapshotEnsemble(cycle_steps,
                                  os.path.join(args.out, "snapshots"))
 
+    ran = {}  # the epoch running, and the batches run to its last one
+
+    def note_epoch(epoch, logs=None):
+        ran["epoch"] = epoch
+
     def stop_after_last_cycle(batch, logs=None):
+        ran["batches"] = ran["epoch"] * per_epoch + batch + 1
         # Past the last cycle's snapshot the schedule restarts at its peak.
         if len(snapshots.snapshots) >= args.cycles:
             model.stop_training = True
 
+    def stop_when_out_of_reach(epoch, logs=None):
+        # Each batch applies one update at most: once the epochs left
+        # hold fewer batches than the updates still to come, the last
+        # cycle cannot end (every update skipped, a diverged training).
+        updates = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+        if (args.cycles * cycle_steps - updates
+                > (epochs - epoch - 1) * per_epoch):
+            model.stop_training = True
+
+    callbacks = [snapshots, keras.callbacks.LambdaCallback(
+        on_epoch_begin=note_epoch, on_train_batch_end=stop_after_last_cycle)]
+    if scaled:
+        callbacks.append(keras.callbacks.LambdaCallback(
+            on_epoch_end=stop_when_out_of_reach))
+
     pipeline = dict(batch_size=args.batch_size, num_classes=10,
                     normalize=False, seed=args.seed)
     # The best single epoch on validation, and the backup that --resume
-    # goes on from (the snapshots of the cycles before it stay listed).
+    # goes on from (the snapshots of the cycles before it stay listed),
+    # whose message counts the fit's epochs.
+    fit_args = copy.copy(args)
+    fit_args.epochs = epochs
     checkpoint = common.backed_up_checkpoint(
-        args, "best_single.keras", patience=args.epochs, restore_best=False)
+        fit_args, "best_single.keras", patience=epochs, restore_best=False)
     history = fit_passes(
         model, image_pipeline(*train, augment=AUGMENT, drop_remainder=True,
                               **pipeline),
         image_pipeline(*val, training=False,
                        **{**pipeline, "batch_size": len(val[0])}),
-        epochs=args.epochs, verbose=2, shuffle=False,
-        callbacks=[snapshots, keras.callbacks.LambdaCallback(
-            on_train_batch_end=stop_after_last_cycle), checkpoint])
+        epochs=epochs, verbose=2, shuffle=False,
+        callbacks=callbacks + [checkpoint])
     checkpoint.add_resumed_epochs(history)
     steps_run = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+    # Batches run less updates applied (none skipped without loss
+    # scaling); None where a resumed fit ran no batch (its training had
+    # ended before the crash).
+    updates_skipped = 0
+    if scaled:
+        updates_skipped = ran["batches"] - steps_run if "batches" in ran \
+            else None
+    if scaled and len(snapshots.snapshots) < args.cycles:
+        raise common.RecipeError(
+            f"loss scaling (--mixed-precision) skipped {updates_skipped} "
+            f"of the {ran.get('batches')} updates run, their float16 "
+            "gradients overflowing (a diverged training): the "
+            f"{epochs} epochs it may take (twice --epochs {args.epochs}) "
+            f"hold too few steps for the {args.cycles * cycle_steps} "
+            f"updates of {args.cycles} cycles of {cycle_steps} steps, and "
+            f"{len(snapshots.snapshots)} of the {args.cycles} snapshots "
+            "were taken. Nothing was published. Lower the peak rate, or "
+            "train without --mixed-precision.")
     plot_schedule(schedule, steps_run, os.path.join(out, "schedule.png"))
 
     members = [keras.saving.load_model(path) for path in
@@ -126,7 +191,7 @@ def run(args):
         "baselines": {"best_single_epoch_accuracy": best_single,
                       "svc_rbf_c10_gamma0.001_accuracy": svc},
         "cycles": args.cycles, "cycle_steps": cycle_steps,
-        "steps_run": steps_run,
+        "steps_run": steps_run, "updates_skipped": updates_skipped,
     }, [(f"snapshot {i + 1}", acc) for i, acc in enumerate(per_snapshot)]
        + [(f"ensemble of {len(members)}", ensemble_accuracy),
           ("best single epoch (validation)", best_single),

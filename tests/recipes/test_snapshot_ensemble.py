@@ -123,3 +123,67 @@ def test_more_steps_than_the_step_count_holds_is_a_clear_error(tmp_path,
                      r"than the optimizers' step count holds",
                      capsys.readouterr().err)
     assert not (tmp_path / "run").exists()
+
+
+def scaled_from(monkeypatch, initial_scale):
+    """Makes `initial_scale` the default of Keras' LossScaleOptimizer,
+    which `compile` puts around the optimizer under --mixed-precision:
+    the updates whose float16 gradients overflow are skipped, halving
+    it, until it is low enough."""
+    original = keras.optimizers.LossScaleOptimizer.__init__
+
+    def init(self, inner_optimizer, initial_scale=initial_scale, **kwargs):
+        original(self, inner_optimizer, initial_scale, **kwargs)
+
+    monkeypatch.setattr(keras.optimizers.LossScaleOptimizer, "__init__",
+                        init)
+
+
+def test_updates_that_loss_scaling_skips_are_run_past_the_epochs(
+        tmp_path, monkeypatch):
+    """Loss scaling skips the first updates (their scaled float16
+    gradients overflow) without counting them: 5 cycles of 2 steps take
+    all 10 batches of the 2 epochs, and the training goes on into a 3rd
+    until the 10th update, the 5th snapshot. (It stopped at the 2nd
+    epoch's end: 8 updates, 4 snapshots, published as 5 cycles.)"""
+    scaled_from(monkeypatch, 2.0**20)
+    out = tmp_path / "run"
+    assert recipe.main(["--quick", "--mixed-precision", "--out",
+                        str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["mixed_precision"] is True
+    assert metrics["cycles"] == 5 and metrics["cycle_steps"] == 2
+    assert metrics["steps_run"] == 10
+    assert metrics["updates_skipped"] > 0
+    snapshots = [f"snapshot_{i:04d}.keras" for i in (1, 2, 3, 4, 5)]
+    manifest = json.loads((out / "snapshots" / "snapshots.json").read_text())
+    assert [name for _, name in manifest["snapshots"]] == snapshots
+    assert sorted(os.listdir(out / "snapshots")) == snapshots + [
+        "snapshots.json"]
+    assert len(metrics["snapshot_test_accuracies"]) == 5
+    # The last snapshot is the end of training, past the 2 epochs.
+    last = keras.saving.load_model(out / "snapshots" / snapshots[-1])
+    assert int(to_numpy(last.optimizer.iterations)) == 10
+    epochs = (out / "history.csv").read_text().splitlines()[1:]
+    # 10 updates and the skipped ones, 5 batches an epoch.
+    assert len(epochs) == -(-(10 + metrics["updates_skipped"]) // 5) > 2
+
+
+def test_a_training_whose_updates_are_all_skipped_is_a_clear_error(
+        tmp_path, monkeypatch, capsys):
+    """A loss scale that every update overflows (a diverged training):
+    no update, no snapshot; it crashed in `plot_schedule` on 0 steps. The
+    4 epochs it may take cannot hold the 10 updates from the 3rd epoch
+    on: it stops there."""
+    scaled_from(monkeypatch, 1e30)
+    out = tmp_path / "run"
+    assert recipe.main(["--quick", "--mixed-precision", "--out",
+                        str(out)]) == 1
+    captured = capsys.readouterr()
+    assert re.search(r"loss scaling \(--mixed-precision\) skipped 15 of "
+                     r"the 15 updates run, .* too few steps for the 10 "
+                     r"updates of 5 cycles of 2 steps, and 0 of the 5 "
+                     r"snapshots were taken\. Nothing was published\.",
+                     captured.err)
+    assert "Epoch 3/4" in captured.out and "Epoch 4/4" not in captured.out
+    assert not out.exists()
