@@ -175,7 +175,9 @@ def save_model(model, path):
 
     Args:
         model: A Keras model, compiled or not.
-        path: The destination, ending in `.keras` (Keras refuses others).
+        path: The destination, ending in `.keras` (Keras writes `.h5`
+            and `.weights.h5` in its legacy formats, which keep no compile
+            config of this kind: refused).
 
     Returns:
         None. The file is the one `model.save(path)` writes, but for the
@@ -191,6 +193,10 @@ def save_model(model, path):
     >>> keras.saving.load_model(path).jit_compile == model.jit_compile
     True
     """
+    if not os.fsdecode(os.fspath(path)).endswith(".keras"):
+        raise ValueError(
+            "Argument `path` must end in `.keras`, the format that keeps "
+            f"the portable compile config. Received: path={path!r}")
     config = portable_compile_config(model)
     cache_keras_saving_skipsets()
     with atomic_path(path) as tmp:

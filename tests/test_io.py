@@ -304,6 +304,12 @@ def test_bad_paths_and_contents_name_the_argument(tmp_path):
         io.write_text(5, tmp_path / "five.txt")
     with pytest.raises(TypeError, match=r"`figure` must be a matplotlib"):
         io.save_figure(None, tmp_path / "none.png")
+    # Keras saved these in its legacy formats, without the portable
+    # compile config.
+    for name in ("model.h5", "model.weights.h5", "model"):
+        with pytest.raises(ValueError, match=r"`path` must end in `\.keras`"
+                           rf".*{name}"):
+            io.save_model(dense_model(), tmp_path / name)
     io.write_text("bytes path", os.fsencode(tmp_path / "b.txt"))
     assert os.listdir(tmp_path) == ["b.txt"]
 

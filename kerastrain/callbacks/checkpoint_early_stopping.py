@@ -21,9 +21,9 @@ from kerastrain.io import (atomic_path, remove_temporaries, save_model,
                            write_json)
 
 STATE_FILE = "early_stopping.json"
-# The key, in the `params` of a `fit`, of the backup folders its
-# callbacks use.
-_CLAIMS = "_kerastrain_backup_dirs"
+# The key, in the `params` of a `fit`, of the files and backup folders
+# its callbacks write.
+_CLAIMS = "_kerastrain_checkpoint_paths"
 # The epoch to resume from, stored in the backup's weights file itself,
 # and the number of batches per update its step count was made under.
 EPOCH_ATTRIBUTE = "kerastrain_epoch"
@@ -515,25 +515,33 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
             "fit that wrote it: give each fit a backup_dir of its own, or "
             "remove the folder to start afresh.")
 
-    def _claim_backup_dir(self):
-        """Refuses a `backup_dir` that another `CheckpointEarlyStopping`
-        of the same `fit` uses: Keras' backup writes fixed file names, and
-        so does the state file, so each would resume with the other's
+    def _claim_paths(self):
+        """Refuses a `filepath` or a `backup_dir` that another
+        `CheckpointEarlyStopping` of the same `fit` uses. Two on one
+        `filepath` each overwrote the other's best and reloaded it at the
+        end. Keras' backup writes fixed file names, and so does the state
+        file, so two on one `backup_dir` each resumed with the other's
         weights and best (one stopped two epochs early). The claims live
         in the `params` of the `fit`, one dict that every callback of it
-        shares and the next `fit` replaces."""
+        shares, until its end."""
         if not isinstance(self.params, dict):
             return  # hooks driven by hand, outside a fit
         claims = self.params.setdefault(_CLAIMS, {})
-        folder = os.path.realpath(self.backup_dir)
-        other = claims.setdefault(folder, self)
-        if other is not self:
-            raise ValueError(
-                "Two CheckpointEarlyStopping callbacks of one fit share "
-                f"backup_dir={self.backup_dir!r} (monitoring "
-                f"`{other.monitor}` and `{self.monitor}`): each needs a "
-                "folder of its own, since the backups' file names are "
-                "fixed and one would resume from the other's.")
+        for argument, path, why in (
+                ("filepath", self.filepath, "each would overwrite the "
+                 "other's best and reload it at the end"),
+                ("backup_dir", self.backup_dir, "each needs a folder of its "
+                 "own, since the backups' file names are fixed and one "
+                 "would resume from the other's")):
+            if path is None:
+                continue
+            other = claims.setdefault((argument, os.path.realpath(path)),
+                                      self)
+            if other is not self:
+                raise ValueError(
+                    "Two CheckpointEarlyStopping callbacks of one fit share "
+                    f"{argument}={path!r} (monitoring `{other.monitor}` and "
+                    f"`{self.monitor}`): {why}.")
 
     def resume_epoch(self):
         """The epoch at which a `fit` with this callback resumes from its
@@ -578,12 +586,12 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
         self._epoch_end_logs = None
         self._best_accumulation = None
         self.epoch_logs, self.resumed_epochs = [], 0
+        self._claim_paths()
         # A write a kill interrupted (SIGKILL, a machine taken back) left
         # its temporary file, as large as the model.
         remove_temporaries(self.filepath)
         if self._backup is not None:
             self._check_backup_is_this_fits()
-            self._claim_backup_dir()
             for path in [self._state_path(), *self._backup.files()]:
                 remove_temporaries(path)
             self._backup.on_train_begin(logs)

@@ -194,7 +194,8 @@ def test_validation_every_other_epoch_is_refused_naming_validation_freq(
     assert not (tmp_path / "b.keras").exists()
 
 
-def test_two_callbacks_of_one_fit_cannot_share_a_backup_folder(tmp_path):
+def test_two_callbacks_of_one_fit_cannot_share_a_backup_folder_or_file(
+        tmp_path):
     """Each wrote the same backup files and state file, and a resumed run
     took the other's weights and best (it stopped two epochs early)."""
     def callback(name, monitor, backup):
@@ -209,6 +210,15 @@ def test_two_callbacks_of_one_fit_cannot_share_a_backup_folder(tmp_path):
         fit(model, [callback("a", "val_loss", "shared"),
                     callback("b", "loss", "shared")])
     for got, want in zip(model.get_weights(), before):  # nothing trained
+        np.testing.assert_array_equal(got, want)
+    # Nor one best-model file: each overwrote the other's best and
+    # reloaded it at the end.
+    with pytest.raises(ValueError, match=r"share filepath='.*a\.keras' "
+                       r"\(monitoring `val_loss` and `loss`\): each would "
+                       r"overwrite"):
+        fit(model, [callback("a", "val_loss", "one"),
+                    callback("a", "loss", "two")])
+    for got, want in zip(model.get_weights(), before):
         np.testing.assert_array_equal(got, want)
     # A folder each trains; and the same callbacks fit again (the claims
     # are the fit's own).
