@@ -644,6 +644,19 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
             self._write_state(epoch + 1)
             self._backup.on_epoch_end(epoch, logs)
 
+    def _warn_nothing_saved(self):
+        """Says that training ended with no model saved: Keras takes the
+        first monitored epoch as an improvement, whatever its value (NaN
+        and a `baseline` not beaten too), so only a `start_from_epoch` past
+        the last epoch leaves no best model to reload, nor a file, which
+        Keras' own checkpoint does not say."""
+        warnings.warn(
+            f"CheckpointEarlyStopping saved no model to {self.filepath}: "
+            f"no epoch trained reached start_from_epoch="
+            f"{self.start_from_epoch}, so `{self.monitor}` was never "
+            "monitored. The model keeps the weights of its last epoch.",
+            stacklevel=2)
+
     def _count_as_saved(self):
         """After the best epoch's step count is loaded back, reads it under
         the number of batches per update it was accumulated under, and
@@ -699,6 +712,8 @@ class CheckpointEarlyStopping(keras.callbacks.EarlyStopping):
             # The History returned shares these params: it held this
             # callback, which JSON cannot write.
             self.params.pop(_CLAIMS, None)
+        if not self._saved and self.epoch_logs:
+            self._warn_nothing_saved()
         if self.restore_best and self._saved:
             self.model.load_weights(self.filepath)
             self._count_as_saved()

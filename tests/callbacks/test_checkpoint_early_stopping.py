@@ -171,6 +171,27 @@ def test_start_from_epoch_only_considers_later_epochs(tmp_path):
         val[best], rtol=1e-5)
 
 
+def test_a_fit_that_never_reaches_start_from_epoch_says_nothing_saved(
+        tmp_path):
+    """No epoch monitored: no file, no best to reload, and the model keeps
+    its last weights; Keras' checkpoint and this one said nothing. Keras
+    takes the first monitored epoch as an improvement whatever its value,
+    so an epoch reached is saved (and no warning comes)."""
+    model = make_model()
+    with pytest.warns(UserWarning, match=r"saved no model to .*best\.keras"
+                      r": no epoch trained reached start_from_epoch=5"):
+        fit(model, [CheckpointEarlyStopping(str(tmp_path / "best.keras"),
+                                            start_from_epoch=5)], epochs=3)
+    assert os.listdir(tmp_path) == []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(model, [CheckpointEarlyStopping(str(tmp_path / "best.keras"),
+                                            start_from_epoch=2,
+                                            baseline=-1.0)], epochs=3)
+    assert not [w for w in caught if "saved no model" in str(w.message)]
+    assert os.listdir(tmp_path) == ["best.keras"]
+
+
 def test_missing_monitor_lists_the_available_keys(tmp_path):
     model = make_model()
     x, y, _, _ = data()
