@@ -2,9 +2,11 @@
 and TensorFlow Datasets data sets of fixed-shape (input, label) pairs by
 name."""
 
+import os
+
 import numpy as np
 
-from kerastrain._validation import check_bool
+from kerastrain._validation import check_bool, check_path
 
 HIGH_RISK_PROGRESSION = 250
 
@@ -55,18 +57,21 @@ def load(name, split=None, data_dir=None, download=True):
     Datasets data set as `"tfds:<name>"` (e.g. `"tfds:cifar10"`), its
     `split`, downloaded to or read from `data_dir`: one with supervised
     (input, label) pairs whose inputs all have one shape, since they come
-    back as one array. Images of varying sizes (`tf_flowers`) are an
-    error, raised before any download: load those with `tfds.load` and
-    resize them (`tf.image.resize`) in a `map`.
+    back as one array. Images of varying sizes (`tf_flowers`) and sets
+    without (input, label) pairs (`celeb_a`) are an error, raised before
+    any download: load those with `tfds.load` and resize them
+    (`tf.image.resize`) or pick their features in a `map`.
 
     Args:
         name: A name above.
         split: The TFDS split, one string (`"train"`, the default,
-            `"test"`, `"train[:10%]"`...). The offline data sets come
-            whole and take none (a split is a `ValueError`): cut them with
-            `kerastrain.data.split`.
-        data_dir: TFDS data folder (default: TFDS's own). The offline
-            data sets are read from scikit-learn, and refuse one.
+            `"test"`, `"train[:10%]"`...) that selects at least one
+            example (`"train[:0]"` is a `ValueError`). The offline data
+            sets come whole and take none (a split is a `ValueError`):
+            cut them with `kerastrain.data.split`.
+        data_dir: TFDS data folder, or a path where one can be made
+            (default: TFDS's own); a file or `""` is a `ValueError`. The
+            offline data sets are read from scikit-learn, and refuse one.
         download: Whether TFDS may download and prepare a data set that
             is not in `data_dir` yet; with False, a missing one is a
             `FileNotFoundError` (no network is touched).
@@ -93,6 +98,8 @@ def load(name, split=None, data_dir=None, download=True):
                 "Argument `split` must be one TFDS split as a string, e.g. "
                 "'train' or 'train[:80%]+test' (call `load` once per split "
                 f"for several). Received: split={split!r}")
+        if data_dir is not None:
+            data_dir = _check_data_dir(data_dir)
         return _tfds(name[len("tfds:"):], split, data_dir, download)
     if name not in OFFLINE:
         raise ValueError(
@@ -140,12 +147,18 @@ def _tfds(name, split, data_dir, download):
             "again (`download=True` needs internet), or point `data_dir` "
             f"at a complete one. TFDS said: {type(error).__name__}: {error}"
         ) from error
-    _check_fixed_shapes(name, builder.info)
+    _check_pairs(name, builder.info)
     # Batched iteration, not `batch_size=-1`: that one aborts the process
     # (TensorFlow's get_single_element) on TFDS's mock data.
     try:
         dataset = tfds.load(name, split=split, data_dir=data_dir,
                             download=download, as_supervised=True)
+    except ValueError as error:
+        # "train[:0]": TFDS's "Instruction [] corresponds to no data!"
+        # named neither the argument nor its value.
+        if "corresponds to no data" not in str(error):
+            raise
+        raise _empty_split(name, split) from None
     # AssertionError: no data found; KeyError: a description without the
     # prepared splits (a copy whose preparation stopped half-way).
     except (AssertionError, KeyError) as error:
@@ -169,11 +182,41 @@ def _tfds(name, split, data_dir, download):
             f"{error.message.split(' [Op:')[0]}"
         ) from None
     if not batches:  # NumPy's concatenate named nothing
-        raise ValueError(
-            f"Argument `split` must select examples of TFDS data set "
-            f"{name!r}; this one holds none. Received: split={split!r}")
+        raise _empty_split(name, split)
     return (np.concatenate([x for x, _ in batches]),
             np.concatenate([y for _, y in batches]))
+
+
+def _empty_split(name, split):
+    return ValueError(
+        f"Argument `split` must select examples of TFDS data set {name!r}; "
+        "this one holds none (e.g. 'train[:0]'): select at least one, "
+        f"e.g. 'train' or 'train[:10%]'. Received: split={split!r}")
+
+
+def _check_data_dir(data_dir):
+    """Returns `data_dir` as a string if it names a folder, or a path
+    where TFDS can make one: checked before TFDS works in it, since TFDS
+    prepared `""` into the current folder, failed on a file only half-way
+    through a download, and called a folder of `5` a damaged copy."""
+    if isinstance(data_dir, str) and not data_dir:
+        raise ValueError(
+            "Argument `data_dir` must be a folder for TFDS data, or None "
+            "for TFDS's default (~/tensorflow_datasets); '' would prepare "
+            "into the current folder. Received: data_dir=''")
+    data_dir = check_path("data_dir", data_dir)
+    # The nearest part of the path that exists must be a folder: TFDS
+    # makes the rest.
+    existing = os.path.abspath(data_dir)
+    while not os.path.exists(existing) and os.path.dirname(
+            existing) != existing:
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(
+            "Argument `data_dir` must be a folder for TFDS data (one that "
+            f"exists, or a path where one can be made), but {existing!r} "
+            f"is not a folder. Received: data_dir={data_dir!r}")
+    return data_dir
 
 
 def _builds_without_a_copy(tfds, name):
@@ -190,13 +233,22 @@ def _builds_without_a_copy(tfds, name):
     return True
 
 
-def _check_fixed_shapes(name, info):
-    """Raises if the data set declares inputs or labels of varying shape
-    (a None in a feature's shape): one array cannot hold them, and the
-    builder's description says so before anything is downloaded."""
+def _check_pairs(name, info):
+    """Raises if the data set declares no (input, label) pairs, or inputs
+    or labels of varying shape (a None in a feature's shape): one array
+    cannot hold them. The builder's description says so before anything
+    is downloaded."""
     keys = info.supervised_keys
-    if not keys or not all(isinstance(key, str) for key in keys):
-        return  # none, or nested: `tfds.load(as_supervised=True)` decides
+    if not keys:
+        # `tfds.load(as_supervised=True)` said so only after a download.
+        raise ValueError(
+            "Argument `name` must name a TFDS data set of supervised "
+            f"(input, label) pairs: {name!r} declares none (its examples "
+            "are dicts of features), and `load` returns `(x, y)`. Load it "
+            "with `tfds.load` and pick the features in a `map`. Received: "
+            f"name={('tfds:' + name)!r}")
+    if not all(isinstance(key, str) for key in keys):
+        return  # nested: `tfds.load(as_supervised=True)` decides
     for key in keys:
         shape = getattr(info.features[key], "shape", ())
         if None in tuple(shape):

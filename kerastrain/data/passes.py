@@ -30,11 +30,12 @@ def passes(name, dataset):
 
 def _pipelines(x, start):
     """`x`, a pipeline or a dict `{epoch: pipeline}`, as the sorted
-    `(epoch, pipeline)` pairs of a `fit` from epoch `start`: the pipeline
-    in force at `start` (keyed by it there), then those after it; and the
-    batches in a pass of each, checked to be one number."""
+    `(epoch, pipeline, name)` triples of a `fit` from epoch `start`: the
+    pipeline in force at `start` (keyed by it there), then those after
+    it, each with the name of its argument (`x`, or `x[key]` by its own
+    key); and the batches in a pass of each, checked to be one number."""
     if not isinstance(x, dict):
-        return [(start, x)], passes("x", x)
+        return [(start, x, "x")], passes("x", x)
     if not x:
         raise ValueError(
             "Argument `x` must be a pipeline or a non-empty dict "
@@ -56,20 +57,76 @@ def _pipelines(x, start):
             f"`steps_per_epoch` one number. Received: x with {lengths} "
             "batches per pass ({epoch: batches})")
     current = max(i for i, (epoch, _) in enumerate(stages) if epoch <= start)
-    return ([(start, stages[current][1]), *stages[current + 1:]],
+    named = [(epoch, pipeline, f"x[{epoch}]") for epoch, pipeline in stages]
+    return ([(start, *named[current][1:]), *named[current + 1:]],
             lengths[stages[0][0]])
 
 
 def _stream(stages):
-    """The batches of the `(epoch, pipeline)` pairs of `_pipelines` in
-    turn: passes of each until the next one's epoch, the last repeated
-    for ever."""
+    """The batches of the `(epoch, pipeline, name)` triples of
+    `_pipelines` in turn: passes of each until the next one's epoch, the
+    last repeated for ever."""
     stream = None
-    for (epoch, pipeline), (until, _) in zip(stages, stages[1:] + [
-            (None, None)]):
+    for (epoch, pipeline, _), (until, *_) in zip(stages, stages[1:] + [
+            (None, None, None)]):
         part = pipeline.repeat(None if until is None else until - epoch)
         stream = part if stream is None else stream.concatenate(part)
     return stream
+
+
+def _check_one_kind_of_batch(stages):
+    """Refuses pipelines in turn whose batches differ in structure, dtype
+    or a known size (labels of 4 classes, then of 2): one stream of them
+    failed inside tf.data, naming neither, or trained on. Batches of one
+    size against those of any size are one kind (`drop_remainder`)."""
+    import tensorflow as tf
+
+    _, first, first_name = stages[0]
+    for _, pipeline, name in stages[1:]:
+        try:
+            same = all(tf.nest.flatten(tf.nest.map_structure(
+                lambda a, b: a.is_compatible_with(b), first.element_spec,
+                pipeline.element_spec)))
+        except (TypeError, ValueError):  # another structure
+            same = False
+        if not same:
+            raise ValueError(
+                "Argument `x`'s pipelines must give batches of one kind "
+                "(structure, dtypes and sizes), since one stream reads them "
+                f"in turn: {first_name} gives {first.element_spec}, {name} "
+                f"gives {pipeline.element_spec}")
+
+
+def _check_steps_per_execution(model, steps, validation_steps):
+    """Refuses a model compiled with a `steps_per_execution` that does not
+    divide the passes: Keras reads whole executions from the repeated
+    stream, so an epoch of 5 batches at 2 per execution read 6, and every
+    later epoch started a batch further into its pass."""
+    per_execution = getattr(model, "steps_per_execution", 1) or 1
+    if steps % per_execution or validation_steps % per_execution:
+        raise ValueError(
+            "fit_passes reads one pass of each pipeline per epoch: the "
+            f"model's steps_per_execution={per_execution} must divide the "
+            f"batches of a pass. Received: x with {steps} and "
+            f"validation_data with {validation_steps} batches per pass. "
+            "Compile with a steps_per_execution that divides both (1 "
+            "always does).")
+
+
+def _check_no_keras_backup(callbacks):
+    """Refuses Keras' own `BackupAndRestore`, whose resume epoch the
+    stream cannot follow: the resumed epochs trained on the passes of the
+    `initial_epoch`'s pipeline, the wrong stage among `{epoch: pipeline}`
+    ones."""
+    for callback in callbacks:
+        if isinstance(callback, keras.callbacks.BackupAndRestore):
+            raise ValueError(
+                "fit_passes cannot resume from Keras' BackupAndRestore: it "
+                "would start the pipelines at their first pass, not at the "
+                "epoch resumed. Use kerastrain's "
+                "CheckpointEarlyStopping(backup_dir=...), whose resume "
+                "epoch it reads. Received: callbacks with "
+                f"{type(callback).__name__}")
 
 
 def _passes_before_resume(callbacks, start):
@@ -165,10 +222,12 @@ def fit_passes(model, x, validation_data, **kwargs):
     stages, steps = _pipelines(x, start)
     validation_steps = passes("validation_data", validation_data)
     callbacks = check_callbacks(kwargs.get("callbacks"))
-    for epoch, pipeline in stages:
-        check_targets("x" if len(stages) == 1 else f"x[{epoch}]", pipeline,
-                      model)
+    _check_no_keras_backup(callbacks)
+    for _, pipeline, name in stages:
+        check_targets(name, pipeline, model)
     check_targets("validation_data", validation_data, model)
+    _check_steps_per_execution(model, steps, validation_steps)
+    _check_one_kind_of_batch(stages)
     given = [name for name in _SET if name in kwargs]
     if given:
         raise ValueError(

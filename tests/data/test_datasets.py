@@ -1,4 +1,5 @@
 import os
+import pathlib
 import re
 
 import numpy as np
@@ -6,6 +7,49 @@ import pytest
 import tensorflow_datasets as tfds
 
 from kerastrain.data import class_counts, load
+
+
+class KerastrainTinyPairs(tfds.core.GeneratorBasedBuilder):
+    """Six (x, label) pairs in `train` and four in `test`: a TFDS data set
+    prepared offline, read through TFDS's real reader (its mock data skips
+    it)."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    # No source file to find checksums beside: TFDS's search for it, in a
+    # test module, needed the `importlib_resources` package.
+    code_path = None
+
+    def _info(self):
+        return tfds.core.DatasetInfo(
+            builder=self, supervised_keys=("x", "label"),
+            features=tfds.features.FeaturesDict({
+                "x": tfds.features.Tensor(shape=(2,), dtype=np.float32),
+                "label": tfds.features.ClassLabel(num_classes=2)}))
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples(6),
+                "test": self._generate_examples(4)}
+
+    def _generate_examples(self, n):
+        for i in range(n):
+            yield i, {"x": np.full(2, i, np.float32), "label": i % 2}
+
+
+@pytest.fixture(scope="module")
+def tiny_pairs_dir(tmp_path_factory):
+    folder = str(tmp_path_factory.mktemp("tfds"))
+    KerastrainTinyPairs(data_dir=folder).download_and_prepare()
+    return folder
+
+
+@pytest.fixture
+def no_download(monkeypatch):
+    """Makes any TFDS download or preparation fail loudly (these tests
+    must be refused before one)."""
+    def download_and_prepare(self, *args, **kwargs):
+        raise RuntimeError(f"TFDS started preparing {self.name}")
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare",
+                        download_and_prepare)
 
 
 @pytest.mark.parametrize("name, shape, classes", [
@@ -132,3 +176,53 @@ def test_a_tfds_data_set_of_varying_image_sizes_is_refused(tmp_path):
         with pytest.raises(ValueError,
                            match=r"'tf_flowers'.*varying shape.*resize"):
             load("tfds:tf_flowers", data_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize("name", ["celeb_a", "coco_captions"])
+def test_a_tfds_data_set_without_pairs_is_refused_before_download(
+        tmp_path, no_download, name):
+    # They declare no supervised keys: TFDS began the whole download, and
+    # only `as_supervised=True` failed then.
+    with pytest.raises(ValueError, match=rf"Argument `name`.*supervised "
+                       rf"\(input, label\) pairs.*name='tfds:{name}'"):
+        load(f"tfds:{name}", data_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize("data_dir, error, match", [
+    ("afile", ValueError, r"/afile' is not a folder.*data_dir='afile'"),
+    ("afile/sub", ValueError,
+     r"/afile' is not a folder.*data_dir='afile/sub'"),
+    ("", ValueError, r"`data_dir` must be a folder.*data_dir=''"),
+    (5, TypeError, r"`data_dir` must be a non-empty path.*data_dir=5"),
+])
+@pytest.mark.parametrize("download", [True, False])
+def test_a_tfds_data_dir_that_is_no_folder_is_refused_first(
+        tmp_path, monkeypatch, no_download, data_dir, error, match,
+        download):
+    # A file failed half-way through preparing (NotADirectoryError) or
+    # was "not prepared"; "" prepared into the current folder; 5 was a
+    # "damaged" copy.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(error, match=match):
+        load("tfds:mnist", data_dir=data_dir, download=download)
+    assert os.listdir(tmp_path) == ["afile"]
+
+
+def test_a_tfds_data_dir_yet_to_be_made_is_a_folder_to_make(tmp_path):
+    new = tmp_path / "new" / "folder"
+    with pytest.raises(FileNotFoundError, match="not prepared"):
+        load("tfds:mnist", data_dir=new, download=False)
+
+
+def test_an_empty_split_of_a_prepared_tfds_data_set_is_named(
+        tiny_pairs_dir):
+    # TFDS's reader said "Instruction [] corresponds to no data!".
+    x, y = load("tfds:kerastrain_tiny_pairs", split="train[:2]",
+                data_dir=pathlib.Path(tiny_pairs_dir), download=False)
+    assert x.shape == (2, 2) and y.shape == (2,)
+    with pytest.raises(ValueError, match=r"Argument `split` must select "
+                       r"examples of TFDS data set 'kerastrain_tiny_pairs'"
+                       r".*split='train\[:0\]'"):
+        load("tfds:kerastrain_tiny_pairs", split="train[:0]",
+             data_dir=tiny_pairs_dir, download=False)

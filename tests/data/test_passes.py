@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from kerastrain.data import fit_passes, image_pipeline
 from kerastrain.models import resnet
@@ -154,9 +155,52 @@ def test_pipelines_in_turn_are_checked_each(monkeypatch):
             ({0: plain, 2: np.zeros((8, 8, 8, 1))}, {}, TypeError,
              r"`x\[2\]` must be a finite tf.data.Dataset"),
             ({0: plain, 2: plain.map(lambda x, y: x)}, {}, ValueError,
-             r"`x\[2\]` must give \(inputs, targets\) batches")]:
+             r"`x\[2\]` must give \(inputs, targets\) batches"),
+            # The stage in force at initial_epoch by its own key (the
+            # message named x[3], a key x does not have).
+            ({0: plain.map(lambda x, y: x), 5: plain},
+             {"initial_epoch": 3, "epochs": 6}, ValueError,
+             r"`x\[0\]` must give \(inputs, targets\) batches"),
+            # Labels of 2 classes after 4: the fit trained on.
+            ({0: plain, 2: plain.map(lambda x, y: (x, y[:, :2]))}, {},
+             ValueError, r"pipelines must give batches of one kind"),
+            # tf.data's TypeError named neither, after the evaluation.
+            ({0: plain, 2: plain.map(lambda x, y: (
+                tf.cast(x, "float64"), y))}, {}, ValueError,
+             r"one kind.*x\[0\] gives .*float32.*x\[2\] gives .*float64"),
+            ({0: plain, 2: plain.map(lambda x, y: ((x, x), y))}, {},
+             ValueError, r"one kind \(structure")]:
         with pytest.raises(error, match=match):
-            fit_passes(model, x, validation, epochs=3, verbose=0, **kwargs)
+            fit_passes(model, x, validation, **{"epochs": 3, "verbose": 0,
+                                                **kwargs})
+    assert not evaluated
+
+
+def test_what_would_read_other_batches_than_a_pass_is_refused(tmp_path,
+                                                              monkeypatch):
+    """Keras reads whole executions from the repeated stream: at 2 steps
+    per execution an epoch of 3 batches read 4, and each later epoch
+    started further into its pass. Keras' own BackupAndRestore resumed the
+    epoch, not the stream: the resumed epochs read the first stage."""
+    evaluated = []
+    train, validation = digits_pipeline(0), digits_pipeline(
+        0, training=False)
+    for per_execution, callbacks, match in [
+            (2, [], r"steps_per_execution=2 must divide the batches of a "
+             r"pass. Received: x with 3 and validation_data with 3"),
+            (1, [keras.callbacks.BackupAndRestore(str(tmp_path))],
+             r"cannot resume from Keras' BackupAndRestore.*"
+             r"CheckpointEarlyStopping\(backup_dir=")]:
+        model = keras.Sequential([keras.Input((8, 8, 1)),
+                                  keras.layers.Flatten(),
+                                  keras.layers.Dense(4)])
+        model.compile("sgd", "categorical_crossentropy",
+                      steps_per_execution=per_execution)
+        monkeypatch.setattr(model, "evaluate",
+                            lambda *a, **k: evaluated.append(a))
+        with pytest.raises(ValueError, match=match):
+            fit_passes(model, train, validation, epochs=2, verbose=0,
+                       callbacks=callbacks)
     assert not evaluated
 
 
