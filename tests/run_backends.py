@@ -15,15 +15,20 @@ tests run as two processes (`TAIL`), so that the two cores share its
 time instead of one process ending it alone. Each process's output is
 printed whole when it ends, with its ten slowest tests.
 Arguments are passed on to pytest, e.g. `python tests/run_backends.py -k
-instance` or `--backends jax,torch -x`. The last line sums up all backends as
-"total: N passed, N failed".
+instance` or `--backends jax,torch -x`, but not `--junitxml`: the runner
+reads each process's own report. The last line sums up all backends as
+"total: N passed, N failed", counting each test once. SIGINT or SIGTERM
+stops the pytest processes too (and the processes they started) before the
+temporary folder goes.
 """
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import xml.etree.ElementTree as ElementTree
 
@@ -43,15 +48,33 @@ XLA_TEST_FLAGS = ("--xla_backend_optimization_level=0 "
 
 
 def count_results(junit_xml):
-    """Returns (passed, failed, skipped) from a pytest JUnit XML report."""
-    root = ElementTree.parse(junit_xml).getroot()
-    suites = [root] if root.tag == "testsuite" else root.iter("testsuite")
-    tests = failed = skipped = 0
-    for suite in suites:
-        tests += int(suite.get("tests", 0))
-        failed += int(suite.get("failures", 0)) + int(suite.get("errors", 0))
-        skipped += int(suite.get("skipped", 0))
-    return tests - failed - skipped, failed, skipped
+    """Returns (passed, failed, skipped) from a pytest JUnit XML report,
+    each test counted once: failed if it failed or errored at any stage
+    (collection, setup, call, teardown), else skipped if it was skipped
+    (xfail too), else passed.
+
+    Not from the suite's `tests`, `failures` and `errors`: a test that
+    fails and then errors in teardown is one in `tests` but one in each of
+    the others, and pytest writes it as two `<testcase>` elements of the
+    same name (one `failure`, one `error`), so neither the counts nor the
+    elements are tests. pytest's own summary says "1 failed, 1 error" for
+    it, and "1 passed, 1 error" for a test that only errs in teardown;
+    here each is one failed test.
+    """
+    outcomes = {}
+    for case in ElementTree.parse(junit_xml).getroot().iter("testcase"):
+        tags = {child.tag for child in case}
+        if tags & {"failure", "error"}:
+            outcome = 1
+        else:
+            outcome = 2 if "skipped" in tags else 0
+        key = (case.get("classname"), case.get("name"))
+        if key not in outcomes or outcome == 1:  # a failure outweighs
+            outcomes[key] = outcome
+    counts = [0, 0, 0]  # passed, failed, skipped
+    for outcome in outcomes.values():
+        counts[outcome] += 1
+    return tuple(counts)
 
 
 def torch_threads(jobs):
@@ -111,8 +134,11 @@ def start_job(job, pytest_args, folder, threads):
                *[f"--ignore={path}" for path in ignored], *paths]
     print(f"===== KERAS_BACKEND={backend}: {' '.join(command[1:])}",
           flush=True)
+    # A session of its own, so that `stop_jobs` reaches the processes
+    # that its tests start too (its process group).
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log,
-                               stderr=subprocess.STDOUT)
+                               stderr=subprocess.STDOUT,
+                               start_new_session=True)
     return process, log
 
 
@@ -146,30 +172,95 @@ def backend_code(codes):
     return 0 if 0 in codes else PYTEST_NO_TESTS
 
 
+def print_job(job, log, ending):
+    """Prints the output of job `job`'s process from `log`, and a last
+    line saying how it ended (`ending`)."""
+    name = " ".join([job[0], *job[1]])
+    log.seek(0)
+    print(f"\n===== {name} output", flush=True)
+    sys.stdout.write(log.read())
+    log.close()
+    print(f"===== {name}: {ending}", flush=True)
+
+
+def signal_group(process, signum):
+    """Sends `signum` to `process`'s process group (`start_job`): pytest
+    and the processes its tests started, if any is left."""
+    try:
+        os.killpg(process.pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def stop_jobs(running, timeout=5):
+    """Ends the processes in `running` ({job: (process, log, start)}),
+    SIGTERM first and SIGKILL to whatever is left after `timeout` s, and
+    waits for them: before the runner's temporary folder goes, or they
+    would run on without it (re-creating it for their reports) and
+    without anyone to read them."""
+    for process, _, _ in running.values():
+        signal_group(process, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process, _, _ in running.values():
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+    for job, (process, log, start) in list(running.items()):
+        signal_group(process, signal.SIGKILL)
+        process.wait()
+        del running[job]
+        print_job(job, log, f"stopped after "
+                            f"{time.perf_counter() - start:.0f} s")
+
+
 def run_jobs(jobs, pytest_args, folder, workers):
     """Runs `jobs` (see `plan`), `workers` at a time, each taken by the
-    first worker free; returns {backend: [pytest exit code, ...]}."""
+    first worker free; returns {job: pytest exit code}. Whatever ends it
+    early (SIGINT, or SIGTERM in `main`) ends the running ones too."""
     waiting, running, codes = list(jobs), {}, {}
-    while waiting or running:
-        while waiting and len(running) < workers:
-            job = waiting.pop(0)
-            process, log = start_job(job, pytest_args, folder,
-                                     torch_threads(workers))
-            running[job] = (process, log, time.perf_counter())
-        time.sleep(0.5)
-        for job, (process, log, start) in list(running.items()):
-            if process.poll() is None:
-                continue
-            del running[job]
-            codes.setdefault(job[0], []).append(process.returncode)
-            name = " ".join([job[0], *job[1]])
-            log.seek(0)
-            print(f"\n===== {name} output", flush=True)
-            sys.stdout.write(log.read())
-            log.close()
-            print(f"===== {name}: exit code {process.returncode} in "
-                  f"{time.perf_counter() - start:.0f} s", flush=True)
+    try:
+        while waiting or running:
+            while waiting and len(running) < workers:
+                job = waiting.pop(0)
+                process, log = start_job(job, pytest_args, folder,
+                                         torch_threads(workers))
+                running[job] = (process, log, time.perf_counter())
+            time.sleep(0.5)
+            for job, (process, log, start) in list(running.items()):
+                if process.poll() is None:
+                    continue
+                del running[job]
+                codes[job] = process.returncode
+                print_job(job, log, f"exit code {process.returncode} in "
+                                    f"{time.perf_counter() - start:.0f} s")
+    finally:
+        stop_jobs(running)
     return codes
+
+
+def junit_option(pytest_args):
+    """The first of `pytest_args` that sets pytest's JUnit report, if
+    any (pytest takes no abbreviations)."""
+    for arg in pytest_args:
+        if arg == "--":
+            break
+        if arg.split("=")[0] in ("--junitxml", "--junit-xml"):
+            return arg
+    return None
+
+
+class Stopped(BaseException):
+    """A signal the runner was sent, as an exception: raised where the
+    runner is, it ends the pytest processes (`run_jobs`) and the
+    temporary folder as it unwinds, which SIGTERM's default, to end at
+    once, would not. A BaseException, as KeyboardInterrupt is, that no
+    `except Exception` takes for an error."""
+
+
+def raise_stopped(signum, frame):
+    """SIGTERM's handler in `main`."""
+    raise Stopped(signum)
 
 
 def main(argv=None):
@@ -184,25 +275,64 @@ def main(argv=None):
     unknown = sorted(set(backends) - set(BACKENDS))
     if unknown:
         parser.error(f"unknown backend(s) {unknown}; choose from {BACKENDS}")
+    # Twice the same backend would run its tests twice, in processes of
+    # the same name, one report overwriting the other.
+    repeated = sorted({b for b in backends if backends.count(b) > 1})
+    if repeated:
+        parser.error(f"backend(s) {repeated} named more than once")
+    # pytest keeps the last --junitxml: the runner's report, which it
+    # counts, would not be written.
+    junit = junit_option(pytest_args)
+    if junit:
+        parser.error(f"{junit}: the runner writes each process's JUnit "
+                     f"report itself and counts the tests from it")
 
     totals = [0, 0, 0]
     failures = []
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        workers = max(1, args.jobs)
-        jobs = plan(backends, pytest_args, workers)
-        codes = run_jobs(jobs, pytest_args, tmp, workers)
-        for backend in backends:
-            code = backend_code(codes[backend])
-            if code == PYTEST_NO_TESTS:
-                failures.append(f"{backend}: no tests were collected")
-            elif code != 0:
-                failures.append(f"{backend}: pytest exit code {code}")
-        for job in jobs:
-            report = os.path.join(tmp, f"{job_name(job)}.xml")
-            if os.path.exists(report):
-                for i, n in enumerate(count_results(report)):
+    # Not where SIGTERM is ignored or handled already, nor off the main
+    # thread (which alone may set handlers).
+    on_sigterm = (threading.current_thread() is threading.main_thread()
+                  and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)
+    if on_sigterm:
+        signal.signal(signal.SIGTERM, raise_stopped)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            workers = max(1, args.jobs)
+            jobs = plan(backends, pytest_args, workers)
+            codes = run_jobs(jobs, pytest_args, tmp, workers)
+            for backend in backends:
+                code = backend_code([codes[job] for job in jobs
+                                     if job[0] == backend])
+                if code == PYTEST_NO_TESTS:
+                    failures.append(f"{backend}: no tests were collected")
+                elif code != 0:
+                    failures.append(f"{backend}: pytest exit code {code}")
+            for job in jobs:
+                report = os.path.join(tmp, f"{job_name(job)}.xml")
+                try:
+                    counts = count_results(report)
+                except (OSError, ElementTree.ParseError) as error:
+                    # A failed process may have written none (a usage
+                    # error); one that passed must have.
+                    if codes[job] in (0, PYTEST_NO_TESTS):
+                        failures.append(
+                            f"{' '.join([job[0], *job[1]])}: pytest exit "
+                            f"code {codes[job]} but no readable JUnit "
+                            f"report ({error})")
+                    continue
+                for i, n in enumerate(counts):
                     totals[i] += n
+    except (KeyboardInterrupt, Stopped) as stop:
+        signum = (stop.args[0] if isinstance(stop, Stopped)
+                  else signal.SIGINT)
+        print(f"\nFAILED stopped by {signal.Signals(signum).name} after "
+              f"{time.perf_counter() - start:.0f} s; its pytest processes "
+              f"were ended", flush=True)
+        return 128 + signum
+    finally:
+        if on_sigterm:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
     print(f"\nall backends: {time.perf_counter() - start:.0f} s")
     passed, failed, skipped = totals
     print()
