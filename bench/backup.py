@@ -64,6 +64,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backups", type=int, default=30)
     args = parser.parse_args()
+    # The checkpoint's files go where they are removed at the end (a
+    # temporary folder used to stay behind).
+    with tempfile.TemporaryDirectory() as folder:
+        measure(args, folder)
+
+
+def measure(args, folder):
+    """Times the backups in `folder`, against an epoch, and prints the
+    ratios."""
     keras.utils.set_random_seed(0)
     train, val, _ = split(*load("digits"), val_size=0.15, test_size=0.15,
                           seed=0)
@@ -78,7 +87,6 @@ def main():
                               **options)
     validation = image_pipeline(*val, training=False,
                                 **{**options, "batch_size": len(val[0])})
-    folder = tempfile.mkdtemp()
     checkpoint = CheckpointEarlyStopping(
         os.path.join(folder, "best.keras"), patience=99,
         backup_dir=os.path.join(folder, "backup"))

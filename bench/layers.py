@@ -10,7 +10,8 @@ Run: KERAS_BACKEND=jax python -m bench.layers [--steps 30] [--batch-size 64]
 
 import keras
 
-from bench.timing import seconds_per_step, step_benchmark_inputs
+from bench.timing import (interleaved_best, step_benchmark_inputs,
+                          step_timer)
 from kerastrain.layers import normalization as norms
 from kerastrain.models import resnet
 
@@ -31,14 +32,17 @@ def main():
     args, x, y = step_benchmark_inputs(__doc__, steps=30, batch_size=64,
                                        shape=(32, 32, 3))
 
-    def timed(build):
-        return seconds_per_step(build(), x, y, args.batch_size, args.steps)
+    def timer(model):
+        return step_timer(model, x, y, args.batch_size, args.steps)
 
-    ours = timed(lambda: resnet((32, 32, 3), 10, depth=20, norm="instance"))
-    theirs = timed(keras_instance_norm_resnet)
-    plain = timed(lambda: resnet((32, 32, 3), 10, depth=20))
-    dropped = timed(lambda: resnet((32, 32, 3), 10, depth=20,
-                                   drop_path_rate=0.1))
+    # Each pair timed in turn, best of 3 (until 2026-12-08 each model once,
+    # one after the other, where passing load picked the winner).
+    ours, theirs = interleaved_best([
+        timer(resnet((32, 32, 3), 10, depth=20, norm="instance")),
+        timer(keras_instance_norm_resnet())])
+    plain, dropped = interleaved_best([
+        timer(resnet((32, 32, 3), 10, depth=20)),
+        timer(resnet((32, 32, 3), 10, depth=20, drop_path_rate=0.1))])
     print(f"backend {keras.backend.backend()}, ResNet-20 on 32x32x3, batch "
           f"{args.batch_size}, {args.steps} steps each")
     print(f"InstanceNormalization / GroupNormalization(groups=-1): "

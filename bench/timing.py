@@ -20,17 +20,28 @@ def step_benchmark_inputs(doc, steps, batch_size, shape):
     return args, x, rng.integers(0, 10, n)
 
 
-def seconds_per_step(model, x, y, batch_size, steps, optimizer="sgd"):
-    """Mean wall time of one `fit` step, after a first fit that compiles."""
+def step_timer(model, x, y, batch_size, steps, optimizer="sgd"):
+    """Compiles `model` (a first fit) and returns a no-argument measure:
+    the mean wall time of one of `steps` `fit` steps, for
+    `interleaved_best`. The model trains on at each call, which leaves a
+    step's time as it was."""
     model.compile(optimizer=optimizer,
                   loss=keras.losses.SparseCategoricalCrossentropy(
                       from_logits=True))
     model.fit(x[:batch_size], y[:batch_size], batch_size=batch_size,
               epochs=1, verbose=0)
     n = batch_size * steps
-    start = time.perf_counter()
-    model.fit(x[:n], y[:n], batch_size=batch_size, epochs=1, verbose=0)
-    return (time.perf_counter() - start) / steps
+
+    def measure():
+        start = time.perf_counter()
+        model.fit(x[:n], y[:n], batch_size=batch_size, epochs=1, verbose=0)
+        return (time.perf_counter() - start) / steps
+    return measure
+
+
+def seconds_per_step(model, x, y, batch_size, steps, optimizer="sgd"):
+    """Mean wall time of one `fit` step, after a first fit that compiles."""
+    return step_timer(model, x, y, batch_size, steps, optimizer)()
 
 
 def interleaved_best(measures, repeats=3):
