@@ -327,14 +327,16 @@ def run_main(name, doc, run, argv=None, *, epochs, batch_size,
 def run_record(name, args):
     """What a run into a staging folder is: the recipe `name`, its flags
     (`args` as `parse_args` returns them, less `--out`, `--backend`,
-    `--resume` and `created_folders`), the backend it runs on and
-    kerastrain's version. `--resume` goes on only with a staged run of the
-    same record: any of these changes what the training does."""
+    `--resume`, `--download` and `created_folders`), the backend it runs
+    on and kerastrain's version. `--resume` goes on only with a staged run
+    of the same record: any of these changes what the training does.
+    (`--download` only lets TFDS fetch a missing data set: a run started
+    with it, whose data is there now, resumes without it.)"""
     import keras
 
     import kerastrain
 
-    skip = {"out", "backend", "resume", "created_folders"}
+    skip = {"out", "backend", "resume", "download", "created_folders"}
     return {"recipe": name, "backend": keras.backend.backend(),
             "kerastrain": kerastrain.__version__,
             "flags": {key: value for key, value in sorted(vars(args).items())

@@ -353,6 +353,21 @@ def test_without_resume_a_run_starts_afresh(tmp_path):
     assert metrics["resumed_from_epoch"] is None
 
 
+def test_download_leaves_the_record_alone():
+    """A run started with `--download` (cifar10_resnet), its data there
+    now, was refused a resume without it: "started otherwise: --download
+    True (this run: False)"."""
+    import argparse
+
+    def record(**flags):
+        return cli.run_record("demo", argparse.Namespace(
+            seed=0, epochs=3, out="a", created_folders=[], **flags))
+
+    assert record(download=True) == record(download=False)
+    assert record(download=True, data_dir="x") != record(
+        download=True, data_dir="y")
+
+
 def test_resume_refuses_a_run_started_otherwise_and_keeps_it(
         tmp_path, capsys):
     out, staging = tmp_path / "run", tmp_path / "run" / common.STAGING
