@@ -42,6 +42,16 @@ def main(argv=None):
                 f"  {name:<{width}}  "), subsequent_indent=" " * (width + 4)))
         return 0
     name, flags = argv[0], argv[1:]
+    if name.startswith("-"):
+        # Flags before the recipe (`kerastrain --backend jax
+        # digits_resnet`) read as a recipe named '--backend'.
+        given = [arg for arg in argv if arg in names]
+        example = " ".join([given[0], *[a for a in argv if a != given[0]]]
+                           ) if given else "digits_resnet " + " ".join(argv)
+        print(f"kerastrain: error: the recipe comes first, then its flags: "
+              f"kerastrain RECIPE [flags], e.g. kerastrain {example}",
+              file=sys.stderr)
+        return 2
     if name not in names:
         print(f"kerastrain: error: unknown recipe {name!r}; available: "
               f"{', '.join(names)}", file=sys.stderr)

@@ -27,6 +27,19 @@ def test_unknown_recipe_exits_2_and_lists_the_known_ones(capsys):
     assert "'mnist_gan'" in error and "digits_resnet" in error
 
 
+@pytest.mark.parametrize("argv, example", [
+    (["--backend", "jax", "digits_resnet"],
+     "kerastrain digits_resnet --backend jax"),
+    (["--seed", "1"], "kerastrain digits_resnet --seed 1")])
+def test_flags_before_the_recipe_say_it_comes_first(capsys, argv, example):
+    """They read as a recipe named '--backend' (exit 2, listing the
+    recipes), which hid the order the command wants."""
+    assert cli.main(argv) == 2
+    error = capsys.readouterr().err
+    assert "the recipe comes first, then its flags" in error
+    assert error.rstrip().endswith(f"e.g. {example}")
+
+
 def test_runs_the_named_recipe_with_its_flags(capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["diabetes_risk", "--help"])
