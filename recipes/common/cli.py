@@ -327,8 +327,9 @@ def run_main(name, doc, run, argv=None, *, epochs, batch_size,
 def run_record(name, args):
     """What a run into a staging folder is: the recipe `name`, its flags
     (`args` as `parse_args` returns them, less `--out`, `--backend`,
-    `--resume`, `--download` and `created_folders`), the backend it runs
-    on and kerastrain's version. `--resume` goes on only with a staged run
+    `--resume`, `--download`, `created_folders`, and the search's flags
+    where an optional search is off), the backend it runs on and
+    kerastrain's version. `--resume` goes on only with a staged run
     of the same record: any of these changes what the training does.
     (`--download` only lets TFDS fetch a missing data set: a run started
     with it, whose data is there now, resumes without it.)"""
@@ -337,6 +338,11 @@ def run_record(name, args):
     import kerastrain
 
     skip = {"out", "backend", "resume", "download", "created_folders"}
+    if getattr(args, "tune", None) is False:
+        # A recipe whose search is optional (`diabetes_risk --tune`) runs
+        # none: its search flags change nothing (a run started with
+        # `--tuner bayesian` alone was refused a resume without it).
+        skip |= {"tuner", "max_trials"}
     return {"recipe": name, "backend": keras.backend.backend(),
             "kerastrain": kerastrain.__version__,
             "flags": {key: value for key, value in sorted(vars(args).items())

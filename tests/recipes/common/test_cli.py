@@ -353,10 +353,11 @@ def test_without_resume_a_run_starts_afresh(tmp_path):
     assert metrics["resumed_from_epoch"] is None
 
 
-def test_download_leaves_the_record_alone():
+def test_flags_that_change_no_training_leave_the_record_alone():
     """A run started with `--download` (cifar10_resnet), its data there
     now, was refused a resume without it: "started otherwise: --download
-    True (this run: False)"."""
+    True (this run: False)"; so was one of `diabetes_risk` started with a
+    `--tuner` but no `--tune`."""
     import argparse
 
     def record(**flags):
@@ -366,6 +367,14 @@ def test_download_leaves_the_record_alone():
     assert record(download=True) == record(download=False)
     assert record(download=True, data_dir="x") != record(
         download=True, data_dir="y")
+    # Nor do the search's flags where the optional search is off
+    # (`diabetes_risk` without `--tune`); they do where it runs.
+    search = dict(tuner="random", max_trials=10)
+    assert record(tune=False, **search) == record(
+        tune=False, tuner="bayesian", max_trials=3)
+    assert record(tune=True, **search) != record(
+        tune=True, tuner="bayesian", max_trials=10)
+    assert record(**search) != record(tuner="bayesian", max_trials=10)
 
 
 def test_resume_refuses_a_run_started_otherwise_and_keeps_it(
