@@ -97,8 +97,7 @@ def run(args):
     # cycle's end, as without it.
     scaled = isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     epochs = EPOCHS_WHEN_SCALED * args.epochs if scaled else args.epochs
-    per_epoch = common.steps_per_epoch(args, len(train[0]),
-                                       whole_batches=True)
+    per_epoch = steps // args.epochs
     skip = f" (the last {skipped} of {steps} steps skipped)" if (
         skipped) else ""
     more = f", up to {epochs} epochs for updates loss scaling skips" if (
@@ -109,16 +108,20 @@ def run(args):
     snapshots = SnapshotEnsemble(cycle_steps,
                                  os.path.join(args.out, "snapshots"))
 
-    ran = {}  # the epoch running, and the batches run to its last one
+    def stop_after_last_cycle(batch, logs=None):
+        # Past the last cycle's snapshot the schedule restarts at its peak.
+        if len(snapshots.snapshots) >= args.cycles:
+            model.stop_training = True
+
+    # Under loss scaling only: the epoch running, and the batches run to
+    # its last one (the updates skipped are those less the step count).
+    ran = {}
 
     def note_epoch(epoch, logs=None):
         ran["epoch"] = epoch
 
-    def stop_after_last_cycle(batch, logs=None):
+    def count_batches(batch, logs=None):
         ran["batches"] = ran["epoch"] * per_epoch + batch + 1
-        # Past the last cycle's snapshot the schedule restarts at its peak.
-        if len(snapshots.snapshots) >= args.cycles:
-            model.stop_training = True
 
     def stop_when_out_of_reach(epoch, logs=None):
         # Each batch applies one update at most: once the epochs left
@@ -130,9 +133,10 @@ def run(args):
             model.stop_training = True
 
     callbacks = [snapshots, keras.callbacks.LambdaCallback(
-        on_epoch_begin=note_epoch, on_train_batch_end=stop_after_last_cycle)]
+        on_train_batch_end=stop_after_last_cycle)]
     if scaled:
         callbacks.append(keras.callbacks.LambdaCallback(
+            on_epoch_begin=note_epoch, on_train_batch_end=count_batches,
             on_epoch_end=stop_when_out_of_reach))
 
     pipeline = dict(batch_size=args.batch_size, num_classes=10,
